@@ -1,0 +1,61 @@
+package cache
+
+import "net/http"
+
+// This file is the seam between the proxy and the cache. The proxy implements ResponseWriter
+// and Fetcher; the cache implements Handler. Neither side reaches past it.
+
+// Fetcher reaches the origin on the cache's behalf. The proxy implements it with its upstream
+// pools: the request has already passed policy and header hygiene, and hop-by-hop fields are
+// stripped from the response it returns. The caller closes the response body.
+//
+// The cache may add validators (If-None-Match, If-Modified-Since) or a Range to the request
+// before fetching; it always passes a request derived from the client's with Clone.
+type Fetcher interface {
+	Fetch(r *http.Request) (*http.Response, error)
+}
+
+// ResponseWriter carries one response back to the client, in the connection's pipeline order.
+// The proxy implements it. Exactly one of WriteStored or WriteResponse is called per request.
+type ResponseWriter interface {
+	// WriteStored writes a response held in memory by the cache, without allocating.
+	//
+	// head is the stored, pre-serialised status line and end-to-end header fields, each line
+	// ending in CRLF, without the final blank line; it carries Content-Length when the
+	// response has a body. extra holds fields computed for this request (Age, Cache-Status,
+	// ...), pre-serialised the same way; it may be empty. body is the payload to send (nil for
+	// HEAD, 304 and other bodiless responses). The proxy appends its own connection fields
+	// (Via, Connection, Keep-Alive) and the blank line, then the body. The slices belong to the
+	// cache and are immutable: the proxy may hold them until the bytes are written, never edit
+	// them.
+	WriteStored(head, extra, body []byte) error
+
+	// WriteResponse writes a response that is not served from memory: fetched from the origin,
+	// read from the disk tier, or made by the cache (304, 504 only-if-cached, 206 ranges). The
+	// proxy applies hop-by-hop hygiene, adds its connection fields, frames the body
+	// (Content-Length when resp.ContentLength >= 0, chunked for HTTP/1.1 clients otherwise,
+	// close-delimited for HTTP/1.0 clients) and streams resp.Body, which it does not close: the
+	// caller does. For a HEAD request the proxy sends no body.
+	WriteResponse(resp *http.Response) error
+}
+
+// Outcome says what the cache did for one request, for the access log and metrics.
+type Outcome struct {
+	// Code is the Squid-style result code: TCP_HIT, TCP_MEM_HIT, TCP_MISS, TCP_REFRESH_HIT
+	// (revalidated, 304 from origin), TCP_REFRESH_MISS (revalidated, new 200), TCP_IMS_HIT
+	// (client's conditional answered from cache), TCP_STALE_HIT, TCP_NEGATIVE_HIT,
+	// TCP_CLIENT_REFRESH_MISS, TCP_DENIED, TCP_SWAPFAIL_MISS, NONE (purge and the like).
+	Code string
+	// Hit is true when the response body came from storage without a fetch.
+	Hit bool
+	// Fetched is true when the origin was asked.
+	Fetched bool
+}
+
+// Handler answers proxied requests through the cache, using f to reach the origin when it
+// must. It writes exactly one response to w (or returns an error if w failed or the request
+// could not be answered at all, in which case the proxy sends 502 if nothing was written).
+// Requests the cache never handles (CONNECT) are not passed to it.
+type Handler interface {
+	Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error)
+}
