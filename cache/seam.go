@@ -25,9 +25,10 @@ type ResponseWriter interface {
 	// response has a body. extra holds fields computed for this request (Age, Cache-Status,
 	// ...), pre-serialised the same way; it may be empty. body is the payload to send (nil for
 	// HEAD, 304 and other bodiless responses). The proxy appends its own connection fields
-	// (Via, Connection, Keep-Alive) and the blank line, then the body. The slices belong to the
-	// cache and are immutable: the proxy may hold them until the bytes are written, never edit
-	// them.
+	// (Via, Connection, Keep-Alive) and the blank line, then the body. head and body belong to
+	// the cache and are immutable: the proxy may hold them until the bytes are written, never
+	// edit them. extra is valid only during the call (the cache may reuse its buffer): the
+	// proxy copies it (into its connection's output buffer) before returning.
 	WriteStored(head, extra, body []byte) error
 
 	// WriteResponse writes a response that is not served from memory: fetched from the origin,
@@ -55,7 +56,10 @@ type Outcome struct {
 // Handler answers proxied requests through the cache, using f to reach the origin when it
 // must. It writes exactly one response to w (or returns an error if w failed or the request
 // could not be answered at all, in which case the proxy sends 502 if nothing was written).
-// Requests the cache never handles (CONNECT) are not passed to it.
+// Requests the cache never handles (CONNECT, OPTIONS/TRACE answered by the proxy itself) are not
+// passed to it. The proxy sets r.RemoteAddr to the client's "ip:port" and, for reverse routes,
+// r.URL to the absolute URL of the origin resource as the client named it (scheme "http", the
+// request's Host), so the cache keys forward and reverse requests alike.
 type Handler interface {
 	Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error)
 }
