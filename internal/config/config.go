@@ -119,7 +119,7 @@ func Load(src Source) (*Config, error) {
 	var c Config
 	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.TextUnmarshallerHookFunc(),
-		mapstructure.StringToTimeDurationHookFunc(),
+		durationHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)))
 	if err != nil {
@@ -175,9 +175,15 @@ func decodeError(err error) error {
 		return &Error{Key: key, Reason: "unknown key (see config.example.toml for the keys there are)"}
 	}
 	lines := strings.Split(strings.TrimSpace(msg), "\n")
-	last := strings.TrimSpace(strings.TrimPrefix(lines[len(lines)-1], "* "))
-	if m := fieldErrRe.FindStringSubmatch(last); m != nil {
-		reason := strings.TrimSpace(strings.Replace(last, m[0], "", 1))
+	first := strings.TrimSpace(strings.TrimPrefix(lines[len(lines)-1], "* "))
+	for _, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(l, "* ")), "'") {
+			first = strings.TrimSpace(strings.TrimPrefix(l, "* "))
+			break
+		}
+	}
+	if m := fieldErrRe.FindStringSubmatch(first); m != nil {
+		reason := strings.TrimSpace(strings.Replace(first, m[0], "", 1))
 		return &Error{Key: m[1], Reason: strings.TrimLeft(reason, ": ")}
 	}
 	return fmt.Errorf("config: %w", errors.Unwrap(err))
@@ -205,4 +211,16 @@ func setDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
 // isLeafStruct reports struct types that are values, not sections.
 func isLeafStruct(t reflect.Type) bool {
 	return t == reflect.TypeOf(time.Time{})
+}
+
+// durationHook decodes "30s"-style strings into time.Duration, naming the bad value.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(time.Duration(0)) || from.Kind() != reflect.String {
+		return data, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(data.(string)))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a duration (want e.g. 500ms, 30s, 5m)", data)
+	}
+	return d, nil
 }

@@ -1,0 +1,97 @@
+// Package admin is the admin listener: /healthz, /readyz, /metrics, /debug/pprof/ and the
+// endpoints components mount on its mux (/cache/, /dns/, /mail/ ...).
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is the admin listener, a component.Component.
+type Server struct {
+	addr     string
+	mux      *http.ServeMux
+	ready    func() bool
+	logger   *slog.Logger
+	ln       net.Listener
+	srv      *http.Server
+	gatherer prometheus.Gatherer
+}
+
+// New returns an admin server for addr. mux is shared with the components (they mount their
+// endpoints on it); ready reports whether every component is serving; gatherer serves /metrics.
+func New(addr string, mux *http.ServeMux, gatherer prometheus.Gatherer, ready func() bool, logger *slog.Logger) *Server {
+	s := &Server{addr: addr, mux: mux, ready: ready, logger: logger, gatherer: gatherer}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return s
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.ready != nil && !s.ready() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// Name implements component.Component.
+func (s *Server) Name() string { return "admin" }
+
+// Listen binds the admin address.
+func (s *Server) Listen(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addrs returns the bound address.
+func (s *Server) Addrs() []string {
+	if s.ln == nil {
+		return nil
+	}
+	return []string{"tcp " + s.ln.Addr().String()}
+}
+
+// Serve serves until Shutdown.
+func (s *Server) Serve(context.Context) error {
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the admin listener.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ln == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
