@@ -1,0 +1,316 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/outpost-proxy/outpost/origin/mailstore"
+)
+
+// maxHops is the Received-header count beyond which a message is taken for a loop (RFC 5321
+// 6.3 suggests at least 100 is plenty; Postfix uses 50).
+const maxHops = 50
+
+// Replies with their RFC 5321 codes and RFC 3463 enhanced codes.
+var (
+	errNoSuchUser  = func(a string) error { return smtpErr(550, 5, 1, 1, "<"+a+">: no such user here") }
+	errRelayDenied = func(a string) error { return smtpErr(554, 5, 7, 1, "<"+a+">: relay access denied") }
+	errNotLocal    = func(a, d string) error {
+		return smtpErr(551, 5, 7, 1, "<"+a+">: user not local; please try the mail exchanger of "+d)
+	}
+	errBadAddress   = func(a string) error { return smtpErr(553, 5, 1, 3, "<"+a+">: bad address syntax") }
+	errAuthInvalid  = smtpErr(535, 5, 7, 8, "Authentication credentials invalid")
+	errAuthTooMany  = smtpErr(421, 4, 7, 0, "Too many authentication failures, closing connection")
+	errSizeExceeded = smtpErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size")
+	errLoop         = smtpErr(554, 5, 4, 6, "Too many Received headers: mail loop detected")
+	errQueue        = smtpErr(451, 4, 3, 0, "Local error in processing: message not queued, try again later")
+)
+
+// smtpErr builds a go-smtp reply error.
+func smtpErr(code, a, b, c int, msg string) *gosmtp.SMTPError {
+	return &gosmtp.SMTPError{Code: code, EnhancedCode: gosmtp.EnhancedCode{a, b, c}, Message: msg}
+}
+
+// session is one SMTP connection's state; go-smtp calls one method per command.
+type session struct {
+	s         *Server
+	conn      *gosmtp.Conn
+	user      *mailstore.User
+	authFails int
+	from      string
+	rcpts     []*Recipient
+}
+
+// newSession starts a session after EHLO/HELO.
+func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	s.q.metric(func(m *metrics) { m.sessions.Inc() })
+	return &session{s: s, conn: c}, nil
+}
+
+// Reset discards the current transaction (RSET, EHLO, after DATA).
+func (ss *session) Reset() { ss.from, ss.rcpts = "", nil }
+
+// Logout ends the session.
+func (ss *session) Logout() error { return nil }
+
+// AuthMechanisms lists SASL mechanisms offered (go-smtp hides them until TLS unless insecure
+// auth is allowed).
+func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+// Auth starts a SASL exchange for PLAIN or LOGIN.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.authFails >= ss.s.opts.MaxAuthFailures {
+		ss.hangUp()
+		return nil, errAuthTooMany
+	}
+	check := func(login, password string) error { return ss.login(login, password) }
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && !strings.EqualFold(identity, username) {
+				return ss.fail()
+			}
+			return check(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{auth: check}, nil
+	}
+	return nil, gosmtp.ErrAuthUnknownMechanism
+}
+
+// login checks credentials and counts failures.
+func (ss *session) login(login, password string) error {
+	u, err := ss.s.q.store.Directory().Authenticate(login, password)
+	if err != nil {
+		return ss.fail()
+	}
+	ss.user = u
+	ss.s.log.Info("authenticated", "user", u.Address, "remote", ss.conn.Conn().RemoteAddr().String())
+	return nil
+}
+
+// fail counts an authentication failure; past the limit the connection is closed with 421.
+func (ss *session) fail() error {
+	ss.authFails++
+	ss.s.q.metric(func(m *metrics) { m.authFailures.Inc() })
+	if ss.authFails >= ss.s.opts.MaxAuthFailures {
+		ss.hangUp()
+		return errAuthTooMany
+	}
+	return errAuthInvalid
+}
+
+// hangUp makes the next read see end of input, so the connection closes after the reply.
+func (ss *session) hangUp() {
+	c := ss.conn.Conn()
+	if cr, ok := c.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now())
+}
+
+// Mail starts a transaction (MAIL FROM).
+func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	ss.Reset()
+	if from != "" && !validAddress(from) {
+		return errBadAddress(from)
+	}
+	if opts != nil && opts.Size > 0 && ss.s.opts.MaxMessageSize > 0 && opts.Size > ss.s.opts.MaxMessageSize {
+		return errSizeExceeded
+	}
+	ss.from = from
+	return nil
+}
+
+// Rcpt adds a recipient: local users of this host, or anyone when relaying is allowed.
+func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	if !validAddress(to) {
+		return errBadAddress(to)
+	}
+	addr := canonicalAddress(to)
+	_, domain, _ := strings.Cut(addr, "@")
+	r := &Recipient{Addr: addr, State: StateQueued}
+	switch {
+	case ss.s.local[domain]:
+		if _, ok := ss.s.q.store.Directory().Lookup(addr); !ok {
+			ss.reject()
+			return errNoSuchUser(to)
+		}
+		r.Local = true
+	case ss.user != nil || ss.s.relayAllowed(ss.conn.Conn().RemoteAddr()):
+	case ss.s.other[domain]:
+		ss.reject()
+		return errNotLocal(to, domain)
+	default:
+		ss.reject()
+		return errRelayDenied(to)
+	}
+	for _, x := range ss.rcpts {
+		if x.Addr == r.Addr {
+			return nil // duplicate: accepted, delivered once
+		}
+	}
+	ss.rcpts = append(ss.rcpts, r)
+	return nil
+}
+
+// reject counts a refused recipient.
+func (ss *session) reject() { ss.s.q.metric(func(m *metrics) { m.rejected.Inc() }) }
+
+// validAddress checks a mailbox (local@domain) loosely, as MTAs do: one @, no spaces or
+// controls, a dotted-or-plain domain.
+func validAddress(a string) bool {
+	local, domain, ok := strings.Cut(a, "@")
+	if !ok || local == "" || domain == "" || len(a) > 320 || strings.Contains(domain, "@") {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '\\' && i > len(local) {
+			return false
+		}
+	}
+	return !strings.ContainsAny(domain, "/\\\"(),:;")
+}
+
+// canonicalAddress lowercases the domain (local parts are case-sensitive in principle, but our
+// users are matched case-insensitively anyway, as every mature MTA does).
+func canonicalAddress(a string) string { return strings.ToLower(a) }
+
+// Data receives the message into the queue, durably, before the 250 reply.
+func (ss *session) Data(r io.Reader) error {
+	sp, err := ss.s.q.NewSpool()
+	if err != nil {
+		ss.s.log.Error("cannot spool", "err", err)
+		return errQueue
+	}
+	if _, err := io.WriteString(sp, ss.received(sp.ID)); err != nil {
+		sp.Abort()
+		return errQueue
+	}
+	hops, err := copyNormalized(sp, r)
+	if err != nil {
+		sp.Abort()
+		var se *gosmtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		return errQueue
+	}
+	if hops > maxHops {
+		sp.Abort()
+		return errLoop
+	}
+	now := ss.s.q.opts.Now()
+	for _, rc := range ss.rcpts {
+		rc.Next = now
+	}
+	env := &Envelope{From: ss.from, Host: ss.s.opts.Hostname, Arrived: now, Rcpts: ss.rcpts}
+	if err := sp.Commit(env); err != nil {
+		ss.s.log.Error("cannot queue", "err", err)
+		return errQueue
+	}
+	ss.s.log.Info("queued", "id", env.ID, "from", ss.from, "rcpts", len(env.Rcpts), "size", env.Size)
+	ss.s.q.metric(func(m *metrics) { m.accepted.Inc() })
+	return smtpErr(250, 2, 0, 0, "OK: queued as "+env.ID)
+}
+
+// received renders our Received trace header (RFC 5321 4.4).
+func (ss *session) received(id string) string {
+	proto := "ESMTP"
+	if _, ok := ss.conn.TLSConnectionState(); ok {
+		proto += "S"
+	}
+	if ss.user != nil {
+		proto += "A"
+	}
+	ip := ss.conn.Conn().RemoteAddr().String()
+	if h, _, err := net.SplitHostPort(ip); err == nil {
+		ip = h
+	}
+	helo := strings.Map(func(r rune) rune {
+		if r <= ' ' || r == '(' || r == ')' || r == ';' || r > 0x7e {
+			return '_'
+		}
+		return r
+	}, ss.conn.Hostname())
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Outpost) with %s id %s", helo, ip, ss.s.opts.Hostname, proto, id)
+	if len(ss.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", ss.rcpts[0].Addr)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", ss.s.q.opts.Now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+// copyNormalized copies a message, turning bare LF line ends into CRLF, and counts the
+// Received headers of its header section.
+func copyNormalized(dst io.Writer, src io.Reader) (hops int, err error) {
+	br := bufio.NewReaderSize(src, 32<<10)
+	bw := bufio.NewWriterSize(dst, 64<<10)
+	inHeader, lineStart := true, true
+	for {
+		line, rerr := br.ReadSlice('\n')
+		full := len(line) > 0 && line[len(line)-1] == '\n'
+		if inHeader && lineStart && len(line) > 0 {
+			trimmed := bytes.TrimRight(line, "\r\n")
+			if len(trimmed) == 0 {
+				inHeader = false
+			} else if len(trimmed) >= 9 && strings.EqualFold(string(trimmed[:9]), "received:") {
+				hops++
+			}
+		}
+		if full {
+			body := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			bw.Write(body)
+			bw.WriteString("\r\n")
+		} else {
+			bw.Write(line)
+		}
+		lineStart = full
+		if rerr == bufio.ErrBufferFull {
+			continue
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return hops, rerr
+		}
+	}
+	return hops, bw.Flush()
+}
+
+// loginServer is the server side of the LOGIN SASL mechanism (draft-murchison-sasl-login).
+type loginServer struct {
+	step int
+	user string
+	auth func(user, pass string) error
+}
+
+// Next handles one client response.
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		if resp != nil {
+			l.user, l.step = string(resp), 2
+			return []byte("Password:"), false, nil
+		}
+		l.step = 1
+		return []byte("Username:"), false, nil
+	case 1:
+		l.user, l.step = string(resp), 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.auth(l.user, string(resp))
+	}
+	return nil, false, errors.New("unexpected LOGIN response")
+}
