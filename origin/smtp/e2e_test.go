@@ -1,0 +1,216 @@
+package smtp
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRealClientsSendAndRead: python smtplib (with and without AUTH), swaks (AUTH LOGIN) and
+// curl send; python poplib and curl pop3:// list and fetch the same messages.
+func TestRealClientsSendAndRead(t *testing.T) {
+	e := startMail(t, envConfig{})
+	host, port := hostPort(t, e.a.Addr())
+	pyClient(t, "send", host, port, "bob@outpost.test", "alice@outpost.test", "py noauth")
+	pyClient(t, "send", host, port, "alice@outpost.test", "bob@outpost.test", "py auth", "alice", "wonderland")
+	if p, err := lookTool("swaks"); err == nil {
+		run(t, p, "--server", host, "--port", port, "--ehlo", "swaks.test", "--from", "alice@outpost.test",
+			"--to", "bob@outpost.test", "--auth", "LOGIN", "--auth-user", "alice@outpost.test", "--auth-password", "wonderland",
+			"--header", "Subject: swaks auth", "--body", "from swaks")
+	} else {
+		t.Log("swaks not installed (Debian package swaks): skipping the swaks send")
+	}
+	curl := needTool(t, "curl", "curl")
+	body := writeTemp(t, "curl.eml", []byte("From: bob@outpost.test\r\nTo: alice@outpost.test\r\nSubject: curl send\r\n\r\nfrom curl\r\n"))
+	run(t, curl, "-sS", "--url", "smtp://"+e.a.Addr()+"/curl.test", "--mail-from", "bob@outpost.test",
+		"--mail-rcpt", "alice@outpost.test", "-T", body)
+
+	alice := e.waitInbox(t, "alice@outpost.test", 2)
+	for i, want := range []string{"Subject: py noauth", "Subject: curl send"} {
+		if !bytes.Contains(alice[i], []byte(want)) || !bytes.HasPrefix(alice[i], []byte("Received: from ")) {
+			t.Errorf("alice message %d lacks %q or the Received header:\n%s", i+1, want, alice[i])
+		}
+	}
+	if !bytes.Contains(alice[0], []byte("\r\n.leading dot line\r\n")) {
+		t.Errorf("dot-stuffing not undone:\n%s", alice[0])
+	}
+	bob := e.waitInbox(t, "bob@outpost.test", len(bobWant()))
+	if !bytes.Contains(bob[0], []byte("with ESMTPA")) {
+		t.Errorf("authenticated submission not marked ESMTPA:\n%s", bob[0])
+	}
+
+	pHost, pPort := hostPort(t, e.pop.Addr())
+	list := pyClient(t, "poplist", pHost, pPort, "alice", "wonderland")
+	if lines := strings.Split(strings.TrimSpace(list), "\n"); len(lines) != 2 {
+		t.Fatalf("poplib LIST/UIDL = %q, want 2 messages", list)
+	}
+	out := filepath.Join(t.TempDir(), "retr.eml")
+	pyClient(t, "popretr", pHost, pPort, "alice@outpost.test", "wonderland", "1", out)
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, alice[0]) {
+		t.Errorf("poplib RETR differs from the stored message:\n%q\n%q", got, alice[0])
+	}
+	curlList := run(t, curl, "-sS", "pop3://alice:wonderland@"+e.pop.Addr()+"/")
+	if strings.Count(curlList, "\n") != 2 {
+		t.Errorf("curl pop3 LIST = %q", curlList)
+	}
+	curlMsg := run(t, curl, "-sS", "pop3://alice:wonderland@"+e.pop.Addr()+"/2")
+	if !strings.Contains(curlMsg, "Subject: curl send") {
+		t.Errorf("curl pop3 RETR 2 = %q", curlMsg)
+	}
+}
+
+// bobWant lists what bob receives (swaks only when installed).
+func bobWant() []string {
+	if _, err := lookTool("swaks"); err == nil {
+		return []string{"py auth", "swaks auth"}
+	}
+	return []string{"py auth"}
+}
+
+// TestMIMEAttachmentRoundTrip: python builds a multipart message with a base64 attachment and
+// sends it; poplib retrieves it byte-exact (after our Received header) and the attachment
+// decodes to the original bytes.
+func TestMIMEAttachmentRoundTrip(t *testing.T) {
+	e := startMail(t, envConfig{})
+	blob := make([]byte, 150<<10)
+	_, _ = rand.Read(blob)
+	attachment := writeTemp(t, "blob.bin", blob)
+	sent := filepath.Join(t.TempDir(), "sent.eml")
+	host, port := hostPort(t, e.a.Addr())
+	pyClient(t, "mime", host, port, "bob@outpost.test", "alice@outpost.test", attachment, sent)
+	stored := e.waitInbox(t, "alice@outpost.test", 1)[0]
+	out := filepath.Join(t.TempDir(), "retr.eml")
+	pHost, pPort := hostPort(t, e.pop.Addr())
+	pyClient(t, "popretr", pHost, pPort, "alice", "wonderland", "1", out)
+	got, _ := os.ReadFile(out)
+	want, _ := os.ReadFile(sent)
+	if !bytes.Equal(got, stored) {
+		t.Fatal("POP3 RETR is not the stored message")
+	}
+	if !bytes.Equal(stripReceived(got), want) {
+		t.Fatalf("message changed in transit: got %d bytes, sent %d", len(stripReceived(got)), len(want))
+	}
+	if dec := attachmentOf(t, got); !bytes.Equal(dec, blob) {
+		t.Fatalf("attachment differs: %d bytes, want %d", len(dec), len(blob))
+	}
+}
+
+// stripReceived removes the leading Received header that we add.
+func stripReceived(msg []byte) []byte {
+	if !bytes.HasPrefix(msg, []byte("Received:")) {
+		return msg
+	}
+	i := bytes.Index(msg, []byte("\r\n"))
+	for i >= 0 && i+2 < len(msg) && (msg[i+2] == ' ' || msg[i+2] == '\t') {
+		j := bytes.Index(msg[i+2:], []byte("\r\n"))
+		i = i + 2 + j
+	}
+	return msg[i+2:]
+}
+
+// attachmentOf decodes the base64 attachment of a multipart message.
+func attachmentOf(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextRawPart()
+		if err != nil {
+			t.Fatalf("no attachment part: %v", err)
+		}
+		if p.FileName() == "blob.bin" {
+			data, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data
+		}
+	}
+}
+
+// TestRelayThroughMX: alice (authenticated) writes to carol@remote.test on host A; the queue
+// looks up remote.test's MX in the test DNS server, connects to host B at 127.0.0.2, and B
+// delivers to carol's mailbox.
+func TestRelayThroughMX(t *testing.T) {
+	e := startMail(t, envConfig{})
+	host, port := hostPort(t, e.a.Addr())
+	pyClient(t, "send", host, port, "alice@outpost.test", "carol@remote.test", "to carol via MX", "alice", "wonderland")
+	msg := e.waitInbox(t, "carol@remote.test", 1)[0]
+	if n := bytes.Count(msg, []byte("Received: from ")); n != 2 {
+		t.Fatalf("want two Received headers (host A, then host B), got %d:\n%s", n, msg)
+	}
+	if !bytes.Contains(msg, []byte("by mx.remote.test (Outpost)")) || !bytes.Contains(msg, []byte("by outpost.test (Outpost)")) {
+		t.Fatalf("trace headers do not show both hosts:\n%s", msg)
+	}
+	e.waitQueue(t, "empty", func(l []Envelope) bool { return len(l) == 0 })
+}
+
+// TestRelayRetryThenBounce: the destination's MX host is down, so the queue retries with
+// exponential back-off on an injected clock; past the lifetime the sender gets an RFC 3464
+// bounce in her mailbox and the message leaves the queue.
+func TestRelayRetryThenBounce(t *testing.T) {
+	e := startMail(t, envConfig{clock: true})
+	host, port := hostPort(t, e.a.Addr())
+	pyClient(t, "send", host, port, "alice@outpost.test", "dave@down.test", "doomed", "alice", "wonderland")
+	attempts := func(n int) func([]Envelope) bool {
+		return func(l []Envelope) bool { return len(l) == 1 && l[0].Rcpts[0].Attempts == n }
+	}
+	l := e.waitQueue(t, "first attempt", attempts(1))
+	r := l[0].Rcpts[0]
+	if r.State != StateQueued || !r.Next.Equal(e.clock.Now().Add(time.Minute)) || !strings.Contains(r.LastError, "127.0.0.3") {
+		t.Fatalf("after the first failure: %+v, want queued, retry in 1m (initial back-off)", r)
+	}
+	e.clock.Advance(time.Minute)
+	e.q.Kick()
+	l = e.waitQueue(t, "second attempt", attempts(2))
+	if got := l[0].Rcpts[0].Next.Sub(e.clock.Now()); got != 2*time.Minute {
+		t.Fatalf("second back-off = %v, want 2m (doubled)", got)
+	}
+	e.clock.Advance(time.Hour) // past the lifetime
+	e.q.Kick()
+	bounce := e.waitInbox(t, "alice@outpost.test", 1)[0]
+	for _, want := range []string{
+		"Content-Type: multipart/report; report-type=delivery-status", "Content-Type: message/delivery-status",
+		"Final-Recipient: rfc822; dave@down.test", "Action: failed", "Status: 5.4.7", "Subject: doomed",
+	} {
+		if !bytes.Contains(bounce, []byte(want)) {
+			t.Errorf("bounce lacks %q:\n%s", want, bounce)
+		}
+	}
+	e.waitQueue(t, "empty", func(l []Envelope) bool { return len(l) == 0 })
+}
+
+// TestRelayPermanentFailures: NXDOMAIN and null MX fail at once with a bounce, without retries.
+func TestRelayPermanentFailures(t *testing.T) {
+	e := startMail(t, envConfig{})
+	host, port := hostPort(t, e.a.Addr())
+	pyClient(t, "send", host, port, "alice@outpost.test", "x@nowhere.test", "nx", "alice", "wonderland")
+	pyClient(t, "send", host, port, "alice@outpost.test", "x@nullmx.test", "null", "alice", "wonderland")
+	msgs := e.waitInbox(t, "alice@outpost.test", 2)
+	all := string(bytes.Join(msgs, nil))
+	for _, want := range []string{"Status: 5.1.2", "Status: 5.1.10"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("bounces lack %q", want)
+		}
+	}
+}
+
+// lookTool finds an optional external tool.
+func lookTool(name string) (string, error) { return exec.LookPath(name) }
