@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/outpost-proxy/outpost/internal/component"
@@ -155,4 +156,18 @@ func sameFile(t testing.TB, path string, want []byte) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s: %d bytes differ from the %d expected", path, len(got), len(want))
 	}
+}
+
+// dialGo logs in with github.com/jlaffaye/ftp.
+func dialGo(t testing.TB, ts *testServer, user, pass string) *ftp.ServerConn {
+	t.Helper()
+	c, err := ftp.Dial(ts.addr, ftp.DialWithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Quit() })
+	if err := c.Login(user, pass); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

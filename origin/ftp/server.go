@@ -31,8 +31,9 @@ type Server struct {
 	metrics *metrics
 	stats   fsStats
 
-	lib *ftpserver.FtpServer
-	ln  net.Listener
+	lib      *ftpserver.FtpServer
+	ln       net.Listener
+	stopOnce sync.Once
 
 	mu    sync.Mutex
 	conns map[*controlConn]struct{}
@@ -138,8 +139,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // Shutdown stops accepting, lets running transfers finish until ctx is done, then closes
 // every control connection with a 421 reply.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.lib != nil {
-		s.lib.Stop()
+	if s.ln != nil {
+		// Closing our listener ends the library's Serve loop (its Stop races with Serve).
+		s.stopOnce.Do(func() { s.ln.Close() })
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
