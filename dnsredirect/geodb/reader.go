@@ -1,0 +1,111 @@
+package geodb
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+)
+
+// maxCachedRecords bounds the per-database cache of decoded city records.
+const maxCachedRecords = 1 << 20
+
+// Location is what the geo step uses from a City record.
+type Location struct {
+	Latitude, Longitude float64
+	HasCoords           bool
+	Country, Continent  string
+}
+
+// DB is an open database. Lookups are safe for concurrent use and do not allocate once a
+// record has been seen: only the fields used are decoded, and city records are cached by their
+// offset in the data section.
+type DB struct {
+	r    *maxminddb.Reader
+	Path string
+
+	mu    sync.RWMutex
+	cache map[uintptr]Location
+}
+
+// Open opens (memory-maps) the database at path and verifies its structure.
+func Open(path string) (*DB, error) {
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("geodb: open %s: %w", path, err)
+	}
+	if err := r.Verify(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("geodb: %s is not a valid MaxMind database: %w", path, err)
+	}
+	return &DB{r: r, Path: path, cache: map[uintptr]Location{}}, nil
+}
+
+// Type is the database type from the metadata, e.g. "GeoLite2-City".
+func (d *DB) Type() string { return d.r.Metadata.DatabaseType }
+
+// Close unmaps the database. Lookups must have finished.
+func (d *DB) Close() error { return d.r.Close() }
+
+// City returns the location of addr and the database network that holds it (for an address
+// without a record: the empty network around it). found is false when there is no record.
+func (d *DB) City(addr netip.Addr) (loc Location, network netip.Prefix, found bool, err error) {
+	res := d.r.Lookup(addr)
+	if err := res.Err(); err != nil {
+		return Location{}, netip.Prefix{}, false, fmt.Errorf("geodb: lookup %s: %w", addr, err)
+	}
+	network = res.Prefix()
+	if !res.Found() {
+		return Location{}, network, false, nil
+	}
+	off := res.Offset()
+	d.mu.RLock()
+	loc, ok := d.cache[off]
+	d.mu.RUnlock()
+	if ok {
+		return loc, network, true, nil
+	}
+	var rec struct {
+		Country struct {
+			ISOCode string `maxminddb:"iso_code"`
+		} `maxminddb:"country"`
+		Continent struct {
+			Code string `maxminddb:"code"`
+		} `maxminddb:"continent"`
+		Location struct {
+			Latitude  *float64 `maxminddb:"latitude"`
+			Longitude *float64 `maxminddb:"longitude"`
+		} `maxminddb:"location"`
+	}
+	if err := res.Decode(&rec); err != nil {
+		return Location{}, network, false, fmt.Errorf("geodb: decode %s: %w", addr, err)
+	}
+	loc = Location{Country: rec.Country.ISOCode, Continent: rec.Continent.Code}
+	if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+		loc.Latitude, loc.Longitude, loc.HasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
+	}
+	d.mu.Lock()
+	if len(d.cache) < maxCachedRecords {
+		d.cache[off] = loc
+	}
+	d.mu.Unlock()
+	return loc, network, true, nil
+}
+
+// ASN returns the autonomous system number of addr and the database network that holds it.
+func (d *DB) ASN(addr netip.Addr) (asn uint32, network netip.Prefix, found bool, err error) {
+	res := d.r.Lookup(addr)
+	if err := res.Err(); err != nil {
+		return 0, netip.Prefix{}, false, fmt.Errorf("geodb: lookup %s: %w", addr, err)
+	}
+	network = res.Prefix()
+	if !res.Found() {
+		return 0, network, false, nil
+	}
+	var n uint64
+	if err := res.DecodePath(&n, "autonomous_system_number"); err != nil {
+		return 0, network, false, fmt.Errorf("geodb: decode %s: %w", addr, err)
+	}
+	return uint32(n), network, n != 0, nil
+}
