@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+// accessLog writes one line per request, in Squid's native format or the combined format,
+// to stderr, stdout or a file (buffered, flushed every second and on Close).
+type accessLog struct {
+	combined bool
+	mu       sync.Mutex
+	w        io.Writer     // nil when off
+	bw       *bufio.Writer // the buffer in front of a stream, if any
+	file     *os.File
+	stop     chan struct{}
+	stopped  sync.WaitGroup
+}
+
+// newAccessLog opens the configured destination.
+func newAccessLog(cfg config.ProxyAccessLogConfig) (*accessLog, error) {
+	l := &accessLog{combined: cfg.Format == "combined"}
+	var out io.Writer
+	switch cfg.Destination {
+	case "off":
+		return l, nil
+	case "stderr":
+		out = os.Stderr
+	case "stdout":
+		out = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.Destination, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, config.Errorf("proxy.access_log.destination", "%v", err)
+		}
+		l.file, out = f, f
+	}
+	l.bw = bufio.NewWriterSize(out, 64<<10)
+	l.w = l.bw
+	l.stop = make(chan struct{})
+	l.stopped.Add(1)
+	go l.flusher()
+	return l, nil
+}
+
+// setOutput sends the log to w, unbuffered (tests).
+func (l *accessLog) setOutput(w io.Writer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w = w
+	if l.bw != nil {
+		l.bw.Reset(w)
+		l.w = w
+	}
+}
+
+// flusher flushes the buffer every second until Close.
+func (l *accessLog) flusher() {
+	defer l.stopped.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.flush()
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// flush writes buffered lines out.
+func (l *accessLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bw != nil && l.w == l.bw {
+		_ = l.bw.Flush()
+	}
+}
+
+// write appends one finished line.
+func (l *accessLog) write(line []byte) {
+	l.mu.Lock()
+	_, _ = l.w.Write(line)
+	l.mu.Unlock()
+}
+
+// Close flushes and closes the destination.
+func (l *accessLog) Close() error {
+	if l.stop == nil {
+		return nil
+	}
+	close(l.stop)
+	l.stopped.Wait()
+	l.flush()
+	if l.file != nil {
+		if err := l.file.Close(); err != nil {
+			return fmt.Errorf("proxy: closing access log: %w", err)
+		}
+	}
+	return nil
+}
+
+// record logs a finished request and counts it in the metrics. It runs with the connection's
+// mutex held and uses the connection's line buffer, so it does not allocate.
+func (srv *Server) record(s *slot, buf *[]byte) {
+	dur := time.Since(s.start)
+	srv.m.observe(s, dur)
+	l := srv.alog
+	if l.w == nil {
+		return
+	}
+	var line []byte
+	if l.combined {
+		line = appendCombined((*buf)[:0], s, dur)
+	} else {
+		line = appendSquid((*buf)[:0], s, dur)
+	}
+	*buf = line
+	l.write(line)
+}
+
+// resultCode is the Squid result code: the cache's when it answered, else what the proxy did.
+func resultCode(s *slot) string {
+	switch {
+	case s.outcome.Code != "":
+		return s.outcome.Code
+	case s.mode == modeConnect && s.status == 200:
+		return "TCP_TUNNEL"
+	case s.status == 403 || s.status == 407:
+		return "TCP_DENIED"
+	case s.perr != nil || s.mode == modeLocal:
+		return "NONE"
+	}
+	return "TCP_MISS"
+}
+
+// appendSquid renders Squid's native format:
+// time.ms elapsed client code/status bytes method URL user hierarchy/peer type.
+func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
+	now := time.Now()
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, '.')
+	b = appendPad3(b, now.Nanosecond()/1e6)
+	b = append(b, ' ')
+	b = appendRightInt(b, dur.Milliseconds(), 6)
+	b = append(b, ' ')
+	b = append(b, s.c.ipStr...)
+	b = append(b, ' ')
+	b = append(b, resultCode(s)...)
+	b = append(b, '/')
+	b = appendPad3(b, s.status)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, s.bytesOut, 10)
+	b = append(b, ' ')
+	b = appendMethod(b, s)
+	b = append(b, ' ')
+	b = appendURL(b, s)
+	b = append(b, ' ')
+	b = appendDash(b, s.user)
+	if s.upstream != "" {
+		b = append(b, " HIER_DIRECT/"...)
+		b = append(b, s.upstream...)
+	} else {
+		b = append(b, " HIER_NONE/-"...)
+	}
+	b = append(b, ' ')
+	if s.errKind != "" {
+		b = append(b, "error:"...)
+		b = append(b, s.errKind...)
+	} else {
+		b = append(b, '-')
+	}
+	return append(b, '\n')
+}
+
+// appendCombined renders the combined log format, then the result code, the upstream and the
+// duration in milliseconds.
+func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
+	b = append(b, s.c.ipStr...)
+	b = append(b, " - "...)
+	b = appendDash(b, s.user)
+	b = append(b, " ["...)
+	b = time.Now().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	b = appendMethod(b, s)
+	b = append(b, ' ')
+	if s.req != nil {
+		b = appendQuoted(b, s.req.RequestURI)
+		b = append(b, ' ')
+		b = append(b, s.req.Proto...)
+	} else {
+		b = append(b, "- -"...)
+	}
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(s.status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, s.bytesOut, 10)
+	ref, ua := "-", "-"
+	if s.req != nil {
+		ref, ua = orDash(s.req.Header.Get("Referer")), orDash(s.req.Header.Get("User-Agent"))
+	}
+	b = append(b, " \""...)
+	b = appendQuoted(b, ref)
+	b = append(b, "\" \""...)
+	b = appendQuoted(b, ua)
+	b = append(b, "\" "...)
+	b = append(b, resultCode(s)...)
+	b = append(b, ' ')
+	b = appendDash(b, s.upstream)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, dur.Milliseconds(), 10)
+	b = append(b, "ms"...)
+	if s.errKind != "" {
+		b = append(b, " error:"...)
+		b = append(b, s.errKind...)
+	}
+	return append(b, '\n')
+}
+
+// appendMethod appends the request method ("-" when the request was unreadable).
+func appendMethod(b []byte, s *slot) []byte {
+	if s.req == nil {
+		return append(b, '-')
+	}
+	return appendQuoted(b, s.req.Method)
+}
+
+// appendURL appends the URL as the client named it.
+func appendURL(b []byte, s *slot) []byte {
+	r := s.req
+	switch {
+	case r == nil:
+		return append(b, "error:invalid-request"...)
+	case r.Method == "CONNECT":
+		return appendQuoted(b, r.Host)
+	case r.URL.Scheme != "" && len(r.RequestURI) > 0 && r.RequestURI[0] != '/':
+		return appendQuoted(b, r.RequestURI)
+	}
+	b = append(b, "http://"...)
+	b = appendQuoted(b, r.Host)
+	return appendQuoted(b, r.RequestURI)
+}
+
+// appendQuoted appends v with spaces, quotes and control bytes escaped (%xx), so one log line
+// stays one line with fixed fields.
+func appendQuoted(b []byte, v string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= ' ' || c == '"' || c == '\\' || c >= 0x7f {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// appendDash appends v, or "-" when empty.
+func appendDash(b []byte, v string) []byte {
+	if v == "" {
+		return append(b, '-')
+	}
+	return appendQuoted(b, v)
+}
+
+// orDash returns v or "-".
+func orDash(v string) string {
+	if v == "" {
+		return "-"
+	}
+	return v
+}
+
+// appendPad3 appends n zero-padded to three digits.
+func appendPad3(b []byte, n int) []byte {
+	if n < 0 {
+		n = 0
+	}
+	return append(b, byte('0'+n/100%10), byte('0'+n/10%10), byte('0'+n%10))
+}
+
+// appendRightInt appends n right-aligned in width columns.
+func appendRightInt(b []byte, n int64, width int) []byte {
+	var tmp [20]byte
+	d := strconv.AppendInt(tmp[:0], n, 10)
+	for i := len(d); i < width; i++ {
+		b = append(b, ' ')
+	}
+	return append(b, d...)
+}
+
+// itoa is strconv.Itoa.
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,194 @@
+// Package ftpgw is the proxy's ftp:// gateway: it answers a forward-proxy GET or HEAD of an
+// ftp:// URL by fetching over FTP (passive mode) and returning an HTTP response — files with
+// their type, length and modification time, directories as an HTML listing — that the cache
+// stores like any other. It implements cache.Fetcher.
+package ftpgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/jlaffaye/ftp"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+// Gateway fetches ftp:// URLs. It is safe for concurrent use; every Fetch uses its own FTP
+// control connection, closed when the response body is closed.
+type Gateway struct {
+	cfg config.FTPGatewayConfig
+	log *slog.Logger
+}
+
+// New returns a gateway for the [proxy.ftp] configuration.
+func New(cfg config.FTPGatewayConfig, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.Timeout <= 0 || cfg.ConnectTimeout <= 0 {
+		return nil, errors.New("ftpgw: timeout and connect_timeout must be positive")
+	}
+	return &Gateway{cfg: cfg, log: logger}, nil
+}
+
+// Fetch answers a GET or HEAD of an ftp:// URL. FTP failures become HTTP statuses (see
+// statusFor); the returned error is non-nil only when the request is not an ftp:// request at
+// all. The caller closes the response body, which ends the FTP session.
+func (g *Gateway) Fetch(r *http.Request) (*http.Response, error) {
+	if r.URL == nil || !strings.EqualFold(r.URL.Scheme, "ftp") {
+		return nil, fmt.Errorf("ftpgw: not an ftp:// URL: %v", r.URL)
+	}
+	if !g.cfg.Enabled {
+		return errorResponse(r, http.StatusForbidden, "The ftp:// gateway is disabled on this proxy."), nil
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		resp := errorResponse(r, http.StatusMethodNotAllowed, "Only GET and HEAD are supported for ftp:// URLs.")
+		resp.Header.Set("Allow", "GET, HEAD")
+		return resp, nil
+	}
+	t, err := parseTarget(r)
+	if err != nil {
+		return errorResponse(r, http.StatusBadRequest, err.Error()), nil
+	}
+	s, err := g.open(r.Context(), t)
+	if err != nil {
+		return g.fail(r, t, err), nil
+	}
+	resp, err := s.serve(r, t)
+	if err != nil {
+		s.close()
+		return g.fail(r, t, err), nil
+	}
+	return resp, nil
+}
+
+// fail logs an FTP failure and turns it into an error response.
+func (g *Gateway) fail(r *http.Request, t *target, err error) *http.Response {
+	code := statusFor(err)
+	g.log.Info("ftp gateway error", "url", t.display(), "status", code, "err", err)
+	resp := errorResponse(r, code, "FTP request for "+t.display()+" failed: "+err.Error())
+	if code == http.StatusUnauthorized {
+		resp.Header.Set("WWW-Authenticate", `Basic realm="FTP `+t.hostport+`"`)
+	}
+	return resp
+}
+
+// statusFor maps an FTP or network error to an HTTP status: 530 (login) → 401, 550 → 404,
+// 421/450/451/452 → 503, other FTP replies → 502; timeouts → 504; anything else (refused,
+// unreachable) → 502.
+func statusFor(err error) int {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		switch te.Code {
+		case 530, 532:
+			return http.StatusUnauthorized
+		case 550, 553:
+			return http.StatusNotFound
+		case 421, 450, 451, 452:
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusBadGateway
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	if errors.Is(err, errTooLarge) {
+		return http.StatusBadGateway
+	}
+	return http.StatusBadGateway
+}
+
+// errTooLarge is returned for files above max_size.
+var errTooLarge = errors.New("file exceeds the gateway's size limit (proxy.ftp.max_size)")
+
+// session is one logged-in FTP control connection.
+type session struct {
+	g    *Gateway
+	c    *ftp.ServerConn
+	stop func() bool // detaches the request-context watcher
+}
+
+// open dials and logs in. Control and data connections carry an idle deadline of timeout,
+// and closing the request's context closes them.
+func (g *Gateway) open(ctx context.Context, t *target) (*session, error) {
+	dialer := &net.Dialer{Timeout: g.cfg.ConnectTimeout}
+	dial := func(network, addr string) (net.Conn, error) {
+		nc, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &deadlineConn{Conn: nc, timeout: g.cfg.Timeout}, nil
+	}
+	c, err := ftp.Dial(t.hostport, ftp.DialWithDialFunc(dial), ftp.DialWithTimeout(g.cfg.ConnectTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", t.hostport, err)
+	}
+	s := &session{g: g, c: c}
+	s.stop = context.AfterFunc(ctx, func() { c.Quit() })
+	user, pass := t.user, t.pass
+	if user == "" {
+		user, pass = "anonymous", g.cfg.AnonymousPassword
+	}
+	if err := c.Login(user, pass); err != nil {
+		s.close()
+		return nil, fmt.Errorf("login as %s: %w", user, err)
+	}
+	return s, nil
+}
+
+// close ends the FTP session.
+func (s *session) close() {
+	s.stop()
+	s.c.Quit()
+}
+
+// deadlineConn pushes the deadline forward on every read and write: an idle timeout.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+// Read reads with a fresh deadline.
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Read(p)
+}
+
+// Write writes with a fresh deadline.
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// errorResponse is a small, uncacheable HTML error page.
+func errorResponse(r *http.Request, code int, msg string) *http.Response {
+	body := "<!DOCTYPE html>\n<html><head><title>" + htmlEscape(http.StatusText(code)) + "</title></head><body><h1>" +
+		fmt.Sprint(code) + " " + htmlEscape(http.StatusText(code)) + "</h1><p>" + htmlEscape(msg) + "</p></body></html>\n"
+	h := http.Header{}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	return newResponse(r, code, h, body)
+}
+
+// newResponse builds an HTTP/1.1 response with an in-memory body (none for HEAD).
+func newResponse(r *http.Request, code int, h http.Header, body string) *http.Response {
+	resp := &http.Response{
+		Status:     fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, ContentLength: int64(len(body)), Request: r,
+		Body: io.NopCloser(strings.NewReader(body)),
+	}
+	if r.Method == http.MethodHead {
+		resp.Body = http.NoBody
+	}
+	return resp
+}

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+)
+
+// handle serves one request: refusals (unreadable request, policy), local answers, CONNECT
+// tunnels, or the proxied path through the cache or straight upstream. Exactly one response is
+// written to s.
+func (srv *Server) handle(s *slot) {
+	if s.perr != nil {
+		s.writeError(s.perr)
+		return
+	}
+	if perr := srv.admit(s); perr != nil {
+		s.writeError(perr)
+		srv.afterBody(s)
+		return
+	}
+	switch s.mode {
+	case modeLocal:
+		srv.answerLocally(s)
+	case modeConnect:
+		srv.tunnel(s)
+		return
+	default:
+		srv.serveProxied(s)
+	}
+	if !s.written {
+		s.writeUpstreamError(errors.New("proxy: no response"))
+	}
+	srv.afterBody(s)
+}
+
+// serveProxied sends a forward or reverse request through the cache when there is one, else
+// straight upstream.
+func (srv *Server) serveProxied(s *slot) {
+	r := s.req
+	stripHopByHop(r.Header)
+	if perr := s.bufferChunked(); perr != nil {
+		s.writeError(perr)
+		return
+	}
+	if srv.opts.Cache != nil {
+		out, err := srv.opts.Cache.Serve(s, r, s)
+		s.outcome = out
+		if err != nil && !s.written {
+			s.writeUpstreamError(err)
+		}
+		return
+	}
+	resp, err := s.Fetch(r)
+	if err != nil {
+		s.writeUpstreamError(err)
+		return
+	}
+	defer resp.Body.Close()
+	_ = s.WriteResponse(resp)
+}
+
+// bufferChunked reads a chunked request body up to proxy.request_buffer before anything goes
+// upstream, so a malformed or oversized chunked body is refused with nothing sent. A body that
+// fits is forwarded with a Content-Length; a longer one streams (buffered part first).
+func (s *slot) bufferChunked() *protoError {
+	r := s.req
+	if r.ContentLength >= 0 {
+		return nil
+	}
+	limit := int64(s.c.srv.cfg.RequestBuffer)
+	var buf bytes.Buffer
+	_, err := io.CopyN(&buf, r.Body, limit+1)
+	switch {
+	case errors.Is(err, io.EOF):
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(buf.Bytes())), int64(buf.Len())
+		r.TransferEncoding = nil
+		return nil
+	case err != nil:
+		var perr *protoError
+		if errors.As(err, &perr) {
+			s.closeAfter = true
+			return perr
+		}
+		s.closeAfter = true
+		return bad("reading the request body: %v", err)
+	}
+	body := r.Body
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf.Bytes()), body), body}
+	return nil
+}
+
+// afterBody makes sure the request body was read to its end before the next request is read:
+// a short rest is drained, otherwise the connection closes after the response.
+func (srv *Server) afterBody(s *slot) {
+	if s.req == nil || s.req.ContentLength == 0 || s.closeAfter {
+		return
+	}
+	b := &s.c.body
+	if b.complete() {
+		return
+	}
+	if b.expect || b.err != nil {
+		s.closeAfter = true // the client was never told to send it, or it was malformed
+		return
+	}
+	_, _ = io.CopyN(io.Discard, b, 256<<10)
+	if !b.complete() {
+		s.closeAfter = true
+	}
+}
+
+// answerLocally answers requests addressed to the proxy itself: the PAC file, OPTIONS (at
+// Max-Forwards 0 or "*") and TRACE at Max-Forwards 0.
+func (srv *Server) answerLocally(s *slot) {
+	r := s.req
+	switch {
+	case r.Method == http.MethodTrace:
+		srv.answerTrace(s)
+	case r.Method == http.MethodOptions:
+		head := "HTTP/1.1 200 OK\r\nAllow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
+		_ = s.WriteStored([]byte(head), nil, nil)
+	default:
+		srv.servePAC(s)
+	}
+}
+
+// allowMethods lists the methods the proxy forwards, for Allow.
+func (srv *Server) allowMethods() string {
+	m := "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT"
+	if srv.cfg.AllowTrace {
+		m += ", TRACE"
+	}
+	return m
+}
+
+// answerTrace echoes the request (without credentials) as message/http (RFC 9110 §9.3.8).
+func (srv *Server) answerTrace(s *slot) {
+	r := s.req
+	var b bytes.Buffer
+	b.WriteString(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
+	h := r.Header.Clone()
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "Cookie"} {
+		h.Del(k)
+	}
+	if r.Host != "" {
+		b.WriteString("Host: " + r.Host + "\r\n")
+	}
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	head := "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: " + itoa(b.Len()) + "\r\n"
+	_ = s.WriteStored([]byte(head), nil, b.Bytes())
+}

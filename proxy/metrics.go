@@ -1,0 +1,110 @@
+package proxy
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus collectors.
+type metrics struct {
+	requests        *prometheus.CounterVec // by method, status, mode
+	requestSeconds  prometheus.Histogram
+	clientConns     prometheus.Gauge
+	pipelineDepth   prometheus.Histogram // requests in flight on a connection when one is read
+	upstreamSeconds prometheus.Histogram
+	upstreamErrors  *prometheus.CounterVec // by kind
+	bytesIn         prometheus.Counter
+	bytesOut        prometheus.Counter
+
+	mu       sync.RWMutex
+	counters map[uint32]prometheus.Counter // requests children, so the hot path does not allocate
+}
+
+// newMetrics registers the collectors on reg (nil: a private registry).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "requests_total", Help: "Requests answered, by method, status and mode (forward, reverse, connect, local)."},
+			[]string{"method", "status", "mode"}),
+		requestSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "request_duration_seconds", Help: "Time from reading a request to completing its response.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
+		clientConns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "client_connections", Help: "Open client connections."}),
+		pipelineDepth: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "pipeline_depth", Help: "Requests in flight on a connection, counting the one just read.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
+		upstreamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "upstream_duration_seconds", Help: "Time to an upstream response header (or tunnel connect).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "upstream_errors_total", Help: "Upstream failures by kind (dns, connect_refused, unreachable, timeout, reset, upstream)."},
+			[]string{"kind"}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "client_bytes_received_total", Help: "Bytes received from clients (request heads, and tunnel payload)."}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "client_bytes_sent_total", Help: "Bytes sent to clients."}),
+		counters: map[uint32]prometheus.Counter{},
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
+		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// knownMethods are the method label values; others count as OTHER (bounded cardinality).
+var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PURGE"}
+
+// methodIndex returns the label index of a method (len(knownMethods) for OTHER).
+func methodIndex(m string) int {
+	for i, k := range knownMethods {
+		if k == m {
+			return i
+		}
+	}
+	return len(knownMethods)
+}
+
+// observe counts a finished request.
+func (m *metrics) observe(s *slot, dur time.Duration) {
+	method := "-"
+	mi := len(knownMethods) + 1
+	if s.req != nil {
+		mi = methodIndex(s.req.Method)
+	}
+	key := uint32(mi)<<16 | uint32(s.status)<<4 | uint32(s.mode)
+	m.mu.RLock()
+	c, ok := m.counters[key]
+	m.mu.RUnlock()
+	if !ok {
+		switch {
+		case mi < len(knownMethods):
+			method = knownMethods[mi]
+		case mi == len(knownMethods):
+			method = "OTHER"
+		}
+		c = m.requests.WithLabelValues(method, strconv.Itoa(s.status), s.mode.String())
+		m.mu.Lock()
+		m.counters[key] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
+	m.requestSeconds.Observe(dur.Seconds())
+	m.bytesOut.Add(float64(s.bytesOut))
+	if s.req != nil {
+		m.bytesIn.Add(float64(s.reqBytes))
+	}
+}

@@ -1,0 +1,47 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+)
+
+// pacPath is where the proxy serves its proxy auto-config file.
+const pacPath = "/proxy.pac"
+
+// servePAC answers /proxy.pac: a FindProxyForURL that sends browsers to this proxy (the
+// configured address, or the one the PAC file was fetched from), direct for the configured
+// patterns.
+func (srv *Server) servePAC(s *slot) {
+	r := s.req
+	proxy := srv.cfg.PAC.Proxy
+	if proxy == "" {
+		proxy = r.Host
+		if r.URL.Host != "" {
+			proxy = r.URL.Host
+		}
+	}
+	script := pacScript(proxy, srv.cfg.PAC.Direct, srv.cfg.PAC.FallbackDirect)
+	head := "HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\nCache-Control: max-age=300\r\nContent-Length: " +
+		strconv.Itoa(len(script)) + "\r\n"
+	_ = s.WriteStored([]byte(head), nil, []byte(script))
+}
+
+// pacScript renders the PAC file.
+func pacScript(proxy string, direct []string, fallback bool) string {
+	var b strings.Builder
+	b.WriteString("// Proxy auto-config served by Outpost.\nfunction FindProxyForURL(url, host) {\n")
+	for _, d := range direct {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if strings.HasPrefix(d, ".") {
+			b.WriteString("  if (host == " + strconv.Quote(d[1:]) + " || dnsDomainIs(host, " + strconv.Quote(d) + ")) return \"DIRECT\";\n")
+		} else {
+			b.WriteString("  if (shExpMatch(host, " + strconv.Quote(d) + ")) return \"DIRECT\";\n")
+		}
+	}
+	target := "PROXY " + proxy
+	if fallback {
+		target += "; DIRECT"
+	}
+	b.WriteString("  return " + strconv.Quote(target) + ";\n}\n")
+	return b.String()
+}

@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/outpost-proxy/outpost/cache"
+)
+
+// The pipeline window. Each request read from a connection takes the next slot of a ring of
+// proxy.pipeline_window slots. Responses leave strictly in slot order: only the head slot
+// writes to the connection's output buffer. A slot that finishes before its turn either
+// stashes an in-memory response (WriteStored keeps references, copies extra) for the head to
+// write, or waits for its turn to stream (WriteResponse).
+//
+// The reader role (reading the next request) belongs to one goroutine at a time. It works on
+// each request inline — a cache hit never leaves it — and hands the role to a new goroutine
+// (detach) just before the request blocks on its origin, so requests k+1… are read and started
+// while k waits. Requests with bodies and unsafe methods wait for their predecessors (serial)
+// and keep the role, since their body must be read before the next request.
+//
+// Flushing: whoever finishes the head writes every stashed response after it, then flushes,
+// unless it is the reader working inline with more request bytes already buffered — then the
+// flush is deferred (dirty) until the reader would block, so several responses leave in one
+// write.
+
+// slot is one request's place in the pipeline and its response writer; it implements
+// cache.ResponseWriter and cache.Fetcher.
+type slot struct {
+	c   *conn
+	seq uint64
+	req *http.Request
+
+	mode       mode
+	route      *route
+	serial     bool // starts only after its predecessors finished; keeps the reader role
+	closeAfter bool // the connection closes after this response
+	detached   bool // the reader role moved on while this request waited upstream
+	proto10    bool // the client spoke HTTP/1.0
+	isHEAD     bool
+	perr       *protoError // the request could not be read
+
+	// Response state.
+	written  bool
+	finished bool // work on it is over (stashed responses wait for the head)
+	stashed  bool
+	sHead    []byte
+	sBody    []byte
+	sExtra   []byte
+
+	// For the access log and metrics.
+	start    time.Time
+	status   int
+	bytesOut int64
+	reqBytes int64 // request head bytes
+	outcome  cache.Outcome
+	upstream string
+	errKind  string
+	user     string
+	fetchErr error
+}
+
+var _ cache.ResponseWriter = (*slot)(nil)
+var _ cache.Fetcher = (*slot)(nil)
+
+// newSlot takes the next slot of the ring (waitRoom made sure it is free).
+func (c *conn) newSlot(start time.Time) *slot {
+	c.mu.Lock()
+	s := c.ring[c.next%uint64(len(c.ring))]
+	extra := s.sExtra[:0]
+	*s = slot{c: c, seq: c.next, start: start, sExtra: extra}
+	c.next++
+	depth := c.next - c.head
+	c.mu.Unlock()
+	c.srv.m.pipelineDepth.Observe(float64(depth))
+	return s
+}
+
+// setRequest records the request and how the connection continues after it.
+func (s *slot) setRequest(req *http.Request) {
+	c := s.c
+	s.req = req
+	s.reqBytes = int64(len(c.hdr))
+	req.RemoteAddr = c.remote
+	s.proto10 = req.ProtoMajor == 1 && req.ProtoMinor == 0
+	s.isHEAD = req.Method == http.MethodHead
+	safe := req.Method == http.MethodGet || s.isHEAD || req.Method == http.MethodOptions || req.Method == http.MethodTrace
+	s.serial = !safe || req.ContentLength != 0
+	c.served++
+	s.closeAfter = wantsClose(req, s.proto10) ||
+		(c.srv.cfg.MaxRequestsPerConnection > 0 && c.served >= c.srv.cfg.MaxRequestsPerConnection)
+	if req.Method == http.MethodConnect {
+		s.serial = true
+	}
+}
+
+// fail makes the slot answer a request that could not be read, then close the connection.
+func (s *slot) fail(perr *protoError) {
+	s.perr = perr
+	s.serial = true
+	s.closeAfter = true
+}
+
+// wantsClose reports whether the client's request ends its connection: HTTP/1.1 with
+// "Connection: close", HTTP/1.0 without "keep-alive" (Connection or Proxy-Connection).
+func wantsClose(req *http.Request, proto10 bool) bool {
+	if hasToken(req.Header["Connection"], "close") {
+		return true
+	}
+	if proto10 {
+		return !hasToken(req.Header["Connection"], "keep-alive") &&
+			!hasToken(req.Header["Proxy-Connection"], "keep-alive")
+	}
+	return false
+}
+
+// waitRoom waits until the window has a free slot; false when the connection is done.
+func (c *conn) waitRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.next-c.head >= uint64(len(c.ring)) && !c.broken {
+		c.room.Wait()
+	}
+	return !c.broken && !c.srv.closing.Load()
+}
+
+// waitDrained waits until s is the head: every earlier response has been written.
+func (c *conn) waitDrained(s *slot) {
+	c.mu.Lock()
+	for c.head != s.seq && !c.broken {
+		c.turn.Wait()
+	}
+	c.mu.Unlock()
+}
+
+// flushDeferred flushes output whose flush was deferred by the reader (no slot is in flight).
+func (c *conn) flushDeferred() {
+	c.mu.Lock()
+	if c.dirty {
+		c.dirty = false
+		if err := c.bw.Flush(); err != nil {
+			c.breakLocked()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// breakLocked marks the connection broken after a write error and wakes every waiter.
+func (c *conn) breakLocked() {
+	c.broken = true
+	c.turn.Broadcast()
+	c.room.Broadcast()
+	_ = c.nc.Close()
+}
+
+// detach hands the reader role to a new goroutine because s is about to block on its origin.
+// Output whose flush was deferred is flushed first: s may take a while.
+func (s *slot) detach() {
+	c := s.c
+	if s.detached || s.serial || s.closeAfter || c.srv.closing.Load() {
+		c.flushDeferred()
+		return
+	}
+	c.flushDeferred()
+	s.detached = true
+	c.refs.Add(1)
+	go func() {
+		defer c.release()
+		c.readLoop()
+	}()
+}
+
+// waitTurn blocks until s is the head (handing the reader role away first). It fails when the
+// connection broke.
+func (s *slot) waitTurn() error {
+	c := s.c
+	c.mu.Lock()
+	isHead := c.head == s.seq
+	c.mu.Unlock()
+	if isHead {
+		return nil
+	}
+	s.detach()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.head != s.seq && !c.broken {
+		c.turn.Wait()
+	}
+	if c.broken {
+		return errBroken
+	}
+	return nil
+}
+
+// finish ends the work on s. If s is the head, it writes every stashed response that follows,
+// flushes (or defers the flush, see the package comment) and advances the head; otherwise the
+// head will do that when its turn comes.
+func (s *slot) finish() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.finished = true
+	if c.head != s.seq {
+		return // stashed or failed; the head completes it later
+	}
+	last := s
+	s.complete()
+	c.head++
+	for !last.closeAfter && c.head < c.next {
+		n := c.ring[c.head%uint64(len(c.ring))]
+		if !n.finished {
+			break
+		}
+		if n.stashed && !c.broken {
+			n.writeStoredLocked(n.sHead, n.sExtra, n.sBody)
+		}
+		n.complete()
+		c.head++
+		last = n
+	}
+	defer c.turn.Broadcast()
+	defer c.room.Broadcast()
+	switch {
+	case c.broken:
+	case last.closeAfter:
+		if err := c.bw.Flush(); err != nil {
+			c.breakLocked()
+			return
+		}
+		c.endLocked()
+	case c.head == c.next && !s.detached && c.br.Buffered() > 0:
+		// s ran inline in the reader, which has more requests buffered: it flushes later.
+		c.dirty = true
+	default:
+		c.dirty = false
+		if err := c.bw.Flush(); err != nil {
+			c.breakLocked()
+		}
+	}
+}
+
+// endLocked ends the connection after a final response: no more writes, FIN to the client,
+// and a reader still waiting for requests gives up shortly.
+func (c *conn) endLocked() {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	c.broken = true
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+}
+
+// complete records a written response in the access log and metrics (c.mu held).
+func (s *slot) complete() {
+	c := s.c
+	c.srv.record(s, &c.logBuf)
+}

@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+// mode is how a request is served.
+type mode uint8
+
+const (
+	modeReverse mode = iota // origin-form request matched by a route
+	modeForward             // absolute-form request: the URL's own host
+	modeConnect             // CONNECT tunnel
+	modeLocal               // answered by the proxy itself (PAC, OPTIONS/TRACE at Max-Forwards 0)
+)
+
+// String names the mode for logs and metrics.
+func (m mode) String() string {
+	return [...]string{"reverse", "forward", "connect", "local"}[m]
+}
+
+// policy is the forward-proxy policy: who may use it, with which credentials, to reach where.
+type policy struct {
+	allow        []netip.Prefix
+	users        map[string][]byte // user → bcrypt hash
+	realm        string
+	denyHosts    []string
+	denyPorts    map[int]bool
+	connectPorts map[int]bool
+
+	mu       sync.Mutex
+	verified map[[32]byte]string // accepted Proxy-Authorization values → user (bcrypt is slow)
+}
+
+// maxVerified bounds the cache of accepted credentials.
+const maxVerified = 4096
+
+// newPolicy builds the policy from configuration, loading the users file.
+func newPolicy(cfg config.ProxyConfig) (*policy, error) {
+	allow, err := config.ParsePrefixes("proxy.allow", cfg.Allow)
+	if err != nil {
+		return nil, err
+	}
+	p := &policy{allow: allow, realm: cfg.AuthRealm, denyPorts: map[int]bool{},
+		connectPorts: map[int]bool{}, verified: map[[32]byte]string{}}
+	for _, h := range cfg.DenyHosts {
+		p.denyHosts = append(p.denyHosts, strings.ToLower(strings.TrimSpace(h)))
+	}
+	for _, port := range cfg.DenyPorts {
+		p.denyPorts[port] = true
+	}
+	for _, port := range cfg.ConnectPorts {
+		p.connectPorts[port] = true
+	}
+	if cfg.AuthUsersFile != "" {
+		if p.users, err = loadUsers(cfg.AuthUsersFile); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// loadUsers reads an htpasswd file of "user:bcrypt-hash" lines ('#' comments allowed).
+func loadUsers(path string) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, config.Errorf("proxy.auth_users_file", "%v", err)
+	}
+	defer f.Close()
+	users := map[string][]byte{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return nil, config.Errorf("proxy.auth_users_file", "%s:%d: not user:hash", path, n)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, config.Errorf("proxy.auth_users_file", "%s:%d: user %q: only bcrypt hashes are supported (htpasswd -B): %v", path, n, user, err)
+		}
+		users[user] = []byte(hash)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("proxy: reading %s: %w", path, err)
+	}
+	return users, nil
+}
+
+// allowed reports whether the client address is in the ACL.
+func (p *policy) allowed(ip netip.Addr) bool {
+	for _, pfx := range p.allow {
+		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate checks Proxy-Authorization: Basic against the users file. It returns the user
+// name, or a 407 refusal with the challenge.
+func (p *policy) authenticate(h http.Header) (string, *protoError) {
+	if p.users == nil {
+		return "", nil
+	}
+	challenge := &protoError{status: http.StatusProxyAuthRequired, msg: "proxy authentication required",
+		extra: "Proxy-Authenticate: Basic realm=" + strconv.Quote(p.realm) + ", charset=\"UTF-8\"\r\n"}
+	v := h.Get("Proxy-Authorization")
+	scheme, cred, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return "", challenge
+	}
+	key := sha256.Sum256([]byte(v))
+	p.mu.Lock()
+	user, seen := p.verified[key]
+	p.mu.Unlock()
+	if seen {
+		return user, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return "", challenge
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	hash, known := p.users[user]
+	if !ok || !known || bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+		return "", challenge
+	}
+	p.mu.Lock()
+	if len(p.verified) >= maxVerified {
+		clear(p.verified)
+	}
+	p.verified[key] = user
+	p.mu.Unlock()
+	return user, nil
+}
+
+// deniedHost reports whether the destination host matches the deny list.
+func (p *policy) deniedHost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, pat := range p.denyHosts {
+		switch {
+		case strings.HasPrefix(pat, "*."):
+			if strings.HasSuffix(host, pat[1:]) {
+				return true
+			}
+		case strings.HasPrefix(pat, "."):
+			if host == pat[1:] || strings.HasSuffix(host, pat) {
+				return true
+			}
+		case host == pat:
+			return true
+		}
+	}
+	return false
+}
+
+// admit applies the policy to s in order — loop detection, classification (route), then for
+// forward and CONNECT requests the ACL, authentication, deny lists and CONNECT ports, then
+// method rules — and returns the refusal to send, or nil.
+func (srv *Server) admit(s *slot) *protoError {
+	r := s.req
+	if viaLoop(r.Header["Via"], srv.cfg.ViaPseudonym) {
+		return &protoError{status: http.StatusLoopDetected, msg: "forwarding loop detected: this request already went through " + srv.cfg.ViaPseudonym}
+	}
+	if perr := srv.classify(s); perr != nil {
+		return perr
+	}
+	if s.mode == modeForward || s.mode == modeConnect {
+		if perr := srv.admitForward(s); perr != nil {
+			return perr
+		}
+	}
+	return srv.admitMethod(s)
+}
+
+// admitForward applies the forward-proxy policy.
+func (srv *Server) admitForward(s *slot) *protoError {
+	r, p := s.req, srv.policy
+	if !srv.cfg.Forward {
+		return &protoError{status: http.StatusForbidden, msg: "forward proxying is disabled on this proxy"}
+	}
+	if !p.allowed(s.c.ip) {
+		return &protoError{status: http.StatusForbidden, msg: "client address " + s.c.ipStr + " may not use this proxy"}
+	}
+	user, perr := p.authenticate(r.Header)
+	if perr != nil {
+		return perr
+	}
+	s.user = user
+	host, port := targetHostPort(r)
+	if p.deniedHost(host) || p.denyPorts[port] {
+		return &protoError{status: http.StatusForbidden, msg: fmt.Sprintf("destination %s is denied by policy", net.JoinHostPort(host, strconv.Itoa(port)))}
+	}
+	if s.mode == modeConnect && !p.connectPorts[port] {
+		return &protoError{status: http.StatusForbidden, msg: fmt.Sprintf("CONNECT to port %d is not allowed", port)}
+	}
+	if r.URL.Scheme == "ftp" && (srv.opts.FTP == nil || !srv.cfg.FTP.Enabled) {
+		return &protoError{status: http.StatusNotImplemented, msg: "ftp:// URLs are not served: the FTP gateway is disabled on this proxy"}
+	}
+	if s.mode == modeForward && r.URL.Scheme != "http" && r.URL.Scheme != "https" && r.URL.Scheme != "ftp" {
+		return bad("unsupported URL scheme %q", r.URL.Scheme)
+	}
+	return nil
+}
+
+// admitMethod applies the method rules: TRACE off by default, OPTIONS/TRACE at Max-Forwards 0
+// answered locally, Expect.
+func (srv *Server) admitMethod(s *slot) *protoError {
+	r := s.req
+	if r.Method == http.MethodTrace && !srv.cfg.AllowTrace {
+		return &protoError{status: http.StatusMethodNotAllowed, msg: "TRACE is disabled on this proxy",
+			extra: "Allow: " + srv.allowMethods() + "\r\n"}
+	}
+	if (r.Method == http.MethodOptions || r.Method == http.MethodTrace) && maxForwards(r.Header) == 0 {
+		s.mode = modeLocal
+	}
+	if ex, ok := r.Header["Expect"]; ok && !s.proto10 {
+		if len(ex) != 1 || !strings.EqualFold(strings.TrimSpace(ex[0]), "100-continue") {
+			return &protoError{status: http.StatusExpectationFailed, msg: "only Expect: 100-continue is supported"}
+		}
+		if r.ContentLength != 0 {
+			s.c.body.expect = true
+		}
+	}
+	return nil
+}
+
+// targetHostPort returns the destination host and port of a forward or CONNECT request.
+func targetHostPort(r *http.Request) (string, int) {
+	hostport := r.URL.Host
+	if r.Method == http.MethodConnect {
+		hostport = r.Host
+	}
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = strings.Trim(hostport, "[]")
+		switch r.URL.Scheme {
+		case "https":
+			portStr = "443"
+		case "ftp":
+			portStr = "21"
+		default:
+			portStr = "80"
+		}
+	}
+	port, _ := strconv.Atoi(portStr)
+	return host, port
+}
+
+// classify decides the request's mode and route. Absolute-form is forward proxying (or the PAC
+// file when addressed to the proxy itself); origin-form needs a route.
+func (srv *Server) classify(s *slot) *protoError {
+	r := s.req
+	pac := srv.cfg.PAC.Enabled && r.URL.Path == pacPath && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+	switch {
+	case r.Method == http.MethodConnect:
+		s.mode = modeConnect
+	case r.URL.Scheme != "":
+		s.mode = modeForward
+		if pac && srv.isSelf(r.URL.Host) {
+			s.mode = modeLocal
+		}
+	case r.RequestURI == "*":
+		s.mode = modeLocal
+	default:
+		rt := srv.routes.lookup(r.Host, r.URL.Path)
+		if pac && (rt == nil || srv.isSelf(r.Host)) {
+			s.mode = modeLocal
+			return nil
+		}
+		if rt == nil {
+			return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", r.Host)
+		}
+		s.mode, s.route = modeReverse, rt
+		r.URL.Scheme, r.URL.Host = "http", r.Host
+	}
+	return nil
+}

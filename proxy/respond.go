@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+
+	"net/http/httputil"
+)
+
+var (
+	errBroken  = errors.New("proxy: client connection closed")
+	errWritten = errors.New("proxy: a response was already written for this request")
+)
+
+// WriteStored writes an in-memory response from the cache (see cache.ResponseWriter). At the
+// head of the pipeline it goes straight into the output buffer; otherwise head and body are
+// kept by reference and extra is copied, for the head to write in order. It does not allocate
+// once the slot's extra buffer has grown.
+func (s *slot) WriteStored(head, extra, body []byte) error {
+	if s.written {
+		return errWritten
+	}
+	s.written = true
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken {
+		return errBroken
+	}
+	if c.head != s.seq {
+		s.stashed = true
+		s.sHead, s.sBody = head, body
+		s.sExtra = append(s.sExtra[:0], extra...)
+		return nil
+	}
+	s.writeStoredLocked(head, extra, body)
+	return nil
+}
+
+// writeStoredLocked copies a stored response into the output buffer (s is the head).
+func (s *slot) writeStoredLocked(head, extra, body []byte) {
+	bw := s.c.bw
+	_, _ = bw.Write(head)
+	_, _ = bw.Write(extra)
+	s.writeConnFields()
+	_, _ = bw.WriteString("\r\n")
+	n := len(head) + len(extra) + 2
+	if !s.isHEAD && len(body) > 0 {
+		_, _ = bw.Write(body)
+		n += len(body)
+	}
+	s.status = statusOf(head)
+	s.bytesOut += int64(n)
+}
+
+// writeConnFields appends the proxy's own fields: Via and the connection's persistence.
+func (s *slot) writeConnFields() {
+	bw := s.c.bw
+	_, _ = bw.Write(s.c.srv.viaLine)
+	switch {
+	case s.closeAfter:
+		_, _ = bw.WriteString("Connection: close\r\n")
+	case s.proto10:
+		_, _ = bw.WriteString("Connection: keep-alive\r\n")
+	}
+}
+
+// statusOf reads the status code of a serialised status line ("HTTP/1.1 200 OK").
+func statusOf(head []byte) int {
+	if len(head) < 12 || !isDigit(head[9]) || !isDigit(head[10]) || !isDigit(head[11]) {
+		return 0
+	}
+	return int(head[9]-'0')*100 + int(head[10]-'0')*10 + int(head[11]-'0')
+}
+
+// WriteResponse streams a response that is not in memory (see cache.ResponseWriter): it waits
+// for the slot's turn, writes the status line and end-to-end fields, frames the body
+// (Content-Length, chunked for HTTP/1.1, close-delimited for HTTP/1.0) and copies it.
+func (s *slot) WriteResponse(resp *http.Response) error {
+	if s.written {
+		return errWritten
+	}
+	if err := s.waitTurn(); err != nil {
+		return err
+	}
+	s.written = true
+	code := resp.StatusCode
+	if code < 200 || code > 999 {
+		return fmt.Errorf("proxy: invalid final status %d", code)
+	}
+	bodyless := s.isHEAD || code == http.StatusNoContent || code == http.StatusNotModified
+	chunked := false
+	if !bodyless && resp.ContentLength < 0 {
+		if s.proto10 {
+			s.closeAfter = true
+		} else {
+			chunked = true
+		}
+	}
+	s.writeResponseHead(resp, chunked)
+	s.status = code
+	if bodyless {
+		return nil
+	}
+	return s.copyBody(resp, chunked)
+}
+
+// writeResponseHead writes the status line and header of a streamed response.
+func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
+	bw := s.c.bw
+	cw := &countWriter{w: bw}
+	status := resp.Status
+	if len(status) < 4 || !strings.HasPrefix(status, strconv.Itoa(resp.StatusCode)+" ") {
+		status = strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+	}
+	fmt.Fprintf(cw, "HTTP/1.1 %s\r\n", status)
+	drop := connectionTokens(resp.Header)
+	for name, values := range resp.Header {
+		if isHopByHop(name) || name == "Content-Length" || drop[name] {
+			continue
+		}
+		for _, v := range values {
+			fmt.Fprintf(cw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
+		}
+	}
+	code := resp.StatusCode
+	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
+		fmt.Fprintf(cw, "Content-Length: %d\r\n", resp.ContentLength)
+	}
+	if chunked {
+		_, _ = cw.Write([]byte("Transfer-Encoding: chunked\r\n"))
+	}
+	s.writeConnFields()
+	_, _ = cw.Write([]byte("\r\n"))
+	s.bytesOut += cw.n + int64(len(s.c.srv.viaLine))
+}
+
+var headerValueReplacer = strings.NewReplacer("\r", " ", "\n", " ", "\x00", " ")
+
+// copyBody streams the body with its framing. A body that ends early or fails leaves the
+// framing incomplete: the connection is then closed after whatever was written.
+func (s *slot) copyBody(resp *http.Response, chunked bool) error {
+	bw := s.c.bw
+	var err error
+	var n int64
+	switch {
+	case chunked:
+		cw := httputil.NewChunkedWriter(bw)
+		n, err = io.Copy(cw, resp.Body)
+		if err == nil {
+			_ = cw.Close()
+			_, _ = bw.WriteString(trailerBlock(resp.Trailer))
+		}
+	case resp.ContentLength >= 0:
+		n, err = io.CopyN(bw, resp.Body, resp.ContentLength)
+	default:
+		n, err = io.Copy(bw, resp.Body)
+	}
+	s.bytesOut += n
+	if err != nil {
+		s.closeAfter = true
+		s.c.mu.Lock()
+		_ = s.c.bw.Flush()
+		s.c.breakLocked()
+		s.c.mu.Unlock()
+		return fmt.Errorf("proxy: copying response body: %w", err)
+	}
+	return nil
+}
+
+// trailerBlock renders the trailer section after the last chunk, with its final CRLF.
+func trailerBlock(tr http.Header) string {
+	var b strings.Builder
+	for name, values := range tr {
+		if isHopByHop(name) || name == "Content-Length" {
+			continue
+		}
+		for _, v := range values {
+			b.WriteString(name + ": " + headerValueReplacer.Replace(v) + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// countWriter counts bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+// Write writes and counts.
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// writeError answers with a short plain-text error response generated by the proxy.
+func (s *slot) writeError(perr *protoError) {
+	body := perr.msg + "\n"
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
+		perr.status, http.StatusText(perr.status), len(body), perr.extra)
+	_ = s.WriteStored([]byte(b.String()), nil, []byte(body))
+}
+
+// writeInterim forwards a 1xx interim response from the origin (102, 103) to an HTTP/1.1
+// client, when s is at the head (an interim response cannot overtake earlier responses).
+func (s *slot) writeInterim(code int, h textproto.MIMEHeader) error {
+	c := s.c
+	if s.proto10 || code == http.StatusContinue || code == http.StatusSwitchingProtocols {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head != s.seq || c.broken {
+		return nil
+	}
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	for name, values := range h {
+		if isHopByHop(name) {
+			continue
+		}
+		for _, v := range values {
+			fmt.Fprintf(c.bw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
+		}
+	}
+	_, _ = c.bw.WriteString("\r\n")
+	if err := c.bw.Flush(); err != nil {
+		c.breakLocked()
+	}
+	return nil
+}
+
+// writeContinue sends 100 Continue before the first read of a body the client holds back
+// (Expect: 100-continue). Only serial requests have bodies, so the slot is the head.
+func (c *conn) writeContinue() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken {
+		return
+	}
+	_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	if err := c.bw.Flush(); err != nil {
+		c.breakLocked()
+	}
+}

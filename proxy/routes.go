@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+// route is one [[proxy.routes]] entry.
+type route struct {
+	host   string // lowercased exact host, "*.suffix" or "*"
+	prefix string // path prefix ("" = all)
+	pool   *pool
+}
+
+// routeTable finds the route for an origin-form request: the exact host first, then the
+// longest "*.suffix", then "*"; among routes of the same host, the longest path prefix.
+type routeTable struct {
+	routes []*route
+}
+
+// newRouteTable builds the routes and their origin pools.
+func newRouteTable(cfg config.ProxyConfig, d *dialer) (*routeTable, error) {
+	t := &routeTable{}
+	for i, rc := range cfg.Routes {
+		var origins []*origin
+		for _, o := range rc.Origins {
+			u, err := url.Parse(o)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: routes[%d]: %w", i, err)
+			}
+			origins = append(origins, &origin{u: u})
+		}
+		name := fmt.Sprintf("route[%d] %s%s", i, rc.Host, rc.PathPrefix)
+		p := newPool(name, origins, rc.Balance, rc.RewriteHost, cfg, d)
+		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p})
+	}
+	return t, nil
+}
+
+// lookup returns the best route for the Host header and path, or nil.
+func (t *routeTable) lookup(hostport, path string) *route {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	var best *route
+	bestScore := -1
+	for _, r := range t.routes {
+		hs := hostScore(r.host, host, hostport)
+		if hs < 0 || !hasPathPrefix(path, r.prefix) {
+			continue
+		}
+		if score := hs*100000 + len(r.prefix); score > bestScore {
+			best, bestScore = r, score
+		}
+	}
+	return best
+}
+
+// hostScore rates how well a route host pattern matches (-1: no match; exact beats suffix
+// beats "*"; longer suffixes beat shorter ones).
+func hostScore(pat, host, hostport string) int {
+	switch {
+	case pat == "*":
+		return 0
+	case strings.HasPrefix(pat, "*."):
+		if len(host) > len(pat)-1 && hasSuffixFold(host, pat[1:]) {
+			return 1 + len(pat)
+		}
+	case strings.EqualFold(pat, host) || strings.EqualFold(pat, hostport):
+		return 10000
+	}
+	return -1
+}
+
+// hasSuffixFold is a case-insensitive strings.HasSuffix.
+func hasSuffixFold(s, suffix string) bool {
+	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
+}
+
+// hasPathPrefix reports whether path is under prefix (on a segment boundary).
+func hasPathPrefix(path, prefix string) bool {
+	if prefix == "" {
+		return true
+	}
+	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
+// closeIdle closes idle upstream connections of every route pool.
+func (t *routeTable) closeIdle() {
+	for _, r := range t.routes {
+		r.pool.closeIdle()
+	}
+}
