@@ -47,6 +47,10 @@ type LoadOptions struct {
 	Seed uint64
 	// Progress, when set, is called about once a second with the requests so far.
 	Progress func(done int64, elapsed time.Duration)
+
+	// rankURL, when set with ZipfK, names the URL of each rank (the cache curve's objects of
+	// varied sizes) instead of the template in URLs[0].
+	rankURL func(rank int) string
 }
 
 // Validate checks the options, returning a *UsageError naming the flag.
@@ -98,6 +102,8 @@ type LoadResult struct {
 	CacheMisses    int64            `json:"cache_misses"`
 	HitRatio       float64          `json:"hit_ratio"` // hits / (hits + misses), from Cache-Status
 	ByteHitRatio   float64          `json:"byte_hit_ratio"`
+	HitBytes       int64            `json:"hit_bytes"`  // body bytes of cache hits
+	MissBytes      int64            `json:"miss_bytes"` // body bytes of cache misses (origin traffic)
 	Latency        Latency          `json:"latency"`
 	OpenLoop       bool             `json:"open_loop"`
 	Connections    int              `json:"connections"`
@@ -126,9 +132,13 @@ type zipfSource struct {
 	z         *zipf
 	rng       *rand.Rand
 	pre, post []byte
+	reqs      [][]byte // prebuilt requests per rank (index rank-1), when set
 }
 
 func (s *zipfSource) next(buf []byte) []byte {
+	if s.reqs != nil {
+		return append(buf, s.reqs[s.z.draw(s.rng)-1]...)
+	}
 	buf = append(buf, s.pre...)
 	buf = strconv.AppendInt(buf, int64(s.z.draw(s.rng)), 10)
 	return append(buf, s.post...)
@@ -175,16 +185,17 @@ func zipfURL(tmpl string, i int) string {
 
 // loadPlan is what every connection shares.
 type loadPlan struct {
-	o       LoadOptions
-	addr    string
-	reqOpts requestOptions
-	zipf    *zipf
-	tmpl    target // the Zipf template's target
-	targets []target
-	budget  atomic.Int64 // requests left to claim with -n
-	sent    atomic.Int64 // responses completed, for the progress line
-	start   time.Time
-	end     time.Time // zero without -d
+	o        LoadOptions
+	addr     string
+	reqOpts  requestOptions
+	zipf     *zipf
+	tmpl     target   // the Zipf template's target
+	rankReqs [][]byte // prebuilt requests per rank, with rankURL
+	targets  []target
+	budget   atomic.Int64 // requests left to claim with -n
+	sent     atomic.Int64 // responses completed, for the progress line
+	start    time.Time
+	end      time.Time // zero without -d
 }
 
 // RunLoad runs the load and returns the merged result. ctx cancels it early.
@@ -221,6 +232,15 @@ func newLoadPlan(o LoadOptions) (*loadPlan, error) {
 			return nil, err
 		}
 		p.addr, p.tmpl = t.addr, t
+		if o.rankURL != nil {
+			for i := 1; i <= o.ZipfK; i++ {
+				t, err := parseTarget(o.rankURL(i), o.Proxy)
+				if err != nil {
+					return nil, err
+				}
+				p.rankReqs = append(p.rankReqs, buildRequest(t, p.reqOpts))
+			}
+		}
 	} else {
 		for _, u := range o.URLs {
 			t, err := parseTarget(u, o.Proxy)
@@ -256,6 +276,14 @@ func (p *loadPlan) source(i int) requestSource {
 		}
 		return s
 	}
+	seed := p.o.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	rng := rand.New(rand.NewPCG(seed, uint64(i)))
+	if p.rankReqs != nil {
+		return &zipfSource{z: p.zipf, rng: rng, reqs: p.rankReqs}
+	}
 	raw := p.o.URLs[0]
 	if !strings.Contains(raw, "{i}") {
 		raw = withQuery(raw, "obj={i}")
@@ -263,11 +291,7 @@ func (p *loadPlan) source(i int) requestSource {
 	const mark = "OUTPOSTBENCHRANK"
 	t, _ := parseTarget(strings.ReplaceAll(raw, "{i}", mark), p.o.Proxy)
 	pre, post, _ := strings.Cut(string(buildRequest(t, p.reqOpts)), mark)
-	seed := p.o.Seed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	return &zipfSource{z: p.zipf, rng: rand.New(rand.NewPCG(seed, uint64(i))), pre: []byte(pre), post: []byte(post)}
+	return &zipfSource{z: p.zipf, rng: rng, pre: []byte(pre), post: []byte(post)}
 }
 
 // claim takes up to n requests from the -n budget.
@@ -492,14 +516,13 @@ func (p *loadPlan) merge(ws []*loadWorker, elapsed time.Duration) *LoadResult {
 	r := &LoadResult{Elapsed: elapsed, Status: map[string]int64{}, Errors: map[string]int64{},
 		OpenLoop: p.o.Rate > 0, Connections: p.o.Connections}
 	h := newLatencyHist()
-	var hitBytes, missBytes int64
 	for _, w := range ws {
 		r.Requests += w.requests
 		r.Bytes += w.bytes
 		r.CacheHits += w.hits
 		r.CacheMisses += w.misses
-		hitBytes += w.hitBytes
-		missBytes += w.missBytes
+		r.HitBytes += w.hitBytes
+		r.MissBytes += w.missBytes
 		for s, n := range w.status {
 			r.Status[strconv.Itoa(s)] += n
 		}
@@ -523,8 +546,8 @@ func (p *loadPlan) merge(ws []*loadWorker, elapsed time.Duration) *LoadResult {
 	if n := r.CacheHits + r.CacheMisses; n > 0 {
 		r.HitRatio = float64(r.CacheHits) / float64(n)
 	}
-	if n := hitBytes + missBytes; n > 0 {
-		r.ByteHitRatio = float64(hitBytes) / float64(n)
+	if n := r.HitBytes + r.MissBytes; n > 0 {
+		r.ByteHitRatio = float64(r.HitBytes) / float64(n)
 	}
 	return r
 }
