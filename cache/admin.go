@@ -1,0 +1,150 @@
+package cache
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats is the JSON document GET /cache/stats returns.
+type Stats struct {
+	URLs        int     `json:"urls"`
+	Entries     int     `json:"entries"`
+	MemoryBytes int64   `json:"memory_bytes"`
+	DiskEntries int     `json:"disk_entries"`
+	DiskBytes   int64   `json:"disk_bytes"`
+	Hits        uint64  `json:"hits"`
+	Misses      uint64  `json:"misses"`
+	HitRatio    float64 `json:"hit_ratio"`
+	MemHits     uint64  `json:"memory_hits"`
+	DiskHits    uint64  `json:"disk_hits"`
+	Refresh304  uint64  `json:"revalidated_304"`
+	Refresh200  uint64  `json:"revalidated_200"`
+	Collapsed   uint64  `json:"collapsed"`
+	StaleServed uint64  `json:"stale_served"`
+	NotModified uint64  `json:"not_modified_from_cache"`
+	Stored      uint64  `json:"stored"`
+	NotStored   uint64  `json:"not_stored"`
+	Evictions   uint64  `json:"evictions"`
+	Refused     uint64  `json:"admission_refused"`
+	DiskEvicted uint64  `json:"disk_evictions"`
+	DiskCorrupt uint64  `json:"disk_corrupt"`
+	Purges      uint64  `json:"purges"`
+}
+
+// Stats returns a snapshot of the cache's counters and sizes.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(),
+		MemHits: c.stats.memHits.Load(), DiskHits: c.stats.diskHits.Load(),
+		Refresh304: c.stats.refreshHits.Load(), Refresh200: c.stats.refreshMisses.Load(),
+		Collapsed: c.stats.collapsed.Load(), StaleServed: c.stats.staleServed.Load(),
+		NotModified: c.stats.notModified.Load(), Stored: c.stats.stored.Load(),
+		NotStored: c.stats.notStored.Load(), Evictions: c.stats.evictions.Load(),
+		Refused: c.stats.admissionRefused.Load(), DiskEvicted: c.stats.diskEvictions.Load(),
+		DiskCorrupt: c.stats.diskCorrupt.Load(), Purges: c.stats.purges.Load(),
+	}
+	s.URLs, s.Entries = c.st.counts()
+	s.MemoryBytes = c.memBytes()
+	if c.st.disk != nil {
+		s.DiskEntries, s.DiskBytes = c.st.disk.usage()
+	}
+	if total := s.Hits + s.Misses; total > 0 {
+		s.HitRatio = float64(s.Hits) / float64(total)
+	}
+	return s
+}
+
+// memBytes is the memory tier's charged cost.
+func (c *Cache) memBytes() int64 {
+	if c.st.mem == nil || c.st.mem.Metrics == nil {
+		return 0
+	}
+	return int64(c.st.mem.Metrics.CostAdded() - c.st.mem.Metrics.CostEvicted())
+}
+
+// mountAdmin registers POST /cache/purge and GET /cache/stats.
+func (c *Cache) mountAdmin(mux *http.ServeMux) {
+	if mux == nil {
+		return
+	}
+	mux.HandleFunc("POST /cache/purge", c.handlePurge)
+	mux.HandleFunc("GET /cache/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(c.Stats())
+	})
+}
+
+// handlePurge removes one URL (url=) or every URL under a prefix (prefix=), given as query or
+// form parameters.
+func (c *Cache) handlePurge(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	raw, prefix := r.Form.Get("url"), false
+	if raw == "" {
+		raw, prefix = r.Form.Get("prefix"), true
+	}
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || u.Host == "" {
+		http.Error(w, "want url=<absolute URL> or prefix=<absolute URL prefix>", http.StatusBadRequest)
+		return
+	}
+	key := keyOf(u)
+	if prefix && !strings.HasSuffix(raw, "/") && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
+		key = strings.TrimSuffix(key, "/")
+	}
+	n := c.st.purge(key, prefix)
+	c.stats.purges.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"purged": n, "key": key, "prefix": prefix})
+}
+
+// registerMetrics exposes the counters to Prometheus.
+func (c *Cache) registerMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "cache", Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	st := &c.stats
+	cs := []prometheus.Collector{
+		counter("hits_total", "Responses served from storage.", st.hits.Load),
+		counter("misses_total", "Responses fetched from the origin.", st.misses.Load),
+		counter("revalidated_not_modified_total", "Revalidations answered 304.", st.refreshHits.Load),
+		counter("revalidated_modified_total", "Revalidations answered with a new response.", st.refreshMisses.Load),
+		counter("collapsed_total", "Requests served from another request's fetch.", st.collapsed.Load),
+		counter("stale_served_total", "Stale responses served.", st.staleServed.Load),
+		counter("evictions_total", "Memory-tier evictions.", st.evictions.Load),
+		counter("admission_refused_total", "Memory-tier admissions refused.", st.admissionRefused.Load),
+		counter("disk_evictions_total", "Disk-tier evictions.", st.diskEvictions.Load),
+		counter("disk_corrupt_total", "Disk entries dropped as corrupt.", st.diskCorrupt.Load),
+		counter("stored_total", "Responses stored.", st.stored.Load),
+		counter("not_stored_total", "Responses not stored.", st.notStored.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "cache", Name: "memory_bytes", Help: "Bytes charged to the memory tier."},
+			func() float64 { return float64(c.memBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "cache", Name: "disk_bytes", Help: "Bytes in the disk tier."},
+			func() float64 {
+				if c.st.disk == nil {
+					return 0
+				}
+				_, b := c.st.disk.usage()
+				return float64(b)
+			}),
+	}
+	for _, col := range cs {
+		if err := reg.Register(col); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+// Package cache is Outpost's RFC 9111 shared HTTP cache: freshness and validation decisions,
+// keys and Vary, a ristretto memory tier, a crash-safe disk tier, request collapsing and
+// conditional responses. The proxy calls it through the seam in seam.go.
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+// Cache is the shared cache. It implements Handler and io.Closer.
+type Cache struct {
+	cfg        config.CacheConfig
+	log        *slog.Logger
+	now        func() time.Time // injected clock; time.Now outside tests
+	heur       heuristics
+	st         *store
+	flights    flightGroup
+	purgeAllow []netip.Prefix
+	stats      counters
+
+	refreshing sync.Map       // item key → struct{}: background revalidations in progress
+	bg         sync.WaitGroup // background revalidations
+	pumps      sync.WaitGroup // origin bodies being read into storage
+	closed     atomic.Bool
+}
+
+var _ Handler = (*Cache)(nil)
+
+// New builds the cache from its configuration: the memory tier, the disk tier (under
+// filepath.Join(env.DataDir, "cache") unless cache.disk_dir says otherwise, its index rebuilt
+// by scanning), the admin endpoints on env.Admin and the metrics on env.Metrics.
+func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
+	if env.Logger == nil {
+		env.Logger = slog.Default()
+	}
+	allow, err := config.ParsePrefixes("cache.purge_allow", cfg.PurgeAllow)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		cfg: cfg, log: env.Logger, now: time.Now, purgeAllow: allow,
+		heur: heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax},
+	}
+	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}}
+	c.st.mem, err = newMemory(int64(cfg.MemorySize), &c.stats, func(e *entry) { c.st.gone(e, false) })
+	if err != nil {
+		return nil, fmt.Errorf("cache: memory tier: %w", err)
+	}
+	if cfg.DiskEnabled {
+		if err := c.openDisk(cfg, env.DataDir); err != nil {
+			c.st.mem.Close()
+			return nil, err
+		}
+	}
+	if err := c.registerMetrics(env.Metrics); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.mountAdmin(env.Admin)
+	return c, nil
+}
+
+// openDisk opens the disk tier and indexes what it holds.
+func (c *Cache) openDisk(cfg config.CacheConfig, dataDir string) error {
+	dir := cfg.DiskDir
+	if dir == "" {
+		dir = filepath.Join(dataDir, "cache")
+	}
+	d := &diskStore{
+		dir: dir, budget: int64(cfg.DiskSize), maxObject: int64(cfg.DiskMaxObjectSize),
+		log: c.log, stats: &c.stats, now: func() time.Time { return c.now() },
+		onRemove: func(e *entry) { c.st.gone(e, true) },
+	}
+	c.st.disk = d
+	return openDisk(d, func(e *entry) { c.st.index1(primaryHash(e.key), e) })
+}
+
+// Close waits for background revalidations, flushes the disk tier's write queue and stops the
+// memory tier. The proxy calls it at shutdown, after the last Serve has returned.
+func (c *Cache) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.bg.Wait()
+	c.pumps.Wait()
+	if c.st.disk != nil {
+		c.st.disk.close()
+	}
+	if c.st.mem != nil {
+		c.st.mem.Close()
+	}
+	return nil
+}
+
+// primaryHash hashes a primary key as the request path does.
+func primaryHash(key string) uint64 { return xxhash.Sum64String(key) }
+
+// Serve answers one proxied request (see Handler).
+func (c *Cache) Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return c.serveRead(w, r, f)
+	case "PURGE":
+		return c.servePurge(w, r)
+	default:
+		return c.serveUnsafe(w, r, f)
+	}
+}
+
+// noDirectives is a request without Cache-Control or Pragma.
+var noDirectives = reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
+
+// plainRequest reports a request with nothing that changes how a fresh hit is served: no
+// cache directives, preconditions or ranges.
+func plainRequest(h http.Header) bool {
+	for _, f := range [...]string{hdrCacheControl, hdrPragma, hdrIfNoneMatch, hdrIfModifiedSince,
+		hdrRange, hdrIfMatch, hdrIfUnmodifiedSince} {
+		if _, ok := h[f]; ok {
+			return false
+		}
+	}
+	return true
+}
+
+// serveRead serves GET and HEAD. The fast path — a plain request for a fresh object without
+// Vary in memory — hashes the key in a pooled buffer, checks freshness and writes the stored
+// head and body with WriteStored, without allocating.
+func (c *Cache) serveRead(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
+	kb := getBuf()
+	kb.b = appendKey(kb.b[:0], r.URL, r.Host)
+	h := xxhash.Sum64(kb.b)
+	now := c.now()
+	if plainRequest(r.Header) {
+		if e := c.st.memGet(h, kb.b, ""); e != nil {
+			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
+				putBuf(kb)
+				return c.writeStored(w, r, e, now, statusHit, codeHit(e, "TCP_MEM_HIT"))
+			}
+		}
+	}
+	key := string(kb.b)
+	putBuf(kb)
+	return c.serveLookup(w, r, f, key, h, now)
+}
+
+// errClosed is returned for requests after Close.
+var errClosed = errors.New("cache: closed")

@@ -1,0 +1,152 @@
+package cache
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// entry is one stored response. It is immutable once built: a refresh (304) or a new response
+// builds a new entry, so readers never see a half-written object.
+type entry struct {
+	key       string   // primary key (scheme://host/path?query), checked against hash collisions
+	secondary string   // Vary-selected request values ("" without Vary)
+	item      uint64   // memory/disk key
+	vary      []string // canonical Vary field names
+	status    int
+	header    http.Header // stored end-to-end fields: no hop-by-hop, Age, Content-Length
+	head      []byte      // status line + header + Content-Length, CRLF-terminated lines
+	body      []byte      // immutable payload; nil when only the disk tier holds it
+	size      int64       // payload length
+	etag      string
+	lastMod   string
+	timing    timing
+	policy    policy
+	heuristic bool
+}
+
+// hopByHop are the fields RFC 9110 §7.6.1 lets only the next hop see, plus the framing fields
+// the cache recomputes. They are never stored.
+var hopByHop = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding",
+	"Upgrade", "Proxy-Authenticate", "Proxy-Authorization", hdrContentLength, hdrAge,
+}
+
+// storedHeader copies the fields a cache keeps (RFC 9111 §3.1): without hop-by-hop fields,
+// fields named in Connection, Age and framing, the targeted field meant for Outpost, and the
+// fields a qualified no-cache or private names (never sent without revalidation, §5.2.2.4,
+// §5.2.2.7). A response without Date gets the time of receipt (RFC 9110 §6.6.1).
+func storedHeader(h http.Header, d *respDirectives, stripCDN bool, received time.Time) http.Header {
+	out := h.Clone()
+	for _, line := range h[hdrConnection] {
+		for _, f := range strings.Split(line, ",") {
+			out.Del(strings.TrimSpace(f))
+		}
+	}
+	for _, f := range hopByHop {
+		delete(out, f)
+	}
+	delete(out, hdrOutpostCC)
+	if stripCDN {
+		delete(out, hdrCDNCacheControl)
+	}
+	for _, f := range d.noCacheFields {
+		delete(out, f)
+	}
+	for _, f := range d.privateFields {
+		delete(out, f)
+	}
+	if len(out[hdrDate]) == 0 {
+		out[hdrDate] = []string{received.UTC().Format(http.TimeFormat)}
+	}
+	return out
+}
+
+// bodyAllowed reports whether a response with this status carries content (RFC 9110 §6.4.1).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != 204 && status != 304
+}
+
+// serializeHead renders the status line and fields once, for WriteStored.
+func serializeHead(status int, h http.Header, size int64) []byte {
+	names := make([]string, 0, len(h))
+	n := 64
+	for k, vs := range h {
+		names = append(names, k)
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	slices.Sort(names)
+	b := make([]byte, 0, n)
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, statusText(status)...)
+	b = append(b, "\r\n"...)
+	for _, k := range names {
+		for _, v := range h[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, sanitizeValue(v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	if bodyAllowed(status) {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, size, 10)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// statusText is the reason phrase, "Status N" for codes without one.
+func statusText(status int) string {
+	if t := http.StatusText(status); t != "" {
+		return t
+	}
+	return "Status " + strconv.Itoa(status)
+}
+
+// sanitizeValue replaces CR, LF and NUL so a stored value cannot split the head.
+func sanitizeValue(v string) string {
+	if !strings.ContainsAny(v, "\r\n\x00") {
+		return v
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return ' '
+		}
+		return r
+	}, v)
+}
+
+// cost is the entry's memory charge: head, body, key and an estimate of the parsed header.
+func (e *entry) cost() int64 {
+	n := int64(len(e.head)+len(e.key)+len(e.secondary)) + int64(len(e.body)) + 512
+	for k, vs := range e.header {
+		n += int64(len(k)) + 48
+		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	return n
+}
+
+// build fills the derived fields (validators, head) of an entry whose header, status and size
+// are set.
+func (e *entry) build() *entry {
+	e.etag = e.header.Get(hdrETag)
+	e.lastMod = e.header.Get(hdrLastModified)
+	e.head = serializeHead(e.status, e.header, e.size)
+	return e
+}
+
+// withBody returns a copy of e holding body in memory.
+func (e *entry) withBody(body []byte) *entry {
+	c := *e
+	c.body = body
+	return &c
+}

@@ -1,0 +1,175 @@
+package cache
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Field names the cache reads or writes, in canonical form so map lookups need no conversion.
+const (
+	hdrAge               = "Age"
+	hdrCacheControl      = "Cache-Control"
+	hdrCacheStatus       = "Cache-Status"
+	hdrCDNCacheControl   = "Cdn-Cache-Control"
+	hdrOutpostCC         = "Outpost-Cache-Control"
+	hdrConnection        = "Connection"
+	hdrContentLength     = "Content-Length"
+	hdrContentLocation   = "Content-Location"
+	hdrContentRange      = "Content-Range"
+	hdrContentType       = "Content-Type"
+	hdrDate              = "Date"
+	hdrETag              = "Etag"
+	hdrExpires           = "Expires"
+	hdrIfMatch           = "If-Match"
+	hdrIfModifiedSince   = "If-Modified-Since"
+	hdrIfNoneMatch       = "If-None-Match"
+	hdrIfRange           = "If-Range"
+	hdrIfUnmodifiedSince = "If-Unmodified-Since"
+	hdrLastModified      = "Last-Modified"
+	hdrLocation          = "Location"
+	hdrPragma            = "Pragma"
+	hdrRange             = "Range"
+	hdrSetCookie         = "Set-Cookie"
+	hdrVary              = "Vary"
+	hdrAuthorization     = "Authorization"
+)
+
+// targetedFields are the targeted cache-control fields Outpost obeys, highest precedence first
+// (RFC 9213 §2.2).
+var targetedFields = []string{hdrOutpostCC, hdrCDNCacheControl}
+
+// keyBuf is a pooled buffer for building keys and per-request fields without allocating.
+type keyBuf struct{ b []byte }
+
+var keyBufs = sync.Pool{New: func() any { return &keyBuf{b: make([]byte, 0, 256)} }}
+
+// getBuf takes a buffer from the pool.
+func getBuf() *keyBuf { return keyBufs.Get().(*keyBuf) }
+
+// putBuf returns a buffer to the pool unless it grew too large to keep.
+func putBuf(k *keyBuf) {
+	if cap(k.b) <= 64<<10 {
+		k.b = k.b[:0]
+		keyBufs.Put(k)
+	}
+}
+
+// appendKey appends the primary cache key of a request for u (RFC 9111 §4: the target URI):
+// scheme://host[:port]path[?query], scheme and host lowercased, default ports dropped, an empty
+// path written as "/". host is the request's Host, used when u has none. GET and HEAD share it.
+func appendKey(b []byte, u *url.URL, host string) []byte {
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	b = appendLower(b, scheme)
+	b = append(b, "://"...)
+	if u.Host != "" {
+		host = u.Host
+	}
+	if strings.HasSuffix(host, ":") {
+		host = host[:len(host)-1]
+	} else if (scheme == "http" && strings.HasSuffix(host, ":80")) || (scheme == "https" && strings.HasSuffix(host, ":443")) {
+		host = host[:strings.LastIndexByte(host, ':')]
+	}
+	b = appendLower(b, host)
+	p := u.EscapedPath()
+	if p == "" || p[0] != '/' {
+		b = append(b, '/')
+	}
+	b = append(b, p...)
+	if u.RawQuery != "" || u.ForceQuery {
+		b = append(b, '?')
+		b = append(b, u.RawQuery...)
+	}
+	return b
+}
+
+// appendLower appends s in ASCII lower case.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// keyOf returns the primary key of a URL as a string (slow paths: purge, invalidation).
+func keyOf(u *url.URL) string { return string(appendKey(nil, u, "")) }
+
+// itemKey is the memory and disk key of one stored response: the primary key's hash for a
+// response without Vary, a hash of both keys otherwise.
+func itemKey(primary uint64, key, secondary string) uint64 {
+	if secondary == "" {
+		return primary
+	}
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.WriteString(key)
+	_, _ = d.WriteString("\x00")
+	_, _ = d.WriteString(secondary)
+	return d.Sum64()
+}
+
+// varyNames returns the canonical, sorted, de-duplicated field names a response's Vary lists.
+func varyNames(h http.Header) []string {
+	var names []string
+	for _, line := range h[hdrVary] {
+		for _, f := range strings.Split(line, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				names = append(names, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// varyStar reports Vary: * (RFC 9111 §4.1: never matches).
+func varyStar(h http.Header) bool {
+	for _, n := range varyNames(h) {
+		if n == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// secondaryKey renders the request's values of the Vary'd fields (RFC 9111 §4.1), normalised:
+// lines combined, whitespace around commas removed. An absent field differs from an empty one.
+func secondaryKey(names []string, reqHeader http.Header) string {
+	if len(names) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(n)
+		vals, ok := reqHeader[n]
+		if !ok {
+			b.WriteString("\x01\x00")
+			continue
+		}
+		b.WriteByte(':')
+		for i, v := range vals {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			for j, part := range strings.Split(v, ",") {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strings.TrimSpace(part))
+			}
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
+}

@@ -1,0 +1,116 @@
+package cache
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestStoredHeader(t *testing.T) {
+	in := http.Header{
+		"Connection": {"X-Hop, close"}, "X-Hop": {"1"}, "Keep-Alive": {"timeout=5"},
+		"Transfer-Encoding": {"chunked"}, "Content-Length": {"5"}, "Age": {"3"}, "X-End": {"e"},
+		"Outpost-Cache-Control": {"max-age=5"}, "Cdn-Cache-Control": {"max-age=9"}, "X-Secret": {"s"},
+		"Proxy-Authenticate": {"Basic"}, "Upgrade": {"h2c"}, "Trailer": {"X"},
+	}
+	d := parseRespLines([]string{`no-cache="X-Secret"`})
+	got := storedHeader(in, &d, true, time.Unix(0, 0))
+	for _, f := range []string{"Connection", "X-Hop", "Keep-Alive", "Transfer-Encoding", "Content-Length", "Age",
+		"Outpost-Cache-Control", "Cdn-Cache-Control", "X-Secret", "Proxy-Authenticate", "Upgrade", "Trailer"} {
+		if _, ok := got[f]; ok {
+			t.Errorf("RFC 9111 §3.1: %s stored", f)
+		}
+	}
+	if got.Get("X-End") != "e" || got.Get("Date") == "" {
+		t.Errorf("end-to-end fields lost: %v", got)
+	}
+}
+
+func TestParseResponseDirectives(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.Header
+		want func(d respDirectives) bool
+	}{
+		{"RFC 9111 §5.2 case-insensitive names", http.Header{"Cache-Control": {"MAX-AGE=5, Public"}}, func(d respDirectives) bool { return d.maxAge == 5 && d.public }},
+		{"RFC 9111 §1.2.2 overflow clamps to 2^31", http.Header{"Cache-Control": {"max-age=99999999999999999999"}}, func(d respDirectives) bool { return d.maxAge == maxDelta }},
+		{"RFC 9111 §5.2.2.4 qualified no-cache with a comma in quotes", http.Header{"Cache-Control": {`no-cache="a, b", max-age=3`}}, func(d respDirectives) bool {
+			return !d.noCache && len(d.noCacheFields) == 2 && d.maxAge == 3
+		}},
+		{"RFC 9111 §4.2.1 first of duplicated directives", http.Header{"Cache-Control": {"max-age=1", "max-age=2"}}, func(d respDirectives) bool { return d.maxAge == 1 }},
+		{"RFC 9213 targeted field replaces Cache-Control", http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=9"}}, func(d respDirectives) bool { return !d.noStore && d.maxAge == 9 }},
+		{"RFC 5861 extensions", http.Header{"Cache-Control": {"stale-while-revalidate=7, stale-if-error=8"}}, func(d respDirectives) bool {
+			return d.staleWhileRevalidate == 7 && d.staleIfError == 8
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := parseResponseDirectives(tt.h); !tt.want(d) {
+				t.Errorf("%+v", d)
+			}
+		})
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	tests := []struct {
+		name, v string
+		size    int64
+		want    []byteRange
+		ok      bool
+	}{
+		{"RFC 9110 §14.1.2 first-last", "bytes=0-4", 10, []byteRange{{0, 4}}, true},
+		{"open-ended", "bytes=5-", 10, []byteRange{{5, 9}}, true},
+		{"suffix", "bytes=-3", 10, []byteRange{{7, 9}}, true},
+		{"suffix longer than the representation", "bytes=-30", 10, []byteRange{{0, 9}}, true},
+		{"last beyond the end is clipped", "bytes=8-100", 10, []byteRange{{8, 9}}, true},
+		{"unsatisfiable", "bytes=10-", 10, nil, true},
+		{"other unit ignored", "items=0-1", 10, nil, false},
+		{"last before first is invalid", "bytes=5-1", 10, nil, false},
+		{"garbage", "bytes=a-b", 10, nil, false},
+		{"overlap ignored", "bytes=0-5,3-8", 10, nil, false},
+		{"two ranges", "bytes=0-1, 4-5", 10, []byteRange{{0, 1}, {4, 5}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := parseRange(tt.v, tt.size)
+			if ok != tt.ok || len(got) != len(tt.want) {
+				t.Fatalf("parseRange(%q) = %v, %v", tt.v, got, ok)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("parseRange(%q) = %v", tt.v, got)
+				}
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	tm := timing{requestTime: t0, responseTime: t0}
+	fresh := policy{lifetime: time.Minute, swr: -1, sie: -1}
+	tests := []struct {
+		name string
+		p    policy
+		rq   reqDirectives
+		at   time.Duration
+		want verdict
+		why  Reason
+	}{
+		{"RFC 9111 §4.2 fresh", fresh, noDirectives, 30 * time.Second, useFresh, Reason{}},
+		{"RFC 9111 §4.2 stale", fresh, noDirectives, 61 * time.Second, mustValidate, ServeStale},
+		{"RFC 9111 §5.2.1.4 request no-cache", fresh, reqDirectives{noCache: true, maxAge: -1, maxStale: -1, minFresh: -1}, 0, mustValidate, ServeReqNoCache},
+		{"RFC 5861 §3 within stale-while-revalidate", policy{lifetime: time.Minute, swr: time.Minute, sie: -1}, noDirectives, 90 * time.Second, useStaleRevalidate, ServeStale},
+		{"RFC 9111 §5.2.2.2 must-revalidate beats max-stale", policy{lifetime: time.Minute, revalidate: true, swr: -1, sie: -1},
+			reqDirectives{maxAge: -1, maxStale: maxDelta, minFresh: -1}, 90 * time.Second, mustValidate, ServeMustRevalidate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, why := decide(tm, tt.p, &tt.rq, t0.Add(tt.at))
+			if v != tt.want || why != tt.why {
+				t.Errorf("decide = %v, %v; want %v, %v", v, why, tt.want, tt.why)
+			}
+		})
+	}
+}
