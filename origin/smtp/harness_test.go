@@ -30,23 +30,28 @@ var hashCache sync.Map
 // testDirectory builds the demo users with MinCost hashes (fast under -race).
 func testDirectory(t testing.TB) *mailstore.Directory {
 	t.Helper()
+	d, err := demoDirectory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// demoDirectory builds the demo users with MinCost hashes.
+func demoDirectory() (*mailstore.Directory, error) {
 	var specs []mailstore.UserSpec
 	for _, u := range demoUsers {
 		h, ok := hashCache.Load(u[1])
 		if !ok {
 			b, err := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 			h, _ = hashCache.LoadOrStore(u[1], string(b))
 		}
 		specs = append(specs, mailstore.UserSpec{Address: u[0], PasswordHash: h.(string)})
 	}
-	d, err := mailstore.NewDirectory(specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return mailstore.NewDirectory(specs)
 }
 
 // fakeClock is an injected clock that moves only when the test says so.
@@ -88,7 +93,7 @@ type envConfig struct {
 }
 
 // startMail starts the whole mail system on loopback with free ports.
-func startMail(t *testing.T, cfg envConfig) *mailEnv {
+func startMail(t testing.TB, cfg envConfig) *mailEnv {
 	t.Helper()
 	if cfg.dir == "" {
 		cfg.dir = t.TempDir()
@@ -157,7 +162,7 @@ func startMail(t *testing.T, cfg envConfig) *mailEnv {
 }
 
 // listenLoopback binds addr or skips when the address is unusable.
-func listenLoopback(t *testing.T, addr string) net.Listener {
+func listenLoopback(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -168,7 +173,7 @@ func listenLoopback(t *testing.T, addr string) net.Listener {
 
 // startDNS runs a tiny authoritative server: remote.test MX mx.remote.test → 127.0.0.2;
 // down.test MX mx.down.test → 127.0.0.3 (nothing listens there); everything else NXDOMAIN.
-func startDNS(t *testing.T) string {
+func startDNS(t testing.TB) string {
 	t.Helper()
 	zone := map[string][]string{
 		"remote.test. MX":      {"remote.test. 60 IN MX 10 mx.remote.test."},

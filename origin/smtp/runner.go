@@ -169,8 +169,15 @@ func (q *Queue) deliverLocal(env *Envelope, r *Recipient) error {
 	if _, err := q.store.Deliver(u, key, body); err != nil {
 		return tempError("4.3.0", err)
 	}
+	if testHookAfterLocalDelivery != nil {
+		testHookAfterLocalDelivery()
+	}
 	return nil
 }
+
+// testHookAfterLocalDelivery runs after a mailbox delivery, before the queue records it (the
+// durability test crashes the process there).
+var testHookAfterLocalDelivery func()
 
 // rcptIndex is the position of r among the message's recipients.
 func rcptIndex(env *Envelope, r *Recipient) string {

@@ -106,6 +106,7 @@ func (s *Server) Listen(context.Context) error {
 	if s.opts.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, s.opts.MaxConnections)
 	}
+	ln = hangupListener{ln}
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()

@@ -3,11 +3,13 @@ package smtp
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -111,10 +113,38 @@ func (ss *session) fail() error {
 // hangUp makes the next read see end of input, so the connection closes after the reply.
 func (ss *session) hangUp() {
 	c := ss.conn.Conn()
-	if cr, ok := c.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
-		return
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
 	}
-	_ = c.SetReadDeadline(time.Now())
+	if hc, ok := c.(*hangupConn); ok {
+		hc.hangup.Store(true)
+	}
+}
+
+// hangupConn is an accepted connection whose reads can be ended from the session.
+type hangupConn struct {
+	net.Conn
+	hangup atomic.Bool
+}
+
+// Read reads from the connection, or reports end of input once hung up.
+func (c *hangupConn) Read(p []byte) (int, error) {
+	if c.hangup.Load() {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(p)
+}
+
+// hangupListener wraps accepted connections in hangupConn.
+type hangupListener struct{ net.Listener }
+
+// Accept accepts and wraps a connection.
+func (l hangupListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &hangupConn{Conn: c}, nil
 }
 
 // Mail starts a transaction (MAIL FROM).
