@@ -319,3 +319,8 @@ func CacheTable(pts []CachePoint) *Table {
 	}
 	return t
 }
+
+// WriteCacheTable writes the points as an aligned text table.
+func WriteCacheTable(w io.Writer, pts []CachePoint) error {
+	return writeTable(w, CacheTable(pts))
+}

@@ -549,8 +549,8 @@ func (p *dnsPlan) merge(cs []*dnsClient, elapsed time.Duration) *DNSResult {
 	return r
 }
 
-// formatDNS writes a human-readable summary.
-func formatDNS(w io.Writer, r *DNSResult) {
+// WriteDNS writes a human-readable summary of a DNS load result.
+func WriteDNS(w io.Writer, r *DNSResult) {
 	fmt.Fprintf(w, "%d queries sent, %d answered, %d lost in %v over %d %s clients\n", r.Sent, r.Completed, r.Lost,
 		r.Elapsed.Round(time.Millisecond), r.Clients, r.Transport)
 	fmt.Fprintf(w, "  queries/s   %12.1f\n", r.QPS)
@@ -582,8 +582,8 @@ func DNSTable(r *DNSResult) *Table {
 	return t
 }
 
-// readQueryFile opens and parses a query file.
-func readQueryFile(file string) ([]DNSQuery, error) {
+// ReadQueryFile opens and parses a dnsperf-style query file.
+func ReadQueryFile(file string) ([]DNSQuery, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err

@@ -1,10 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -558,8 +558,8 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// formatLoad writes a human-readable summary of a load result.
-func formatLoad(w *bufio.Writer, r *LoadResult) {
+// WriteLoad writes a human-readable summary of a load result.
+func WriteLoad(w io.Writer, r *LoadResult) {
 	fmt.Fprintf(w, "%d requests in %v over %d connections", r.Requests, r.Elapsed.Round(time.Millisecond), r.Connections)
 	if r.OpenLoop {
 		fmt.Fprint(w, " (open loop, latencies corrected for coordinated omission)")

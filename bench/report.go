@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -222,4 +223,14 @@ func LatencyPlot(title string, l Latency) (*plot.Plot, error) {
 	names := []string{"p50", "p90", "p99", "p99.9", "max"}
 	vals := []float64{ms(float64(l.P50)), ms(float64(l.P90)), ms(float64(l.P99)), ms(float64(l.P999)), ms(float64(l.Max))}
 	return barPlot(title, "latency (ms)", names, []barGroup{{"latency", vals, 0}})
+}
+
+// writeTable writes a table as aligned text.
+func writeTable(w io.Writer, t *Table) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(t.Header, "\t"))
+	for _, r := range t.Rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
 }

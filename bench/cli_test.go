@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs `outpost bench ARGS` and returns its output.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := NewCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+// TestCLIUsageErrors checks that bad flags are usage errors (exit status 2 in outpost).
+func TestCLIUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"bad duration", []string{"scorecard", "--rtt", "40 parsecs"}, "--rtt"},
+		{"n zero", []string{"scorecard", "--n", "0"}, "--n must be positive"},
+		{"n negative", []string{"scorecard", "--n", "-2"}, "--n must be positive"},
+		{"unknown strategy", []string{"scorecard", "--strategy", "carrier-pigeon"}, "unknown strategy"},
+		{"bad sweep", []string{"scorecard", "--sweep", "q=1..3"}, "--sweep"},
+		{"bad plot file", []string{"scorecard", "--plot", "x.gif"}, "--plot"},
+		{"bad bandwidth", []string{"scorecard", "--bandwidth", "fast"}, "--bandwidth"},
+		{"unknown flag", []string{"scorecard", "--frobnicate"}, "unknown flag"},
+		{"http without urls", []string{"http", "-n", "1"}, "URL"},
+		{"http bad duration", []string{"http", "-d", "soon", "http://127.0.0.1:1/"}, "duration"},
+		{"http negative connections", []string{"http", "-c", "-1", "http://127.0.0.1:1/"}, "-c"},
+		{"dns without server", []string{"dns", "--query", "a.test A"}, "arg"},
+		{"dns bad query type", []string{"dns", "--query", "a.test BOGUS", "127.0.0.1:53"}, "BOGUS"},
+		{"cache bad size", []string{"cache", "--sizes", "huge", "--proxies", "http://127.0.0.1:1"}, "--sizes"},
+		{"cache no proxy", []string{"cache", "--sizes", "1MiB"}, "--outpost"},
+		{"bench with args", []string{"whatever"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runCLI(t, tc.args...)
+			if !IsUsage(err) {
+				t.Fatalf("err = %v, want a usage error", err)
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("message %q does not mention %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestCLIScorecardOutputs(t *testing.T) {
+	origin := testOrigin(t)
+	dir := t.TempDir()
+	png, svg, html := filepath.Join(dir, "s.png"), filepath.Join(dir, "s.svg"), filepath.Join(dir, "s.html")
+	base := []string{"scorecard", "--origin", origin, "--n", "2", "--rtt", "4ms", "--repeat", "1", "--strategy", "persistent,pipelined"}
+	out, err := runCLI(t, append(base, "--plot", png, "--report", html)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "measured/model") || !strings.Contains(out, "pipelined") {
+		t.Errorf("table output:\n%s", out)
+	}
+	out, err = runCLI(t, append(base, "--json", "--sweep", "n=1,2", "--plot", svg)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scs []Scorecard
+	if err := json.Unmarshal([]byte(out), &scs); err != nil || len(scs) != 2 || len(scs[1].Rows) != 2 {
+		t.Fatalf("JSON output %v: %s", err, out)
+	}
+	out, err = runCLI(t, append(base, "--csv")...)
+	if err != nil || !strings.HasPrefix(out, "strategy,n,rtt_ms") || strings.Count(out, "\n") != 3 {
+		t.Fatalf("CSV output %v:\n%s", err, out)
+	}
+	checkFile(t, png, "\x89PNG")
+	checkFile(t, svg, "<?xml")
+	checkFile(t, html, "<!doctype html>", "<svg", "outpost bench scorecard", "--n=2", "--rtt=4ms", "measured/model", "GOMAXPROCS")
+}
+
+func TestCLIHTTPAndDNSReports(t *testing.T) {
+	origin := testOrigin(t)
+	td := startTestDNS(t)
+	dir := t.TempDir()
+	h1, h2 := filepath.Join(dir, "http.html"), filepath.Join(dir, "dns.html")
+	out, err := runCLI(t, "http", "-c", "2", "-n", "100", "--report", h1, origin+"/bytes/10")
+	if err != nil || !strings.Contains(out, "requests/s") {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	out, err = runCLI(t, "dns", "-n", "100", "--clients", "1", "--query", "www.example.test A", "--json", "--report", h2, td.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r DNSResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Completed != 100 {
+		t.Fatalf("JSON %v: %s", err, out)
+	}
+	checkFile(t, h1, "<svg", "requests/s")
+	checkFile(t, h2, "<svg", "queries/s")
+}
+
+// checkFile checks that a file exists and contains every string.
+func checkFile(t *testing.T, file string, want ...string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		if !bytes.Contains(b, []byte(w)) {
+			t.Errorf("%s does not contain %q", filepath.Base(file), w)
+		}
+	}
+}
