@@ -17,8 +17,12 @@ import (
 func (s *Server) acceptLoop(ln net.Listener) error {
 	var backoff time.Duration
 	for {
+		if !s.acquireConnSlot() {
+			return nil
+		}
 		nc, err := ln.Accept()
 		if err != nil {
+			s.releaseConnSlot()
 			if errors.Is(err, net.ErrClosed) || s.closing.Load() {
 				return nil
 			}
@@ -40,6 +44,27 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 	}
 }
 
+// acquireConnSlot waits until fewer than max_connections clients are connected; false when
+// shutting down.
+func (s *Server) acquireConnSlot() bool {
+	if s.slots == nil {
+		return true
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-s.stopAccept:
+		return false
+	}
+}
+
+// releaseConnSlot frees a connection slot.
+func (s *Server) releaseConnSlot() {
+	if s.slots != nil {
+		<-s.slots
+	}
+}
+
 // isTemporary reports accept errors worth retrying (EMFILE and friends).
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
@@ -53,8 +78,8 @@ type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	remote string        // client "ip:port"
-	ip     netip.Addr    // client address, unmapped
+	remote string     // client "ip:port"
+	ip     netip.Addr // client address, unmapped
 	ipStr  string
 	ctx    context.Context // upstream requests; cancelled when the connection closes
 	cancel context.CancelFunc
@@ -102,6 +127,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if s.closing.Load() {
 		s.mu.Unlock()
 		_ = nc.Close()
+		s.releaseConnSlot()
 		return nil
 	}
 	s.conns[c] = struct{}{}
@@ -127,6 +153,7 @@ func (c *conn) release() {
 		delete(s.conns, c)
 		s.mu.Unlock()
 		s.m.clientConns.Dec()
+		s.releaseConnSlot()
 		s.connWG.Done()
 	}
 }

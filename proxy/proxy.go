@@ -20,8 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/net/netutil"
-
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/internal/config"
@@ -51,14 +49,16 @@ type Server struct {
 	viaLine  []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
 	viaValue string // "1.1 <pseudonym>", appended to upstream requests
 
-	mu      sync.Mutex
-	lns     []net.Listener
-	addrs   []string
-	self    map[string]bool // bound host:port addresses: requests to these are for the proxy itself
-	conns   map[*conn]struct{}
-	closing atomic.Bool
-	done    chan struct{}
-	connWG  sync.WaitGroup
+	mu         sync.Mutex
+	lns        []net.Listener
+	addrs      []string
+	self       map[string]bool // bound host:port addresses: requests to these are for the proxy itself
+	conns      map[*conn]struct{}
+	closing    atomic.Bool
+	done       chan struct{} // closed when Shutdown is complete
+	stopAccept chan struct{} // closed when Shutdown begins
+	connWG     sync.WaitGroup
+	slots      chan struct{} // one per open client connection when max_connections > 0
 }
 
 // New builds the proxy from its configuration. It loads the users file and the routes; it
@@ -66,7 +66,8 @@ type Server struct {
 func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, error) {
 	env = env.Named("proxy")
 	s := &Server{cfg: cfg, env: env, opts: opts, log: env.Logger, done: make(chan struct{}),
-		conns: map[*conn]struct{}{}, self: map[string]bool{}}
+		stopAccept: make(chan struct{}),
+		conns:      map[*conn]struct{}{}, self: map[string]bool{}}
 	var err error
 	if s.policy, err = newPolicy(cfg); err != nil {
 		return nil, err
@@ -81,6 +82,9 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	}
 	if s.m, err = newMetrics(env.Metrics); err != nil {
 		return nil, err
+	}
+	if cfg.MaxConnections > 0 {
+		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
 	s.viaValue = "1.1 " + cfg.ViaPseudonym
 	s.viaLine = []byte("Via: " + s.viaValue + "\r\n")
@@ -105,9 +109,6 @@ func (s *Server) Listen(ctx context.Context) error {
 			s.self["localhost:"+port] = true
 		}
 		s.addrs = append(s.addrs, "tcp "+ln.Addr().String())
-		if s.cfg.MaxConnections > 0 {
-			ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
-		}
 		s.lns = append(s.lns, ln)
 		s.mu.Unlock()
 	}
@@ -153,6 +154,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 		return nil
 	}
+	close(s.stopAccept)
 	s.closeListeners()
 	s.mu.Lock()
 	for c := range s.conns {

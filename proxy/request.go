@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -261,7 +262,7 @@ func (h *head) checkFraming() *protoError {
 
 // checkParsed checks what net/http parsed and attaches the proxy's own body reader.
 func (c *conn) checkParsed(req *http.Request, h *head) *protoError {
-	if h.hostCount > 0 && !httpguts.ValidHostHeader(req.Header.Get("Host")) {
+	if hv := req.Host; h.hostCount > 0 && req.URL.Host == "" && (!httpguts.ValidHostHeader(hv) || strings.ContainsAny(hv, " \t/\\@?#")) {
 		return bad("invalid Host header")
 	}
 	max := int64(c.srv.cfg.MaxBodySize)

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPipelinedInOrder: 32 pipelined GETs in one write come back in order with the right
+// bodies; with an origin that takes 50 ms per response they finish well under 32 × 50 ms
+// because the proxy reads ahead and starts them together.
+func TestPipelinedInOrder(t *testing.T) {
+	const n = 32
+	const delay = 50 * time.Millisecond
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/slow/") {
+			time.Sleep(delay)
+		}
+		fmt.Fprintf(w, "body of %s", r.URL.Path)
+	})
+	p := startProxy(t, "pipeline_window = 32\n"+reverseRoute(o), Options{})
+	for _, prefix := range []string{"/fast/", "/slow/"} {
+		t.Run(strings.Trim(prefix, "/"), func(t *testing.T) {
+			c := dialRaw(t, p.addr)
+			var req strings.Builder
+			for i := range n {
+				fmt.Fprintf(&req, "GET %s%d HTTP/1.1\r\nHost: site.test\r\n\r\n", prefix, i)
+			}
+			start := time.Now()
+			c.send(req.String())
+			for i := range n {
+				resp, body := c.response("GET")
+				if want := fmt.Sprintf("body of %s%d", prefix, i); resp.StatusCode != 200 || body != want {
+					t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want)
+				}
+			}
+			if prefix == "/slow/" {
+				if took := time.Since(start); took >= n*delay/2 {
+					t.Errorf("32 pipelined requests to a 50 ms origin took %v; read-ahead should make it well under %v", took, n*delay)
+				}
+			}
+		})
+	}
+}
+
+// TestPipelinedMalformedInMiddle: the responses before a malformed request arrive, then a 400
+// for it, then the connection closes.
+func TestPipelinedMalformedInMiddle(t *testing.T) {
+	o := echoOrigin(t)
+	p := startProxy(t, reverseRoute(o), Options{})
+	c := dialRaw(t, p.addr)
+	c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"GET /b HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"GET /c HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n" +
+		"GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"GET /a ", "GET /b "} {
+		resp, body := c.response("GET")
+		if resp.StatusCode != 200 || body != want {
+			t.Fatalf("got %d %q, want %q", resp.StatusCode, body, want)
+		}
+	}
+	resp, _ := c.response("GET")
+	if resp.StatusCode != 400 {
+		t.Fatalf("malformed request: status %d, want 400", resp.StatusCode)
+	}
+	if !c.closed() {
+		t.Fatal("connection still open after the 400")
+	}
+	if got := o.seen(); got != 2 {
+		t.Errorf("origin saw %d requests, want 2", got)
+	}
+}
+
+// TestHTTP10Persistence: an HTTP/1.0 client without keep-alive gets a response delimited by
+// the close; with Connection: keep-alive the connection is reused and answered with
+// Content-Length and Connection: keep-alive.
+func TestHTTP10Persistence(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			w.Write([]byte("streamed "))
+			w.(http.Flusher).Flush() // no Content-Length: chunked from the origin
+		}
+		w.Write([]byte("hello"))
+	})
+	p := startProxy(t, reverseRoute(o), Options{})
+	t.Run("close", func(t *testing.T) {
+		c := dialRaw(t, p.addr)
+		c.send("GET /stream HTTP/1.0\r\n\r\n")
+		resp, body := c.response("GET")
+		if resp.StatusCode != 200 || body != "streamed hello" || resp.ContentLength != -1 || !resp.Close {
+			t.Fatalf("got %d %q cl=%d close=%v", resp.StatusCode, body, resp.ContentLength, resp.Close)
+		}
+		if !c.closed() {
+			t.Fatal("connection open after an HTTP/1.0 response")
+		}
+	})
+	t.Run("keep-alive", func(t *testing.T) {
+		c := dialRaw(t, p.addr)
+		for i := range 3 {
+			c.send("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+			resp, body := c.response("GET")
+			if resp.StatusCode != 200 || body != "hello" || resp.ContentLength != 5 ||
+				!strings.EqualFold(resp.Header.Get("Connection"), "keep-alive") {
+				t.Fatalf("request %d: %d %q cl=%d conn=%q", i, resp.StatusCode, body, resp.ContentLength, resp.Header.Get("Connection"))
+			}
+		}
+	})
+	t.Run("keep-alive unknown length", func(t *testing.T) {
+		c := dialRaw(t, p.addr)
+		c.send("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		resp, body := c.response("GET")
+		if body != "streamed hello" || !resp.Close {
+			t.Fatalf("got %q close=%v", body, resp.Close)
+		}
+		if !c.closed() {
+			t.Fatal("a close-delimited response must end the connection")
+		}
+	})
+	t.Run("1.1 close", func(t *testing.T) {
+		c := dialRaw(t, p.addr)
+		c.send("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		resp, _ := c.response("GET")
+		if !resp.Close {
+			t.Fatal("no Connection: close in the answer")
+		}
+		if !c.closed() {
+			t.Fatal("connection open after Connection: close")
+		}
+	})
+}
+
+// TestPipelinedPostWaits: a POST in a pipeline is not started before the GETs ahead of it
+// finished, and a GET behind it still works.
+func TestPipelinedPostWaits(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(30 * time.Millisecond)
+		}
+		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+	})
+	p := startProxy(t, reverseRoute(o), Options{})
+	c := dialRaw(t, p.addr)
+	c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nPOST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"GET /slow", "POST /p", "GET /after"} {
+		_, body := c.response("GET")
+		if body != want {
+			t.Fatalf("got %q want %q", body, want)
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.reqs[0].URL.Path != "/slow" || o.reqs[1].URL.Path != "/p" {
+		t.Errorf("origin order %s, %s", o.reqs[0].URL.Path, o.reqs[1].URL.Path)
+	}
+}
