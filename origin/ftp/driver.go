@@ -12,6 +12,8 @@ import (
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // driver is the library's MainDriver: greeting, login and per-session file systems.
@@ -92,8 +94,18 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 	return fs, nil
 }
 
-// dummyHash is compared against when the user does not exist, so both cases take as long.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("outpost-no-such-user"), bcrypt.DefaultCost)
+// newDummyHash returns a hash to compare against when the user does not exist, so unknown
+// and known users take as long: it has the cost of the configured users' hashes.
+func newDummyHash(users map[string]config.FTPUser) ([]byte, error) {
+	cost := bcrypt.DefaultCost
+	for _, u := range users {
+		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil {
+			cost = c
+			break
+		}
+	}
+	return bcrypt.GenerateFromPassword([]byte("outpost-no-such-user"), cost)
+}
 
 // check validates a login and returns the home directory (relative to the FTP root) and
 // whether the session is read-only.
@@ -102,7 +114,7 @@ func (d *driver) check(user, pass string) (home string, readOnly, ok bool) {
 		return anonymousHome, true, true
 	}
 	u, found := d.srv.users[user]
-	hash := dummyHash
+	hash := d.srv.dummyHash
 	if found {
 		hash = []byte(u.PasswordHash)
 	}

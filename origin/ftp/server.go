@@ -23,13 +23,14 @@ import (
 
 // Server is the FTP origin. It implements component.Component.
 type Server struct {
-	cfg     config.FTPConfig
-	env     component.Env
-	dir     string
-	users   map[string]config.FTPUser
-	guard   *loginGuard
-	metrics *metrics
-	stats   fsStats
+	cfg       config.FTPConfig
+	env       component.Env
+	dir       string
+	users     map[string]config.FTPUser
+	dummyHash []byte
+	guard     *loginGuard
+	metrics   *metrics
+	stats     fsStats
 
 	lib      *ftpserver.FtpServer
 	ln       net.Listener
@@ -59,6 +60,10 @@ func New(cfg config.FTPConfig, env component.Env) (*Server, error) {
 	}
 	for _, u := range cfg.Users {
 		s.users[u.Name] = u
+	}
+	var err error
+	if s.dummyHash, err = newDummyHash(s.users); err != nil {
+		return nil, fmt.Errorf("ftp: %w", err)
 	}
 	if err := seedTree(dir, cfg); err != nil {
 		return nil, fmt.Errorf("ftp: seed %s: %w", dir, err)
