@@ -40,6 +40,19 @@ func (ex *Explain) step(s stepKind, result, edges string) {
 	ex.Steps = append(ex.Steps, ExplainStep{Step: s.String(), Result: result, Edges: edges})
 }
 
+// decide notes the outcome of step s on its entry (adding one if the step logged nothing).
+func (ex *Explain) decide(s stepKind, note, edges string) {
+	if n := len(ex.Steps); n == 0 || ex.Steps[n-1].Step != s.String() {
+		ex.step(s, note, edges)
+		return
+	}
+	last := &ex.Steps[len(ex.Steps)-1]
+	if note != "" {
+		last.Result += "; " + note
+	}
+	last.Edges = edges
+}
+
 // explain answers name/qtype for client as a query from that network would be answered.
 func (st *state) explain(name string, qtype uint16, client netip.Addr) *Explain {
 	name = config.CanonicalDNSName(name)

@@ -97,6 +97,22 @@ asns = [64501]
 edges = ["edge2", "edge1"]
 `
 
+// tryLoadDNS parses TOML text into the [dns] section.
+func tryLoadDNS(text string) (config.DNSConfig, error) {
+	f, err := os.CreateTemp("", "outpost-dns-*.toml")
+	if err != nil {
+		return config.DNSConfig{}, err
+	}
+	defer os.Remove(f.Name())
+	f.WriteString(text)
+	f.Close()
+	c, err := config.Load(config.Source{File: f.Name(), Env: []string{}})
+	if err != nil {
+		return config.DNSConfig{}, err
+	}
+	return c.DNS, nil
+}
+
 // loadDNS parses TOML text into the [dns] section, as `outpost up` would.
 func loadDNS(t testing.TB, text string) config.DNSConfig {
 	t.Helper()

@@ -70,13 +70,13 @@ func (st *state) steer(d *dynName, client netip.Addr, ex *Explain) (sel selectio
 		}
 		if len(cs) > 0 && st.choose(d, cs, &sel) {
 			if ex != nil {
-				ex.step(s, "chose", st.selNames(d, &sel))
+				ex.decide(s, "", st.selNames(d, &sel))
 			}
 			return sel, s, scope
 		}
 		if len(cs) > 0 {
 			if ex != nil {
-				ex.step(s, "no healthy candidate in the pool", "")
+				ex.decide(s, "no healthy candidate in the pool", "")
 			}
 		}
 	}
