@@ -124,12 +124,39 @@ func (c *Cache) Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, er
 var noDirectives = reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
 
 // plainRequest reports a request with nothing that changes how a fresh hit is served: no
-// cache directives, preconditions or ranges.
+// cache directives, preconditions or ranges. Small headers are scanned by name rather than
+// looked up seven times.
 func plainRequest(h http.Header) bool {
-	for _, f := range [...]string{hdrCacheControl, hdrPragma, hdrIfNoneMatch, hdrIfModifiedSince,
-		hdrRange, hdrIfMatch, hdrIfUnmodifiedSince} {
-		if _, ok := h[f]; ok {
-			return false
+	if len(h) > 12 {
+		for _, f := range [...]string{hdrCacheControl, hdrPragma, hdrIfNoneMatch, hdrIfModifiedSince,
+			hdrRange, hdrIfMatch, hdrIfUnmodifiedSince} {
+			if _, ok := h[f]; ok {
+				return false
+			}
+		}
+		return true
+	}
+	for k := range h {
+		if len(k) < 5 {
+			continue
+		}
+		switch k[0] {
+		case 'C':
+			if k == hdrCacheControl {
+				return false
+			}
+		case 'P':
+			if k == hdrPragma {
+				return false
+			}
+		case 'R':
+			if k == hdrRange {
+				return false
+			}
+		case 'I':
+			if len(k) > 3 && k[1] == 'f' && k[2] == '-' {
+				return false
+			}
 		}
 	}
 	return true

@@ -30,6 +30,8 @@ type flight struct {
 	done    bool
 	bodyErr error
 	refs    atomic.Int32 // pump + open readers; the spill file closes at zero
+
+	followers atomic.Int32 // requests waiting on or served by this flight
 }
 
 // newFlight makes an unpublished flight.

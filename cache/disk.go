@@ -268,6 +268,7 @@ func (d *diskStore) writer() {
 		}
 		if err == nil {
 			err = w.commit(e)
+			_ = w.f.Close()
 		}
 		if err != nil {
 			if w != nil {
@@ -290,10 +291,11 @@ func (d *diskStore) close() {
 // diskWriter writes one entry file: the body streams in (readers may read what is written so
 // far with ReadAt), then commit adds the metadata and the checksum and renames it into place.
 type diskWriter struct {
-	d   *diskStore
-	f   *os.File
-	crc hash.Hash32
-	n   atomic.Int64 // body bytes written
+	d    *diskStore
+	f    *os.File
+	name string // current name (temporary until commit)
+	crc  hash.Hash32
+	n    atomic.Int64 // body bytes written
 }
 
 // create starts a new entry file under a temporary name.
@@ -302,7 +304,7 @@ func (d *diskStore) create() (*diskWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: disk tier: %w", err)
 	}
-	w := &diskWriter{d: d, f: f, crc: crc32.New(crcTable)}
+	w := &diskWriter{d: d, f: f, name: f.Name(), crc: crc32.New(crcTable)}
 	if _, err := w.f.Write([]byte(diskMagic)); err != nil {
 		w.abort()
 		return nil, fmt.Errorf("cache: disk tier: %w", err)
@@ -360,7 +362,7 @@ func (w *diskWriter) commit(e *entry) error {
 	if err := os.Rename(w.f.Name(), path); err != nil {
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
-	_ = w.f.Close()
+	w.name = path
 	meta := *e
 	meta.body = nil
 	it := &diskItem{e: &meta, path: path, fileSize: size}
@@ -374,7 +376,7 @@ func (w *diskWriter) commit(e *entry) error {
 // abort deletes an unfinished file.
 func (w *diskWriter) abort() {
 	_ = w.f.Close()
-	_ = os.Remove(w.f.Name())
+	_ = os.Remove(w.name)
 }
 
 // evict removes the least recently used files until the tier is within 90% of its budget.

@@ -353,6 +353,7 @@ func (c *Cache) respondFlight(w ResponseWriter, r *http.Request, fl *flight, e *
 // follow waits for another request's flight and is served from it; on a timeout, a failed
 // fetch, an unshareable response or a different Vary selection it goes to the origin alone.
 func (c *Cache) follow(fl *flight, w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, fwd string) (Outcome, error) {
+	fl.followers.Add(1)
 	t := time.NewTimer(c.cfg.CollapseTimeout)
 	defer t.Stop()
 	select {

@@ -1,0 +1,131 @@
+package cache
+
+import (
+	"bytes"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+// waitFollowers polls until the flight for path has n followers.
+func waitFollowers(t *testing.T, h *harness, path string, n int32) {
+	t.Helper()
+	key := "http://origin.test" + path
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		h.c.flights.mu.Lock()
+		fl := h.c.flights.m[primaryHash(key)]
+		h.c.flights.mu.Unlock()
+		if fl != nil && fl.followers.Load() >= n {
+			return
+		}
+		time.Sleep(time.Millisecond) // polling for an external effect, with a deadline
+	}
+	t.Fatalf("flight for %s never had %d followers", path, n)
+}
+
+// TestCollapse100 is acceptance 3: 100 concurrent requests for a cold 1 MiB object make
+// exactly one origin request and all get the whole body, streamed as it arrives.
+func TestCollapse100(t *testing.T) {
+	const n = 100
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	release := make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.WriteHeader(200)
+		_, _ = w.Write(body[:len(body)/2])
+		http.NewResponseController(w).Flush()
+		<-release
+		_, _ = w.Write(body[len(body)/2:])
+	}, func(c *config.CacheConfig) { c.CollapseTimeout = time.Minute })
+	var wg sync.WaitGroup
+	results := make([]*recorder, n)
+	outs := make([]Outcome, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = &recorder{method: "GET"}
+			outs[i], _ = h.c.Serve(results[i], httptest0(h, "/big"), h)
+		}()
+	}
+	waitFollowers(t, h, "/big", n-1)
+	close(release)
+	wg.Wait()
+	h.settle()
+	if got := h.originCount(); got != 1 {
+		t.Fatalf("origin saw %d requests, want 1", got)
+	}
+	fetched := 0
+	for i, rw := range results {
+		if rw.resp == nil || rw.resp.StatusCode != 200 || !bytes.Equal(rw.body, body) {
+			t.Fatalf("request %d: wrong response (%d bytes)", i, len(rw.body))
+		}
+		if outs[i].Fetched {
+			fetched++
+		}
+	}
+	if fetched != 1 || h.c.stats.collapsed.Load() != n-1 {
+		t.Fatalf("fetched %d, collapsed %d", fetched, h.c.stats.collapsed.Load())
+	}
+	if res := h.do("GET", "/big"); res.out.Code != "TCP_MEM_HIT" || res.body != string(body) {
+		t.Fatalf("after the flight: %+v", res.out)
+	}
+}
+
+// TestCollapseTimeout: a follower that waits longer than collapse_timeout for the shared
+// response's header goes to the origin itself.
+func TestCollapseTimeout(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			<-release
+		}
+		reply(200, "x", "Cache-Control: max-age=60")(w, r, n)
+	}, func(c *config.CacheConfig) { c.CollapseTimeout = 20 * time.Millisecond })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rw := &recorder{method: "GET"}
+		_, _ = h.c.Serve(rw, httptest0(h, "/slow"), h)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.originCount() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	res := h.do("GET", "/slow")
+	if res.status != 200 || h.originCount() != 2 {
+		t.Fatalf("status %d, origin %d", res.status, h.originCount())
+	}
+	close(release)
+	<-done
+}
+
+// TestCollapseUnshareable: followers of a private response go to the origin themselves.
+func TestCollapseUnshareable(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			<-release
+		}
+		reply(200, "secret", "Cache-Control: private")(w, r, n)
+	}, func(c *config.CacheConfig) { c.CollapseTimeout = time.Minute })
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rw := &recorder{method: "GET"}
+			_, _ = h.c.Serve(rw, httptest0(h, "/p"), h)
+		}()
+	}
+	waitFollowers(t, h, "/p", 2)
+	close(release)
+	wg.Wait()
+	if got := h.originCount(); got != 3 {
+		t.Fatalf("origin saw %d requests, want 3 (private responses are not shared)", got)
+	}
+}
