@@ -1,0 +1,182 @@
+// Package imap is Outpost's IMAP4rev1 origin (RFC 3501, IDLE from RFC 2177, UIDPLUS) on
+// emersion/go-imap's server, with its own Session over the shared Maildir store: several sessions
+// on one mailbox see each other's changes, and mail delivered by SMTP shows up in IDLE.
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/outpost-proxy/outpost/origin/mailstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
+)
+
+// Options configure the IMAP server.
+type Options struct {
+	// Listen is the listen address.
+	Listen string
+	// MaxConnections bounds concurrent connections.
+	MaxConnections int
+	// MaxAuthFailures closes the connection (BYE) after this many failed logins.
+	MaxAuthFailures int
+	// MaxMessageSize is the APPEND limit (APPENDLIMIT).
+	MaxMessageSize int64
+	// TLS enables STARTTLS when non-nil.
+	TLS *tls.Config
+	// AllowInsecureAuth allows LOGIN/AUTHENTICATE before STARTTLS.
+	AllowInsecureAuth bool
+	// Logger and Metrics (either may be nil).
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+// Server is the IMAP server; it is a component.Component.
+type Server struct {
+	opts  Options
+	store *mailstore.Store
+	log   *slog.Logger
+	srv   *imapserver.Server
+	m     *metrics
+
+	mu     sync.Mutex
+	ln     net.Listener
+	boxes  map[string]*mailbox
+	closed bool
+}
+
+// New returns an IMAP server over store.
+func New(opts Options, store *mailstore.Store) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxAuthFailures <= 0 {
+		opts.MaxAuthFailures = 3
+	}
+	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > 1<<31 {
+		opts.MaxMessageSize = 1 << 31
+	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, store: store, log: opts.Logger, m: m, boxes: map[string]*mailbox{}}
+	s.srv = imapserver.New(&imapserver.Options{
+		NewSession: s.newSession,
+		Caps: goimap.CapSet{
+			goimap.CapIMAP4rev1: {}, goimap.CapUIDPlus: {}, goimap.CapChildren: {}, goimap.CapLiteralPlus: {},
+		},
+		Logger:       logAdapter{s.log},
+		TLSConfig:    opts.TLS,
+		InsecureAuth: opts.AllowInsecureAuth,
+	})
+	return s, nil
+}
+
+// logAdapter sends go-imap's log lines to slog.
+type logAdapter struct{ l *slog.Logger }
+
+func (a logAdapter) Printf(format string, args ...any) {
+	a.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+// Name is the component name.
+func (s *Server) Name() string { return "imap" }
+
+// Listen binds the listener.
+func (s *Server) Listen(context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("imap: listen %s: %w", s.opts.Listen, err)
+	}
+	if s.opts.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, s.opts.MaxConnections)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	return nil
+}
+
+// Addrs lists the bound address.
+func (s *Server) Addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return []string{"tcp " + s.ln.Addr().String()}
+}
+
+// Addr is the bound address (valid after Listen).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ln.Addr().String()
+}
+
+// Serve accepts connections until Shutdown.
+func (s *Server) Serve(context.Context) error {
+	s.mu.Lock()
+	ln, closed := s.ln, s.closed
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("imap: Serve before Listen")
+	}
+	if closed {
+		return nil
+	}
+	err := s.srv.Serve(ln)
+	s.mu.Lock()
+	closed = s.closed
+	s.mu.Unlock()
+	if closed || err == nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("imap: %w", err)
+}
+
+// Shutdown closes the listener and the connections. go-imap's server has no graceful shutdown
+// (its issue #498); nothing is lost by closing, because every store change is already durable
+// when its command completes.
+func (s *Server) Shutdown(context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	_ = s.srv.Close()
+	return nil
+}
+
+// metrics are the IMAP counters.
+type metrics struct {
+	sessions     prometheus.Counter
+	authFailures prometheus.Counter
+}
+
+// newMetrics registers the IMAP counters on reg (nil: not exported).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sessions:     prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_imap_sessions_total", Help: "IMAP connections accepted."}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_imap_auth_failures_total", Help: "Failed IMAP logins."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.sessions, m.authFailures} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("imap: metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
