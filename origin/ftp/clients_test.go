@@ -220,6 +220,7 @@ func TestCommands(t *testing.T) {
 		{"CWD d", 250},
 		{"CDUP", 250},
 		{"RMD d", 250},
+		{"PASV", 227},
 		{"RETR missing.txt", 550},
 		{"SIZE welcome.txt", 213},
 		{"MDTM welcome.txt", 213},
@@ -229,6 +230,15 @@ func TestCommands(t *testing.T) {
 		{"REST 10", 350},
 		{"REST x", 550},
 		{"BOGUS", 500},
+		{"HELP", 214},
+		{"ALLO 10", 202},
+		{"RETR welcome.txt", 425},
+		{"LIST", 425},
+		{"EPSV 2", 522},
+		{"EPSV 7", 501},
+		{"EPSV ALL", 200},
+		{"PASV", 503},
+		{"PORT 127,0,0,1,200,10", 503},
 		{"SITE CHMOD 777 welcome.txt", 500},
 	}
 	for _, tc := range cases {

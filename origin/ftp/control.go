@@ -19,7 +19,9 @@ import (
 //   - PORT/EPRT to a port below 1024 or to another host (FTP bounce, RFC 2577), or when
 //     active mode is disabled,
 //   - any path argument that climbs above the user's root ("CWD ../..", "RETR ../../x"),
-//     which is answered 550 instead of being clamped to the root.
+//     which is answered 550 instead of being clamped to the root,
+//   - a transfer command before any PASV/EPSV/PORT/EPRT (425), EPSV ALL and EPSV with a
+//     protocol number (RFC 2428 §3-4), and HELP (214).
 //
 // Because the library reads the next line only after it has handled the previous one, the
 // session state (current directory, login) is current when a line is filtered.
@@ -34,6 +36,10 @@ type controlConn struct {
 	closed   atomic.Bool
 	cc       atomic.Value // ftpserver.ClientContext, set once the library greets the client
 	loggedIn atomic.Bool
+
+	// Data connection state, seen from the commands (only the reading goroutine uses it).
+	dataReady bool // a PASV/EPSV/PORT/EPRT was passed on since the last transfer command
+	epsvAll   bool // the client sent EPSV ALL: only EPSV may set up data connections
 }
 
 // maxLine is the longest command line filtered; longer ones go to the library, which rejects
@@ -110,17 +116,77 @@ func (c *controlConn) filter(line []byte) string {
 	switch cmd {
 	case "STRU":
 		return struReply(arg)
-	case "PORT", "EPRT":
-		return c.checkActive(cmd, arg)
+	case "HELP":
+		return helpReply
 	}
 	cc := c.context()
 	if cc == nil || !c.loggedIn.Load() {
 		return ""
 	}
+	if reply := c.dataSetup(cmd, arg); reply != "" {
+		return reply
+	}
 	if p, ok := pathArgument(cmd, arg); ok && escapesRoot(cc.Path(), p) {
 		return "550 " + p + ": permission denied (outside your root directory)"
 	}
 	return ""
+}
+
+// helpReply lists the commands (RFC 959 §4.1.3 HELP).
+const helpReply = "214-The following commands are recognized:\r\n" +
+	" ABOR APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE NLST\r\n" +
+	" NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SIZE STAT STOR STRU SYST\r\n" +
+	" TYPE USER XCUP XCWD XMKD XPWD XRMD\r\n" +
+	"214 Help OK."
+
+// dataSetup follows data connection commands: it checks PORT/EPRT, handles EPSV ALL and
+// EPSV's protocol argument, and refuses a transfer that has no data connection set up.
+func (c *controlConn) dataSetup(cmd, arg string) string {
+	switch cmd {
+	case "PORT", "EPRT", "PASV":
+		if c.epsvAll {
+			return "503 Only EPSV may be used after EPSV ALL."
+		}
+		if cmd != "PASV" {
+			if reply := c.checkActive(cmd, arg); reply != "" {
+				return reply
+			}
+		}
+		c.dataReady = true
+	case "EPSV":
+		if reply := c.epsvReply(arg); reply != "" {
+			return reply
+		}
+		c.dataReady = true
+	case "RETR", "STOR", "APPE", "LIST", "NLST", "MLSD":
+		if !c.dataReady {
+			return "425 Use PASV, EPSV, PORT or EPRT first."
+		}
+		c.dataReady = false
+	}
+	return ""
+}
+
+// epsvReply answers EPSV ALL and EPSV with a protocol the control connection does not use;
+// a plain EPSV (or one naming the right protocol) goes on to the library.
+func (c *controlConn) epsvReply(arg string) string {
+	want := "1"
+	if !c.ip.Is4() {
+		want = "2"
+	}
+	switch a := strings.ToUpper(strings.TrimSpace(arg)); a {
+	case "":
+		return ""
+	case "ALL":
+		c.epsvAll = true
+		return "200 EPSV ALL ok; only EPSV will be accepted now."
+	case "1", "2":
+		if a != want {
+			return "522 Network protocol not supported, use (" + want + ")"
+		}
+		return ""
+	}
+	return "501 Syntax: EPSV [1|2|ALL]"
 }
 
 // splitCommand splits a command line into its upper-cased verb and its argument.
@@ -145,9 +211,6 @@ func struReply(arg string) string {
 // client's own or the port is privileged (RFC 2577 §3). Well-formed, acceptable requests
 // pass to the library, which opens the connection later.
 func (c *controlConn) checkActive(cmd, arg string) string {
-	if c.context() == nil || !c.loggedIn.Load() {
-		return ""
-	}
 	if !c.srv.cfg.ActiveMode {
 		return "502 Active mode is disabled here; use PASV or EPSV."
 	}
@@ -161,6 +224,7 @@ func (c *controlConn) checkActive(cmd, arg string) string {
 	}
 	if ap.Addr().Unmap() != c.ip.Unmap() {
 		c.srv.metrics.refused.WithLabelValues("bounce").Inc()
+		c.srv.env.Logger.Warn("ftp bounce attempt refused", "remote", c.ip.String(), "target", ap.String())
 		return "504 " + cmd + " refused: data connections go only to your own address (RFC 2577)."
 	}
 	if ap.Port() < 1024 {
