@@ -101,10 +101,9 @@ type MailIMAPConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 	// Listen is the listen address.
 	Listen string `mapstructure:"listen"`
-	// MaxConnections bounds concurrent connections.
+	// MaxConnections bounds concurrent connections. (Read timeouts are go-imap's fixed ones:
+	// 30 s within a command, 35 min between commands and in IDLE, per RFC 3501 5.4.)
 	MaxConnections int `mapstructure:"max_connections"`
-	// IdleTimeout closes a connection that sends nothing for this long (outside IDLE).
-	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 }
 
 func defaultMail() MailConfig {
@@ -130,7 +129,7 @@ func defaultMail() MailConfig {
 			RelayTimeout:   5 * time.Minute,
 		},
 		POP3: MailPOP3Config{Enabled: true, Listen: "127.0.0.1:1110", IdleTimeout: 10 * time.Minute, MaxConnections: 200},
-		IMAP: MailIMAPConfig{Enabled: true, Listen: "127.0.0.1:1143", IdleTimeout: 30 * time.Minute, MaxConnections: 200},
+		IMAP: MailIMAPConfig{Enabled: true, Listen: "127.0.0.1:1143", MaxConnections: 200},
 	}
 }
 
@@ -166,9 +165,6 @@ func (c *MailConfig) validate() error {
 			return err
 		}
 		if err := CheckPositive("mail.imap.max_connections", c.IMAP.MaxConnections); err != nil {
-			return err
-		}
-		if err := CheckPositive("mail.imap.idle_timeout", c.IMAP.IdleTimeout); err != nil {
 			return err
 		}
 	}

@@ -499,3 +499,26 @@ func (m *Mailbox) existsLocked(key string) (string, bool) {
 	}
 	return "", false
 }
+
+// seededName lists, per user, the keys of demo messages already seeded once.
+const seededName = "outpost-seeded"
+
+// DeliverOnce delivers a message with key unless a message with that key was ever delivered by
+// DeliverOnce before (even if the user has deleted it since): demo content seeded on first start.
+func (s *Store) DeliverOnce(u *User, key string, r io.Reader) (bool, error) {
+	path := filepath.Join(s.userRoot(u), seededName)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("mailstore: %w", err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if l == key {
+			return false, nil
+		}
+	}
+	ok, err := s.Deliver(u, key, r)
+	if err != nil {
+		return false, err
+	}
+	return ok, writeFileSync(path, append(data, []byte(key+"\n")...))
+}
