@@ -1,5 +1,3 @@
-//go:build wiring
-
 package main
 
 import (
@@ -87,7 +85,7 @@ func buildProxy(cfg *config.Config, env component.Env) (component.Component, err
 // mailCommand is `outpost mail` (run the mail servers) with its queue subcommands.
 func (c *cli) mailCommand() *cobra.Command {
 	cmd := c.upCommand("mail", "Run the mail servers (SMTP, POP3, IMAP) alone", []string{"mail"})
-	cmd.AddCommand(mailSubcommands()...)
+	cmd.AddCommand(mailSubcommands(c.load)...)
 	return cmd
 }
 
