@@ -103,6 +103,7 @@ func newHarness(t testing.TB, handler func(w http.ResponseWriter, r *http.Reques
 	h.target, _ = url.Parse(h.srv.URL)
 	cfg := config.Default().Cache
 	cfg.DiskEnabled = false
+	cfg.MemorySize = 16 << 20
 	cfg.CollapseTimeout = 5 * time.Second
 	if mod != nil {
 		mod(&cfg)
@@ -152,6 +153,9 @@ func (h *harness) Fetch(r *http.Request) (*http.Response, error) {
 	out.Host = r.Host
 	return h.transport.RoundTrip(out)
 }
+
+// Background implements BackgroundFetcher: the harness's Fetcher is not tied to a request.
+func (h *harness) Background() Fetcher { return h }
 
 // result is one response as a client would see it.
 type result struct {

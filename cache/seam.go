@@ -63,3 +63,12 @@ type Outcome struct {
 type Handler interface {
 	Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error)
 }
+
+// BackgroundFetcher is an optional interface a Fetcher may implement. Background returns a
+// Fetcher that stays usable after Serve has returned — one not tied to the client's connection
+// or pipeline slot — which the cache uses to refresh a stale response in the background after
+// serving it (stale-while-revalidate, RFC 5861 §3). When the Fetcher passed to Serve does not
+// implement it, the cache revalidates in the foreground instead.
+type BackgroundFetcher interface {
+	Background() Fetcher
+}

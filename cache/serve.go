@@ -49,8 +49,12 @@ func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key st
 		c.stats.staleServed.Add(1)
 		out, err = c.serveStored(w, r, lr, now, "hit; detail=max-stale", Outcome{Code: "TCP_STALE_HIT", Hit: true})
 	case useStaleRevalidate:
+		bf, ok := f.(BackgroundFetcher)
+		if !ok {
+			return c.forward(w, r, f, key, h, &rq, lr, fwdFor(why))
+		}
 		c.stats.staleServed.Add(1)
-		c.refreshInBackground(r, f, key, h, rq, lr)
+		c.refreshInBackground(r, bf.Background(), key, h, rq, lr)
 		out, err = c.serveStored(w, r, lr, now, "hit; detail=stale-while-revalidate", Outcome{Code: "TCP_STALE_HIT", Hit: true})
 	default:
 		if rq.onlyIfCached {
