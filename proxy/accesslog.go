@@ -143,7 +143,8 @@ func resultCode(s *slot) string {
 }
 
 // appendSquid renders Squid's native format:
-// time.ms elapsed client code/status bytes method URL user hierarchy/peer type.
+// time.ms elapsed client code/status bytes method URL user hierarchy/peer type, then
+// "error:<kind>" when the upstream failed.
 func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
 	now := time.Now()
 	b = strconv.AppendInt(b, now.Unix(), 10)
@@ -172,11 +173,14 @@ func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
 		b = append(b, " HIER_NONE/-"...)
 	}
 	b = append(b, ' ')
-	if s.errKind != "" {
-		b = append(b, "error:"...)
-		b = append(b, s.errKind...)
+	if len(s.ctype) > 0 {
+		b = appendQuoted(b, s.ctype)
 	} else {
 		b = append(b, '-')
+	}
+	if s.errKind != "" {
+		b = append(b, " error:"...)
+		b = append(b, s.errKind...)
 	}
 	return append(b, '\n')
 }
@@ -251,7 +255,7 @@ func appendURL(b []byte, s *slot) []byte {
 
 // appendQuoted appends v with spaces, quotes and control bytes escaped (%xx), so one log line
 // stays one line with fixed fields.
-func appendQuoted(b []byte, v string) []byte {
+func appendQuoted[T string | []byte](b []byte, v T) []byte {
 	const hex = "0123456789ABCDEF"
 	for i := 0; i < len(v); i++ {
 		c := v[i]

@@ -56,6 +56,7 @@ type slot struct {
 	reqBytes int64 // request head bytes
 	outcome  cache.Outcome
 	upstream string
+	ctype    []byte // Content-Type of the response (a slice of a stored head, or a copy)
 	errKind  string
 	user     string
 	fetchErr error

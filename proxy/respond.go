@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,7 @@ func (s *slot) writeStoredLocked(head, extra, body []byte) {
 		n += len(body)
 	}
 	s.status = statusOf(head)
+	s.ctype = fieldValue(head, "\r\nContent-Type:")
 	s.bytesOut += int64(n)
 }
 
@@ -68,6 +70,20 @@ func (s *slot) writeConnFields() {
 	case s.proto10:
 		_, _ = bw.WriteString("Connection: keep-alive\r\n")
 	}
+}
+
+// fieldValue returns the value of the field whose "\r\nName:" prefix is given, from a
+// serialised head (exact case, as the cache serialises it), without allocating.
+func fieldValue(head []byte, prefix string) []byte {
+	i := bytes.Index(head, []byte(prefix))
+	if i < 0 {
+		return nil
+	}
+	v := head[i+len(prefix):]
+	if j := bytes.IndexByte(v, '\r'); j >= 0 {
+		v = v[:j]
+	}
+	return bytes.TrimSpace(v)
 }
 
 // statusOf reads the status code of a serialised status line ("HTTP/1.1 200 OK").
@@ -104,6 +120,9 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 	}
 	s.writeResponseHead(resp, chunked)
 	s.status = code
+	if ct := resp.Header["Content-Type"]; len(ct) > 0 {
+		s.ctype = []byte(ct[0])
+	}
 	if bodyless {
 		return nil
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 
@@ -43,10 +42,7 @@ func newRouteTable(cfg config.ProxyConfig, d *dialer) (*routeTable, error) {
 
 // lookup returns the best route for the Host header and path, or nil.
 func (t *routeTable) lookup(hostport, path string) *route {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
+	host := hostOnly(hostport)
 	var best *route
 	bestScore := -1
 	for _, r := range t.routes {
@@ -59,6 +55,14 @@ func (t *routeTable) lookup(hostport, path string) *route {
 		}
 	}
 	return best
+}
+
+// hostOnly strips a ":port" (and IPv6 brackets) from a Host value without allocating.
+func hostOnly(hostport string) string {
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
+		hostport = hostport[:i]
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
 }
 
 // hostScore rates how well a route host pattern matches (-1: no match; exact beats suffix
