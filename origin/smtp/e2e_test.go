@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 )
 
 // TestRealClientsSendAndRead: python smtplib (with and without AUTH), swaks (AUTH LOGIN) and
@@ -59,6 +61,16 @@ func TestRealClientsSendAndRead(t *testing.T) {
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, alice[0]) {
 		t.Errorf("poplib RETR differs from the stored message:\n%q\n%q", got, alice[0])
 	}
+	iHost, iPort := hostPort(t, e.imap.Addr())
+	imapOut := filepath.Join(t.TempDir(), "imap.eml")
+	pyClient(t, "imapfetch", iHost, iPort, "alice", "wonderland", "py noauth", imapOut)
+	if got, _ := os.ReadFile(imapOut); !bytes.Equal(got, alice[0]) {
+		t.Errorf("imaplib BODY[] differs from the stored message:\n%q\n%q", got, alice[0])
+	}
+	curlIMAP := run(t, curl, "-sS", "imap://alice:wonderland@"+e.imap.Addr()+"/INBOX;UID=2")
+	if curlIMAP != string(alice[1]) {
+		t.Errorf("curl imap UID 2 = %q, want %q", curlIMAP, alice[1])
+	}
 	curlList := run(t, curl, "-sS", "pop3://alice:wonderland@"+e.pop.Addr()+"/")
 	if strings.Count(curlList, "\n") != 2 {
 		t.Errorf("curl pop3 LIST = %q", curlList)
@@ -102,6 +114,12 @@ func TestMIMEAttachmentRoundTrip(t *testing.T) {
 	}
 	if dec := attachmentOf(t, got); !bytes.Equal(dec, blob) {
 		t.Fatalf("attachment differs: %d bytes, want %d", len(dec), len(blob))
+	}
+	iHost, iPort := hostPort(t, e.imap.Addr())
+	imapOut := filepath.Join(t.TempDir(), "imap.eml")
+	pyClient(t, "imapfetch", iHost, iPort, "alice", "wonderland", "MIME round trip", imapOut)
+	if viaIMAP, _ := os.ReadFile(imapOut); !bytes.Equal(viaIMAP, stored) {
+		t.Fatal("IMAP BODY[] is not the stored message")
 	}
 }
 
@@ -214,3 +232,36 @@ func TestRelayPermanentFailures(t *testing.T) {
 
 // lookTool finds an optional external tool.
 func lookTool(name string) (string, error) { return exec.LookPath(name) }
+
+// TestOneMessageManyRecipients: one DATA for local and relayed recipients is queued once and
+// delivered to each mailbox exactly once (duplicate RCPTs collapse).
+func TestOneMessageManyRecipients(t *testing.T) {
+	e := startMail(t, envConfig{relayNet: []string{"127.0.0.0/8"}})
+	c, err := gosmtp.Dial(e.a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("bob@outpost.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"alice@outpost.test", "bob@outpost.test", "carol@remote.test", "ALICE@outpost.test"} {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatalf("RCPT %s (relay_networks allows 127.0.0.0/8): %v", r, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: to all\r\n\r\nhi all\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice@outpost.test", "bob@outpost.test", "carol@remote.test"} {
+		if msg := e.waitInbox(t, u, 1)[0]; !bytes.Contains(msg, []byte("Subject: to all")) {
+			t.Errorf("%s got %q", u, msg)
+		}
+	}
+	e.waitQueue(t, "empty", func(l []Envelope) bool { return len(l) == 0 })
+}

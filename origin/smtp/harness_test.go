@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/outpost-proxy/outpost/origin/imap"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 	"github.com/outpost-proxy/outpost/origin/pop3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,7 @@ type mailEnv struct {
 	q     *Queue
 	a, b  *Server
 	pop   *pop3.Server
+	imap  *imap.Server
 	clock *fakeClock
 	dns   string
 }
@@ -141,11 +143,15 @@ func startMail(t testing.TB, cfg envConfig) *mailEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.imap, err = imap.New(imap.Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []interface {
 		Listen(context.Context) error
 		Serve(context.Context) error
 		Shutdown(context.Context) error
-	}{e.q, e.a, e.b, e.pop} {
+	}{e.q, e.a, e.b, e.pop, e.imap} {
 		if err := c.Listen(context.Background()); err != nil {
 			t.Fatal(err)
 		}
