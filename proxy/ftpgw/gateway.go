@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jlaffaye/ftp"
@@ -112,28 +113,63 @@ var errTooLarge = errors.New("file exceeds the gateway's size limit (proxy.ftp.m
 
 // session is one logged-in FTP control connection.
 type session struct {
-	g    *Gateway
-	c    *ftp.ServerConn
-	stop func() bool // detaches the request-context watcher
+	g     *Gateway
+	c     *ftp.ServerConn
+	conns *connSet
+	stop  func() bool // detaches the request-context watcher
+}
+
+// connSet holds a session's network connections (control and data) so they can be closed
+// from another goroutine when the request is cancelled, without touching the FTP client.
+type connSet struct {
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+// add records a new connection (closing it at once if the set is closed).
+func (s *connSet) add(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return
+	}
+	s.conns = append(s.conns, c)
+}
+
+// closeAll closes every connection.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
 }
 
 // open dials and logs in. Control and data connections carry an idle deadline of timeout,
-// and closing the request's context closes them.
+// and cancelling the request's context closes them.
 func (g *Gateway) open(ctx context.Context, t *target) (*session, error) {
+	conns := &connSet{}
 	dialer := &net.Dialer{Timeout: g.cfg.ConnectTimeout}
 	dial := func(network, addr string) (net.Conn, error) {
 		nc, err := dialer.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
+		conns.add(nc)
 		return &deadlineConn{Conn: nc, timeout: g.cfg.Timeout}, nil
 	}
+	stop := context.AfterFunc(ctx, conns.closeAll)
 	c, err := ftp.Dial(t.hostport, ftp.DialWithDialFunc(dial), ftp.DialWithTimeout(g.cfg.ConnectTimeout))
 	if err != nil {
+		stop()
+		conns.closeAll()
 		return nil, fmt.Errorf("connect to %s: %w", t.hostport, err)
 	}
-	s := &session{g: g, c: c}
-	s.stop = context.AfterFunc(ctx, func() { c.Quit() })
+	s := &session{g: g, c: c, conns: conns, stop: stop}
 	user, pass := t.user, t.pass
 	if user == "" {
 		user, pass = "anonymous", g.cfg.AnonymousPassword
@@ -145,10 +181,11 @@ func (g *Gateway) open(ctx context.Context, t *target) (*session, error) {
 	return s, nil
 }
 
-// close ends the FTP session.
+// close ends the FTP session: QUIT, then every connection is closed.
 func (s *session) close() {
 	s.stop()
 	s.c.Quit()
+	s.conns.closeAll()
 }
 
 // deadlineConn pushes the deadline forward on every read and write: an idle timeout.
