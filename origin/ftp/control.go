@@ -66,21 +66,30 @@ func (c *controlConn) Read(p []byte) (int, error) {
 		if c.readErr != nil {
 			return 0, c.readErr
 		}
-		c.fill()
+		if err := c.fill(); err != nil {
+			return 0, err // a timeout: the library decides, and may read again
+		}
 	}
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
 }
 
-// fill reads more bytes from the network (the library's deadline applies).
-func (c *controlConn) fill() {
+// fill reads more bytes from the network (the library's deadline applies). A timeout is
+// returned to the caller and not kept: the library extends the deadline during transfers and
+// reads again. Other errors are kept and returned once the buffered lines are handed out.
+func (c *controlConn) fill() error {
 	var buf [1024]byte
 	n, err := c.Conn.Read(buf[:])
 	c.raw = append(c.raw, buf[:n]...)
-	if err != nil {
-		c.readErr = err
+	if err == nil {
+		return nil
 	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() && n == 0 {
+		return err
+	}
+	c.readErr = err
+	return nil
 }
 
 // Write serialises the library's replies with the filter's.

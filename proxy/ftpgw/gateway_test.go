@@ -264,3 +264,38 @@ func FuzzRenderListing(f *testing.F) {
 
 // quiet discards the gateway's logs in tests.
 var quiet = slog.New(slog.DiscardHandler)
+
+// TestCancel checks that cancelling the request's context ends the transfer at once.
+func TestCancel(t *testing.T) {
+	addr, _ := startOrigin(t, true)
+	g, _ := New(gatewayConfig(), quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "ftp://"+addr+"/pub/sample.bin", nil)
+	resp, err := g.Fetch(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Fetch: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// The context's AfterFunc runs on its own goroutine: wait until it has closed the session.
+	conns := resp.Body.(*fileBody).s.conns
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conns.mu.Lock()
+		closed := conns.closed
+		conns.mu.Unlock()
+		if closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cancellation never closed the FTP connections")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Error("body read to a clean end after the request was cancelled")
+	}
+}
