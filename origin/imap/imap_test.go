@@ -21,6 +21,12 @@ import (
 // testServer starts an IMAP server over a store where alice has the given INBOX messages.
 func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store, *mailstore.User) {
 	t.Helper()
+	return testServerWith(t, func(*Options) {}, msgs...)
+}
+
+// testServerWith is testServer with adjusted options.
+func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Server, *mailstore.Store, *mailstore.User) {
+	t.Helper()
 	var specs []mailstore.UserSpec
 	for _, u := range [][2]string{{"alice@outpost.test", "wonderland"}, {"bob@outpost.test", "builder"}} {
 		h, _ := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
@@ -40,7 +46,9 @@ func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store, *mails
 			t.Fatal(err)
 		}
 	}
-	s, err := New(Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, MaxMessageSize: 1 << 20}, store)
+	opts := Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, MaxMessageSize: 1 << 20}
+	adjust(&opts)
+	s, err := New(opts, store)
 	if err != nil {
 		t.Fatal(err)
 	}

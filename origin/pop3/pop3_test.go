@@ -19,6 +19,12 @@ import (
 // testServer starts a POP3 server over a store where alice has the given messages.
 func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store) {
 	t.Helper()
+	return testServerWith(t, func(*Options) {}, msgs...)
+}
+
+// testServerWith is testServer with adjusted options.
+func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Server, *mailstore.Store) {
+	t.Helper()
 	var specs []mailstore.UserSpec
 	for _, u := range [][2]string{{"alice@outpost.test", "wonderland"}, {"bob@outpost.test", "builder"}} {
 		h, _ := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
@@ -38,7 +44,9 @@ func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store) {
 			t.Fatal(err)
 		}
 	}
-	s, err := New(Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, IdleTimeout: time.Minute}, store)
+	opts := Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, IdleTimeout: time.Minute}
+	adjust(&opts)
+	s, err := New(opts, store)
 	if err != nil {
 		t.Fatal(err)
 	}

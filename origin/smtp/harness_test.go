@@ -3,6 +3,7 @@ package smtp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"os"
@@ -92,6 +93,8 @@ type envConfig struct {
 	relayNet []string
 	maxSize  int64
 	dir      string
+	tls      *tls.Config // STARTTLS certificate
+	tlsOnly  bool        // no AUTH before STARTTLS
 }
 
 // startMail starts the whole mail system on loopback with free ports.
@@ -134,7 +137,7 @@ func startMail(t testing.TB, cfg envConfig) *mailEnv {
 	host := func(listen, name string, domains, other []string) *Server {
 		return NewServer(HostOptions{Listen: listen, Hostname: name, Domains: domains, OtherLocal: other, RelayNetworks: nets,
 			MaxMessageSize: cfg.maxSize, MaxRecipients: 5, MaxLineLength: 1000, MaxConnections: 50, MaxAuthFailures: 3,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, AllowInsecureAuth: true}, e.q, nil)
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, TLS: cfg.tls, AllowInsecureAuth: !cfg.tlsOnly}, e.q, nil)
 	}
 	e.a = host("127.0.0.1:0", "outpost.test", []string{"outpost.test"}, []string{"remote.test"})
 	bLn.Close() // re-bound by the server just below (127.0.0.2 has no other users)

@@ -94,7 +94,7 @@ func (q *Queue) dispatch(sem chan struct{}) time.Time {
 		select {
 		case sem <- struct{}{}:
 		default:
-			return now // all workers busy: look again soon
+			return time.Time{} // all workers busy: a finishing worker wakes the runner
 		}
 		e.busy = true
 		q.workers.Add(1)
