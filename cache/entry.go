@@ -19,7 +19,8 @@ type entry struct {
 	header    http.Header // stored end-to-end fields: no hop-by-hop, Age, Content-Length
 	head      []byte      // status line + header + Content-Length, CRLF-terminated lines
 	body      []byte      // immutable payload; nil when only the disk tier holds it
-	size      int64       // payload length
+	size      int64       // payload length (the complete length for a partial entry)
+	partial   []byteRange // byte ranges held when incomplete (RFC 9111 §3.3); nil when complete
 	etag      string
 	lastMod   string
 	timing    timing

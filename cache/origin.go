@@ -14,8 +14,11 @@ import (
 // forward goes to the origin for a request storage could not satisfy: a miss, or a stored
 // response (lr.e) that must be validated. Concurrent GETs for one key share one fetch.
 func (c *Cache) forward(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, fwd string) (Outcome, error) {
-	if r.Method == http.MethodHead && lr.e == nil || len(r.Header[hdrRange]) > 0 && lr.e == nil {
+	if r.Method == http.MethodHead && lr.e == nil {
 		return c.passThrough(w, r, f, key, h, rq, fwd)
+	}
+	if len(r.Header[hdrRange]) > 0 && lr.e == nil {
+		return c.fetchRange(w, r, f, key, h, rq, lr)
 	}
 	if c.cfg.Collapse && !rq.noStore {
 		fl, leader := c.flights.join(h, key)

@@ -142,6 +142,13 @@ func hangUp(w http.ResponseWriter, _ *http.Request, _ int) {
 	}
 }
 
+// rangeOrigin serves "0123456789" with a strong ETag, honouring Range and If-Range.
+func rangeOrigin(w http.ResponseWriter, r *http.Request, _ int) {
+	w.Header().Set("Cache-Control", "max-age=60")
+	w.Header().Set("ETag", `"rng"`)
+	http.ServeContent(w, r, "", time.Time{}, strings.NewReader("0123456789"))
+}
+
 func TestRFC9111(t *testing.T) {
 	ok200 := reply(200, "hello", "Cache-Control: max-age=60")
 	inFuture := func(d time.Duration) string {
@@ -428,6 +435,33 @@ func TestRFC9111(t *testing.T) {
 			reply(200, "0123456789", "Cache-Control: max-age=60")(w, r, n)
 		}, steps: []step{
 			{hdr: []string{"Range: bytes=2-3"}, status: 206, origin: 1, body: str("23")},
+		}},
+		{name: "RFC 9111 §3.3 a 206 is stored and reused for a range it holds", origin: rangeOrigin, steps: []step{
+			{hdr: []string{"Range: bytes=0-4"}, status: 206, origin: 1, body: str("01234"), cs: "stored"},
+			{hdr: []string{"Range: bytes=1-3"}, status: 206, origin: 1, body: str("123"), cs: "hit", check: hasField("Content-Range", "bytes 1-3/10")},
+			{hdr: []string{"Range: bytes=3-6"}, status: 206, origin: 2, body: str("3456"), cs: "fwd=partial"},
+		}},
+		{name: "RFC 9111 §3.4 two 206 responses are combined into a complete stored response", origin: rangeOrigin, steps: []step{
+			{hdr: []string{"Range: bytes=0-4"}, status: 206, origin: 1},
+			{hdr: []string{"Range: bytes=5-9"}, status: 206, origin: 2},
+			{origin: 2, body: str("0123456789"), cs: "hit", code: "TCP_MEM_HIT"},
+		}},
+		{name: "RFC 9111 §3.4 an incomplete response is completed with a range request", origin: rangeOrigin, steps: []step{
+			{hdr: []string{"Range: bytes=0-3"}, status: 206, origin: 1},
+			{origin: 2, body: str("0123456789"), cs: "fwd=partial; fwd-status=206", check: func(t *testing.T, h *harness, _ result) {
+				if got := h.lastSeen().header.Get("Range"); got != "bytes=4-" || h.lastSeen().header.Get("If-Range") != `"rng"` {
+					t.Errorf("origin saw Range %q If-Range %q", got, h.lastSeen().header.Get("If-Range"))
+				}
+			}},
+			{origin: 2, body: str("0123456789"), cs: "hit"},
+		}},
+		{name: "RFC 9111 §3.4 a 206 with another validator replaces the held ranges", origin: sequence(
+			reply(206, "012", "Cache-Control: max-age=60", `ETag: "a"`, "Content-Range: bytes 0-2/10"),
+			reply(206, "789", "Cache-Control: max-age=60", `ETag: "b"`, "Content-Range: bytes 7-9/10")), steps: []step{
+			{hdr: []string{"Range: bytes=0-2"}, status: 206, origin: 1},
+			{hdr: []string{"Range: bytes=7-9"}, status: 206, origin: 2},
+			{hdr: []string{"Range: bytes=7-8"}, status: 206, origin: 2, body: str("78")},
+			{hdr: []string{"Range: bytes=0-1"}, status: 206, origin: 3},
 		}},
 		{name: "RFC 5861 §3 stale-while-revalidate serves stale and refreshes in the background",
 			origin: sequence(reply(200, "one", "Cache-Control: max-age=1, stale-while-revalidate=60"), reply(200, "two", "Cache-Control: max-age=60")), steps: []step{

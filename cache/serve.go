@@ -39,6 +39,9 @@ func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key st
 		}
 		return c.forward(w, r, f, key, h, &rq, lookupResult{}, lr.miss)
 	}
+	if lr.e.partial != nil {
+		return c.servePartial(w, r, f, key, h, &rq, lr, now)
+	}
 	v, why := decide(lr.e.timing, lr.e.policy, &rq, now)
 	var out Outcome
 	var err error

@@ -110,7 +110,7 @@ func (s *store) put(h uint64, e *entry, toDisk bool) {
 	if s.mem != nil && e.body != nil && e.size <= s.memMax {
 		s.mem.Set(e.item, e, e.cost())
 	}
-	if toDisk && s.disk != nil && e.body != nil {
+	if toDisk && s.disk != nil && e.body != nil && e.partial == nil {
 		s.disk.enqueue(e)
 	}
 }

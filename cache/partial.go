@@ -1,0 +1,199 @@
+package cache
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file stores and combines partial content (RFC 9111 §3.3, §3.4): a 206 to a single-range
+// request is kept as a partial entry (the representation's length, the byte ranges held and a
+// strong validator); later 206s with the same validator are combined with it; a complete
+// combination becomes an ordinary stored 200. A range request inside what is held is served
+// from it; a full GET completes a held prefix with a range request for the rest.
+
+// parseContentRange parses "bytes first-last/complete" (RFC 9110 §14.4) with a known length.
+func parseContentRange(v string) (r byteRange, total int64, ok bool) {
+	rest, found := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
+	if !found {
+		return r, 0, false
+	}
+	span, length, found := strings.Cut(rest, "/")
+	first, last, found2 := strings.Cut(span, "-")
+	if !found || !found2 {
+		return r, 0, false
+	}
+	a, ok1 := parseDigits(first)
+	b, ok2 := parseDigits(last)
+	n, ok3 := parseDigits(length)
+	if !ok1 || !ok2 || !ok3 || a > b || b >= n {
+		return r, 0, false
+	}
+	return byteRange{a, b}, n, true
+}
+
+// strongValidator reports a strong ETag or a Last-Modified to combine partial responses by.
+func strongValidator(h http.Header) bool {
+	etag := h.Get(hdrETag)
+	return etag != "" && !strings.HasPrefix(etag, "W/") || etag == "" && h.Get(hdrLastModified) != ""
+}
+
+// sameRepresentation reports whether two sets of fields carry the same strong validator
+// (RFC 9111 §3.4).
+func sameRepresentation(a, b http.Header) bool {
+	ea, eb := a.Get(hdrETag), b.Get(hdrETag)
+	if ea != "" || eb != "" {
+		return etagMatch(ea, eb, true)
+	}
+	la := a.Get(hdrLastModified)
+	return la != "" && la == b.Get(hdrLastModified)
+}
+
+// addRange merges r into a sorted, non-overlapping coverage list.
+func addRange(cover []byteRange, r byteRange) []byteRange {
+	out := make([]byteRange, 0, len(cover)+1)
+	for _, c := range cover {
+		switch {
+		case c.end+1 < r.start:
+			out = append(out, c)
+		case r.end+1 < c.start:
+			out = append(out, r)
+			r = c
+		default:
+			r = byteRange{min(r.start, c.start), max(r.end, c.end)}
+		}
+	}
+	return append(out, r)
+}
+
+// covers reports whether every range lies inside the coverage.
+func covers(cover []byteRange, ranges []byteRange) bool {
+	for _, r := range ranges {
+		in := false
+		for _, c := range cover {
+			if c.start <= r.start && r.end <= c.end {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	return true
+}
+
+// servePartial handles a request that found a partial entry.
+func (c *Cache) servePartial(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, now time.Time) (Outcome, error) {
+	e := lr.e
+	v, _ := decide(e.timing, e.policy, rq, now)
+	usable := v == useFresh || v == useStale
+	if len(r.Header[hdrRange]) > 0 && r.Method == http.MethodGet {
+		if ranges, ok := c.wantRanges(r, e); usable && ok && len(ranges) > 0 && covers(e.partial, ranges) {
+			return c.serveRanges(w, r, lr, ranges, now, statusHit, Outcome{Code: "TCP_HIT", Hit: true})
+		}
+		return c.fetchRange(w, r, f, key, h, rq, lr)
+	}
+	if r.Method == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 {
+		return c.completePartial(w, r, f, key, h, rq, lr)
+	}
+	return c.forward(w, r, f, key, h, rq, lookupResult{}, "partial")
+}
+
+// fetchRange forwards a range request and stores a single-part 206 it gets back.
+func (c *Cache) fetchRange(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult) (Outcome, error) {
+	fwd := "uri-miss"
+	if lr.e != nil {
+		fwd = "partial"
+	}
+	reqTime := c.now()
+	resp, err := f.Fetch(r.Clone(r.Context()))
+	respTime := c.now()
+	if err != nil {
+		return c.originError(w, r, err, fwd)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return c.fresh(newFlight(h, key), false, w, r, h, rq, lookupResult{}, resp, reqTime, respTime, fwd)
+	}
+	defer resp.Body.Close()
+	c.stats.misses.Add(1)
+	out := Outcome{Code: "TCP_MISS", Fetched: true}
+	cs := "fwd=" + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+	e, body, ok := c.partialEntry(lr.e, key, h, r, rq, resp, reqTime, respTime)
+	if !ok {
+		return out, c.writeOrigin(w, r, resp, cs)
+	}
+	if body == nil {
+		return c.originError(w, r, io.ErrUnexpectedEOF, fwd)
+	}
+	c.st.put(h, e, e.partial == nil)
+	c.stats.stored.Add(1)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return out, c.writeOrigin(w, r, resp, cs+"; stored")
+}
+
+// partialEntry reads a storable 206 and combines it with old. ok is false when the response
+// is not storable (it is then passed on untouched); body is nil when it was cut short.
+func (c *Cache) partialEntry(old *entry, key string, h uint64, r *http.Request, rq *reqDirectives, resp *http.Response, reqTime, respTime time.Time) (e *entry, body []byte, ok bool) {
+	part, total, valid := parseContentRange(resp.Header.Get(hdrContentRange))
+	d := parseResponseDirectives(resp.Header)
+	if resp.StatusCode != http.StatusPartialContent || !valid || c.st.mem == nil || total > c.st.memMax ||
+		!strongValidator(resp.Header) || storable(http.StatusOK, resp.Header, &d, rq, len(r.Header[hdrAuthorization]) > 0) != (Reason{}) {
+		return nil, nil, false
+	}
+	n := part.end - part.start + 1
+	body, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
+	if err != nil || int64(len(body)) != n {
+		return nil, nil, true
+	}
+	e = c.newEntry(key, h, r, resp, &d, reqTime, respTime)
+	delete(e.header, hdrContentRange)
+	e.status, e.size = http.StatusOK, total
+	buf := make([]byte, total)
+	var cover []byteRange
+	if old != nil && old.partial != nil && old.size == total && old.secondary == e.secondary && sameRepresentation(old.header, e.header) {
+		copy(buf, old.body)
+		cover = old.partial
+	}
+	copy(buf[part.start:], body)
+	cover = addRange(cover, part)
+	e.body = buf
+	if len(cover) != 1 || cover[0] != (byteRange{0, total - 1}) {
+		e.partial = cover
+	}
+	return e.build(), body, true
+}
+
+// completePartial answers a full GET for a held prefix by asking the origin for the rest
+// (with If-Range, RFC 9110 §13.1.5) and combining the two.
+func (c *Cache) completePartial(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult) (Outcome, error) {
+	e := lr.e
+	req := originRequest(r, nil)
+	req.Header.Set(hdrRange, "bytes="+strconv.FormatInt(e.partial[0].end+1, 10)+"-")
+	if e.etag != "" {
+		req.Header.Set(hdrIfRange, e.etag)
+	} else {
+		req.Header.Set(hdrIfRange, e.lastMod)
+	}
+	reqTime := c.now()
+	resp, err := f.Fetch(req)
+	respTime := c.now()
+	if err != nil {
+		return c.originError(w, r, err, "partial")
+	}
+	if resp.StatusCode == http.StatusOK {
+		return c.fresh(newFlight(h, key), false, w, r, h, rq, lookupResult{}, resp, reqTime, respTime, "partial")
+	}
+	full, _, ok := c.partialEntry(e, key, h, r, rq, resp, reqTime, respTime)
+	resp.Body.Close()
+	if !ok || full == nil || full.partial != nil {
+		return c.forward(w, r, f, key, h, rq, lookupResult{}, "partial")
+	}
+	c.st.put(h, full, true)
+	c.stats.stored.Add(1)
+	c.stats.misses.Add(1)
+	return c.writeStored(w, r, full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: "TCP_MISS", Fetched: true})
+}
