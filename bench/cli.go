@@ -23,13 +23,13 @@ func NewCommand() *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown bench command %q (want scorecard, http, cache or dns)", args[0])
+				return usagef("unknown bench command %q (want scorecard, http, cache, dns or delay)", args[0])
 			}
 			return cmd.Help()
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
-	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd())
+	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd(), benchDelayCmd())
 	return cmd
 }
 
@@ -459,4 +459,39 @@ func dnsOutput(cmd *cobra.Command, r *DNSResult, out outputFlags) error {
 		return err
 	}
 	return rep.WriteFile(out.report)
+}
+
+func benchDelayCmd() *cobra.Command {
+	var (
+		listen, bandwidth string
+		rtt               time.Duration
+		noSetup           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "delay [flags] TARGET:PORT",
+		Short: "Run a delay line (emulated RTT and bandwidth) in front of a TCP server until interrupted",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bw, err := ParseBandwidth("--bandwidth", bandwidth)
+			if err != nil {
+				return err
+			}
+			if rtt < 0 {
+				return usagef("--rtt must not be negative")
+			}
+			d, err := NewDelayLine(listen, args[0], Link{Delay: rtt / 2, Bandwidth: bw, NoSetupCost: noSetup})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "delay line %s → %s, RTT %v\n", d.Addr(), args[0], rtt)
+			<-cmd.Context().Done()
+			return d.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:0", "listen `address`")
+	f.DurationVar(&rtt, "rtt", 50*time.Millisecond, "round-trip time added (half each way)")
+	f.StringVar(&bandwidth, "bandwidth", "", "bandwidth cap per direction (e.g. 1MiB = bytes/s, 8Mbit)")
+	f.BoolVar(&noSetup, "no-setup-cost", false, "do not charge new connections one RTT for the handshake")
+	return cmd
 }

@@ -224,7 +224,7 @@ func RunDNS(ctx context.Context, o DNSOptions) (*DNSResult, error) {
 		go func() { defer wg.Done(); c.run(ctx) }()
 	}
 	wg.Wait()
-	return p.merge(clients, time.Since(p.start)), nil
+	return p.merge(clients), nil
 }
 
 // dnsClient is one socket with a window of outstanding queries matched by ID.
@@ -244,6 +244,7 @@ type dnsClient struct {
 	pending int
 
 	sent, done, lost, tc, reconnects int64
+	lastAnswer                       time.Time
 	hist                             latencyHist
 	rcodes                           map[int]int64
 	errors                           map[string]int64
@@ -495,6 +496,7 @@ func (c *dnsClient) answer(msg []byte, now time.Time) {
 	c.pending--
 	<-c.window
 	c.done++
+	c.lastAnswer = now
 	c.hist.record(time.Duration(now.UnixNano() - at))
 	c.rcodes[h.rcode]++
 	if h.tc {
@@ -522,7 +524,16 @@ func (c *dnsClient) expire(now time.Time) {
 }
 
 // merge sums the clients' results.
-func (p *dnsPlan) merge(cs []*dnsClient, elapsed time.Duration) *DNSResult {
+// The elapsed time runs to the last answer: waiting out the lost queries' timeouts does not
+// dilute the rate.
+func (p *dnsPlan) merge(cs []*dnsClient) *DNSResult {
+	last := p.start
+	for _, c := range cs {
+		if c.lastAnswer.After(last) {
+			last = c.lastAnswer
+		}
+	}
+	elapsed := last.Sub(p.start)
 	r := &DNSResult{Elapsed: elapsed, Rcodes: map[string]int64{}, Errors: map[string]int64{}, Clients: len(cs), Transport: "udp"}
 	if p.o.TCP {
 		r.Transport = "tcp"

@@ -437,7 +437,9 @@ func (w *loadWorker) account(lat time.Duration) {
 func (w *loadWorker) connect() bool {
 	c, err := net.DialTimeout("tcp", w.p.addr, w.p.o.Timeout)
 	if err != nil {
-		w.errors["connect"]++
+		if !w.finished() {
+			w.errors["connect"]++
+		}
 		return false
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -494,6 +496,7 @@ func (w *loadWorker) finished() bool {
 func (w *loadWorker) fail(op string, err error) {
 	var ne net.Error
 	switch {
+	case w.finished(): // cut by the end of the run: not an error of the server
 	case errors.As(err, &ne) && ne.Timeout():
 		w.errors["timeout"]++
 	case errors.Is(err, errProtocol):

@@ -84,8 +84,14 @@ type barGroup struct {
 func barPlot(title, yLabel string, categories []string, groups []barGroup) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text, p.Y.Label.Text = title, yLabel
-	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.Top = true // top right: the tallest bars are usually on the left
 	p.Add(plotter.NewGrid())
+	top := 0.0
+	for _, g := range groups {
+		for _, v := range g.values {
+			top = max(top, v)
+		}
+	}
 	w := vg.Points(float64(min(40, 300/max(1, len(categories)*len(groups)))))
 	for i, g := range groups {
 		b, err := plotter.NewBarChart(plotter.Values(g.values), w)
@@ -99,6 +105,8 @@ func barPlot(title, yLabel string, categories []string, groups []barGroup) (*plo
 		p.Legend.Add(g.name, b)
 	}
 	p.NominalX(categories...)
+	p.X.Min, p.X.Max = -0.6, float64(len(categories))-0.4
+	p.Y.Min, p.Y.Max = 0, top*1.2 // headroom for the legend
 	p.X.Tick.Label.Rotation = 0.35
 	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
 	return p, nil
