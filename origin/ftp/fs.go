@@ -106,7 +106,7 @@ func (j *jailFS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 	if flag&os.O_TRUNC != 0 && startSize > 0 {
 		startSize = 0
 	}
-	jf := &jailFile{File: f, fs: j, rel: r, writing: writing, startSize: startSize}
+	jf := &jailFile{File: f, fs: j, rel: r, startSize: startSize}
 	if flag&os.O_APPEND != 0 {
 		if _, err := jf.Seek(0, io.SeekEnd); err != nil {
 			f.Close()
@@ -173,7 +173,6 @@ type jailFile struct {
 	*os.File
 	fs        *jailFS
 	rel       string
-	writing   bool
 	startSize int64 // size before this upload, -1 if the file is new
 	pos       int64 // write position, for the size limit
 	exceeded  bool
@@ -187,6 +186,13 @@ var errTooBig = fmt.Errorf("file exceeds the upload size limit: %w", ftpserver.E
 func (f *jailFile) Read(p []byte) (int, error) {
 	n, err := f.File.Read(p)
 	f.fs.stats.sent.Add(int64(n))
+	return n, err
+}
+
+// WriteTo sends the rest of the file to w (with sendfile when w is a socket), counting it.
+func (f *jailFile) WriteTo(w io.Writer) (int64, error) {
+	n, err := f.File.WriteTo(w)
+	f.fs.stats.sent.Add(n)
 	return n, err
 }
 

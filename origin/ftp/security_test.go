@@ -3,6 +3,7 @@ package ftp
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -284,4 +285,25 @@ func FuzzControlLine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTransferMetrics checks the byte counters after a round trip.
+func TestTransferMetrics(t *testing.T) {
+	ts := startFTP(t, testConfig(t))
+	gc := dialGo(t, ts, "alice", "wonderland")
+	if err := gc.Stor("m.bin", strings.NewReader(strings.Repeat("z", 12345))); err != nil {
+		t.Fatal(err)
+	}
+	r, err := gc.Retr("m.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, r)
+	r.Close()
+	if got := ts.srv.stats.received.Load(); got != 12345 {
+		t.Errorf("received bytes %d", got)
+	}
+	if got := ts.srv.stats.sent.Load(); got != 12345 {
+		t.Errorf("sent bytes %d", got)
+	}
 }
