@@ -180,6 +180,8 @@ func (r *MXRelay) transact(ctx context.Context, addr string, m RelayMessage) (ma
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() }) // shutdown interrupts the dialogue
+	defer stop()
 	c := gosmtp.NewClient(conn)
 	defer c.Close()
 	if err := c.Hello(m.Helo); err != nil {
