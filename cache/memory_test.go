@@ -39,6 +39,9 @@ func heap() uint64 {
 // adds within twice the configured memory size — with room for all of them, and with a budget
 // that forces eviction.
 func TestMemoryBound(t *testing.T) {
+	if raceEnabled {
+		t.Skip("heap measurements are not meaningful under -race; run without -race")
+	}
 	for _, budget := range []int64{32 << 20, 4 << 20} {
 		t.Run(fmt.Sprintf("memory_size=%dMiB", budget>>20), func(t *testing.T) {
 			cfg := config.Default().Cache
