@@ -127,12 +127,14 @@ func TestPythonFtplib(t *testing.T) {
 	}
 }
 
-// TestGoClient exercises the command set through github.com/jlaffaye/ftp (EPSV and PASV).
+// TestGoClient exercises the command set through github.com/jlaffaye/ftp (EPSV with MLSD, and
+// PASV with LIST).
 func TestGoClient(t *testing.T) {
 	ts := startFTP(t, testConfig(t))
 	_, data := binaryFile(t, 100_000)
 	for _, epsv := range []bool{true, false} {
-		opts := []ftp.DialOption{ftp.DialWithDisabledEPSV(!epsv)}
+		// Without EPSV the client also lists with LIST instead of MLSD, so both parse.
+		opts := []ftp.DialOption{ftp.DialWithDisabledEPSV(!epsv), ftp.DialWithDisabledMLSD(!epsv)}
 		c, err := ftp.Dial(ts.addr, opts...)
 		if err != nil {
 			t.Fatal(err)
