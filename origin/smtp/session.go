@@ -242,14 +242,16 @@ func (ss *session) Data(r io.Reader) error {
 	for _, rc := range ss.rcpts {
 		rc.Next = now
 	}
-	env := &Envelope{From: ss.from, Host: ss.s.opts.Hostname, Arrived: now, Rcpts: ss.rcpts}
-	if err := sp.Commit(env); err != nil {
+	id, n, size := sp.ID, len(ss.rcpts), sp.size
+	// After Commit the envelope belongs to the queue's workers: do not touch it here.
+	if err := sp.Commit(&Envelope{From: ss.from, Host: ss.s.opts.Hostname, Arrived: now, Rcpts: ss.rcpts}); err != nil {
 		ss.s.log.Error("cannot queue", "err", err)
 		return errQueue
 	}
-	ss.s.log.Info("queued", "id", env.ID, "from", ss.from, "rcpts", len(env.Rcpts), "size", env.Size)
+	ss.rcpts = nil
+	ss.s.log.Info("queued", "id", id, "from", ss.from, "rcpts", n, "size", size)
 	ss.s.q.metric(func(m *metrics) { m.accepted.Inc() })
-	return smtpErr(250, 2, 0, 0, "OK: queued as "+env.ID)
+	return smtpErr(250, 2, 0, 0, "OK: queued as "+id)
 }
 
 // received renders our Received trace header (RFC 5321 4.4).
