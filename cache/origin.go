@@ -59,7 +59,15 @@ func (c *Cache) lead(fl *flight, registered bool, w ResponseWriter, r *http.Requ
 	resp, err := f.Fetch(req)
 	respTime := c.now()
 	if err == nil && resp.StatusCode == http.StatusNotModified && lr.e != nil {
-		return c.refreshed(fl, registered, w, r, lr, resp, reqTime, respTime, fwd)
+		if selects304(resp.Header, lr.e) {
+			return c.refreshed(fl, registered, w, r, lr, resp, reqTime, respTime, fwd)
+		}
+		// The 304 is about another representation (RFC 9111 §4.3.4): ask again unconditionally.
+		resp.Body.Close()
+		lr = lookupResult{}
+		reqTime = c.now()
+		resp, err = f.Fetch(originRequest(r, nil))
+		respTime = c.now()
 	}
 	if err != nil || resp.StatusCode >= 500 && resp.StatusCode <= 504 {
 		if c.staleAllowed(lr, rq, err) {
@@ -109,6 +117,16 @@ func (c *Cache) refreshed(fl *flight, registered bool, w ResponseWriter, r *http
 	fl.release()
 	lr.e = e
 	return c.serveStored(w, r, lr, c.now(), "fwd="+fwd+"; fwd-status=304", Outcome{Code: "TCP_REFRESH_HIT", Fetched: true})
+}
+
+// selects304 reports whether a 304 applies to the stored response (RFC 9111 §4.3.4): its
+// strong validator, when it has one, must match the stored one.
+func selects304(h http.Header, e *entry) bool {
+	etag := h.Get(hdrETag)
+	if etag == "" || e.etag == "" {
+		return true
+	}
+	return etagMatch(etag, e.etag, false)
 }
 
 // updatedEntry applies a 304's (or HEAD response's) header to a stored response

@@ -350,6 +350,10 @@ func TestRFC9111(t *testing.T) {
 				{origin: 1}, {adv: 2 * time.Second, origin: 2, body: str("x"), check: hasField("X-V", "2")},
 				{adv: 50 * time.Second, origin: 2, cs: "hit", body: str("x"), check: hasField("Content-Length", "1")},
 			}},
+		{name: "RFC 9111 §4.3.4 a 304 for another ETag does not update the stored response",
+			origin: sequence(reply(200, "old", "Cache-Control: max-age=1", `ETag: "1"`), reply(304, "", `ETag: "2"`), reply(200, "new", "Cache-Control: max-age=60", `ETag: "2"`)), steps: []step{
+				{origin: 1}, {adv: 2 * time.Second, origin: 3, body: str("new")}, {origin: 3, body: str("new"), cs: "hit"},
+			}},
 		{name: "RFC 9111 §4.3.3 a 200 on revalidation replaces the stored response",
 			origin: sequence(reply(200, "old", "Cache-Control: max-age=1", `ETag: "1"`), reply(200, "new", "Cache-Control: max-age=60", `ETag: "2"`)), steps: []step{
 				{origin: 1}, {adv: 2 * time.Second, origin: 2, body: str("new"), code: "TCP_REFRESH_MISS", cs: "fwd-status=200; stored"},

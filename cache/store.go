@@ -63,6 +63,18 @@ func (s *store) memGet(k uint64, key []byte, secondary string) *entry {
 	return e
 }
 
+// memGetString is memGet for a key held as a string.
+func (s *store) memGetString(k uint64, key, secondary string) *entry {
+	if s.mem == nil {
+		return nil
+	}
+	e, ok := s.mem.Get(k)
+	if !ok || e == nil || key != e.key || e.secondary != secondary {
+		return nil
+	}
+	return e
+}
+
 // lookupResult is a stored response found for a request, or why there was none.
 type lookupResult struct {
 	e    *entry // body nil when it must be read from disk
@@ -86,7 +98,7 @@ func (s *store) lookup(h uint64, key string, reqHeader map[string][]string) look
 	}
 	sec := secondaryKey(vary, reqHeader)
 	k := itemKey(h, key, sec)
-	if e := s.memGet(k, []byte(key), sec); e != nil {
+	if e := s.memGetString(k, key, sec); e != nil {
 		return lookupResult{e: e}
 	}
 	if s.disk != nil {
