@@ -301,7 +301,9 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 // Expunge removes the messages flagged \Deleted (restricted to uids for UID EXPUNGE).
 func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) error {
 	if ss.readOnly {
-		return errReadOnly
+		// go-imap routes CLOSE here too and gives no way to tell it from EXPUNGE; CLOSE after
+		// EXAMINE must succeed without expunging (RFC 3501 6.4.2), so both are a no-op.
+		return nil
 	}
 	ss.mb.mu.Lock()
 	var keys []string
