@@ -94,8 +94,8 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.bg.Wait()
-	c.pumps.Wait()
+	waitAtMost(&c.bg, 10*time.Second)
+	waitAtMost(&c.pumps, 10*time.Second)
 	if c.st.disk != nil {
 		c.st.disk.close()
 	}
@@ -103,6 +103,22 @@ func (c *Cache) Close() error {
 		c.st.mem.Close()
 	}
 	return nil
+}
+
+// waitAtMost waits for wg, giving up after d (an origin that never finishes a body must not
+// hold up shutdown).
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // primaryHash hashes a primary key as the request path does.

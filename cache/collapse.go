@@ -99,8 +99,14 @@ func (fl *flight) reader() io.ReadCloser {
 
 // release drops one reference; the last one closes the spill file.
 func (fl *flight) release() {
-	if fl.refs.Add(-1) == 0 && fl.spill != nil {
-		_ = fl.spill.f.Close()
+	if fl.refs.Add(-1) != 0 {
+		return
+	}
+	fl.mu.Lock()
+	sp := fl.spill
+	fl.mu.Unlock()
+	if sp != nil {
+		_ = sp.f.Close()
 	}
 }
 

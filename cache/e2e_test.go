@@ -63,12 +63,18 @@ type stack struct {
 	addr    string
 	logPath string
 	cache   *cache.Cache
+	stop    func()
 }
 
 // startStack starts proxy + cache in front of origin from TOML text for both sections.
 func startStack(t *testing.T, o *scriptedOrigin, extra string) *stack {
 	t.Helper()
-	dir := t.TempDir()
+	return startStackIn(t, t.TempDir(), o, "disk_enabled = false\n"+extra)
+}
+
+// startStackIn is startStack with a given data directory; stop shuts it down early.
+func startStackIn(t *testing.T, dir string, o *scriptedOrigin, extra string) *stack {
+	t.Helper()
 	logPath := filepath.Join(dir, "access.log")
 	text := fmt.Sprintf(`data_dir = %q
 [proxy]
@@ -80,7 +86,6 @@ destination = %q
 host = "*"
 origins = [%q]
 [cache]
-disk_enabled = false
 memory_size = "16MiB"
 %s
 `, dir, logPath, o.URL, extra)
@@ -106,13 +111,17 @@ memory_size = "16MiB"
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
-	return &stack{addr: strings.TrimPrefix(srv.Addrs()[0], "tcp "), logPath: logPath, cache: c}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return &stack{addr: strings.TrimPrefix(srv.Addrs()[0], "tcp "), logPath: logPath, cache: c, stop: stop}
 }
 
 // get sends a request to the proxy in reverse mode.
@@ -332,5 +341,41 @@ func TestCurlTwiceHit(t *testing.T) {
 			t.Fatalf("access log lacks TCP_MISS then TCP_MEM_HIT:\n%s", log)
 		}
 		time.Sleep(20 * time.Millisecond) // the access log is flushed in the background
+	}
+}
+
+// TestEndToEndDiskRestart is acceptance 4 through the proxy: objects cached on disk are
+// served as hits after the proxy and cache are restarted on the same data directory.
+func TestEndToEndDiskRestart(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789"), 1<<20) // 10 MiB: over max_object_size, streamed to disk
+	o := newScriptedOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		if r.URL.Path == "/big" {
+			_, _ = w.Write(big)
+			return
+		}
+		_, _ = io.WriteString(w, "small "+r.URL.Path)
+	})
+	dir := t.TempDir()
+	s := startStackIn(t, dir, o, "")
+	for _, p := range []string{"/small", "/big"} {
+		if resp, _ := s.get(t, "GET", p); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	s.stop()
+	s = startStackIn(t, dir, o, "")
+	for _, p := range []string{"/small", "/big"} {
+		resp, body := s.get(t, "GET", p)
+		want := "small " + p
+		if p == "/big" {
+			want = string(big)
+		}
+		if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "hit") || body != want {
+			t.Fatalf("%s after restart: Cache-Status %q, %d bytes", p, cs, len(body))
+		}
+	}
+	if n := o.count(); n != 2 {
+		t.Fatalf("origin saw %d requests, want 2", n)
 	}
 }

@@ -150,6 +150,7 @@ func secondaryKey(names []string, reqHeader http.Header) string {
 		return ""
 	}
 	var b strings.Builder
+	b.Grow(64)
 	for _, n := range names {
 		b.WriteString(n)
 		vals, ok := reqHeader[n]
@@ -162,11 +163,16 @@ func secondaryKey(names []string, reqHeader http.Header) string {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			for j, part := range strings.Split(v, ",") {
+			for j := 0; ; j++ {
+				part, rest, more := strings.Cut(v, ",")
 				if j > 0 {
 					b.WriteByte(',')
 				}
 				b.WriteString(strings.TrimSpace(part))
+				if !more {
+					break
+				}
+				v = rest
 			}
 		}
 		b.WriteByte(0)

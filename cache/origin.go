@@ -293,7 +293,14 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 	if err == nil && e.size >= 0 && fl.n != e.size {
 		err = io.ErrUnexpectedEOF
 	}
+	tooLarge := fl.spill == nil && fl.n > c.st.memMax || fl.spill != nil && fl.n > c.st.disk.maxObject
+	if err == nil && tooLarge {
+		err = errTooLarge
+	}
 	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			err = nil // the readers have the whole body; it is only not stored
+		}
 		fl.finish(err)
 		c.stats.notStored.Add(1)
 		if fl.spill != nil {
@@ -328,6 +335,9 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 	}
 	fl.finish(nil)
 }
+
+// errTooLarge marks a body that outgrew every tier while it streamed.
+var errTooLarge = errors.New("cache: object larger than the storage limits")
 
 // fill copies the origin body into the flight, moving to a disk file past the memory limit.
 func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
