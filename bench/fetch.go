@@ -12,11 +12,12 @@ import (
 // pageClient fetches pages and their objects over raw connections to one address (a delay line
 // in front of the origin or the proxy), the way a browser of each strategy would.
 type pageClient struct {
-	addr  string        // where to connect
-	proxy bool          // send absolute-form requests (forward proxy)
-	host  string        // the origin's host:port, as named in request URLs
-	bytes atomic.Int64  // response bytes received, for the bandwidth model
-	rtt   time.Duration // the client leg's RTT, which a new connection's handshake costs
+	addr         string        // where to connect
+	proxy        bool          // send absolute-form requests (forward proxy)
+	host         string        // the origin's host:port, as named in request URLs
+	bytes        atomic.Int64  // response bytes received, for the bandwidth model
+	hits, misses atomic.Int64  // Cache-Status outcomes of the measured fetches
+	rtt          time.Duration // the client leg's RTT, which a new connection's handshake costs
 }
 
 // dial opens a connection to the client's address.
@@ -58,6 +59,12 @@ func (c *pageClient) readOne(r *respReader, path string) (*response, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	c.bytes.Add(resp.wireSize)
+	switch resp.cache {
+	case cacheHit:
+		c.hits.Add(1)
+	case cacheMiss:
+		c.misses.Add(1)
+	}
 	if resp.status != 200 {
 		return nil, fmt.Errorf("GET %s: status %d", path, resp.status)
 	}

@@ -117,6 +117,10 @@ type ScoreRow struct {
 	Model    time.Duration   `json:"model_ns"`
 	Formula  string          `json:"formula"`
 	Ratio    float64         `json:"ratio"` // measured / model
+	// CacheHits and CacheMisses count the measured responses' Cache-Status over all runs
+	// (through a proxy).
+	CacheHits   int64 `json:"cache_hits"`
+	CacheMisses int64 `json:"cache_misses"`
 }
 
 // Scorecard is the result of a scorecard run.
@@ -215,10 +219,14 @@ func runStrategy(ctx context.Context, o ScorecardOptions, strategy string) (Scor
 			l.origin.CloseConns() // the proxy's upstream connections start cold in every run
 		}
 		l.pc.bytes.Store(0)
+		l.pc.hits.Store(0)
+		l.pc.misses.Store(0)
 		d, err := fetchPage(l.pc, strategy, page, suffix, o.Parallel)
 		if err != nil {
 			return row, err
 		}
+		row.CacheHits += l.pc.hits.Load()
+		row.CacheMisses += l.pc.misses.Load()
 		row.Runs = append(row.Runs, d)
 		bytes = l.pc.bytes.Load()
 	}

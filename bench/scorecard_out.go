@@ -118,11 +118,20 @@ func RunScorecards(ctx context.Context, o ScorecardOptions, sweep *Sweep) ([]*Sc
 // WriteScoreTable writes the rows as an aligned table.
 func WriteScoreTable(w io.Writer, scs []*Scorecard) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "strategy\tn\tRTT\tmeasured (median)\tmodel\tformula\tmeasured/model\t")
+	cache := scs[0].Options.Target == "proxy"
+	head := "strategy\tn\tRTT\tmeasured (median)\tmodel\tformula\tmeasured/model\t"
+	if cache {
+		head += "cache hits/misses\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, sc := range scs {
 		for _, r := range sc.Rows {
-			fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t%v\t%s\t%.2f\t\n", r.Strategy, r.N, r.RTT,
+			fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t%v\t%s\t%.2f\t", r.Strategy, r.N, r.RTT,
 				r.Measured.Round(100*time.Microsecond), r.Model.Round(100*time.Microsecond), r.Formula, r.Ratio)
+			if cache {
+				fmt.Fprintf(tw, "%d/%d\t", r.CacheHits, r.CacheMisses)
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	return tw.Flush()
