@@ -400,7 +400,9 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, option
 	defer ss.mb.mu.Unlock()
 	return ss.forEach(numSet, func(i int) error {
 		if markSeen && !ss.readOnly && !hasFlag(ss.mb.msgs[i].Flags, 'S') {
-			if err := ss.mb.setFlagsLocked(i, ss.mb.msgs[i].Flags+"S", nil); err != nil {
+			if err := ss.mb.setFlagsLocked(i, ss.mb.msgs[i].Flags+"S", nil); errors.Is(err, mailstore.ErrNoMessage) {
+				return nil // removed meanwhile (POP3, another session): the EXPUNGE follows
+			} else if err != nil {
 				return storeError(err)
 			}
 		}
@@ -423,7 +425,9 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags 
 	ss.mb.mu.Lock()
 	defer ss.mb.mu.Unlock()
 	return ss.forEach(numSet, func(i int) error {
-		if err := ss.mb.setFlagsLocked(i, applyStore(ss.mb.msgs[i].Flags, flags), ss.tracker); err != nil {
+		if err := ss.mb.setFlagsLocked(i, applyStore(ss.mb.msgs[i].Flags, flags), ss.tracker); errors.Is(err, mailstore.ErrNoMessage) {
+			return nil // removed meanwhile: the EXPUNGE follows
+		} else if err != nil {
 			return storeError(err)
 		}
 		if flags.Silent {
