@@ -28,7 +28,7 @@ import (
 )
 
 // readersPerSocket is how many goroutines read each UDP socket.
-const readersPerSocket = 2
+const readersPerSocket = 1
 
 // Server is the DNS component.
 type Server struct {
@@ -53,6 +53,7 @@ type Server struct {
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
 	closed  atomic.Bool
+	lifeMu  sync.Mutex // orders goTracked against Shutdown
 }
 
 var _ component.Component = (*Server)(nil)
@@ -164,17 +165,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tcp == nil {
 		return errors.New("dns: Serve before Listen")
 	}
+	if !s.goTracked(s.watch) {
+		return nil // Shutdown came first
+	}
 	s.health.start(s.ctx)
-	s.wg.Add(1)
-	go s.watch()
 	for _, c := range s.udp {
 		for range readersPerSocket {
-			s.wg.Add(1)
-			go s.serveUDP(c)
+			s.goTracked(func() { s.serveUDP(c) })
 		}
 	}
-	s.wg.Add(1)
-	go s.serveTCP()
+	s.goTracked(s.serveTCP)
 	select {
 	case <-s.ctx.Done():
 	case <-ctx.Done():
@@ -210,7 +210,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// goTracked runs f in a goroutine that Shutdown waits for, unless Shutdown has begun.
+func (s *Server) goTracked(f func()) bool {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
 func (s *Server) closeListeners() {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
 	if s.closed.Swap(true) {
 		return
 	}
@@ -223,10 +240,9 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// serveUDP is one reader of one UDP socket: read, answer, rate-limit, write. It allocates
-// nothing per query on the fast path.
-func (s *Server) serveUDP(c *net.UDPConn) {
-	defer s.wg.Done()
+// serveUDPPlain is one reader of one UDP socket: read, answer, rate-limit, write, one
+// datagram at a time. It allocates nothing per query on the fast path.
+func (s *Server) serveUDPPlain(c *net.UDPConn) {
 	in := make([]byte, 65535)
 	out := make([]byte, 0, maxTCPLength)
 	q := new(query)
@@ -269,7 +285,6 @@ func slipped(resp []byte, q *query) []byte {
 
 // serveTCP accepts TCP connections, at most max_tcp_connections at a time.
 func (s *Server) serveTCP() {
-	defer s.wg.Done()
 	for {
 		select {
 		case s.tcpSem <- struct{}{}:
@@ -297,8 +312,11 @@ func (s *Server) serveTCP() {
 		s.connsMu.Lock()
 		s.conns[c] = struct{}{}
 		s.connsMu.Unlock()
-		s.wg.Add(1)
-		go s.serveConn(c)
+		if !s.goTracked(func() { s.serveConn(c) }) {
+			c.Close()
+			<-s.tcpSem
+			return
+		}
 	}
 }
 
@@ -311,7 +329,6 @@ func (s *Server) serveConn(c net.Conn) {
 		delete(s.conns, c)
 		s.connsMu.Unlock()
 		<-s.tcpSem
-		s.wg.Done()
 	}()
 	src := netip.Addr{}
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -428,22 +445,19 @@ func (s *Server) notifyChanged(old, st *state) {
 			continue
 		}
 		for _, target := range st.cfg.Transfer.Notify {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
+			s.goTracked(func() {
 				ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 				defer cancel()
 				if err := notify(ctx, z, target); err != nil {
 					s.log.Warn("dns: notify failed", "zone", origin, "target", target, "err", err)
 				}
-			}()
+			})
 		}
 	}
 }
 
 // watch reloads when a zone file or GeoIP database changes (dns.watch_interval).
 func (s *Server) watch() {
-	defer s.wg.Done()
 	for {
 		s.mu.Lock()
 		every := s.cfg.WatchInterval

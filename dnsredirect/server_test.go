@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,16 +153,18 @@ func startServerCfg(t testing.TB, cfg config.DNSConfig, dataDir string) *testSer
 	if err := s.Listen(context.Background()); err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background()) }()
+	var serving sync.WaitGroup
+	var serveErr error
+	serving.Go(func() { serveErr = s.Serve(context.Background()) })
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		serving.Wait()
+		if serveErr != nil {
+			t.Errorf("Serve: %v", serveErr)
 		}
 	})
 	addr := strings.TrimPrefix(s.Addrs()[0], "udp ")

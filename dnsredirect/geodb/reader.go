@@ -19,14 +19,15 @@ type Location struct {
 }
 
 // DB is an open database. Lookups are safe for concurrent use and do not allocate once a
-// record has been seen: only the fields used are decoded, and city records are cached by their
-// offset in the data section.
+// record has been seen: only the fields used are decoded, and decoded records are cached by
+// their offset in the data section.
 type DB struct {
 	r    *maxminddb.Reader
 	Path string
 
 	mu    sync.RWMutex
-	cache map[uintptr]Location
+	cache map[uintptr]Location // city records by data offset
+	asns  map[uintptr]uint32   // AS numbers by data offset
 }
 
 // Open opens (memory-maps) the database at path and verifies its structure.
@@ -39,7 +40,7 @@ func Open(path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("geodb: %s is not a valid MaxMind database: %w", path, err)
 	}
-	return &DB{r: r, Path: path, cache: map[uintptr]Location{}}, nil
+	return &DB{r: r, Path: path, cache: map[uintptr]Location{}, asns: map[uintptr]uint32{}}, nil
 }
 
 // Type is the database type from the metadata, e.g. "GeoLite2-City".
@@ -103,9 +104,23 @@ func (d *DB) ASN(addr netip.Addr) (asn uint32, network netip.Prefix, found bool,
 	if !res.Found() {
 		return 0, network, false, nil
 	}
-	var n uint64
-	if err := res.DecodePath(&n, "autonomous_system_number"); err != nil {
-		return 0, network, false, fmt.Errorf("geodb: decode %s: %w", addr, err)
+	off := res.Offset()
+	d.mu.RLock()
+	n, ok := d.asns[off]
+	d.mu.RUnlock()
+	if !ok {
+		var rec struct {
+			ASN uint32 `maxminddb:"autonomous_system_number"`
+		}
+		if err := res.Decode(&rec); err != nil {
+			return 0, network, false, fmt.Errorf("geodb: decode %s: %w", addr, err)
+		}
+		n = rec.ASN
+		d.mu.Lock()
+		if len(d.asns) < maxCachedRecords {
+			d.asns[off] = n
+		}
+		d.mu.Unlock()
 	}
-	return uint32(n), network, n != 0, nil
+	return n, network, n != 0, nil
 }

@@ -1,0 +1,70 @@
+package dnsredirect
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// benchHandle measures the query handler alone (parse, decide, assemble) for one packet.
+func benchHandle(b *testing.B, m *dns.Msg) {
+	st, met := testState(b)
+	pkt, err := m.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([]byte, 0, maxTCPLength)
+	q := new(query)
+	src := netip.MustParseAddr("127.0.0.1")
+	if st.handle(pkt, out, q, src, false, met) == nil {
+		b.Fatal("no reply")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		st.handle(pkt, out, q, src, false, met)
+	}
+}
+
+func BenchmarkHandleStatic(b *testing.B) {
+	benchHandle(b, newQuery("www.example.test.", dns.TypeA, true, ""))
+}
+
+func BenchmarkHandleDynamicNetsECS(b *testing.B) {
+	benchHandle(b, newQuery("www.cdn.test.", dns.TypeA, true, "192.0.2.0/24"))
+}
+
+func BenchmarkHandleDynamicASNECS(b *testing.B) {
+	benchHandle(b, newQuery("www.cdn.test.", dns.TypeA, true, "198.51.100.0/24"))
+}
+
+func BenchmarkHandleDynamicGeoECS(b *testing.B) {
+	benchHandle(b, newQuery("www.cdn.test.", dns.TypeA, true, "203.0.113.0/24"))
+}
+
+func BenchmarkHandleDynamicDefault(b *testing.B) {
+	benchHandle(b, newQuery("www.cdn.test.", dns.TypeA, true, "100.64.0.0/24"))
+}
+
+func BenchmarkHandleNXDOMAIN(b *testing.B) {
+	benchHandle(b, newQuery("nope.example.test.", dns.TypeA, false, ""))
+}
+
+func BenchmarkGeoCityLookup(b *testing.B) {
+	st, _ := testState(b)
+	a := netip.MustParseAddr("203.0.113.0")
+	b.ReportAllocs()
+	for b.Loop() {
+		st.cityDB.City(a)
+	}
+}
+
+func BenchmarkGeoASNLookup(b *testing.B) {
+	st, _ := testState(b)
+	a := netip.MustParseAddr("198.51.100.0")
+	b.ReportAllocs()
+	for b.Loop() {
+		st.asnDB.ASN(a)
+	}
+}
