@@ -204,6 +204,7 @@ func TestErrors(t *testing.T) {
 		{"EXAMINE INBOX", "OK [READ-ONLY]"},
 		{`STORE 1 +FLAGS (\Seen)`, "NO"},
 		{"COPY 1 Nope", "NO [TRYCREATE]"},
+		{"APPEND INBOX {2000000}", "NO [TOOBIG]"},
 		{"CLOSE", "OK"},
 		{"SELECT INBOX", "OK"},
 	} {
@@ -343,4 +344,17 @@ func FuzzSession(f *testing.F) {
 		c.Write([]byte("\r\nz LOGOUT\r\n"))
 		_, _ = io.Copy(io.Discard, br) // the server answers and closes, or the deadline ends it
 	})
+}
+
+// TestLongCommandLine: a command line beyond go-imap's 50 KiB limit is refused and the
+// connection closed, instead of buffering without bound.
+func TestLongCommandLine(t *testing.T) {
+	s, _, _ := testServer(t)
+	cl := dial(t, s.Addr())
+	cl.ok("LOGIN alice wonderland")
+	fmt.Fprintf(cl.c, "a SELECT %s\r\n", strings.Repeat("x", 100<<10))
+	rest, _ := io.ReadAll(cl.br)
+	if r := string(rest); len(r) != 0 && !strings.HasPrefix(r, "a NO") && !strings.HasPrefix(r, "a BAD") && !strings.HasPrefix(r, "* BYE") {
+		t.Fatalf("long line answered %q", rest)
+	}
 }
