@@ -130,16 +130,104 @@ func fieldNames(arg string) []string {
 // (Outpost-Cache-Control, then CDN-Cache-Control, RFC 9213 §2.2) replaces Cache-Control
 // entirely when present and non-empty.
 func parseResponseDirectives(h http.Header) respDirectives {
-	lines := h[hdrCacheControl]
 	for _, name := range targetedFields {
-		if v := h[name]; len(v) > 0 && strings.TrimSpace(strings.Join(v, "")) != "" {
-			lines = v
-			break
+		if v := h[name]; len(v) > 0 && validTargeted(v) {
+			return parseTargeted(v)
 		}
 	}
-	return parseRespLines(lines)
+	return parseRespLines(h[hdrCacheControl])
 }
 
+// validTargeted checks a targeted field against the Structured Fields Dictionary syntax
+// (RFC 9213 §2.1, RFC 8941 §3.2): lowercase keys, bare items, parameters. An invalid field is
+// ignored as a whole; an empty one too.
+func validTargeted(lines []string) bool {
+	n := 0
+	ok := true
+	forEachDirective(lines, func(name, _ string) bool {
+		n++
+		ok = sfKey(name)
+		return ok
+	})
+	if !ok || n == 0 {
+		return false
+	}
+	for _, line := range lines {
+		for line != "" {
+			var item string
+			item, line = nextItem(line)
+			item = strings.TrimSpace(item)
+			if item == "" {
+				return false // empty list member
+			}
+			_, value, hasValue := strings.Cut(item, "=")
+			value, _, _ = strings.Cut(value, ";")
+			if hasValue && !sfBareItem(strings.TrimSpace(value)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sfKey reports a Structured Fields key: lcalpha or "*", then lcalpha, digits, "_-.*".
+func sfKey(k string) bool {
+	k, _, _ = strings.Cut(k, ";")
+	if k == "" || !(k[0] == '*' || 'a' <= k[0] && k[0] <= 'z') {
+		return false
+	}
+	for i := 1; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("_-.*", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// sfBareItem loosely checks a Structured Fields bare item: integer or decimal, string, token,
+// byte sequence or boolean.
+func sfBareItem(v string) bool {
+	switch {
+	case v == "":
+		return false
+	case v == "?0" || v == "?1":
+		return true
+	case v[0] == '"':
+		return len(v) >= 2 && v[len(v)-1] == '"'
+	case v[0] == ':':
+		return len(v) >= 2 && v[len(v)-1] == ':'
+	case v[0] == '-' || '0' <= v[0] && v[0] <= '9':
+		return strings.Trim(v[1:], "0123456789.") == ""
+	}
+	return sfKey(strings.ToLower(v[:1])) && !strings.ContainsAny(v, " ,;=\\\"")
+}
+
+// parseTargeted reads a valid targeted field: only integer values count for the duration
+// directives, "?0" switches a boolean directive off, and other value types are ignored
+// (RFC 9213 §2.1).
+func parseTargeted(lines []string) respDirectives {
+	var kept []string
+	for _, line := range lines {
+		for line != "" {
+			var item string
+			item, line = nextItem(line)
+			item, _, _ = strings.Cut(strings.TrimSpace(item), ";")
+			name, arg, _ := strings.Cut(item, "=")
+			name, arg = strings.TrimSpace(name), strings.TrimSpace(arg)
+			switch {
+			case arg == "" || arg == "?1":
+				kept = append(kept, name)
+			case arg == "?0":
+			default:
+				if _, ok := parseDelta(arg); ok {
+					kept = append(kept, name+"="+arg)
+				}
+			}
+		}
+	}
+	return parseRespLines([]string{strings.Join(kept, ", ")})
+}
 // parseRespLines parses Cache-Control response directive lines.
 func parseRespLines(lines []string) respDirectives {
 	d := respDirectives{maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1}

@@ -14,8 +14,8 @@ import (
 // forward goes to the origin for a request storage could not satisfy: a miss, or a stored
 // response (lr.e) that must be validated. Concurrent GETs for one key share one fetch.
 func (c *Cache) forward(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, fwd string) (Outcome, error) {
-	if r.Method == http.MethodHead && lr.e == nil {
-		return c.passThrough(w, r, f, key, h, rq, fwd)
+	if r.Method == http.MethodHead {
+		return c.forwardHead(w, r, f, lr, fwd)
 	}
 	if len(r.Header[hdrRange]) > 0 && lr.e == nil {
 		return c.fetchRange(w, r, f, key, h, rq, lr)
@@ -135,8 +135,8 @@ func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time
 	d := parseResponseDirectives(upd)
 	merged := old.header.Clone()
 	for k, v := range storedHeader(upd, &d, c.cfg.StripCDNCacheControl, respTime) {
-		if k == "Content-Type" || k == "Content-Encoding" || k == hdrContentRange {
-			continue
+		if k == hdrContentRange {
+			continue // framing of a partial response, not of the stored one
 		}
 		merged[k] = v
 	}
@@ -405,17 +405,38 @@ func (c *Cache) follow(fl *flight, w ResponseWriter, r *http.Request, f Fetcher,
 	return Outcome{Code: "TCP_MISS"}, c.respondFlight(w, r, fl, e, e.size, "fwd="+fwd+"; collapsed")
 }
 
-// passThrough forwards a request whose response is not stored as is (HEAD or Range on a
-// miss), updating a stored response from a HEAD response when it matches (RFC 9111 §4.3.5).
-func (c *Cache) passThrough(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, fwd string) (Outcome, error) {
-	req := r.Clone(r.Context())
-	resp, err := f.Fetch(req)
+// forwardHead forwards a HEAD request that storage could not answer; a 200 whose validators
+// match the stored response freshens its header (RFC 9111 §4.3.5), one that does not match
+// removes it.
+func (c *Cache) forwardHead(w ResponseWriter, r *http.Request, f Fetcher, lr lookupResult, fwd string) (Outcome, error) {
+	reqTime := c.now()
+	resp, err := f.Fetch(r.Clone(r.Context()))
+	respTime := c.now()
 	if err != nil {
 		return c.originError(w, r, err, fwd)
 	}
 	defer resp.Body.Close()
 	c.stats.misses.Add(1)
+	if lr.e != nil && resp.StatusCode == http.StatusOK {
+		if headMatches(resp, lr.e) {
+			c.storeRefreshed(lr, c.updatedEntry(lr.e, resp.Header, reqTime, respTime))
+		} else {
+			c.st.purge(lr.e.key, false)
+		}
+	}
 	return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+}
+
+// headMatches reports whether a HEAD response describes the stored representation: same
+// validator, or, without validators, the same length (RFC 9111 §4.3.5).
+func headMatches(resp *http.Response, e *entry) bool {
+	if etag := resp.Header.Get(hdrETag); etag != "" || e.etag != "" {
+		return etag != "" && e.etag != "" && etagMatch(etag, e.etag, false)
+	}
+	if lm := resp.Header.Get(hdrLastModified); lm != "" || e.lastMod != "" {
+		return lm == e.lastMod
+	}
+	return resp.ContentLength < 0 || resp.ContentLength == e.size
 }
 
 // writeOrigin sends an origin response that is not stored, with our Cache-Status and without

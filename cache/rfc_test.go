@@ -365,6 +365,27 @@ func TestRFC9111(t *testing.T) {
 		{name: "RFC 9111 §3 a HEAD miss is forwarded and not stored", origin: ok200, steps: []step{
 			{method: "HEAD", origin: 1}, {origin: 2}, {method: "HEAD", origin: 2, cs: "hit"},
 		}},
+		{name: "RFC 9111 §4.3.5 a HEAD response freshens the stored GET response",
+			origin: func(w http.ResponseWriter, r *http.Request, n int) {
+				if r.Method == "HEAD" {
+					reply(200, "", "Cache-Control: max-age=100", `ETag: "h"`, "X-Head: new")(w, r, n)
+					return
+				}
+				reply(200, "body", "Cache-Control: max-age=1", `ETag: "h"`, "X-Head: old")(w, r, n)
+			}, steps: []step{
+				{origin: 1}, {adv: 5 * time.Second, method: "HEAD", origin: 2},
+				{origin: 2, cs: "hit", body: str("body"), check: hasField("X-Head", "new")},
+			}},
+		{name: "RFC 9111 §4.3.5 a HEAD response for another representation removes the stored one",
+			origin: func(w http.ResponseWriter, r *http.Request, n int) {
+				if r.Method == "HEAD" {
+					reply(200, "", "Cache-Control: max-age=100", `ETag: "other"`)(w, r, n)
+					return
+				}
+				reply(200, "body", "Cache-Control: max-age=1", `ETag: "h"`)(w, r, n)
+			}, steps: []step{
+				{origin: 1}, {adv: 5 * time.Second, method: "HEAD", origin: 2}, {origin: 3},
+			}},
 		{name: "RFC 9111 §4.4 a successful POST invalidates the target URI", origin: ok200, steps: []step{
 			{origin: 1}, {origin: 1, cs: "hit"}, {method: "POST", origin: 2, cs: "fwd=method"}, {origin: 3},
 		}},
