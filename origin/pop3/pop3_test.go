@@ -334,6 +334,7 @@ func FuzzSession(f *testing.F) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		c.Write(in)
 		c.Write([]byte("\r\nRSET\r\nQUIT\r\n")) // never delete in fuzzing
+		_ = c.(*net.TCPConn).CloseWrite()
 		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
 			t.Fatalf("greeting %q %v", line, err)
 		}

@@ -166,6 +166,7 @@ func FuzzSession(f *testing.F) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		c.Write(in)
 		c.Write([]byte("\r\nQUIT\r\n"))
+		_ = c.(*net.TCPConn).CloseWrite()
 		br := bufio.NewReader(c)
 		if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 ") {
 			t.Fatalf("no greeting: %q %v", line, err)
