@@ -88,7 +88,7 @@ type conn struct {
 	hdr    []byte
 	hrd    bytes.Reader
 	hbr    *bufio.Reader
-	body   bodyReader
+	body   *bodyReader // the body of the request just read (handed to its slot)
 	served int
 
 	// Pipeline state (pipeline.go), guarded by mu.
@@ -188,12 +188,13 @@ func (c *conn) readLoop() {
 		if !ok {
 			return
 		}
-		c.work(s)
-		if s.detached {
+		// s belongs to the ring again once finished: use what work captured.
+		detached, closeAfter, seq := c.work(s)
+		if detached {
 			return // another goroutine holds the reader role now
 		}
-		if s.closeAfter {
-			c.lingerClose(s)
+		if closeAfter {
+			c.lingerClose(seq)
 			return
 		}
 	}
@@ -237,24 +238,27 @@ func (c *conn) waitFirstByte() bool {
 }
 
 // work runs one request to completion in the calling goroutine (handle.go), then finishes its
-// slot: the response is in order in the output buffer or stashed for the head to write.
-func (c *conn) work(s *slot) {
+// slot: the response is in order in the output buffer or stashed for the head to write. It
+// returns what the caller needs to know about s, which may be reused as soon as it finished.
+func (c *conn) work(s *slot) (detached, closeAfter bool, seq uint64) {
 	if s.serial {
 		c.waitDrained(s)
 	}
 	c.srv.handle(s)
+	detached, closeAfter, seq = s.detached, s.closeAfter, s.seq
 	s.finish()
+	return detached, closeAfter, seq
 }
 
 // lingerTime bounds how long a closing connection keeps reading what the client still sends.
 const lingerTime = 500 * time.Millisecond
 
-// lingerClose waits until s, the connection's final response, is written (finish half-closes
+// lingerClose waits until slot seq, the connection's final response, is written (finish half-closes
 // the connection then), and discards what the client still sends for a short while, so the
 // response is not lost to a TCP reset.
-func (c *conn) lingerClose(s *slot) {
+func (c *conn) lingerClose(seq uint64) {
 	c.mu.Lock()
-	for c.head <= s.seq && !c.broken {
+	for c.head <= seq && !c.broken {
 		c.turn.Wait()
 	}
 	c.mu.Unlock()

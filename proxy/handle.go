@@ -97,19 +97,12 @@ func (s *slot) bufferChunked() *protoError {
 // afterBody makes sure the request body was read to its end before the next request is read:
 // a short rest is drained, otherwise the connection closes after the response.
 func (srv *Server) afterBody(s *slot) {
-	if s.req == nil || s.req.ContentLength == 0 || s.closeAfter {
+	b := s.body
+	if b == nil {
 		return
 	}
-	b := &s.c.body
-	if b.complete() {
-		return
-	}
-	if b.expect || b.err != nil {
-		s.closeAfter = true // the client was never told to send it, or it was malformed
-		return
-	}
-	_, _ = io.CopyN(io.Discard, b, 256<<10)
-	if !b.complete() {
+	s.body = nil
+	if !b.settle() {
 		s.closeAfter = true
 	}
 }

@@ -28,9 +28,10 @@ import (
 // slot is one request's place in the pipeline and its response writer; it implements
 // cache.ResponseWriter and cache.Fetcher.
 type slot struct {
-	c   *conn
-	seq uint64
-	req *http.Request
+	c    *conn
+	seq  uint64
+	req  *http.Request
+	body *bodyReader // the request body, nil when there is none
 
 	mode       mode
 	route      *route
@@ -42,12 +43,13 @@ type slot struct {
 	perr       *protoError // the request could not be read
 
 	// Response state.
-	written  bool
-	finished bool // work on it is over (stashed responses wait for the head)
-	stashed  bool
-	sHead    []byte
-	sBody    []byte
-	sExtra   []byte
+	written    bool
+	responding bool // the response has begun (guarded by c.mu): no more 100 Continue
+	finished   bool // work on it is over (stashed responses wait for the head)
+	stashed    bool
+	sHead      []byte
+	sBody      []byte
+	sExtra     []byte
 
 	// For the access log and metrics.
 	start    time.Time
@@ -83,6 +85,9 @@ func (s *slot) setRequest(req *http.Request) {
 	c := s.c
 	s.req = req
 	s.reqBytes = int64(len(c.hdr))
+	if s.body = c.body; s.body != nil {
+		s.body.s = s
+	}
 	req.RemoteAddr = c.remote
 	s.proto10 = req.ProtoMajor == 1 && req.ProtoMinor == 0
 	s.isHEAD = req.Method == http.MethodHead

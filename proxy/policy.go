@@ -235,8 +235,8 @@ func (srv *Server) admitMethod(s *slot) *protoError {
 		if len(ex) != 1 || !strings.EqualFold(strings.TrimSpace(ex[0]), "100-continue") {
 			return &protoError{status: http.StatusExpectationFailed, msg: "only Expect: 100-continue is supported"}
 		}
-		if r.ContentLength != 0 {
-			s.c.body.expect = true
+		if s.body != nil {
+			s.body.expect = true
 		}
 	}
 	return nil

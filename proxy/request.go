@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -268,15 +269,16 @@ func (c *conn) checkParsed(req *http.Request, h *head) *protoError {
 	max := int64(c.srv.cfg.MaxBodySize)
 	switch {
 	case h.teCount > 0:
-		c.body.reset(c, -1, max)
-		req.Body, req.ContentLength = &c.body, -1
+		c.body = newBodyReader(c, -1, max)
+		req.Body, req.ContentLength = c.body, -1
 	case h.cl > 0:
 		if max > 0 && h.cl > max {
 			return errBodyTooLarge
 		}
-		c.body.reset(c, h.cl, max)
-		req.Body, req.ContentLength = &c.body, h.cl
+		c.body = newBodyReader(c, h.cl, max)
+		req.Body, req.ContentLength = c.body, h.cl
 	default:
+		c.body = nil
 		req.Body, req.ContentLength = http.NoBody, 0
 	}
 	return nil
@@ -284,29 +286,47 @@ func (c *conn) checkParsed(req *http.Request, h *head) *protoError {
 
 // bodyReader reads a request body from the connection, framed by the proxy: a Content-Length
 // or the chunked coding (trailers read and dropped). It sends 100 Continue before the first
-// read when the client asked for it.
+// read when the client asked for it. The upstream transport may still read it after the
+// response is out, so reads are serialised with settle, which takes the body back.
 type bodyReader struct {
-	c       *conn
-	chunked io.Reader // chunked decoder, nil for Content-Length bodies
-	left    int64     // bytes left (Content-Length bodies)
-	read    int64     // bytes read so far
-	max     int64     // body size limit (0 = none)
-	expect  bool      // 100 Continue still to be sent
-	done    bool
-	err     error
+	c         *conn
+	s         *slot // the request's slot (set once the slot exists)
+	mu        sync.Mutex
+	chunked   io.Reader // chunked decoder, nil for Content-Length bodies
+	left      int64     // bytes left (Content-Length bodies)
+	read      int64     // bytes read so far
+	max       int64     // body size limit (0 = none)
+	expect    bool      // 100 Continue still to be sent (set by policy before any read)
+	done      bool
+	abandoned bool // the connection took the body back: reads fail
+	err       error
 }
 
-// reset prepares the reader for a body of length n (n < 0: chunked).
-func (b *bodyReader) reset(c *conn, n, max int64) {
-	*b = bodyReader{c: c, left: n, max: max}
+// errBodyAbandoned is what a late reader of a finished request's body gets.
+var errBodyAbandoned = errors.New("proxy: request body no longer available")
+
+// newBodyReader returns a reader for a body of length n (n < 0: chunked).
+func newBodyReader(c *conn, n, max int64) *bodyReader {
+	b := &bodyReader{c: c, left: n, max: max}
 	if n < 0 {
 		b.chunked = httputil.NewChunkedReader(c.br)
 		b.left = 0
 	}
+	return b
 }
 
 // Read reads decoded body bytes.
 func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.abandoned {
+		return 0, errBodyAbandoned
+	}
+	return b.readLocked(p)
+}
+
+// readLocked reads with b.mu held.
+func (b *bodyReader) readLocked(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -315,7 +335,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	if b.expect {
 		b.expect = false
-		b.c.writeContinue()
+		b.c.writeContinue(b.s)
 	}
 	_ = b.c.nc.SetReadDeadline(time.Now().Add(b.c.srv.cfg.ReadTimeout))
 	var n int
@@ -338,6 +358,32 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// settle takes the body back once the response is written: a short unread rest is drained so
+// the connection can go on; it reports whether the body was read to its end. A read still in
+// progress elsewhere (the upstream transport) is interrupted, and the connection must close.
+func (b *bodyReader) settle() bool {
+	if !b.mu.TryLock() {
+		_ = b.c.nc.SetReadDeadline(time.Now())
+		b.mu.Lock()
+		b.abandoned = true
+		b.mu.Unlock()
+		return false
+	}
+	defer b.mu.Unlock()
+	if !b.done && !b.expect && b.err == nil {
+		buf := make([]byte, 4096)
+		for drained := 0; drained < 256<<10 && !b.done && b.err == nil; {
+			n, err := b.readLocked(buf)
+			drained += n
+			if err != nil {
+				break
+			}
+		}
+	}
+	b.abandoned = true
+	return b.done && b.err == nil
 }
 
 // readLength reads within the Content-Length.
@@ -383,11 +429,8 @@ func (b *bodyReader) readTrailers() error {
 	}
 }
 
-// Close is a no-op: the connection decides what to do with an unread rest (see drainBody).
+// Close is a no-op: the connection settles the body after the response (see settle).
 func (b *bodyReader) Close() error { return nil }
-
-// complete reports whether the body was read to its end.
-func (b *bodyReader) complete() bool { return b.done && b.err == nil }
 
 // isDigit reports an ASCII digit.
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }

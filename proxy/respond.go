@@ -33,6 +33,7 @@ func (s *slot) WriteStored(head, extra, body []byte) error {
 	if c.broken {
 		return errBroken
 	}
+	s.responding = true
 	if c.head != s.seq {
 		s.stashed = true
 		s.sHead, s.sBody = head, body
@@ -105,6 +106,9 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 		return err
 	}
 	s.written = true
+	s.c.mu.Lock()
+	s.responding = true
+	s.c.mu.Unlock()
 	code := resp.StatusCode
 	if code < 200 || code > 999 {
 		return fmt.Errorf("proxy: invalid final status %d", code)
@@ -258,11 +262,12 @@ func (s *slot) writeInterim(code int, h textproto.MIMEHeader) error {
 }
 
 // writeContinue sends 100 Continue before the first read of a body the client holds back
-// (Expect: 100-continue). Only serial requests have bodies, so the slot is the head.
-func (c *conn) writeContinue() {
+// (Expect: 100-continue), unless the final response has begun. Only serial requests have
+// bodies, so s is the head.
+func (c *conn) writeContinue(s *slot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.broken {
+	if c.broken || s == nil || s.responding {
 		return
 	}
 	_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")

@@ -256,6 +256,7 @@ func (s *slot) writeUpstreamError(err error) {
 		err = s.fetchErr
 	}
 	status, kind, msg := classifyError(err)
+	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
 	if s.errKind == "" {
 		s.errKind = kind
 	}
