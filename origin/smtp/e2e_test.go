@@ -265,3 +265,23 @@ func TestOneMessageManyRecipients(t *testing.T) {
 	}
 	e.waitQueue(t, "empty", func(l []Envelope) bool { return len(l) == 0 })
 }
+
+// TestRestartResumesRetries: a deferred relay keeps its attempts and schedule across a
+// restart, and the restarted queue retries it when due.
+func TestRestartResumesRetries(t *testing.T) {
+	dir := t.TempDir()
+	e := startMail(t, envConfig{dir: dir, clock: true})
+	host, port := hostPort(t, e.a.Addr())
+	pyClient(t, "send", host, port, "alice@outpost.test", "dave@down.test", "survives restarts", "alice", "wonderland")
+	before := e.waitQueue(t, "first attempt", func(l []Envelope) bool { return len(l) == 1 && l[0].Rcpts[0].Attempts == 1 })
+	e.stop()
+
+	e2 := startMail(t, envConfig{dir: dir, clock: true})
+	after := e2.q.List()
+	if len(after) != 1 || after[0].ID != before[0].ID || after[0].Rcpts[0].Attempts != 1 || !after[0].Rcpts[0].Next.Equal(before[0].Rcpts[0].Next) {
+		t.Fatalf("after restart the queue is %+v, want %+v", after, before)
+	}
+	e2.clock.Advance(time.Minute)
+	e2.q.Kick()
+	e2.waitQueue(t, "retry after restart", func(l []Envelope) bool { return len(l) == 1 && l[0].Rcpts[0].Attempts == 2 })
+}

@@ -85,6 +85,7 @@ type mailEnv struct {
 	imap  *imap.Server
 	clock *fakeClock
 	dns   string
+	stops []func()
 }
 
 // envConfig tweaks startMail.
@@ -160,14 +161,24 @@ func startMail(t testing.TB, cfg envConfig) *mailEnv {
 		}
 		done := make(chan struct{})
 		go func() { defer close(done); _ = c.Serve(context.Background()) }()
-		t.Cleanup(func() {
+		e.stops = append([]func(){func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = c.Shutdown(ctx)
 			<-done
-		})
+		}}, e.stops...)
 	}
+	t.Cleanup(e.stop)
 	return e
+}
+
+// stop shuts every component down, in reverse start order (idempotent): a restart test
+// stops one environment and starts another on the same directory.
+func (e *mailEnv) stop() {
+	for _, f := range e.stops {
+		f()
+	}
+	e.stops = nil
 }
 
 // listenLoopback binds addr or skips when the address is unusable.
