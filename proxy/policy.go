@@ -274,6 +274,9 @@ func (srv *Server) classify(s *slot) *protoError {
 		s.mode = modeConnect
 	case r.URL.Scheme != "":
 		s.mode = modeForward
+		if r.URL.User != nil && r.URL.Scheme != "ftp" {
+			return bad("userinfo in an http(s) URL is not accepted (RFC 9110 §4.2.4)")
+		}
 		if pac && srv.isSelf(r.URL.Host) {
 			s.mode = modeLocal
 		}

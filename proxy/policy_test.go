@@ -58,6 +58,7 @@ func TestPolicy(t *testing.T) {
 		{"via other proxy passes", open, fwd + "Via: 1.1 squid\r\n\r\n", 200, "", true},
 		{"trace off", open, "TRACE " + o.URL + "/ HTTP/1.1\r\nHost: " + o.hostport() + "\r\n\r\n", 405, "Allow: GET", false},
 		{"ftp without gateway", open, "GET ftp://127.0.0.1/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501, "", false},
+		{"userinfo in URL", open, "GET http://user:pw@" + o.hostport() + "/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, "", false},
 		{"no route", deny, "GET /x HTTP/1.1\r\nHost: site\r\n\r\n", 400, "", false},
 	}
 	for _, tc := range cases {

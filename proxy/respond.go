@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
 
 	"net/http/httputil"
 )
@@ -158,6 +159,9 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	if chunked {
 		_, _ = cw.Write([]byte("Transfer-Encoding: chunked\r\n"))
 	}
+	if _, ok := resp.Header["Date"]; !ok {
+		fmt.Fprintf(cw, "Date: %s\r\n", time.Now().UTC().Format(http.TimeFormat)) // RFC 9110 §6.6.1
+	}
 	s.writeConnFields()
 	_, _ = cw.Write([]byte("\r\n"))
 	s.bytesOut += cw.n + int64(len(s.c.srv.viaLine))
@@ -228,8 +232,8 @@ func (c *countWriter) Write(p []byte) (int, error) {
 func (s *slot) writeError(perr *protoError) {
 	body := perr.msg + "\n"
 	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
-		perr.status, http.StatusText(perr.status), len(body), perr.extra)
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
+		perr.status, http.StatusText(perr.status), time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
 	_ = s.WriteStored([]byte(b.String()), nil, []byte(body))
 }
 
