@@ -84,6 +84,7 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 // logAdapter sends go-imap's log lines to slog.
 type logAdapter struct{ l *slog.Logger }
 
+// Printf logs one go-imap line at debug level.
 func (a logAdapter) Printf(format string, args ...any) {
 	a.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
 }

@@ -20,6 +20,7 @@ type DeliveryError struct {
 	Reply string
 }
 
+// Error returns the diagnostic reply.
 func (e *DeliveryError) Error() string { return e.Reply }
 
 // tempError wraps any error as a temporary delivery failure.

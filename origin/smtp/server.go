@@ -89,6 +89,7 @@ func lowerSet(xs []string) map[string]bool {
 // slogWriter adapts go-smtp's logger to slog.
 type slogWriter struct{ l *slog.Logger }
 
+// Write logs one go-smtp log line as a warning.
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Warn(strings.TrimSpace(string(p)))
 	return len(p), nil
