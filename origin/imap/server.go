@@ -84,9 +84,14 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 // logAdapter sends go-imap's log lines to slog.
 type logAdapter struct{ l *slog.Logger }
 
-// Printf logs one go-imap line at debug level.
+// Printf logs one go-imap line: panics as errors, the rest (client mistakes) at debug level.
 func (a logAdapter) Printf(format string, args ...any) {
-	a.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	if strings.HasPrefix(msg, "panic") {
+		a.l.Error(msg)
+		return
+	}
+	a.l.Debug(msg)
 }
 
 // Name is the component name.

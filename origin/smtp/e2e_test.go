@@ -215,15 +215,17 @@ func TestRelayRetryThenBounce(t *testing.T) {
 	e.waitQueue(t, "empty", func(l []Envelope) bool { return len(l) == 0 })
 }
 
-// TestRelayPermanentFailures: NXDOMAIN and null MX fail at once with a bounce, without retries.
+// TestRelayPermanentFailures: NXDOMAIN, null MX and a 550 from the destination host fail at
+// once with a bounce, without retries.
 func TestRelayPermanentFailures(t *testing.T) {
 	e := startMail(t, envConfig{})
 	host, port := hostPort(t, e.a.Addr())
 	pyClient(t, "send", host, port, "alice@outpost.test", "x@nowhere.test", "nx", "alice", "wonderland")
 	pyClient(t, "send", host, port, "alice@outpost.test", "x@nullmx.test", "null", "alice", "wonderland")
-	msgs := e.waitInbox(t, "alice@outpost.test", 2)
+	pyClient(t, "send", host, port, "alice@outpost.test", "nobody@remote.test", "unknown there", "alice", "wonderland")
+	msgs := e.waitInbox(t, "alice@outpost.test", 3)
 	all := string(bytes.Join(msgs, nil))
-	for _, want := range []string{"Status: 5.1.2", "Status: 5.1.10"} {
+	for _, want := range []string{"Status: 5.1.2", "Status: 5.1.10", "Status: 5.1.1", "said: 550 5.1.1"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("bounces lack %q", want)
 		}
