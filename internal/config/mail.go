@@ -221,7 +221,7 @@ func (c *MailSMTPConfig) validate() error {
 		}
 		for _, d := range h.Domains {
 			d = strings.ToLower(d)
-			if d == "" || strings.ContainsAny(d, " @/\\") {
+			if d == "" || strings.ContainsAny(d, " @/\\") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
 				return errorf(key+".domains", "%q is not a domain", d)
 			}
 			if j, dup := seen[d]; dup {

@@ -175,3 +175,13 @@ func TestLockAndWatch(t *testing.T) {
 		t.Fatal("no notification after delivery")
 	}
 }
+
+// TestDirectoryRejectsUnsafeAddresses: addresses that would leave the store root are refused.
+func TestDirectoryRejectsUnsafeAddresses(t *testing.T) {
+	h, _ := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost)
+	for _, a := range []string{"a@..", "../a@x.test", "a@x/y", ".a@x.test", "a@.x", "a", "a@b@c", "a@x..test"} {
+		if _, err := NewDirectory([]UserSpec{{Address: a, PasswordHash: string(h)}}); err == nil {
+			t.Errorf("%q accepted", a)
+		}
+	}
+}

@@ -41,7 +41,8 @@ func NewDirectory(specs []UserSpec) (*Directory, error) {
 	for _, s := range specs {
 		addr := strings.ToLower(strings.TrimSpace(s.Address))
 		local, domain, ok := strings.Cut(addr, "@")
-		if !ok || local == "" || domain == "" || strings.ContainsAny(addr, "/\\") || strings.HasPrefix(local, ".") {
+		if !ok || local == "" || domain == "" || strings.ContainsAny(addr, "/\\\x00") || strings.HasPrefix(local, ".") ||
+			strings.HasPrefix(domain, ".") || strings.Contains(domain, "..") || strings.Contains(domain, "@") {
 			return nil, fmt.Errorf("mailstore: user %q: not a usable address", s.Address)
 		}
 		if _, err := bcrypt.Cost([]byte(s.PasswordHash)); err != nil {
