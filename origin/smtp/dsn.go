@@ -15,7 +15,7 @@ import (
 func (q *Queue) sendDSN(env *Envelope, failed []*Recipient, now time.Time) error {
 	headers, err := q.originalHeaders(env.ID)
 	if err != nil {
-		return err
+		headers = []byte("X-Outpost-Note: the original message could not be read\r\n")
 	}
 	sp, err := q.NewSpool()
 	if err != nil {

@@ -111,10 +111,9 @@ func (q *Queue) dispatch(sem chan struct{}) time.Time {
 func (e *Envelope) due(now time.Time) (bool, time.Time) {
 	var next time.Time
 	for _, r := range e.Rcpts {
+		pending := r.State == StateQueued || r.State == StateFailed && !r.Notified // a bounce is owed
 		switch {
-		case r.State == StateFailed && !r.Notified:
-			return true, now
-		case r.State != StateQueued:
+		case !pending:
 		case !r.Next.After(now):
 			return true, now
 		case next.IsZero() || r.Next.Before(next):
@@ -279,7 +278,10 @@ func (q *Queue) bounce(env *Envelope, now time.Time) {
 	}
 	if err := q.sendDSN(env, failed, now); err != nil {
 		q.log.Error("queue: cannot queue bounce", "id", env.ID, "err", err)
-		return // retried on the next pass
+		for _, r := range failed {
+			r.Next = now.Add(q.opts.RetryInitial) // try the bounce again later, not in a loop
+		}
+		return
 	}
 	for _, r := range failed {
 		r.Notified = true
