@@ -16,6 +16,7 @@ type flight struct {
 	key string
 
 	ready chan struct{} // closed by publish
+	left  chan struct{} // closed when unregistered (the response is stored by then, if it was)
 	// Set before ready is closed.
 	e         *entry    // the stored form of the response (body filled in by the pump)
 	shareable bool      // followers may use the response
@@ -27,6 +28,7 @@ type flight struct {
 	buf     []byte      // body so far (memory mode)
 	spill   *diskWriter // body so far (disk mode)
 	n       int64       // body bytes so far
+	expect  int64       // declared length, -1 when unknown
 	done    bool
 	bodyErr error
 	refs    atomic.Int32 // pump + open readers; the spill file closes at zero
@@ -36,7 +38,7 @@ type flight struct {
 
 // newFlight makes an unpublished flight.
 func newFlight(h uint64, key string) *flight {
-	fl := &flight{h: h, key: key, ready: make(chan struct{})}
+	fl := &flight{h: h, key: key, ready: make(chan struct{}), left: make(chan struct{}), expect: -1}
 	fl.cond.L = &fl.mu
 	fl.refs.Store(1)
 	return fl
@@ -121,7 +123,9 @@ type flightReader struct {
 func (r *flightReader) Read(p []byte) (int, error) {
 	fl := r.fl
 	fl.mu.Lock()
-	for r.off >= fl.n && !fl.done {
+	// The last bytes of a body of known length wait until it is stored, so that a client that
+	// has its whole response finds it stored on its next request.
+	for !fl.done && (r.off >= fl.n || fl.n == fl.expect) {
 		fl.cond.Wait()
 	}
 	if r.off >= fl.n {
@@ -184,8 +188,19 @@ func (g *flightGroup) leave(fl *flight) {
 	g.mu.Lock()
 	if g.m[fl.h] == fl {
 		delete(g.m, fl.h)
+		close(fl.left)
 	}
 	g.mu.Unlock()
+}
+
+// get returns the flight in progress for key, or nil.
+func (g *flightGroup) get(h uint64, key string) *flight {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if fl := g.m[h]; fl != nil && fl.key == key {
+		return fl
+	}
+	return nil
 }
 
 // discard is a ResponseWriter that throws the response away (background revalidation).

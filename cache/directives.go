@@ -228,6 +228,7 @@ func parseTargeted(lines []string) respDirectives {
 	}
 	return parseRespLines([]string{strings.Join(kept, ", ")})
 }
+
 // parseRespLines parses Cache-Control response directive lines.
 func parseRespLines(lines []string) respDirectives {
 	d := respDirectives{maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1}

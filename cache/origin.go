@@ -243,6 +243,7 @@ func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Req
 		defer resp.Body.Close()
 		return out, c.writeOrigin(w, r, resp, cs+"; detail="+why.Token)
 	}
+	fl.expect = resp.ContentLength
 	fl.publish(e, true, false)
 	if resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax {
 		fl.buf = make([]byte, 0, resp.ContentLength)

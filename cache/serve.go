@@ -33,6 +33,9 @@ func codeHit(e *entry, base string) Outcome {
 func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, now time.Time) (Outcome, error) {
 	rq := parseRequestDirectives(r.Header)
 	lr := c.st.lookup(h, key, r.Header)
+	if lr.e == nil && (r.Method == http.MethodHead || len(r.Header[hdrRange]) > 0) && c.awaitFlight(r, h, key) {
+		lr = c.st.lookup(h, key, r.Header) // HEAD and Range do not join flights: wait, then look again
+	}
 	if lr.e == nil {
 		if rq.onlyIfCached {
 			return c.onlyIfCached(w, r)
@@ -70,6 +73,23 @@ func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key st
 		out.Code = "TCP_SWAPFAIL_MISS"
 	}
 	return out, err
+}
+
+// awaitFlight waits (at most collapse_timeout) for a fetch of key in progress to finish and
+// reports whether there was one.
+func (c *Cache) awaitFlight(r *http.Request, h uint64, key string) bool {
+	fl := c.flights.get(h, key)
+	if fl == nil {
+		return false
+	}
+	t := time.NewTimer(c.cfg.CollapseTimeout)
+	defer t.Stop()
+	select {
+	case <-fl.left:
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	return true
 }
 
 // hitCode is TCP_MEM_HIT for the memory tier, TCP_HIT for the disk tier.
