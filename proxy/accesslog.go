@@ -50,13 +50,11 @@ func newAccessLog(cfg config.ProxyAccessLogConfig) (*accessLog, error) {
 	return l, nil
 }
 
-// setOutput sends the log to w, unbuffered (tests).
+// setOutput sends the log to w, unbuffered (tests); a log that is off stays off.
 func (l *accessLog) setOutput(w io.Writer) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.w = w
-	if l.bw != nil {
-		l.bw.Reset(w)
+	if l.w != nil {
 		l.w = w
 	}
 }

@@ -11,14 +11,18 @@ import (
 // and TRACE; X-Forwarded-For / Forwarded tell the origin who asked.
 
 // hopByHop are the fields that never cross the proxy (canonical form).
-var hopByHop = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true,
-	"Upgrade": true,
-}
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 // isHopByHop reports whether the canonical field name is hop-by-hop.
-func isHopByHop(name string) bool { return hopByHop[name] }
+func isHopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if h == name {
+			return true
+		}
+	}
+	return false
+}
 
 // stripHopByHop removes hop-by-hop fields and the fields that Connection names, in place. It
 // does not allocate when Connection is absent.
@@ -30,7 +34,10 @@ func stripHopByHop(h http.Header) {
 			}
 		}
 	}
-	for name := range hopByHop {
+	if len(h) == 0 {
+		return
+	}
+	for _, name := range hopByHop {
 		if _, ok := h[name]; ok {
 			delete(h, name)
 		}
