@@ -137,10 +137,8 @@ func (mb *mailbox) setFlagsLocked(i int, flags string, source *imapserver.Sessio
 	return nil
 }
 
-// selectData describes the mailbox for SELECT/EXAMINE.
-func (mb *mailbox) selectData() *goimap.SelectData {
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
+// selectDataLocked describes the mailbox for SELECT/EXAMINE (the caller holds mb.mu).
+func (mb *mailbox) selectDataLocked() *goimap.SelectData {
 	var firstUnseen uint32
 	for i, m := range mb.msgs {
 		if !hasFlag(m.Flags, 'S') {

@@ -91,8 +91,11 @@ func (ss *session) Select(name string, options *goimap.SelectOptions) (*goimap.S
 	if err != nil {
 		return nil, storeError(err)
 	}
+	// The session's tracker and the SELECT data come from the same instant of the mailbox.
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
 	ss.mb, ss.tracker, ss.readOnly = mb, mb.tracker.NewSession(), options.ReadOnly
-	return mb.selectData(), nil
+	return mb.selectDataLocked(), nil
 }
 
 // Unselect leaves the selected state without expunging.
