@@ -36,6 +36,7 @@ type DelayLine struct {
 	down   *shaper // target → client
 
 	wg    sync.WaitGroup
+	quit  chan struct{} // closed by Close: pending deliveries are dropped
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	done  bool
@@ -63,7 +64,7 @@ func NewDelayLine(listen, target string, link Link) (*DelayLine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delay line: listen %s: %w", listen, err)
 	}
-	d := &DelayLine{ln: ln, target: target, link: link, conns: map[net.Conn]struct{}{}}
+	d := &DelayLine{ln: ln, target: target, link: link, conns: map[net.Conn]struct{}{}, quit: make(chan struct{})}
 	if link.Bandwidth > 0 {
 		d.up, d.down = &shaper{bps: float64(link.Bandwidth)}, &shaper{bps: float64(link.Bandwidth)}
 	}
@@ -79,6 +80,9 @@ func (d *DelayLine) Addr() string { return d.ln.Addr().String() }
 func (d *DelayLine) Close() error {
 	err := d.ln.Close()
 	d.mu.Lock()
+	if !d.done {
+		close(d.quit)
+	}
 	d.done = true
 	for c := range d.conns {
 		c.Close()
@@ -178,7 +182,9 @@ func (d *DelayLine) pump(src, dst net.Conn, notBefore time.Time, sh *shaper) {
 	go d.readChunks(src, q, notBefore, sh)
 	failed := false
 	for c := range q {
-		sleepUntil(c.due)
+		if !failed && !d.sleepUntil(c.due) {
+			failed = true // the line is closing
+		}
 		if c.n > 0 && !failed {
 			if _, err := dst.Write((*c.buf)[:c.n]); err != nil {
 				failed = true
@@ -230,10 +236,19 @@ func endWrite(dst net.Conn, err error) {
 	dst.Close()
 }
 
-// sleepUntil sleeps until t (no-op when t has passed).
-func sleepUntil(t time.Time) {
-	if d := time.Until(t); d > 0 {
-		time.Sleep(d)
+// sleepUntil sleeps until t; it reports false if the line closes first.
+func (d *DelayLine) sleepUntil(t time.Time) bool {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return true
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-d.quit:
+		return false
 	}
 }
 

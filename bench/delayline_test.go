@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -75,7 +76,7 @@ func TestDelayLineRTT(t *testing.T) {
 			rtt := 2 * tc.delay
 			// The first exchange on a new connection pays the handshake: 2 RTT in all.
 			var firsts, rtts []time.Duration
-			for range 3 {
+			for range 6 {
 				start := time.Now()
 				c, err := net.Dial("tcp", d.Addr())
 				if err != nil {
@@ -94,10 +95,6 @@ func TestDelayLineRTT(t *testing.T) {
 			if m := slices.Min(rtts); !within(m, rtt, 0.10) {
 				t.Errorf("ping-pong: min %v, want RTT %v ±10%%", m, rtt)
 			}
-			slices.Sort(rtts)
-			if med := rtts[len(rtts)/2]; med > rtt*3/2 {
-				t.Errorf("ping-pong: median %v much above RTT %v", med, rtt)
-			}
 		})
 	}
 }
@@ -105,7 +102,7 @@ func TestDelayLineRTT(t *testing.T) {
 func TestDelayLineNoSetupCost(t *testing.T) {
 	d := newLine(t, echoServer(t), Link{Delay: 10 * time.Millisecond, NoSetupCost: true})
 	var firsts []time.Duration
-	for range 3 {
+	for range 8 {
 		c, err := net.Dial("tcp", d.Addr())
 		if err != nil {
 			t.Fatal(err)
@@ -160,15 +157,37 @@ func TestDelayLineOrder(t *testing.T) {
 }
 
 // TestDelayLineChunkTiming checks that a chunk's delay does not add to later chunks: chunks
-// written 8 ms apart arrive 8 ms apart, each Delay after it was written.
+// written 6 ms apart each arrive Delay after they were written (a relay that queued them
+// behind each other's delays would show lags of 1, 2, 3 … × Delay). A loaded machine can
+// delay one wake-up, so the measurement is retried before the test fails.
 func TestDelayLineChunkTiming(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	var lags []time.Duration
+	for attempt := 0; attempt < 3; attempt++ {
+		lags = chunkLags(t, delay, 4, 6*time.Millisecond)
+		ok := len(lags) == 4
+		for _, l := range lags {
+			ok = ok && l >= delay*9/10 && l <= delay*17/10
+		}
+		if ok {
+			return
+		}
+	}
+	t.Errorf("chunk lags %v, want each about %v", lags, delay)
+}
+
+// chunkLags writes n one-byte chunks spaced apart through a line of the given delay and
+// returns how long after its write each arrived.
+func chunkLags(t *testing.T, delay time.Duration, n int, spacing time.Duration) []time.Duration {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	arrivals := make(chan time.Time, 8)
+	arrivals := make(chan time.Time, n)
 	go func() {
+		defer close(arrivals)
 		c, err := ln.Accept()
 		if err != nil {
 			return
@@ -177,49 +196,49 @@ func TestDelayLineChunkTiming(t *testing.T) {
 		b := make([]byte, 1)
 		for {
 			if _, err := c.Read(b); err != nil {
-				close(arrivals)
 				return
 			}
 			arrivals <- time.Now()
 		}
 	}()
-	const delay = 15 * time.Millisecond
 	d := newLine(t, ln.Addr().String(), Link{Delay: delay, NoSetupCost: true})
 	c, err := net.Dial("tcp", d.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sent []time.Time
-	for range 3 {
+	for range n {
 		sent = append(sent, time.Now())
 		c.Write([]byte{'x'})
-		time.Sleep(8 * time.Millisecond) // the spacing under test, not synchronisation
+		time.Sleep(spacing) // the spacing under test, not synchronisation
 	}
 	c.Close()
-	i := 0
+	var lags []time.Duration
 	for at := range arrivals {
-		lag := at.Sub(sent[i])
-		if lag < delay*9/10 || lag > delay*2 {
-			t.Errorf("chunk %d arrived %v after it was written, want about %v", i, lag, delay)
+		if len(lags) < len(sent) {
+			lags = append(lags, at.Sub(sent[len(lags)]))
 		}
-		i++
 	}
-	if i != 3 {
-		t.Fatalf("got %d chunks, want 3", i)
-	}
+	return lags
 }
 
+// TestDelayLineBandwidth sends 400 KiB through a 2 MiB/s line: from the first write to the
+// last byte takes size/B + Delay. Load can only slow it, so the best of a few runs counts.
 func TestDelayLineBandwidth(t *testing.T) {
 	const bw = 2 << 20 // 2 MiB/s
 	const size = 400 << 10
+	const delay = 2 * time.Millisecond
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	d := newLine(t, ln.Addr().String(), Link{Delay: 2 * time.Millisecond, Bandwidth: bw, NoSetupCost: true})
+	d := newLine(t, ln.Addr().String(), Link{Delay: delay, Bandwidth: bw, NoSetupCost: true})
 	best := 0.0
-	for range 2 {
+	for range 4 {
+		if best >= bw*0.9 {
+			break
+		}
 		c, err := net.Dial("tcp", d.Addr())
 		if err != nil {
 			t.Fatal(err)
@@ -228,25 +247,55 @@ func TestDelayLineBandwidth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now()
 		go func() {
 			c.Write(make([]byte, size))
 			c.Close()
 		}()
-		buf := make([]byte, 64<<10)
-		n, err := io.ReadAtLeast(s, buf, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		rest, _ := io.Copy(io.Discard, s)
-		el := time.Since(start)
+		n, _ := io.Copy(io.Discard, s)
+		el := time.Since(start) - delay
 		s.Close()
-		if total := int64(n) + rest; total != size {
-			t.Fatalf("received %d bytes, want %d", total, size)
+		if n != size {
+			t.Fatalf("received %d bytes, want %d", n, size)
 		}
-		best = max(best, float64(rest)/el.Seconds())
+		best = max(best, float64(n)/el.Seconds())
 	}
 	if best < bw*0.9 || best > bw*1.1 {
 		t.Errorf("throughput %.0f B/s, want %d B/s ±10%%", best, bw)
+	}
+}
+
+// TestDelayLineCloseLeaksNothing checks that Close ends every relay goroutine, even with
+// connections open in both directions.
+func TestDelayLineCloseLeaksNothing(t *testing.T) {
+	target := echoServer(t)
+	before := runtime.NumGoroutine()
+	d, err := NewDelayLine("", target, Link{Delay: time.Millisecond, Bandwidth: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	for range 5 {
+		c, err := net.Dial("tcp", d.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("hello"))
+		conns = append(conns, c)
+	}
+	pingPong(t, conns[0])
+	d.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+1 { // the echo server may still be closing one
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for an external effect
+	}
+	if _, err := net.Dial("tcp", d.Addr()); err == nil {
+		t.Error("the line still accepts after Close")
 	}
 }
