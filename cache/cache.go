@@ -94,20 +94,19 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	waitAtMost(&c.bg, 10*time.Second)
-	waitAtMost(&c.pumps, 10*time.Second)
+	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second)
 	if c.st.disk != nil {
 		c.st.disk.close()
 	}
-	if c.st.mem != nil {
-		c.st.mem.Close()
+	if c.st.mem != nil && idle {
+		c.st.mem.Close() // not while a stuck pump may still Set into it
 	}
 	return nil
 }
 
 // waitAtMost waits for wg, giving up after d (an origin that never finishes a body must not
 // hold up shutdown).
-func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -117,7 +116,9 @@ func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
 	defer t.Stop()
 	select {
 	case <-done:
+		return true
 	case <-t.C:
+		return false
 	}
 }
 

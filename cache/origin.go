@@ -241,6 +241,13 @@ func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Req
 			c.st.purge(lr.e.key, false) // the origin no longer lets this be stored
 		}
 		defer resp.Body.Close()
+		if evalConditions(r.Header, r.Method, resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
+			// The client's own validators still match: answer its conditional request.
+			h := notModifiedHeader(resp.Header)
+			h.Add(hdrCacheStatus, "outpost; "+cs+"; detail="+why.Token)
+			return out, w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
+				Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody, Request: r})
+		}
 		return out, c.writeOrigin(w, r, resp, cs+"; detail="+why.Token)
 	}
 	fl.expect = resp.ContentLength

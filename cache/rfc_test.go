@@ -379,6 +379,11 @@ func rfcCases() []rfcCase {
 				{hdr: []string{`If-None-Match: "t"`}, status: 304, origin: 1, check: originSaw("If-None-Match", "")},
 				{origin: 1, cs: "hit", body: str("x")},
 			}},
+		{name: "RFC 9110 §13.1.2 a client's conditional request for an unstorable response still gets 304",
+			origin: reply(200, "x", "Cache-Control: private", `ETag: "p"`), steps: []step{
+				{hdr: []string{`If-None-Match: "p"`}, status: 304, origin: 1, body: str("")},
+				{hdr: []string{`If-None-Match: "q"`}, origin: 2, body: str("x")},
+			}},
 		{name: "RFC 9111 §4.3.4 a 304 updates the stored header fields",
 			origin: sequence(reply(200, "x", "Cache-Control: max-age=1", `ETag: "t"`, "X-V: 1"),
 				reply(304, "", "Cache-Control: max-age=100", `ETag: "t"`, "X-V: 2", "Content-Length: 999")), steps: []step{
