@@ -14,7 +14,8 @@ import (
 // lruProxy is a minimal caching forward proxy for the tests: it keeps whole bodies in an LRU
 // bounded by bytes and says hit or miss in Cache-Status.
 type lruProxy struct {
-	mu    sync.Mutex
+	client *http.Client // to the origin, ignoring any proxy environment
+	mu     sync.Mutex
 	max   int64
 	used  int64
 	order *list.List // front = most recent; values are *lruEntry
@@ -27,7 +28,8 @@ type lruEntry struct {
 }
 
 func newLRUProxy(t *testing.T, max int64) string {
-	p := &lruProxy{max: max, order: list.New(), index: map[string]*list.Element{}}
+	p := &lruProxy{max: max, order: list.New(), index: map[string]*list.Element{},
+		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}}}
 	s := httptest.NewServer(p)
 	t.Cleanup(s.Close)
 	return s.URL
@@ -45,7 +47,7 @@ func (p *lruProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mu.Unlock()
-	resp, err := http.Get(key)
+	resp, err := p.client.Get(key)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return

@@ -81,3 +81,51 @@ func TestScorecardOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestScorecardThroughProxy runs the proxy target against the test LRU proxy, which has no
+// read-ahead (net/http serves pipelined requests one by one): warm, the cache removes the
+// origin leg and pipelining meets the client-only model; cold, every object is a miss and the
+// origin round trips add up one after the other, far above the read-ahead model.
+func TestScorecardThroughProxy(t *testing.T) {
+	origin := testOrigin(t)
+	proxy := newLRUProxy(t, 1<<20)
+	base := ScorecardOptions{Origin: origin, Proxy: proxy, Target: "proxy", N: 4, RTT: 10 * time.Millisecond,
+		OriginRTT: 10 * time.Millisecond, Parallel: 2, Repeat: 3, Strategies: []string{StrategyPipelined}}
+
+	warm := base
+	warm.ProxyCache = "warm"
+	var ratio float64
+	for attempt := 0; attempt < 3; attempt++ {
+		sc, err := RunScorecard(context.Background(), warm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := sc.Rows[0]
+		if r.CacheMisses != 0 || r.CacheHits != 3*5 {
+			t.Fatalf("warm: %d hits, %d misses; want 15 hits", r.CacheHits, r.CacheMisses)
+		}
+		if ratio = float64(slices.Min(r.Runs)) / float64(r.Model); ratio >= 0.85 && ratio <= 1.25 {
+			break
+		}
+	}
+	if ratio < 0.85 || ratio > 1.25 {
+		t.Errorf("warm pipelined through the proxy: measured/model %.2f, want 0.85–1.25", ratio)
+	}
+
+	cold := base
+	cold.ProxyCache = "cold"
+	sc, err := RunScorecard(context.Background(), cold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sc.Rows[0]
+	if r.CacheHits != 0 || r.CacheMisses != 3*5 {
+		t.Fatalf("cold: %d hits, %d misses; want 15 misses", r.CacheHits, r.CacheMisses)
+	}
+	// Serial upstream: 3 RTT + (connect + base + 4 objects) RTTo = 90 ms, model 70 ms.
+	serial := 3*base.RTT + time.Duration(base.N+2)*base.OriginRTT
+	if m := slices.Min(r.Runs); m < serial*9/10 {
+		t.Errorf("cold pipelined through a proxy without read-ahead took %v, want at least %v", m, serial*9/10)
+	}
+	t.Logf("cold pipelined: fastest %v, read-ahead model %v (%s)", slices.Min(r.Runs), r.Model, r.Formula)
+}
