@@ -216,6 +216,21 @@ func (d *diskStore) add(it *diskItem) {
 	d.mu.Unlock()
 }
 
+// updateMeta replaces an item's in-memory metadata (a 304 refreshed a disk-only object); the
+// file keeps the old metadata, so after a restart the object is revalidated again.
+func (d *diskStore) updateMeta(it *diskItem, e *entry) {
+	meta := *e
+	meta.body = nil
+	n := &diskItem{e: &meta, path: it.path, fileSize: it.fileSize}
+	n.atime.Store(it.atime.Load())
+	n.verified.Store(it.verified.Load())
+	d.mu.Lock()
+	if d.items[e.item] == it {
+		d.items[e.item] = n
+	}
+	d.mu.Unlock()
+}
+
 // remove deletes the file for k.
 func (d *diskStore) remove(k uint64) {
 	d.mu.Lock()

@@ -237,3 +237,27 @@ func TestDiskKill9(t *testing.T) {
 	}
 	t.Logf("%d files survived, %d served from disk", n, served)
 }
+
+// TestDiskRevalidate: a disk-only object is revalidated with its ETag and a 304 refreshes it.
+func TestDiskRevalidate(t *testing.T) {
+	body := bodyFor("/big", 300000)
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("ETag", `"big"`)
+		if r.Header.Get("If-None-Match") == `"big"` {
+			w.WriteHeader(304)
+			return
+		}
+		_, _ = w.Write(body)
+	}, diskConfig(t.TempDir()))
+	h.do("GET", "/big")
+	h.clk.Advance(20 * time.Second)
+	res := h.do("GET", "/big")
+	if res.out.Code != "TCP_REFRESH_HIT" || res.body != string(body) || h.originCount() != 2 {
+		t.Fatalf("revalidation: %+v, %d bytes, origin %d", res.out, len(res.body), h.originCount())
+	}
+	h.clk.Advance(5 * time.Second)
+	if res := h.do("GET", "/big"); res.out.Code != "TCP_HIT" || res.body != string(body) || h.originCount() != 2 {
+		t.Fatalf("after refresh: %+v, origin %d", res.out, h.originCount())
+	}
+}

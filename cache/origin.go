@@ -157,7 +157,7 @@ func (c *Cache) storeRefreshed(lr lookupResult, e *entry) {
 		return
 	}
 	if lr.disk != nil {
-		lr.disk.e = e
+		c.st.disk.updateMeta(lr.disk, e)
 	}
 }
 
