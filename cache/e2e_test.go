@@ -1,10 +1,12 @@
 package cache_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,7 +35,7 @@ type scriptedOrigin struct {
 	handler http.HandlerFunc
 }
 
-func newScriptedOrigin(t *testing.T, h http.HandlerFunc) *scriptedOrigin {
+func newScriptedOrigin(t testing.TB, h http.HandlerFunc) *scriptedOrigin {
 	o := &scriptedOrigin{handler: h}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.mu.Lock()
@@ -74,7 +76,7 @@ func startStack(t *testing.T, o *scriptedOrigin, extra string) *stack {
 }
 
 // startStackIn is startStack with a given data directory; stop shuts it down early.
-func startStackIn(t *testing.T, dir string, o *scriptedOrigin, extra string, mod func(*config.CacheConfig)) *stack {
+func startStackIn(t testing.TB, dir string, o *scriptedOrigin, extra string, mod func(*config.CacheConfig)) *stack {
 	t.Helper()
 	logPath := filepath.Join(dir, "access.log")
 	text := fmt.Sprintf(`data_dir = %q
@@ -456,4 +458,53 @@ func proxyRefreshesInBackground(t *testing.T) bool {
 	d.Do("GET", "/probe")
 	d.Advance(5 * time.Second)
 	return strings.Contains(d.Do("GET", "/probe").Header.Get("Cache-Status"), "stale-while-revalidate")
+}
+
+// BenchmarkProxyHit measures a 1 KiB fresh hit through the real proxy and cache over loopback
+// keep-alive connections (one per goroutine), client included.
+func BenchmarkProxyHit(b *testing.B) {
+	body := strings.Repeat("b", 1024)
+	o := newScriptedOrigin(b, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = io.WriteString(w, body)
+	})
+	s := startStackIn(b, b.TempDir(), o, "disk_enabled = false\n", nil)
+	req := "GET /obj HTTP/1.1\r\nHost: site.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+	warm, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.WriteString(warm, req)
+	resp, _ := http.ReadResponse(bufio.NewReader(warm), nil)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	warm.Close()
+	cache.Settle(s.cache)
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		br := bufio.NewReaderSize(conn, 16<<10)
+		for pb.Next() {
+			if _, err := io.WriteString(conn, req); err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+	b.StopTimer()
+	if o.count() != 1 {
+		b.Fatalf("origin saw %d requests", o.count())
+	}
 }
