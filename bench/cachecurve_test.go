@@ -16,10 +16,10 @@ import (
 type lruProxy struct {
 	client *http.Client // to the origin, ignoring any proxy environment
 	mu     sync.Mutex
-	max   int64
-	used  int64
-	order *list.List // front = most recent; values are *lruEntry
-	index map[string]*list.Element
+	max    int64
+	used   int64
+	order  *list.List // front = most recent; values are *lruEntry
+	index  map[string]*list.Element
 }
 
 type lruEntry struct {

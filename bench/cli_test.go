@@ -35,6 +35,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"n negative", []string{"scorecard", "--n", "-2"}, "--n must be positive"},
 		{"unknown strategy", []string{"scorecard", "--strategy", "carrier-pigeon"}, "unknown strategy"},
 		{"bad sweep", []string{"scorecard", "--sweep", "q=1..3"}, "--sweep"},
+		{"bad stat", []string{"scorecard", "--stat", "mean"}, "--stat"},
 		{"bad plot file", []string{"scorecard", "--plot", "x.gif"}, "--plot"},
 		{"bad bandwidth", []string{"scorecard", "--bandwidth", "fast"}, "--bandwidth"},
 		{"unknown flag", []string{"scorecard", "--frobnicate"}, "unknown flag"},

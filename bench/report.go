@@ -189,7 +189,11 @@ func shellQuote(args []string) string {
 
 // ScoreTable returns scorecard rows as a report table.
 func ScoreTable(scs []*Scorecard) *Table {
-	t := &Table{Header: []string{"strategy", "n", "RTT", "measured (median)", "model", "formula", "measured/model"}}
+	stat := "median"
+	if len(scs) > 0 {
+		stat = statName(scs[0].Options.Stat)
+	}
+	t := &Table{Header: []string{"strategy", "n", "RTT", "measured (" + stat + ")", "model", "formula", "measured/model"}}
 	for _, sc := range scs {
 		for _, r := range sc.Rows {
 			t.Rows = append(t.Rows, []string{r.Strategy, fmt.Sprint(r.N), r.RTT.String(),

@@ -119,7 +119,7 @@ func RunScorecards(ctx context.Context, o ScorecardOptions, sweep *Sweep) ([]*Sc
 func WriteScoreTable(w io.Writer, scs []*Scorecard) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	cache := scs[0].Options.Target == "proxy"
-	head := "strategy\tn\tRTT\tmeasured (median)\tmodel\tformula\tmeasured/model\t"
+	head := "strategy\tn\tRTT\tmeasured (" + statName(scs[0].Options.Stat) + ")\tmodel\tformula\tmeasured/model\t"
 	if cache {
 		head += "cache hits/misses\t"
 	}
@@ -173,7 +173,7 @@ func ScorePlot(scs []*Scorecard, sweep *Sweep) (*plot.Plot, error) {
 			mod = append(mod, ms(float64(r.Model)))
 		}
 		title := fmt.Sprintf("Page load, n=%d objects, RTT %v, target %s", o.N, o.RTT, o.Target)
-		return barPlot(title, "time (ms)", names, []barGroup{{"measured (median)", meas, 0}, {"textbook model", mod, 1}})
+		return barPlot(title, "time (ms)", names, []barGroup{{"measured (" + statName(o.Stat) + ")", meas, 0}, {"textbook model", mod, 1}})
 	}
 	var ss []series
 	for i, r := range scs[0].Rows {
@@ -197,4 +197,12 @@ func ScorePlot(scs []*Scorecard, sweep *Sweep) (*plot.Plot, error) {
 		title = fmt.Sprintf("Page load time vs RTT, n=%d, target %s", o.N, o.Target)
 	}
 	return linePlot(title, xl, "time (ms)", false, ss)
+}
+
+// statName names the summary statistic of the runs.
+func statName(s string) string {
+	if s == "min" {
+		return "fastest"
+	}
+	return "median"
 }
