@@ -42,15 +42,26 @@ func (ex *Explain) step(s stepKind, result, edges string) {
 
 // decide notes the outcome of step s on its entry (adding one if the step logged nothing).
 func (ex *Explain) decide(s stepKind, note, edges string) {
-	if n := len(ex.Steps); n == 0 || ex.Steps[n-1].Step != s.String() {
-		ex.step(s, note, edges)
-		return
+	for i := len(ex.Steps) - 1; i >= 0; i-- {
+		if last := &ex.Steps[i]; last.Step == s.String() {
+			if note != "" {
+				last.Result += "; " + note
+			}
+			last.Edges = edges
+			return
+		}
 	}
-	last := &ex.Steps[len(ex.Steps)-1]
-	if note != "" {
-		last.Result += "; " + note
+	ex.step(s, note, edges)
+}
+
+// trimAfter drops the entries of steps after s (consulted, but not needed for the decision).
+func (ex *Explain) trimAfter(s stepKind) {
+	for i := len(ex.Steps) - 1; i >= 0; i-- {
+		if ex.Steps[i].Step == s.String() {
+			ex.Steps = ex.Steps[:i+1]
+			return
+		}
 	}
-	last.Edges = edges
 }
 
 // explain answers name/qtype for client as a query from that network would be answered.

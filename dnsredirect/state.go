@@ -39,15 +39,16 @@ type state struct {
 	cityDB    *geodb.DB
 	asnDB     *geodb.DB
 
-	ecs      config.DNSECSConfig
-	ednsSize uint16
-	version  string
-	xfrAllow []netip.Prefix
-	files    []fileStamp
-	cache    *answerCache
-	counters map[string]*queryCounters // by zone origin; "" for names outside our zones
-	noZone   *queryCounters
-	log      *slog.Logger
+	ecs       config.DNSECSConfig
+	ednsSize  uint16
+	version   string
+	xfrAllow  []netip.Prefix
+	files     []fileStamp
+	cache     *answerCache
+	decisions decisionCache             // steering candidates by client network
+	counters  map[string]*queryCounters // by zone origin; "" for names outside our zones
+	noZone    *queryCounters
+	log       *slog.Logger
 }
 
 // edge is one edge of a loaded configuration.
@@ -98,6 +99,7 @@ func buildState(cfg config.DNSConfig, dataDir string, prev *state, hs *healthSet
 		zones: map[string]*zone{}, edgeIdx: map[string]int{}, pools: map[string]*pool{},
 		dyn: map[string]*dynName{}, asnMap: map[uint32][]int{}, nets4: newTrie(), nets6: newTrie(),
 		cache: newAnswerCache(cfg.MaxCachedAnswers), counters: map[string]*queryCounters{}}
+	st.decisions.max = max(cfg.MaxCachedAnswers, 1)
 	for _, s := range cfg.Order {
 		st.order = append(st.order, stepKind(map[string]int{"nets": 0, "asn": 1, "geo": 2, "default": 3}[s]))
 	}

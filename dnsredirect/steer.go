@@ -4,7 +4,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // stepKind is a steering step; the order is configurable (dns.order).
@@ -51,8 +53,43 @@ type cand struct {
 // steer chooses the edges of dynamic name d for a client address. It returns the selection, the
 // step that decided, and the ECS scope: the widest prefix around client over which every step
 // consulted gives the same outcome. ex, when not nil, records the steps.
-func (st *state) steer(d *dynName, client netip.Addr, ex *Explain) (sel selection, step stepKind, scope int) {
+//
+// The candidates of each step (before health) are cached per pool and client /24 (/56 for
+// IPv6) when every step's outcome is uniform over that block, so a query costs the lookups
+// once per network; health and weights apply per query.
+func (st *state) steer(d *dynName, client netip.Addr, ex *Explain) (selection, stepKind, int) {
+	if ex != nil {
+		return st.decide(d, st.decision(d, client, ex), ex)
+	}
+	key := decisionKeyOf(d.pool, client)
+	if dec := st.decisions.get(key); dec != nil {
+		return st.decide(d, dec, nil)
+	}
+	dec := st.decision(d, client, nil)
+	if dec.maxScope <= key.bits {
+		st.decisions.put(key, dec)
+	}
+	return st.decide(d, dec, nil)
+}
+
+// decision is what each steering step offers for one client network, before health.
+type decision struct {
+	steps    [numSteps - 1]decisionStep
+	n        int
+	maxScope int
+}
+
+type decisionStep struct {
+	kind  stepKind
+	cands []cand
+	scope int // cumulative scope after this step
+}
+
+// decision consults every configured step for client.
+func (st *state) decision(d *dynName, client netip.Addr, ex *Explain) *decision {
+	dec := &decision{}
 	var buf [64]cand
+	scope := 0
 	for _, s := range st.order {
 		var cs []cand
 		switch s {
@@ -68,16 +105,32 @@ func (st *state) steer(d *dynName, client netip.Addr, ex *Explain) (sel selectio
 				cs = append(cs, cand{e: uint8(e)})
 			}
 		}
-		if len(cs) > 0 && st.choose(d, cs, &sel) {
-			if ex != nil {
-				ex.decide(s, "", st.selNames(d, &sel))
-			}
-			return sel, s, scope
+		dec.steps[dec.n] = decisionStep{kind: s, cands: slices.Clone(cs), scope: scope}
+		dec.n++
+	}
+	dec.maxScope = scope
+	return dec
+}
+
+// decide applies health and weights to a decision: the first step with a healthy candidate
+// chooses; with none, the pool's fallback answers.
+func (st *state) decide(d *dynName, dec *decision, ex *Explain) (sel selection, step stepKind, scope int) {
+	var buf [64]cand
+	for _, ds := range dec.steps[:dec.n] {
+		scope = ds.scope
+		if len(ds.cands) == 0 {
+			continue
 		}
-		if len(cs) > 0 {
+		cs := append(buf[:0], ds.cands...)
+		if st.choose(d, cs, &sel) {
 			if ex != nil {
-				ex.decide(s, "no healthy candidate in the pool", "")
+				ex.trimAfter(ds.kind)
+				ex.decide(ds.kind, "", st.selNames(d, &sel))
 			}
+			return sel, ds.kind, scope
+		}
+		if ex != nil {
+			ex.decide(ds.kind, "no healthy candidate in the pool", "")
 		}
 	}
 	sel.fallback = true
@@ -85,6 +138,53 @@ func (st *state) steer(d *dynName, client netip.Addr, ex *Explain) (sel selectio
 		ex.step(stepFallback, "every edge of pool "+d.pool.name+" is down: fallback "+d.pool.fallback, st.selNames(d, &sel))
 	}
 	return sel, stepFallback, scope
+}
+
+// decisionKey names a pool and a client network (/24 or /56) in the decision cache.
+type decisionKey struct {
+	pool *pool
+	hi   uint64 // the network's leading bits
+	v6   bool
+	bits int // the network's prefix length: entries must be uniform over it
+}
+
+func decisionKeyOf(p *pool, a netip.Addr) decisionKey {
+	if a.Is4() {
+		b := a.As4()
+		return decisionKey{pool: p, hi: uint64(b[0])<<16 | uint64(b[1])<<8 | uint64(b[2]), bits: 24}
+	}
+	b := a.As16()
+	var hi uint64
+	for _, x := range b[:7] {
+		hi = hi<<8 | uint64(x)
+	}
+	return decisionKey{pool: p, hi: hi, v6: true, bits: 56}
+}
+
+// decisionCache holds decisions by client network; it is bounded and lives as long as one
+// loaded configuration.
+type decisionCache struct {
+	mu  sync.RWMutex
+	m   map[decisionKey]*decision
+	max int
+}
+
+func (c *decisionCache) get(k decisionKey) *decision {
+	c.mu.RLock()
+	d := c.m[k]
+	c.mu.RUnlock()
+	return d
+}
+
+func (c *decisionCache) put(k decisionKey, d *decision) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[decisionKey]*decision{}
+	}
+	if len(c.m) < c.max {
+		c.m[k] = d
+	}
+	c.mu.Unlock()
 }
 
 // netsCands looks the client up in the explicit networks map.

@@ -33,7 +33,10 @@ type udpBatchIO struct {
 	qs    [udpBatch]query
 }
 
-// serveUDP reads batches of queries from c and writes their answers until c is closed.
+// serveUDP reads batches of queries from c and writes their answers until c is closed. The
+// reads and writes are raw non-blocking system calls (they never wait, so the goroutine keeps its
+// P and the scheduler does no hand-off); only an empty queue parks the goroutine in the
+// netpoller.
 func (s *Server) serveUDP(c *net.UDPConn) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -44,36 +47,30 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 	var pin runtime.Pinner
 	pin.Pin(b)
 	defer pin.Unpin()
-	for i := range b.rhdr {
-		b.riov[i].Base = &b.in[i][0]
-		b.riov[i].SetLen(udpInSize)
-		b.rhdr[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
-		b.rhdr[i].Hdr.Iov = &b.riov[i]
-		b.rhdr[i].Hdr.SetIovlen(1)
-	}
-	var got int
+	b.init()
+	var got, k, sent int
 	var rerr unix.Errno
 	recv := func(fd uintptr) bool {
 		for i := range b.rhdr {
 			b.rhdr[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 			b.rhdr[i].Hdr.Flags = 0
 		}
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdr[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
-			return false
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdr[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EAGAIN {
+			return false // wait in the netpoller
 		}
 		got, rerr = int(n), e
 		return true
 	}
-	var k, sent int
 	send := func(fd uintptr) bool {
 		for sent < k {
-			n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.shdr[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
+			n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.shdr[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
 			switch {
 			case e == unix.EAGAIN:
 				return false
+			case e == unix.EINTR:
 			case e != 0:
-				sent++ // the first message failed (e.g. no route): skip it
+				sent++
 			default:
 				sent += int(n)
 			}
@@ -81,7 +78,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		return true
 	}
 	for {
-		if err := rc.Read(recv); err != nil || (rerr != 0 && s.closed.Load()) {
+		if err := rc.Read(recv); err != nil {
 			return
 		}
 		if rerr != 0 {
@@ -93,6 +90,17 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 				return
 			}
 		}
+	}
+}
+
+// init points the receive headers at the buffers.
+func (b *udpBatchIO) init() {
+	for i := range b.rhdr {
+		b.riov[i].Base = &b.in[i][0]
+		b.riov[i].SetLen(udpInSize)
+		b.rhdr[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.rhdr[i].Hdr.Iov = &b.riov[i]
+		b.rhdr[i].Hdr.SetIovlen(1)
 	}
 }
 
