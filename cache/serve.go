@@ -116,8 +116,10 @@ func (c *Cache) serveStored(w ResponseWriter, r *http.Request, lr lookupResult, 
 	switch evalConditions(r.Header, r.Method, e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
 	case condNotModified:
 		c.stats.notModified.Add(1)
-		c.stats.hits.Add(1)
-		out.Code = "TCP_IMS_HIT"
+		if !out.Fetched {
+			c.stats.hits.Add(1)
+			out.Code = "TCP_IMS_HIT"
+		}
 		return out, c.writeMade(w, r, http.StatusNotModified, notModifiedHeader(e.header), nil, -1, e, now, cs)
 	case condPreconditionErr:
 		return out, c.writeMade(w, r, http.StatusPreconditionFailed, http.Header{}, nil, 0, e, now, cs)
