@@ -79,6 +79,7 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	remote string     // client "ip:port"
+	local  string     // the proxy's "ip:port" the client connected to
 	ip     netip.Addr // client address, unmapped
 	ipStr  string
 	ctx    context.Context // upstream requests; cancelled when the connection closes
@@ -109,7 +110,7 @@ type conn struct {
 
 // newConn registers a new client connection, or returns nil when shutting down.
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String()}
+	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), local: nc.LocalAddr().String()}
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
 		c.ip = ap.Addr().Unmap()
 	}

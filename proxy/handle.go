@@ -52,7 +52,7 @@ func (srv *Server) serveProxied(s *slot) {
 		}
 		return
 	}
-	resp, err := s.Fetch(r)
+	resp, err := s.Fetch(r.WithContext(s.c.ctx)) // a client that goes away cancels the fetch
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

@@ -292,6 +292,9 @@ func (srv *Server) classify(s *slot) *protoError {
 			return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", r.Host)
 		}
 		s.mode, s.route = modeReverse, rt
+		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
+			r.Host = s.c.local
+		}
 		r.URL.Scheme, r.URL.Host = "http", r.Host
 	}
 	return nil

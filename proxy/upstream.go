@@ -182,10 +182,11 @@ func (p *pool) roundTrip(s *slot, r *http.Request) (*http.Response, error) {
 }
 
 // outgoing derives the upstream request: a shallow copy with its own URL and header, this
-// hop's forwarding fields, the connection's context and, for HTTP/1.1 clients, a hook that
-// forwards interim 1xx responses.
+// hop's forwarding fields, the request's context (the direct path gives it the connection's;
+// the cache may detach it from the client) and, for HTTP/1.1 clients, a hook that forwards
+// interim 1xx responses.
 func (s *slot) outgoing(r *http.Request) *http.Request {
-	ctx := s.c.ctx
+	ctx := r.Context()
 	if !s.proto10 {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			Got1xxResponse: func(code int, h textproto.MIMEHeader) error { return s.writeInterim(code, h) },
