@@ -4,7 +4,6 @@
 package cache
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -199,6 +198,3 @@ func (c *Cache) serveRead(w ResponseWriter, r *http.Request, f Fetcher) (Outcome
 	putBuf(kb)
 	return c.serveLookup(w, r, f, key, h, now)
 }
-
-// errClosed is returned for requests after Close.
-var errClosed = errors.New("cache: closed")

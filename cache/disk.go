@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -469,9 +468,3 @@ func (d *diskStore) openFile(it *diskItem) (*os.File, error) {
 
 // bodyOffset is where the body starts in an entry file.
 const bodyOffset = int64(len(diskMagic))
-
-// String describes the tier for logs.
-func (d *diskStore) String() string {
-	n, b := d.usage()
-	return d.dir + " (" + strconv.Itoa(n) + " files, " + strconv.FormatInt(b, 10) + " bytes)"
-}

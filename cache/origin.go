@@ -311,6 +311,7 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 		}
 		fl.finish(err)
 		c.stats.notStored.Add(1)
+		c.log.Debug("cache: not stored", "key", e.key, "reason", NotStoredIncomplete.String(), "err", err)
 		if fl.spill != nil {
 			fl.spill.abort()
 		}

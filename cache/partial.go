@@ -124,6 +124,9 @@ func (c *Cache) fetchRange(w ResponseWriter, r *http.Request, f Fetcher, key str
 	cs := "fwd=" + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
 	e, body, ok := c.partialEntry(lr.e, key, h, r, rq, resp, reqTime, respTime)
 	if !ok {
+		if resp.StatusCode == http.StatusPartialContent {
+			cs += "; detail=" + NotStoredPartial.Token
+		}
 		return out, c.writeOrigin(w, r, resp, cs)
 	}
 	if body == nil {
