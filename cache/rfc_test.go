@@ -263,7 +263,7 @@ func rfcCases() []rfcCase {
 		}},
 		{name: "RFC 9111 §5.2.2.4 no-cache is stored but validated on every use",
 			origin: etagOrigin(`"n"`, "body", "Cache-Control: no-cache"), steps: []step{
-				{origin: 1}, {origin: 2, cs: "fwd-status=304", body: str("body")}, {origin: 3, body: str("body")},
+				{origin: 1}, {origin: 2, cs: "fwd=stale; detail=resp-no-cache; fwd-status=304", body: str("body")}, {origin: 3, body: str("body")},
 			}},
 		{name: "RFC 9111 §5.2.2.4 qualified no-cache: the named field is not served from storage",
 			origin: reply(200, "x", "Cache-Control: max-age=60, no-cache=\"X-Secret\"", "X-Secret: s", "X-Open: o"), steps: []step{
@@ -316,7 +316,7 @@ func rfcCases() []rfcCase {
 			{hdr: []string{"Cache-Control: min-fresh=40"}, origin: 2},
 		}},
 		{name: "RFC 9111 §5.2.1.4 request no-cache goes to the origin", origin: ok200, steps: []step{
-			{origin: 1}, {hdr: []string{"Cache-Control: no-cache"}, origin: 2, cs: "fwd=request", code: "TCP_CLIENT_REFRESH_MISS"},
+			{origin: 1}, {hdr: []string{"Cache-Control: no-cache"}, origin: 2, cs: "fwd=request; detail=req-no-cache", code: "TCP_CLIENT_REFRESH_MISS"},
 		}},
 		{name: "RFC 9111 §5.4 Pragma: no-cache from an HTTP/1.0 client goes to the origin", origin: ok200, steps: []step{
 			{origin: 1}, {hdr: []string{"Pragma: no-cache"}, origin: 2},

@@ -100,13 +100,16 @@ func hitCode(lr lookupResult) string {
 	return "TCP_HIT"
 }
 
-// fwdFor maps a reason to go forward to the Cache-Status fwd value (RFC 9211 §2.2).
+// fwdFor maps a reason to go forward to the Cache-Status fwd value (RFC 9211 §2.2), with the
+// reason's token as detail when it is more than plain staleness.
 func fwdFor(why Reason) string {
 	switch why {
 	case ServeReqNoCache, ServePragmaNoCache, ServeReqMaxAge, ServeReqMinFresh:
-		return "request"
+		return "request; detail=" + why.Token
+	case ServeStale, Reason{}:
+		return "stale"
 	}
-	return "stale"
+	return "stale; detail=" + why.Token
 }
 
 // serveStored answers from a stored response: a 304 or 412 for preconditions, a 206 or 416 for
