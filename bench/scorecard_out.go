@@ -196,6 +196,7 @@ func ScorePlot(scs []*Scorecard, sweep *Sweep) (*plot.Plot, error) {
 		xl = "RTT (ms)"
 		title = fmt.Sprintf("Page load time vs RTT, n=%d, target %s", o.N, o.Target)
 	}
+	title += fmt.Sprintf(" (%s of %d runs)", statName(o.Stat), o.Repeat)
 	return linePlot(title, xl, "time (ms)", false, ss)
 }
 
