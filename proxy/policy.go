@@ -295,7 +295,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
 			r.Host = s.c.local
 		}
-		r.URL.Scheme, r.URL.Host = "http", r.Host
+		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host) // allocates only for upper case
 	}
 	return nil
 }

@@ -187,6 +187,11 @@ func (c *ProxyConfig) validate() error {
 	if p := c.ViaPseudonym; p == "" || strings.ContainsAny(p, " ,\t\r\n()") {
 		return errorf("proxy.via_pseudonym", "%q must be a non-empty token (no spaces, commas or parentheses)", p)
 	}
+	if c.PAC.Proxy != "" {
+		if err := CheckHostPort("proxy.pac.proxy", c.PAC.Proxy); err != nil {
+			return err
+		}
+	}
 	for _, chk := range []func() error{c.validateLimits, c.validateLists, c.Upstream.validate,
 		c.AccessLog.validate, c.validateRoutes} {
 		if err := chk(); err != nil {
