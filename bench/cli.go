@@ -381,15 +381,18 @@ func cacheOutput(cmd *cobra.Command, pts []CachePoint, o CacheOptions, plt strin
 
 func benchDNSCmd() *cobra.Command {
 	var (
-		o       DNSOptions
-		file    string
-		queries []string
-		out     outputFlags
+		o        DNSOptions
+		file     string
+		queries  []string
+		generate string
+		random   int
+		out      outputFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dns [flags] SERVER:PORT",
 		Short: "Load-test an authoritative DNS server (like dnsperf)",
-		Long: `Sends the query mix (--queries FILE in dnsperf format, or --query "name TYPE") from --clients
+		Long: `Sends the query mix (--queries FILE in dnsperf format, --query "name TYPE", or --generate ZONE
+with --random-names N) from --clients
 sockets with up to --outstanding queries in flight each, over UDP or --tcp, optionally with a
 random EDNS Client Subnet per query (--ecs-random).`,
 		Args: usageArgs(cobra.ExactArgs(1)),
@@ -401,6 +404,13 @@ random EDNS Client Subnet per query (--ecs-random).`,
 					return &UsageError{Err: fmt.Errorf("--queries: %w", err)}
 				}
 				o.Queries = qs
+			}
+			if generate != "" {
+				qs, err := GenerateQueries(generate, random, o.Seed)
+				if err != nil {
+					return &UsageError{Err: fmt.Errorf("--generate: %w", err)}
+				}
+				o.Queries = append(o.Queries, qs...)
 			}
 			for _, q := range queries {
 				dq, err := ParseQuery(strings.Fields(q))
@@ -425,6 +435,8 @@ random EDNS Client Subnet per query (--ecs-random).`,
 	f := cmd.Flags()
 	f.StringVar(&file, "queries", "", "query `FILE`: \"name TYPE\" per line")
 	f.StringArrayVar(&queries, "query", nil, "a query \"name [TYPE]\" (repeatable)")
+	f.StringVar(&generate, "generate", "", "generate a mix for `ZONE`: SOA, NS, www A and AAAA, plus --random-names")
+	f.IntVar(&random, "random-names", 0, "with --generate: add N random names under the zone (NXDOMAIN load)")
 	f.IntVar(&o.Clients, "clients", 4, "sockets (UDP) or connections (TCP)")
 	f.IntVar(&o.Outstanding, "outstanding", 64, "queries in flight per client")
 	f.DurationVarP(&o.Duration, "duration", "d", 10*time.Second, "test duration")

@@ -602,3 +602,22 @@ func ReadQueryFile(file string) ([]DNSQuery, error) {
 	defer f.Close()
 	return ParseQueryFile(f)
 }
+
+// GenerateQueries builds a query mix for a zone: its SOA and NS, A and AAAA for www, and
+// random names under it (NXDOMAIN on most servers, and never answered from a cache: the
+// random-subdomain pattern), random of them in all.
+func GenerateQueries(zone string, random int, seed uint64) ([]DNSQuery, error) {
+	if _, ok := dns.IsDomainName(zone); !ok || zone == "" {
+		return nil, fmt.Errorf("bad zone %q", zone)
+	}
+	if random < 0 || random > 1_000_000 {
+		return nil, fmt.Errorf("random names must be 0..1000000, got %d", random)
+	}
+	z := dns.Fqdn(zone)
+	qs := []DNSQuery{{z, dns.TypeSOA}, {z, dns.TypeNS}, {"www." + z, dns.TypeA}, {"www." + z, dns.TypeAAAA}}
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	for range random {
+		qs = append(qs, DNSQuery{fmt.Sprintf("r%012x.%s", r.Uint64()&0xffffffffffff, z), dns.TypeA})
+	}
+	return qs, nil
+}

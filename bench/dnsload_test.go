@@ -185,3 +185,41 @@ func FuzzDNSHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestGenerateQueries(t *testing.T) {
+	qs, err := GenerateQueries("cdn.test", 50, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != 54 || qs[0] != (DNSQuery{"cdn.test.", dns.TypeSOA}) || qs[2] != (DNSQuery{"www.cdn.test.", dns.TypeA}) {
+		t.Fatalf("mix %v", qs[:4])
+	}
+	seen := map[string]bool{}
+	for _, q := range qs[4:] {
+		if !strings.HasSuffix(q.Name, ".cdn.test.") || seen[q.Name] {
+			t.Errorf("random name %q repeated or outside the zone", q.Name)
+		}
+		seen[q.Name] = true
+	}
+	if _, err := GenerateQueries("bad..zone", 0, 1); err == nil {
+		t.Error("a bad zone was accepted")
+	}
+}
+
+// FuzzEmbeddedObjects feeds arbitrary pages to the object extractor of the scorecard.
+func FuzzEmbeddedObjects(f *testing.F) {
+	f.Add([]byte(`<img src="/page/2/obj/1"><script src='a.js'></script><link rel=stylesheet href="s.css">`), "")
+	f.Add([]byte(`<img src="http://other:1/x?y=1">`), "bust=1")
+	f.Add([]byte(`<img src=":bad">`), "")
+	f.Fuzz(func(t *testing.T, page []byte, suffix string) {
+		objs, err := embeddedObjects(page, "/page/1", suffix)
+		if err != nil {
+			t.Fatal(err) // the base is always a valid path
+		}
+		for _, o := range objs {
+			if !strings.HasPrefix(o, "/") && o != "*" {
+				t.Fatalf("object %q is not an origin-form path", o)
+			}
+		}
+	})
+}
