@@ -2,6 +2,8 @@ package cache
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"testing"
@@ -127,5 +129,46 @@ func TestCollapseUnshareable(t *testing.T) {
 	wg.Wait()
 	if got := h.originCount(); got != 3 {
 		t.Fatalf("origin saw %d requests, want 3 (private responses are not shared)", got)
+	}
+}
+
+// shortReader is a ResponseWriter whose client goes away after n body bytes.
+type shortReader struct{ n int64 }
+
+func (s shortReader) WriteStored(_, _, _ []byte) error { return nil }
+
+func (s shortReader) WriteResponse(resp *http.Response) error {
+	_, err := io.CopyN(io.Discard, resp.Body, s.n)
+	if err != nil {
+		return err
+	}
+	return errors.New("client went away")
+}
+
+// TestEndlessBodyAbandoned: a cacheable body that never ends and that nobody reads any more is
+// not pumped forever.
+func TestEndlessBodyAbandoned(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		chunk := bytes.Repeat([]byte("e"), 4096)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}, func(c *config.CacheConfig) { c.MaxObjectSize = 64 << 10 })
+	_, err := h.c.Serve(shortReader{n: 10000}, httptest0(h, "/endless"), h)
+	if err == nil {
+		t.Fatal("expected the client's error")
+	}
+	done := make(chan struct{})
+	go func() { h.c.pumps.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pump is still reading an endless body nobody wants")
+	}
+	if _, items := h.c.st.counts(); items != 0 {
+		t.Fatalf("%d items stored", items)
 	}
 }

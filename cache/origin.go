@@ -348,6 +348,17 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 // errTooLarge marks a body that outgrew every tier while it streamed.
 var errTooLarge = errors.New("cache: object larger than the storage limits")
 
+// errAbandoned stops reading an origin body that no client reads and no tier can keep.
+var errAbandoned = errors.New("cache: body abandoned: no reader and too large to store")
+
+// storeLimit is the largest body the flight can still store.
+func (c *Cache) storeLimit(fl *flight) int64 {
+	if fl.spill != nil {
+		return c.st.disk.maxObject
+	}
+	return c.st.memMax
+}
+
 // fill copies the origin body into the flight, moving to a disk file past the memory limit.
 func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
 	buf := make([]byte, 32<<10)
@@ -364,6 +375,9 @@ func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
 			}
 			if werr := fl.write(buf[:n]); werr != nil {
 				return werr
+			}
+			if fl.n > c.storeLimit(fl) && fl.refs.Load() <= 1 {
+				return errAbandoned // nobody reads it and it cannot be stored: stop
 			}
 		}
 		if err == io.EOF {
