@@ -212,6 +212,8 @@ func (c *conn) nextRequest() (*slot, bool) {
 		if !c.waitFirstByte() {
 			return nil, false
 		}
+	} else if buf, _ := c.br.Peek(c.br.Buffered()); !bytes.Contains(buf, []byte("\r\n\r\n")) {
+		c.flushDeferred() // only part of the next head is here: do not hold earlier responses back
 	}
 	start := time.Now()
 	_ = c.nc.SetReadDeadline(start.Add(c.srv.cfg.ReadHeaderTimeout))

@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -56,10 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
 		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut} {
 		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
+			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 		}
 	}
 	return m, nil

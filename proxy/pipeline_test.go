@@ -155,3 +155,19 @@ func TestPipelinedPostWaits(t *testing.T) {
 		t.Errorf("origin order %s, %s", o.reqs[0].URL.Path, o.reqs[1].URL.Path)
 	}
 }
+
+// TestPartialNextRequestDoesNotHoldResponse: when the bytes after a request are only the start
+// of the next one, the first response is sent without waiting for the rest.
+func TestPartialNextRequestDoesNotHoldResponse(t *testing.T) {
+	o := echoOrigin(t)
+	p := startProxy(t, reverseRoute(o), Options{Cache: newHitCache()})
+	c := dialRaw(t, p.addr)
+	c.send("GET /a HTTP/1.1\r\nHost: s\r\n\r\nGET /b HT")
+	if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c.send("TP/1.1\r\nHost: s\r\n\r\n")
+	if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
