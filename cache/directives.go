@@ -157,8 +157,8 @@ func validTargeted(lines []string) bool {
 			var item string
 			item, line = nextItem(line)
 			item = strings.TrimSpace(item)
-			if item == "" {
-				return false // empty list member
+			if item == "" || strings.Contains(item, " =") || strings.Contains(item, "= ") {
+				return false // empty member, or whitespace around "="
 			}
 			_, value, hasValue := strings.Cut(item, "=")
 			value, _, _ = strings.Cut(value, ";")
@@ -208,6 +208,15 @@ func sfBareItem(v string) bool {
 // (RFC 9213 §2.1).
 func parseTargeted(lines []string) respDirectives {
 	var kept []string
+	seen := map[string]int{} // a repeated key's last value wins (RFC 8941 §4.2.2)
+	keep := func(name, d string) {
+		if i, ok := seen[name]; ok {
+			kept[i] = d
+			return
+		}
+		seen[name] = len(kept)
+		kept = append(kept, d)
+	}
 	for _, line := range lines {
 		for line != "" {
 			var item string
@@ -217,11 +226,14 @@ func parseTargeted(lines []string) respDirectives {
 			name, arg = strings.TrimSpace(name), strings.TrimSpace(arg)
 			switch {
 			case arg == "" || arg == "?1":
-				kept = append(kept, name)
+				keep(name, name)
 			case arg == "?0":
+				keep(name, "")
 			default:
 				if _, ok := parseDelta(arg); ok {
-					kept = append(kept, name+"="+arg)
+					keep(name, name+"="+arg)
+				} else {
+					keep(name, "")
 				}
 			}
 		}

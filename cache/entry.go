@@ -32,7 +32,8 @@ type entry struct {
 // the cache recomputes. They are never stored.
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding",
-	"Upgrade", "Proxy-Authenticate", "Proxy-Authorization", hdrContentLength, hdrAge,
+	"Upgrade", "Proxy-Authenticate", "Proxy-Authentication-Info", "Proxy-Authorization",
+	hdrContentLength, hdrAge,
 }
 
 // storedHeader copies the fields a cache keeps (RFC 9111 §3.1): without hop-by-hop fields,

@@ -43,6 +43,8 @@ func TestParseResponseDirectives(t *testing.T) {
 		{"RFC 9213 §2.1 a string where an integer belongs is ignored", http.Header{"Cache-Control": {"max-age=5"}, "Cdn-Cache-Control": {`max-age="9", public`}}, func(d respDirectives) bool { return d.maxAge == -1 && d.public }},
 		{"RFC 9213 §2.1 a false boolean is off", http.Header{"Cdn-Cache-Control": {"no-store=?0, max-age=3"}}, func(d respDirectives) bool { return !d.noStore && d.maxAge == 3 }},
 		{"RFC 9213 Outpost-Cache-Control before CDN-Cache-Control", http.Header{"Outpost-Cache-Control": {"max-age=1"}, "Cdn-Cache-Control": {"max-age=9"}}, func(d respDirectives) bool { return d.maxAge == 1 }},
+		{"RFC 8941 a repeated key in a targeted field: the last wins", http.Header{"Cdn-Cache-Control": {"max-age=1, max-age=9"}}, func(d respDirectives) bool { return d.maxAge == 9 }},
+		{"RFC 8941 whitespace around = makes a targeted field invalid", http.Header{"Cache-Control": {"max-age=5"}, "Cdn-Cache-Control": {"max-age = 9"}}, func(d respDirectives) bool { return d.maxAge == 5 }},
 		{"RFC 5861 extensions", http.Header{"Cache-Control": {"stale-while-revalidate=7, stale-if-error=8"}}, func(d respDirectives) bool {
 			return d.staleWhileRevalidate == 7 && d.staleIfError == 8
 		}},
