@@ -28,7 +28,7 @@ type CacheConfig struct {
 	HeuristicMax time.Duration `mapstructure:"heuristic_max"`
 
 	// StaleOnError serves a stale object when the origin cannot be reached (refused, reset,
-	// timed out, closed mid-response), unless the object forbids it (must-revalidate,
+	// timed out, closed before answering), unless the object forbids it (must-revalidate,
 	// proxy-revalidate, s-maxage, no-cache). RFC 9111 §4.2.4 allows this when disconnected.
 	StaleOnError bool `mapstructure:"stale_on_error"`
 	// StaleOn5xx also serves stale objects when the origin answers 500, 502, 503 or 504.
