@@ -2,7 +2,12 @@ package dnsredirect
 
 import (
 	"net/netip"
+	"os"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/outpost-proxy/outpost/internal/config"
 
 	"github.com/miekg/dns"
 )
@@ -67,4 +72,25 @@ func BenchmarkGeoASNLookup(b *testing.B) {
 	for b.Loop() {
 		st.asnDB.ASN(a)
 	}
+}
+
+// TestServeForBench serves the [dns] section of $DNSREDIRECT_BENCH_CONFIG for
+// $DNSREDIRECT_BENCH_SECONDS (default 60) so dnsperf can be pointed at it without building the
+// whole binary (see /work/notes/results-dns.md). Skipped unless the variable is set.
+func TestServeForBench(t *testing.T) {
+	file := os.Getenv("DNSREDIRECT_BENCH_CONFIG")
+	if file == "" {
+		t.Skip("set DNSREDIRECT_BENCH_CONFIG to serve a configuration for dnsperf")
+	}
+	secs, _ := strconv.Atoi(os.Getenv("DNSREDIRECT_BENCH_SECONDS"))
+	if secs <= 0 {
+		secs = 60
+	}
+	c, err := config.Load(config.Source{File: file, Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServerCfg(t, c.DNS, c.DataDir)
+	t.Logf("serving %s for %ds", ts.Addrs(), secs)
+	time.Sleep(time.Duration(secs) * time.Second)
 }
