@@ -235,6 +235,7 @@ func TestExampleConfig(t *testing.T) {
 	if len(pc.Listen) != 4 || len(pc.Routes) != 1 || pc.Routes[0].Host != "*" || pc.Routes[0].Origins[0] != "http://127.0.0.1:8081" {
 		t.Fatalf("demo proxy config: %+v", pc)
 	}
+	pc.AccessLog.Destination = "off"
 	if _, err := New(pc, component.Test(t.TempDir()), Options{}); err != nil {
 		t.Fatal(err)
 	}

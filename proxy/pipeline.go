@@ -109,9 +109,10 @@ func (s *slot) fail(perr *protoError) {
 }
 
 // wantsClose reports whether the client's request ends its connection: HTTP/1.1 with
-// "Connection: close", HTTP/1.0 without "keep-alive" (Connection or Proxy-Connection).
+// "Connection: close" (or Proxy-Connection: close), HTTP/1.0 without "keep-alive"
+// (Connection or Proxy-Connection).
 func wantsClose(req *http.Request, proto10 bool) bool {
-	if hasToken(req.Header["Connection"], "close") {
+	if hasToken(req.Header["Connection"], "close") || hasToken(req.Header["Proxy-Connection"], "close") {
 		return true
 	}
 	if proto10 {
