@@ -231,3 +231,25 @@ func TestUpstreamErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteOptions: rewrite_host sends the origin's host, an origin base path prefixes the
+// request path, and forwarded = true adds an RFC 7239 element.
+func TestRouteOptions(t *testing.T) {
+	o := echoOrigin(t)
+	p := startProxy(t, fmt.Sprintf("forwarded = true\nx_forwarded_for = false\n[[proxy.routes]]\nhost = \"api.test\"\norigins = [%q]\nrewrite_host = true\n", o.URL+"/base"), Options{})
+	c := dialRaw(t, p.addr)
+	c.send("GET /x?y=1 HTTP/1.1\r\nHost: api.test\r\n\r\n")
+	if _, body := c.response("GET"); body != "GET /base/x " {
+		t.Fatalf("body %q", body)
+	}
+	seen := o.last()
+	if seen.Host != o.hostport() || seen.URL.RawQuery != "y=1" {
+		t.Errorf("origin saw Host %q query %q", seen.Host, seen.URL.RawQuery)
+	}
+	if got := seen.Header.Get("Forwarded"); got != `for=127.0.0.1;proto=http;host="api.test"` {
+		t.Errorf("Forwarded = %q", got)
+	}
+	if got := seen.Header.Get("X-Forwarded-For"); got != "" {
+		t.Errorf("X-Forwarded-For = %q with x_forwarded_for off", got)
+	}
+}
