@@ -123,9 +123,10 @@ type flightReader struct {
 func (r *flightReader) Read(p []byte) (int, error) {
 	fl := r.fl
 	fl.mu.Lock()
-	// The last bytes of a body of known length wait until it is stored, so that a client that
-	// has its whole response finds it stored on its next request.
-	for !fl.done && (r.off >= fl.n || fl.n == fl.expect) {
+	// The last bytes of a body of known length held in memory wait until it is stored, so that
+	// a client that has its whole response finds it stored on its next request. (A body going
+	// to disk does not wait for the fsync: a request arriving meanwhile joins the flight.)
+	for !fl.done && (r.off >= fl.n || fl.n == fl.expect && fl.spill == nil) {
 		fl.cond.Wait()
 	}
 	if r.off >= fl.n {
