@@ -93,7 +93,7 @@ func (p *pool) closeIdle() { p.tr.CloseIdleConnections() }
 func (p *pool) pick() *origin {
 	now := time.Now().UnixNano()
 	n := len(p.origins)
-	start := int(p.rr.Add(1)-1) % n
+	start := int((p.rr.Add(1) - 1) % uint64(n))
 	var best *origin
 	for i := range n {
 		o := p.origins[(start+i)%n]
@@ -236,6 +236,8 @@ func classifyError(err error) (int, string, string) {
 	switch {
 	case errors.As(err, &perr):
 		return perr.status, "client_body", perr.msg
+	case errors.Is(err, context.Canceled):
+		return http.StatusBadGateway, "client_gone", "the request was cancelled"
 	case errors.As(err, &dnsErr):
 		return http.StatusBadGateway, "dns", "DNS lookup failed for " + dnsErr.Name + ": " + dnsErr.Err
 	case errors.Is(err, syscall.ECONNREFUSED):
