@@ -324,7 +324,13 @@ func TestCurlTwiceHit(t *testing.T) {
 	})
 	s := startStack(t, o, "")
 	run := func() string {
-		out, err := exec.Command(curl, "-sS", "-D", "-", "-o", os.DevNull, "-x", "http://"+s.addr, o.URL+"/curl").CombinedOutput()
+		cmd := exec.Command(curl, "-sS", "-D", "-", "-o", os.DevNull, "-x", "http://"+s.addr, o.URL+"/curl")
+		for _, kv := range os.Environ() { // a NO_PROXY naming 127.0.0.1 would bypass -x
+			if k, _, _ := strings.Cut(kv, "="); !strings.EqualFold(k, "no_proxy") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("curl: %v\n%s", err, out)
 		}
