@@ -64,7 +64,9 @@ type Server struct {
 // New builds the proxy from its configuration. It loads the users file and the routes; it
 // binds nothing (Listen does).
 func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, error) {
-	env = env.Named("proxy")
+	if env.Logger == nil {
+		env.Logger = slog.Default()
+	}
 	s := &Server{cfg: cfg, env: env, opts: opts, log: env.Logger, done: make(chan struct{}),
 		stopAccept: make(chan struct{}),
 		conns:      map[*conn]struct{}{}, self: map[string]bool{}}
