@@ -215,8 +215,8 @@ func (d *diskStore) add(it *diskItem) {
 	d.mu.Unlock()
 }
 
-// updateMeta replaces an item's in-memory metadata (a 304 refreshed a disk-only object); the
-// file keeps the old metadata, so after a restart the object is revalidated again.
+// updateMeta replaces an item's metadata after a 304 refreshed a disk-only object: in memory at
+// once, in its file in the background.
 func (d *diskStore) updateMeta(it *diskItem, e *entry) {
 	meta := *e
 	meta.body = nil
@@ -224,10 +224,14 @@ func (d *diskStore) updateMeta(it *diskItem, e *entry) {
 	n.atime.Store(it.atime.Load())
 	n.verified.Store(it.verified.Load())
 	d.mu.Lock()
-	if d.items[e.item] == it {
+	replaced := d.items[e.item] == it
+	if replaced {
 		d.items[e.item] = n
 	}
 	d.mu.Unlock()
+	if replaced {
+		d.rewriteMeta(n, e)
+	}
 }
 
 // remove deletes the file for k.
@@ -295,11 +299,48 @@ func (d *diskStore) writer() {
 
 // close stops the writer after it has written everything queued.
 func (d *diskStore) close() {
-	if d.closed.Swap(true) {
+	d.mu.Lock()
+	already := d.closed.Swap(true)
+	d.mu.Unlock()
+	if already {
 		return
 	}
 	close(d.queue)
 	d.wg.Wait()
+}
+
+// rewriteMeta rewrites a disk-only object's file with refreshed metadata (after a 304), in the
+// background, copying the body from the current file.
+func (d *diskStore) rewriteMeta(it *diskItem, e *entry) {
+	d.mu.Lock()
+	if d.closed.Load() {
+		d.mu.Unlock()
+		return
+	}
+	d.wg.Add(1)
+	d.mu.Unlock()
+	go func() {
+		defer d.wg.Done()
+		f, err := d.openFile(it)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		w, err := d.create()
+		if err != nil {
+			return
+		}
+		meta := *e
+		meta.body = nil
+		if _, err = io.Copy(w, io.NewSectionReader(f, bodyOffset, it.e.size)); err == nil {
+			err = w.commit(&meta)
+		}
+		_ = w.f.Close()
+		if err != nil {
+			w.abort()
+			d.log.Warn("cache: disk metadata rewrite failed", "key", e.key, "err", err)
+		}
+	}()
 }
 
 // diskWriter writes one entry file: the body streams in (readers may read what is written so

@@ -240,6 +240,7 @@ func TestDiskKill9(t *testing.T) {
 
 // TestDiskRevalidate: a disk-only object is revalidated with its ETag and a 304 refreshes it.
 func TestDiskRevalidate(t *testing.T) {
+	dir := t.TempDir()
 	body := bodyFor("/big", 300000)
 	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		w.Header().Set("Cache-Control", "max-age=10")
@@ -249,7 +250,7 @@ func TestDiskRevalidate(t *testing.T) {
 			return
 		}
 		_, _ = w.Write(body)
-	}, diskConfig(t.TempDir()))
+	}, diskConfig(dir))
 	h.do("GET", "/big")
 	h.clk.Advance(20 * time.Second)
 	res := h.do("GET", "/big")
@@ -259,5 +260,9 @@ func TestDiskRevalidate(t *testing.T) {
 	h.clk.Advance(5 * time.Second)
 	if res := h.do("GET", "/big"); res.out.Code != "TCP_HIT" || res.body != string(body) || h.originCount() != 2 {
 		t.Fatalf("after refresh: %+v, origin %d", res.out, h.originCount())
+	}
+	reopen(t, h, diskConfig(dir)) // the refreshed metadata was written to the file
+	if res := h.do("GET", "/big"); res.out.Code != "TCP_HIT" || res.body != string(body) || h.originCount() != 2 {
+		t.Fatalf("after restart: %+v, origin %d", res.out, h.originCount())
 	}
 }
