@@ -116,7 +116,7 @@ func (c *Cache) refreshed(fl *flight, registered bool, w ResponseWriter, r *http
 	}
 	fl.release()
 	lr.e = e
-	return c.serveStored(w, r, lr, c.now(), "fwd="+fwd+"; fwd-status=304", Outcome{Code: "TCP_REFRESH_HIT", Fetched: true})
+	return c.serveStored(w, r, lr, c.now(), "fwd="+fwd+"; fwd-status=304; stored", Outcome{Code: "TCP_REFRESH_HIT", Fetched: true})
 }
 
 // selects304 reports whether a 304 applies to the stored response (RFC 9111 §4.3.4): its
