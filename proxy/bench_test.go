@@ -17,8 +17,11 @@ import (
 // tier would: WriteStored with a pre-serialised head and a per-request extra field.
 type hitCache struct{ head, extra, body []byte }
 
-func newHitCache() *hitCache {
-	body := bytes.Repeat([]byte("x"), 1024)
+func newHitCache() *hitCache { return newHitCacheSize(1024) }
+
+// newHitCacheSize answers with a body of n bytes.
+func newHitCacheSize(n int) *hitCache {
+	body := bytes.Repeat([]byte("x"), n)
 	head := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=3600\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
 	return &hitCache{head: []byte(head), extra: []byte("Age: 1\r\n"), body: body}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // acceptLoop accepts client connections until the listener is closed.
@@ -117,7 +119,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.ipStr = c.ip.String()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.br = bufio.NewReaderSize(nc, 8<<10)
-	c.bw = bufio.NewWriterSize(deadlineWriter{nc: nc, timeout: s.cfg.WriteTimeout}, 8<<10)
+	c.bw = bufio.NewWriterSize(deadlineWriter{nc: nc, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}, 8<<10)
 	c.hbr = bufio.NewReaderSize(&c.hrd, 4<<10)
 	c.turn.L, c.room.L = &c.mu, &c.mu
 	c.ring = make([]*slot, s.cfg.PipelineWindow)
@@ -269,14 +271,17 @@ func (c *conn) lingerClose(seq uint64) {
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)
 }
 
-// deadlineWriter sets a write deadline before each write to the client.
+// deadlineWriter sets a write deadline before each write to the client and counts the writes
+// (the metric shows how well pipelined responses are batched).
 type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration
+	writes  prometheus.Counter
 }
 
 // Write writes p with a fresh deadline.
 func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.writes.Inc()
 	_ = d.nc.SetWriteDeadline(time.Now().Add(d.timeout))
 	return d.nc.Write(p)
 }

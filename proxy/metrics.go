@@ -19,6 +19,7 @@ type metrics struct {
 	upstreamErrors  *prometheus.CounterVec // by kind
 	bytesIn         prometheus.Counter
 	bytesOut        prometheus.Counter
+	clientWrites    prometheus.Counter // socket writes to clients (fewer than responses when pipelined)
 
 	mu       sync.RWMutex
 	counters map[uint32]prometheus.Counter // requests children, so the hot path does not allocate
@@ -51,10 +52,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "client_bytes_received_total", Help: "Bytes received from clients (request heads, and tunnel payload)."}),
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "client_bytes_sent_total", Help: "Bytes sent to clients."}),
+		clientWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "client_writes_total", Help: "Socket writes to clients; below the response count when pipelined responses are batched."}),
 		counters: map[uint32]prometheus.Counter{},
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
-		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut} {
+		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestPipelinedInOrder: 32 pipelined GETs in one write come back in order with the right
@@ -169,5 +171,27 @@ func TestPartialNextRequestDoesNotHoldResponse(t *testing.T) {
 	c.send("TP/1.1\r\nHost: s\r\n\r\n")
 	if resp, _ := c.response("GET"); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// TestPipelinedResponsesBatched: 16 small pipelined cache hits sent in one write are answered
+// with one socket write, not one per response.
+func TestPipelinedResponsesBatched(t *testing.T) {
+	p := startProxy(t, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://127.0.0.1:1\"]\n", Options{Cache: newHitCacheSize(64)})
+	c := dialRaw(t, p.addr)
+	c.send(strings.Repeat("GET /obj HTTP/1.1\r\nHost: s\r\n\r\n", 16))
+	for range 16 {
+		if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	var m dto.Metric
+	if err := p.srv.m.clientWrites.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	writes := m.GetCounter().GetValue()
+	t.Logf("16 pipelined responses took %v socket write(s)", writes)
+	if writes > 2 { // 1 unless the kernel split the request batch
+		t.Errorf("16 pipelined responses took %v writes, want them batched", writes)
 	}
 }
