@@ -162,3 +162,19 @@ func FuzzReadRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestLongHeaderLineAccepted: a header line longer than the read buffer (8 KiB) but within
+// max_header_bytes is read whole and forwarded.
+func TestLongHeaderLineAccepted(t *testing.T) {
+	o := echoOrigin(t)
+	p := startProxy(t, reverseRoute(o), Options{})
+	c := dialRaw(t, p.addr)
+	cookie := strings.Repeat("c", 20<<10)
+	c.send("GET /long HTTP/1.1\r\nHost: x\r\nCookie: " + cookie + "\r\n\r\n")
+	if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := o.last().Header.Get("Cookie"); got != cookie {
+		t.Errorf("cookie of %d bytes arrived as %d bytes", len(cookie), len(got))
+	}
+}
