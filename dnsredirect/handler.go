@@ -38,6 +38,73 @@ func (c *answerCache) put(key []byte, t *template) {
 	c.mu.Unlock()
 }
 
+// localCache is one UDP reader's private copy of the cache entries it uses, so the hot path
+// takes no lock. It belongs to one state and starts over when the state changes or it fills.
+type localCache struct {
+	st        *state
+	answers   map[string]*template
+	decisions map[decisionKey]*decision
+}
+
+// maxLocalEntries bounds a reader's private cache.
+const maxLocalEntries = 4096
+
+// local returns q's reader cache for st, or nil.
+func (q *query) local(st *state) *localCache {
+	lc := q.lc
+	if lc == nil {
+		return nil
+	}
+	if lc.st != st || len(lc.answers) >= maxLocalEntries || len(lc.decisions) >= maxLocalEntries {
+		lc.st = st
+		lc.answers = make(map[string]*template)
+		lc.decisions = make(map[decisionKey]*decision)
+	}
+	return lc
+}
+
+// template returns the packed answer for key: from the reader's cache, the shared cache, or
+// built now.
+func (st *state) template(q *query, key []byte, sel *selection) *template {
+	lc := q.local(st)
+	if lc != nil {
+		if t := lc.answers[string(key)]; t != nil {
+			return t
+		}
+	}
+	t := st.cache.get(key)
+	if t == nil {
+		t = st.build(q, sel)
+		st.cache.put(key, t)
+	}
+	if lc != nil {
+		lc.answers[string(key)] = t
+	}
+	return t
+}
+
+// steerQuery is steer with the reader's decision cache in front.
+func (st *state) steerQuery(q *query, d *dynName, client netip.Addr) (selection, stepKind, int) {
+	lc := q.local(st)
+	if lc == nil {
+		return st.steer(d, client, nil)
+	}
+	key := decisionKeyOf(d.pool, client)
+	dec := lc.decisions[key]
+	if dec == nil {
+		dec = st.decisions.get(key)
+		if dec == nil {
+			dec = st.decision(d, client, nil)
+			if dec.maxScope > key.bits {
+				return st.decide(d, dec, nil) // not uniform over the block: not cached
+			}
+			st.decisions.put(key, dec)
+		}
+		lc.decisions[key] = dec
+	}
+	return st.decide(d, dec, nil)
+}
+
 // handle answers one packet into out (capacity maxTCPLength). It returns the response, or nil
 // when the packet gets no reply.
 func (st *state) handle(pkt, out []byte, q *query, src netip.Addr, tcp bool, m *metrics) []byte {
@@ -84,11 +151,7 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 	}
 	var kb [320]byte
 	key := append(append(kb[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
-	t := st.cache.get(key)
-	if t == nil {
-		t = st.build(q, nil)
-		st.cache.put(key, t)
-	}
+	t := st.template(q, key, nil)
 	var scope uint8
 	if t.dyn != nil {
 		t, scope = st.steered(q, t.dyn, src, key, m)
@@ -100,7 +163,7 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 // steered returns the packed answer of a steered name for this client, and the ECS scope.
 func (st *state) steered(q *query, d *dynName, src netip.Addr, key []byte, m *metrics) (*template, uint8) {
 	client, viaECS := st.clientAddr(q, src)
-	sel, step, scope := st.steer(d, client, nil)
+	sel, step, scope := st.steerQuery(q, d, client)
 	m.stepC[step].Inc()
 	if step == stepFallback {
 		d.pool.logFallback(st)
@@ -108,11 +171,7 @@ func (st *state) steered(q *query, d *dynName, src netip.Addr, key []byte, m *me
 	sk := sel.key()
 	key = append(key, 0xff, byte(sk>>56), byte(sk>>48), byte(sk>>40), byte(sk>>32),
 		byte(sk>>24), byte(sk>>16), byte(sk>>8), byte(sk))
-	t := st.cache.get(key)
-	if t == nil {
-		t = st.build(q, &sel)
-		st.cache.put(key, t)
-	}
+	t := st.template(q, key, &sel)
 	for _, c := range t.edges {
 		c.Inc()
 	}

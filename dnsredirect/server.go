@@ -337,11 +337,12 @@ func (s *Server) serveConn(c net.Conn) {
 	in := make([]byte, maxTCPLength)
 	out := make([]byte, 2, 2+maxTCPLength)
 	q := new(query)
-	for n := 0; s.cfg.MaxTCPQueries == 0 || n < s.cfg.MaxTCPQueries; n++ {
-		if s.closed.Load() {
+	for n := 0; ; n++ {
+		cfg := &s.st.Load().cfg // limits as currently loaded (Reload may change them)
+		if s.closed.Load() || (cfg.MaxTCPQueries > 0 && n >= cfg.MaxTCPQueries) {
 			return
 		}
-		_ = c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(cfg.TCPIdleTimeout))
 		if _, err := io.ReadFull(c, in[:2]); err != nil {
 			return
 		}
@@ -349,7 +350,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, in[:l]); err != nil {
 			return
 		}
-		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		_ = c.SetWriteDeadline(time.Now().Add(cfg.TCPIdleTimeout))
 		if !s.answerTCP(c, in[:l], out, q, src) {
 			return
 		}

@@ -48,6 +48,10 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 	pin.Pin(b)
 	defer pin.Unpin()
 	b.init()
+	lc := new(localCache)
+	for i := range b.qs {
+		b.qs[i].lc = lc
+	}
 	var got, k, sent int
 	var rerr unix.Errno
 	recv := func(fd uintptr) bool {

@@ -44,8 +44,9 @@ type query struct {
 	ecs       ecsOption
 	ecsBad    bool // malformed ECS option: FORMERR (RFC 7871 §7.1.1)
 
+	lc *localCache // the reader's private cache, nil for none
+
 	nameBuf [maxNameWire + 1]byte
-	qBuf    [maxNameWire + 4]byte // question storage when the slow path re-packs it
 }
 
 // ecsOption is an EDNS Client Subnet option (RFC 7871 §6).
