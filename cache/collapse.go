@@ -23,15 +23,21 @@ type flight struct {
 	refreshed bool      // e is a revalidated stored response, complete with its body
 	disk      *diskItem // where a refreshed e's body is when it is not in memory
 
-	mu      sync.Mutex
-	cond    sync.Cond
-	buf     []byte      // body so far (memory mode)
-	spill   *diskWriter // body so far (disk mode)
-	n       int64       // body bytes so far
-	expect  int64       // declared length, -1 when unknown
-	done    bool
-	bodyErr error
-	refs    atomic.Int32 // pump + open readers; the spill file closes at zero
+	mu       sync.Mutex
+	cond     sync.Cond
+	buf      []byte      // body bytes [base, n) held in memory
+	base     int64       // body offset of buf[0]
+	spill    *diskWriter // body bytes [0, spillEnd) (disk mode)
+	spillEnd int64
+	n        int64 // body bytes so far
+	expect   int64 // declared length, -1 when unknown
+	done     bool
+	bodyErr  error
+	refs     atomic.Int32 // pump + open readers; the spill file closes at zero
+	readers  map[*flightReader]struct{}
+	// overflow: the body outgrew every storage limit. It is not stored, no new reader joins,
+	// and buf is only a window behind the slowest reader; the pump waits when it is full.
+	overflow bool
 
 	followers atomic.Int32 // requests waiting on or served by this flight
 }
@@ -50,15 +56,29 @@ func (fl *flight) publish(e *entry, shareable, refreshed bool) {
 	close(fl.ready)
 }
 
+// windowMax bounds the memory an overflowing flight holds ahead of its slowest reader.
+const windowMax = 1 << 20
+
 // write appends body bytes (pump only).
 func (fl *flight) write(p []byte) error {
-	if fl.spill != nil {
+	if fl.spill != nil && !fl.overflow {
 		if _, err := fl.spill.Write(p); err != nil {
 			return err
 		}
 		fl.mu.Lock()
+		fl.spillEnd += int64(len(p))
 	} else {
 		fl.mu.Lock()
+		if fl.overflow {
+			for len(fl.readers) > 0 && fl.n-fl.minOffset() > windowMax {
+				fl.cond.Wait()
+			}
+			if len(fl.readers) == 0 {
+				fl.mu.Unlock()
+				return errAbandoned
+			}
+			fl.trim()
+		}
 		fl.buf = append(fl.buf, p...)
 	}
 	fl.n += int64(len(p))
@@ -67,13 +87,45 @@ func (fl *flight) write(p []byte) error {
 	return nil
 }
 
+// minOffset is the slowest reader's offset (n when there is none); fl.mu held.
+func (fl *flight) minOffset() int64 {
+	m := fl.n
+	for r := range fl.readers {
+		m = min(m, r.off)
+	}
+	return m
+}
+
+// trim drops the window's bytes every reader has passed; fl.mu held.
+func (fl *flight) trim() {
+	newBase := max(fl.minOffset(), fl.base)
+	if newBase == fl.base {
+		return
+	}
+	fl.buf = fl.buf[newBase-fl.base:]
+	fl.base = newBase
+	if cap(fl.buf) > 4*len(fl.buf)+windowMax {
+		fl.buf = append([]byte(nil), fl.buf...)
+	}
+}
+
+// overflowNow switches to overflow mode (pump only).
+func (fl *flight) overflowNow() {
+	fl.mu.Lock()
+	fl.overflow = true
+	if fl.spill != nil {
+		fl.buf, fl.base = nil, fl.n
+	}
+	fl.mu.Unlock()
+}
+
 // spillTo moves the body so far into w, which takes over (pump only).
 func (fl *flight) spillTo(w *diskWriter) error {
 	if _, err := w.Write(fl.buf); err != nil {
 		return err
 	}
 	fl.mu.Lock()
-	fl.spill, fl.buf = w, nil
+	fl.spill, fl.buf, fl.spillEnd = w, nil, fl.n
 	fl.mu.Unlock()
 	return nil
 }
@@ -96,7 +148,14 @@ func (fl *flight) body() []byte {
 // reader opens a reader over the body from its start.
 func (fl *flight) reader() io.ReadCloser {
 	fl.refs.Add(1)
-	return &flightReader{fl: fl}
+	r := &flightReader{fl: fl}
+	fl.mu.Lock()
+	if fl.readers == nil {
+		fl.readers = map[*flightReader]struct{}{}
+	}
+	fl.readers[r] = struct{}{}
+	fl.mu.Unlock()
+	return r
 }
 
 // release drops one reference; the last one closes the spill file.
@@ -115,7 +174,7 @@ func (fl *flight) release() {
 // flightReader streams a flight's body, waiting for the pump when it is ahead.
 type flightReader struct {
 	fl     *flight
-	off    int64
+	off    int64 // guarded by fl.mu
 	closed bool
 }
 
@@ -126,7 +185,7 @@ func (r *flightReader) Read(p []byte) (int, error) {
 	// The last bytes of a body of known length held in memory wait until it is stored, so that
 	// a client that has its whole response finds it stored on its next request. (A body going
 	// to disk does not wait for the fsync: a request arriving meanwhile joins the flight.)
-	for !fl.done && (r.off >= fl.n || fl.n == fl.expect && fl.spill == nil) {
+	for !fl.done && (r.off >= fl.n || fl.n == fl.expect && fl.spill == nil && !fl.overflow) {
 		fl.cond.Wait()
 	}
 	if r.off >= fl.n {
@@ -137,27 +196,37 @@ func (r *flightReader) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	avail := fl.n - r.off
-	if fl.spill == nil {
-		n := copy(p, fl.buf[r.off:fl.n])
+	if fl.spill != nil && r.off < fl.spillEnd {
+		sp, avail := fl.spill, fl.spillEnd-r.off
+		off := r.off
 		fl.mu.Unlock()
+		n, err := sp.ReadAt(p[:min(int64(len(p)), avail)], off)
+		if err == io.EOF && n > 0 {
+			err = nil
+		}
+		fl.mu.Lock()
 		r.off += int64(n)
-		return n, nil
+		fl.cond.Broadcast()
+		fl.mu.Unlock()
+		return n, err
 	}
-	sp := fl.spill
-	fl.mu.Unlock()
-	n, err := sp.ReadAt(p[:min(int64(len(p)), avail)], r.off)
+	n := copy(p, fl.buf[r.off-fl.base:fl.n-fl.base])
 	r.off += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
+	if fl.overflow {
+		fl.cond.Broadcast() // the pump may be waiting for room
 	}
-	return n, err
+	fl.mu.Unlock()
+	return n, nil
 }
 
 // Close releases the reader's reference.
 func (r *flightReader) Close() error {
 	if !r.closed {
 		r.closed = true
+		r.fl.mu.Lock()
+		delete(r.fl.readers, r)
+		r.fl.cond.Broadcast()
+		r.fl.mu.Unlock()
 		r.fl.release()
 	}
 	return nil

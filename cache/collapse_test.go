@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -170,5 +171,86 @@ func TestEndlessBodyAbandoned(t *testing.T) {
 	}
 	if _, items := h.c.st.counts(); items != 0 {
 		t.Fatalf("%d items stored", items)
+	}
+}
+
+// boundedReader is a ResponseWriter that reads n body bytes, checking at every read that the
+// flight keeps no more than limit bytes in memory and spillLimit on disk.
+type boundedReader struct {
+	t                 *testing.T
+	h                 *harness
+	n                 int64
+	limit, spillLimit int64
+}
+
+func (b boundedReader) WriteStored(_, _, _ []byte) error { return errors.New("unexpected") }
+
+func (b boundedReader) WriteResponse(resp *http.Response) error {
+	key := "http://origin.test/live"
+	fl := b.h.c.flights.get(primaryHash(key), key) // registered until it overflows
+	if fl == nil {
+		return errors.New("no flight")
+	}
+	buf := make([]byte, 32<<10)
+	var got int64
+	for got < b.n {
+		n, err := resp.Body.Read(buf)
+		got += int64(n)
+		if err != nil {
+			return err
+		}
+		fl.mu.Lock()
+		held, spilled := int64(len(fl.buf)), fl.spillEnd
+		fl.mu.Unlock()
+		if held > b.limit || spilled > b.spillLimit {
+			b.t.Errorf("after %d bytes the flight holds %d in memory, %d on disk", got, held, spilled)
+			return errors.New("unbounded")
+		}
+	}
+	return errors.New("client went away")
+}
+
+// TestEndlessBodyBounded: an endless cacheable body (a live stream) that a client keeps
+// reading is relayed with bounded memory and disk, and nothing is stored.
+func TestEndlessBodyBounded(t *testing.T) {
+	endless := func(w http.ResponseWriter, r *http.Request, _ int) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		chunk := bytes.Repeat([]byte("s"), 8192)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}
+	spillDir := t.TempDir()
+	tests := []struct {
+		name string
+		mod  func(*config.CacheConfig)
+		disk int64
+	}{
+		{"memory only", func(c *config.CacheConfig) { c.MaxObjectSize = 64 << 10 }, 0},
+		{"spilled to disk", func(c *config.CacheConfig) {
+			diskConfig(spillDir)(c)
+			c.MaxObjectSize, c.DiskMaxObjectSize = 64<<10, 256<<10
+		}, 256<<10 + 64<<10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, endless, tt.mod)
+			w := boundedReader{t: t, h: h, n: 4 << 20, limit: windowMax + 128<<10, spillLimit: tt.disk}
+			if _, err := h.c.Serve(w, httptest0(h, "/live"), h); err == nil || err.Error() != "client went away" {
+				t.Fatalf("the client did not read its 4 MiB: %v", err)
+			}
+			h.settle()
+			if _, items := h.c.st.counts(); items != 0 {
+				t.Fatalf("%d items stored", items)
+			}
+			if left, _ := filepath.Glob(filepath.Join(spillDir, "*", "*")); len(left) > 0 {
+				t.Fatalf("files left on disk: %v", left)
+			}
+			if left, _ := filepath.Glob(filepath.Join(spillDir, tmpPrefix+"*")); len(left) > 0 {
+				t.Fatalf("temporary files left on disk: %v", left)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -301,8 +302,7 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 	if err == nil && e.size >= 0 && fl.n != e.size {
 		err = io.ErrUnexpectedEOF
 	}
-	tooLarge := fl.spill == nil && fl.n > c.st.memMax || fl.spill != nil && fl.n > c.st.disk.maxObject
-	if err == nil && tooLarge {
+	if err == nil && fl.overflow {
 		err = errTooLarge
 	}
 	if err != nil {
@@ -313,7 +313,7 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 		c.stats.notStored.Add(1)
 		c.log.Debug("cache: not stored", "key", e.key, "reason", NotStoredIncomplete.String(), "err", err)
 		if fl.spill != nil {
-			fl.spill.abort()
+			_ = os.Remove(fl.spill.name) // readers keep their descriptor until release
 		}
 		if registered {
 			c.flights.leave(fl)
@@ -328,7 +328,7 @@ func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, 
 	if fl.spill != nil {
 		if cerr := fl.spill.commit(&final); cerr != nil {
 			c.log.Warn("cache: disk store failed", "key", e.key, "err", cerr)
-			fl.spill.abort()
+			_ = os.Remove(fl.spill.name) // readers keep their descriptor until release
 		} else {
 			c.st.put(h, &final, false)
 		}
@@ -365,7 +365,7 @@ func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			if fl.spill == nil && c.st.disk != nil && fl.n+int64(n) > c.st.memMax {
+			if fl.spill == nil && !fl.overflow && c.st.disk != nil && fl.n+int64(n) > c.st.memMax {
 				w, derr := c.st.disk.create()
 				if derr == nil {
 					if derr = fl.spillTo(w); derr != nil {
@@ -376,8 +376,12 @@ func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
 			if werr := fl.write(buf[:n]); werr != nil {
 				return werr
 			}
-			if fl.n > c.storeLimit(fl) && fl.refs.Load() <= 1 {
-				return errAbandoned // nobody reads it and it cannot be stored: stop
+			if !fl.overflow && fl.n > c.storeLimit(fl) {
+				if fl.refs.Load() <= 1 {
+					return errAbandoned // nobody reads it and it cannot be stored: stop
+				}
+				fl.overflowNow()
+				c.flights.leave(fl) // no new followers: they could not start from byte 0
 			}
 		}
 		if err == io.EOF {
