@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -258,9 +259,10 @@ func (p *outpostProcess) waitListening(addrs ...string) error {
 	return nil
 }
 
-// stop interrupts the process, waits for it (killing it after 10 s) and removes its data.
+// stop asks the process to shut down (SIGTERM), waits for it (killing it after 10 s) and
+// removes its data.
 func (p *outpostProcess) stop() {
-	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):

@@ -20,6 +20,13 @@ type pageClient struct {
 	rtt          time.Duration // the client leg's RTT, which a new connection's handshake costs
 }
 
+// resetCounters zeroes the byte and Cache-Status counts.
+func (c *pageClient) resetCounters() {
+	c.bytes.Store(0)
+	c.hits.Store(0)
+	c.misses.Store(0)
+}
+
 // dial opens a connection to the client's address.
 func (c *pageClient) dial() (net.Conn, error) {
 	conn, err := net.DialTimeout("tcp", c.addr, 10*time.Second)

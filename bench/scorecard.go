@@ -223,9 +223,7 @@ func runStrategy(ctx context.Context, o ScorecardOptions, strategy string) (Scor
 		if l.origin != nil {
 			l.origin.CloseConns() // the proxy's upstream connections start cold in every run
 		}
-		l.pc.bytes.Store(0)
-		l.pc.hits.Store(0)
-		l.pc.misses.Store(0)
+		l.pc.resetCounters()
 		d, err := fetchPage(l.pc, strategy, page, suffix, o.Parallel)
 		if err != nil {
 			return row, err
@@ -370,6 +368,7 @@ func pageWarm(pc *pageClient, strategy, page, suffix string) (time.Duration, err
 			}
 		}
 	}
+	pc.resetCounters() // the learning visit is not part of the measurement
 	p, err := pc.openPersistent()
 	if err != nil {
 		return 0, err
