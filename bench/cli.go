@@ -14,9 +14,10 @@ import (
 )
 
 // NewCommand returns `outpost bench`: the scorecard, HTTP load, cache curve and DNS load
-// tools. Its flag and option errors are *UsageError (exit status 2; detect with IsUsage or
+// tools. version is shown in HTML reports (empty: the binary's build information). Its flag
+// and option errors are *UsageError (exit status 2; detect with IsUsage or
 // errors.As(err, new(*UsageError))).
-func NewCommand() *cobra.Command {
+func NewCommand(version string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure servers over the network: page-load scorecard, HTTP load, cache curve, DNS load",
@@ -29,6 +30,7 @@ func NewCommand() *cobra.Command {
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
+	cmd.Annotations = map[string]string{versionKey: version}
 	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd(), benchDelayCmd())
 	return cmd
 }
@@ -54,9 +56,22 @@ func (o *outputFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.report, "report", "", "also write a self-contained HTML report to `FILE.html`")
 }
 
+// versionKey annotates the bench command with the Outpost version for reports.
+const versionKey = "outpost-version"
+
+// reportVersion finds the version NewCommand was given, on cmd or a parent.
+func reportVersion(cmd *cobra.Command) string {
+	for c := cmd; c != nil; c = c.Parent() {
+		if v := c.Annotations[versionKey]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
 // newReport starts an HTML report of the running command.
 func newReport(cmd *cobra.Command, title string) *Report {
-	return NewReport(title, commandLine(cmd), "")
+	return NewReport(title, commandLine(cmd), reportVersion(cmd))
 }
 
 // commandLine reconstructs the command line: the command path, every flag that was set and

@@ -13,7 +13,7 @@ import (
 // runCLI runs `outpost bench ARGS` and returns its output.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := NewCommand()
+	cmd := NewCommand("outpost v0.0.0-test")
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
@@ -86,7 +86,7 @@ func TestCLIScorecardOutputs(t *testing.T) {
 	}
 	checkFile(t, png, "\x89PNG")
 	checkFile(t, svg, "<?xml")
-	checkFile(t, html, "<!doctype html>", "<svg", "outpost bench scorecard", "--n=2", "--rtt=4ms", "measured/model", "GOMAXPROCS")
+	checkFile(t, html, "<!doctype html>", "<svg", "outpost bench scorecard", "--n=2", "--rtt=4ms", "measured/model", "GOMAXPROCS", "outpost v0.0.0-test")
 }
 
 func TestCLIHTTPAndDNSReports(t *testing.T) {

@@ -45,7 +45,7 @@ type Table struct {
 // NewReport starts a report for a command line.
 func NewReport(title string, args []string, version string) *Report {
 	if version == "" {
-		version = BuildVersion()
+		version = "outpost " + BuildVersion()
 	}
 	return &Report{Title: title, Command: shellQuote(args), Version: version, Facts: MachineFacts(), Created: time.Now().UTC()}
 }
@@ -100,7 +100,7 @@ th{background:#fafafa} td:first-child,th:first-child{text-align:left}
 .facts td{text-align:left} svg{max-width:100%;height:auto}
 </style></head><body>
 <h1>{{.Title}}</h1>
-<p>Outpost {{.Version}} · {{.Created.Format "2006-01-02 15:04:05 MST"}}</p>
+<p>{{.Version}} · {{.Created.Format "2006-01-02 15:04:05 MST"}}</p>
 <pre>{{.Command}}</pre>
 {{range .Sections}}<h2>{{.Heading}}</h2>
 {{if .Note}}<p>{{.Note}}</p>{{end}}
