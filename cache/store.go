@@ -13,7 +13,8 @@ import (
 type urlRecord struct {
 	key   string
 	vary  []string            // field names of the latest stored response's Vary
-	items map[uint64]struct{} // item keys stored for this URL (memory and/or disk)
+	items map[uint64]uint64 // item keys stored for this URL (memory and/or disk) → store order
+	seq   uint64
 }
 
 // store is the memory tier, the disk tier and the index over both.
@@ -134,7 +135,7 @@ func (s *store) index1(h uint64, e *entry) []uint64 {
 	defer s.mu.Unlock()
 	rec := s.index[h]
 	if rec == nil || rec.key != e.key {
-		rec = &urlRecord{key: e.key, items: map[uint64]struct{}{}}
+		rec = &urlRecord{key: e.key, items: map[uint64]uint64{}}
 		s.index[h] = rec
 	}
 	var stale []uint64
@@ -147,16 +148,20 @@ func (s *store) index1(h uint64, e *entry) []uint64 {
 		clear(rec.items)
 		rec.vary = e.vary
 	}
-	for k := range rec.items {
-		if len(rec.items) < s.maxVariants {
-			break
-		}
-		if k != e.item {
-			delete(rec.items, k)
-			stale = append(stale, k)
+	if _, replacing := rec.items[e.item]; !replacing {
+		for len(rec.items) >= s.maxVariants {
+			oldest, at := uint64(0), uint64(1<<64-1)
+			for k, n := range rec.items {
+				if n < at {
+					oldest, at = k, n
+				}
+			}
+			delete(rec.items, oldest)
+			stale = append(stale, oldest)
 		}
 	}
-	rec.items[e.item] = struct{}{}
+	rec.seq++
+	rec.items[e.item] = rec.seq
 	return stale
 }
 

@@ -1,9 +1,12 @@
 package cache
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 func TestStoredHeader(t *testing.T) {
@@ -118,5 +121,31 @@ func TestDecide(t *testing.T) {
 				t.Errorf("decide = %v, %v; want %v, %v", v, why, tt.want, tt.why)
 			}
 		})
+	}
+}
+
+// TestMaxVariants: a URL keeps at most max_variants Vary variants, evicting the oldest;
+// replacing one evicts none.
+func TestMaxVariants(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		reply(200, r.Header.Get("X-V"), "Cache-Control: max-age=60", "Vary: X-V")(w, r, n)
+	}, func(c *config.CacheConfig) { c.MaxVariants = 3 })
+	for i := range 5 {
+		h.do("GET", "/v", fmt.Sprintf("X-V: %d", i))
+	}
+	if _, items := h.c.st.counts(); items != 3 {
+		t.Fatalf("%d variants kept, want 3", items)
+	}
+	h.clk.Advance(time.Hour) // all stale: each replaced in place
+	for i := 2; i < 5; i++ {
+		h.do("GET", "/v", fmt.Sprintf("X-V: %d", i))
+	}
+	if _, items := h.c.st.counts(); items != 3 {
+		t.Fatalf("%d variants after replacing, want 3", items)
+	}
+	for i := 2; i < 5; i++ {
+		if res := h.do("GET", "/v", fmt.Sprintf("X-V: %d", i)); !res.out.Hit {
+			t.Fatalf("variant %d not kept: %+v", i, res.out)
+		}
 	}
 }
