@@ -12,7 +12,7 @@ import (
 // so purge by prefix, Vary variants and the disk tier are found through it.
 type urlRecord struct {
 	key   string
-	vary  []string            // field names of the latest stored response's Vary
+	vary  []string          // field names of the latest stored response's Vary
 	items map[uint64]uint64 // item keys stored for this URL (memory and/or disk) → store order
 	seq   uint64
 }
