@@ -185,10 +185,10 @@ func (c *conn) wakeIfIdle() {
 // a request must wait for its origin (then the role moves to a new goroutine, see detach), the
 // connection is to close, or the client stops sending.
 func (c *conn) readLoop() {
-	defer c.flushDeferred()
 	for {
 		s, ok := c.nextRequest()
 		if !ok {
+			c.flushDeferred()
 			return
 		}
 		// s belongs to the ring again once finished: use what work captured.
@@ -250,8 +250,8 @@ func (c *conn) work(s *slot) (detached, closeAfter bool, seq uint64) {
 		c.waitDrained(s)
 	}
 	c.srv.handle(s)
-	detached, closeAfter, seq = s.detached, s.closeAfter, s.seq
-	s.finish()
+	closeAfter, seq = s.closeAfter, s.seq
+	detached = s.finish()
 	return detached, closeAfter, seq
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -106,15 +107,19 @@ func maxForwards(h http.Header) int {
 	return n
 }
 
-// addForwarding adds the fields an upstream request carries from this hop: Via, Max-Forwards
+// addForwarding adds the fields an upstream request carries from this hop (taken from r, the
+// client's request or a clone of it): Via with the client's protocol version, Max-Forwards
 // decremented (OPTIONS, TRACE), X-Forwarded-For and Forwarded as configured. Expect is dropped:
 // the proxy answered it itself.
-func (s *slot) addForwarding(out *http.Request) {
-	srv := s.c.srv
+func (srv *Server) addForwarding(r, out *http.Request) {
 	h := out.Header
 	via := srv.viaValue
-	if s.proto10 {
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
 		via = "1.0 " + srv.cfg.ViaPseudonym
+	}
+	clientIP := r.RemoteAddr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		clientIP = ap.Addr().Unmap().String()
 	}
 	h["Via"] = append(h["Via"], via)
 	if out.Method == http.MethodOptions || out.Method == http.MethodTrace {
@@ -124,13 +129,13 @@ func (s *slot) addForwarding(out *http.Request) {
 	}
 	if srv.cfg.XForwardedFor {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+s.c.ipStr)
+			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+clientIP)
 		} else {
-			h.Set("X-Forwarded-For", s.c.ipStr)
+			h.Set("X-Forwarded-For", clientIP)
 		}
 	}
 	if srv.cfg.Forwarded {
-		h.Add("Forwarded", forwardedElement(s.c.ipStr, s.req.Host))
+		h.Add("Forwarded", forwardedElement(clientIP, r.Host))
 	}
 	h.Del("Expect")
 	if _, ok := h["User-Agent"]; !ok {

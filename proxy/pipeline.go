@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"time"
+	"unsafe"
 
 	"github.com/outpost-proxy/outpost/cache"
 )
@@ -26,19 +27,27 @@ import (
 // write.
 
 // slot is one request's place in the pipeline and its response writer; it implements
-// cache.ResponseWriter and cache.Fetcher.
+// cache.ResponseWriter and cache.Fetcher. Slots are reused: c never changes, the state is
+// reset for each request.
 type slot struct {
-	c    *conn
+	c *conn
+	slotState
+}
+
+// slotState is a slot's per-request state.
+type slotState struct {
 	seq  uint64
 	req  *http.Request
 	body *bodyReader // the request body, nil when there is none
 
 	mode       mode
 	route      *route
-	serial     bool // starts only after its predecessors finished; keeps the reader role
-	closeAfter bool // the connection closes after this response
-	detached   bool // the reader role moved on while this request waited upstream
-	proto10    bool // the client spoke HTTP/1.0
+	serial     bool          // starts only after its predecessors finished; keeps the reader role
+	closeAfter bool          // the connection closes after this response
+	closeEarly bool          // closeAfter as decided when the request was read (immutable)
+	detached   bool          // the reader role moved on while this request waited upstream (c.mu)
+	owner      *http.Request // the request this slot serves until finished (c.mu): see claim
+	proto10    bool          // the client spoke HTTP/1.0
 	isHEAD     bool
 	perr       *protoError // the request could not be read
 
@@ -72,7 +81,7 @@ func (c *conn) newSlot(start time.Time) *slot {
 	c.mu.Lock()
 	s := c.ring[c.next%uint64(len(c.ring))]
 	extra := s.sExtra[:0]
-	*s = slot{c: c, seq: c.next, start: start, sExtra: extra}
+	s.slotState = slotState{seq: c.next, start: start, sExtra: extra}
 	c.next++
 	depth := c.next - c.head
 	c.mu.Unlock()
@@ -99,6 +108,28 @@ func (s *slot) setRequest(req *http.Request) {
 	if req.Method == http.MethodConnect {
 		s.serial = true
 	}
+	s.closeEarly = s.closeAfter
+	c.mu.Lock()
+	s.owner = req
+	c.mu.Unlock()
+}
+
+// claim reports whether r (a request the cache derived with Clone) belongs to the request s is
+// serving now, and that request's sequence number. The cache may call the Fetcher from its own goroutines, even after the request
+// was answered and the slot reused (background revalidation); such calls must not touch the
+// slot. A clone shares the original's RequestURI string, so its data pointer identifies the
+// request without allocating.
+func (s *slot) claim(r *http.Request) (owned bool, seq uint64) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.owner != nil && sameRequest(s.owner, r), s.seq
+}
+
+// sameRequest reports whether b was cloned from a (or is a).
+func sameRequest(a, b *http.Request) bool {
+	return a == b || (len(a.RequestURI) > 0 && len(b.RequestURI) == len(a.RequestURI) &&
+		unsafe.StringData(a.RequestURI) == unsafe.StringData(b.RequestURI))
 }
 
 // fail makes the slot answer a request that could not be read, then close the connection.
@@ -141,16 +172,22 @@ func (c *conn) waitDrained(s *slot) {
 	c.mu.Unlock()
 }
 
-// flushDeferred flushes output whose flush was deferred by the reader (no slot is in flight).
+// flushDeferred flushes output whose flush was deferred by the reader.
 func (c *conn) flushDeferred() {
 	c.mu.Lock()
+	c.flushDeferredLocked()
+	c.mu.Unlock()
+}
+
+// flushDeferredLocked is flushDeferred with c.mu held. Deferred output exists only while no
+// response is being streamed (WriteResponse flushes it first), so flushing here is safe.
+func (c *conn) flushDeferredLocked() {
 	if c.dirty {
 		c.dirty = false
 		if err := c.bw.Flush(); err != nil {
 			c.breakLocked()
 		}
 	}
-	c.mu.Unlock()
 }
 
 // breakLocked marks the connection broken after a write error and wakes every waiter.
@@ -162,16 +199,20 @@ func (c *conn) breakLocked() {
 }
 
 // detach hands the reader role to a new goroutine because s is about to block on its origin.
-// Output whose flush was deferred is flushed first: s may take a while.
-func (s *slot) detach() {
+// Output whose flush was deferred is flushed first: s may take a while. It may be called from
+// any goroutine working for request seq (the cache's included); once s is finished or serves
+// another request it does nothing.
+func (s *slot) detach(seq uint64) {
 	c := s.c
-	if s.detached || s.serial || s.closeAfter || c.srv.closing.Load() {
-		c.flushDeferred()
+	c.mu.Lock()
+	c.flushDeferredLocked()
+	if s.seq != seq || s.owner == nil || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
+		c.mu.Unlock()
 		return
 	}
-	c.flushDeferred()
 	s.detached = true
 	c.refs.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.release()
 		c.readLoop()
@@ -188,7 +229,7 @@ func (s *slot) waitTurn() error {
 	if isHead {
 		return nil
 	}
-	s.detach()
+	s.detach(s.seq)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.head != s.seq && !c.broken {
@@ -202,14 +243,17 @@ func (s *slot) waitTurn() error {
 
 // finish ends the work on s. If s is the head, it writes every stashed response that follows,
 // flushes (or defers the flush, see the package comment) and advances the head; otherwise the
-// head will do that when its turn comes.
-func (s *slot) finish() {
+// head will do that when its turn comes. It reports whether the reader role moved on while s
+// was worked on; from here on, late calls for s (claim) find no owner.
+func (s *slot) finish() (detached bool) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	s.owner = nil
+	detached = s.detached
 	s.finished = true
 	if c.head != s.seq {
-		return // stashed or failed; the head completes it later
+		return detached // stashed or failed; the head completes it later
 	}
 	last := s
 	s.complete()
@@ -233,10 +277,10 @@ func (s *slot) finish() {
 	case last.closeAfter:
 		if err := c.bw.Flush(); err != nil {
 			c.breakLocked()
-			return
+			return detached
 		}
 		c.endLocked()
-	case c.head == c.next && !s.detached && c.br.Buffered() > 0:
+	case c.head == c.next && !detached && c.br.Buffered() > 0:
 		// s ran inline in the reader, which has more requests buffered: it flushes later.
 		c.dirty = true
 	default:
@@ -245,6 +289,7 @@ func (s *slot) finish() {
 			c.breakLocked()
 		}
 	}
+	return detached
 }
 
 // endLocked ends the connection after a final response: no more writes, FIN to the client,

@@ -283,6 +283,9 @@ func (srv *Server) classify(s *slot) *protoError {
 	case r.RequestURI == "*":
 		s.mode = modeLocal
 	default:
+		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
+			r.Host = s.c.local
+		}
 		rt := srv.routes.lookup(r.Host, r.URL.Path)
 		if pac && (rt == nil || srv.isSelf(r.Host)) {
 			s.mode = modeLocal
@@ -292,9 +295,6 @@ func (srv *Server) classify(s *slot) *protoError {
 			return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", r.Host)
 		}
 		s.mode, s.route = modeReverse, rt
-		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
-			r.Host = s.c.local
-		}
 		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host) // allocates only for upper case
 	}
 	return nil

@@ -107,9 +107,16 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 		return err
 	}
 	s.written = true
-	s.c.mu.Lock()
+	c := s.c
+	c.mu.Lock()
 	s.responding = true
-	s.c.mu.Unlock()
+	if c.dirty { // nothing deferred may be pending while the head streams without the lock
+		c.dirty = false
+		if err := c.bw.Flush(); err != nil {
+			c.breakLocked()
+		}
+	}
+	c.mu.Unlock()
 	code := resp.StatusCode
 	if code < 200 || code > 999 {
 		return fmt.Errorf("proxy: invalid final status %d", code)
@@ -238,15 +245,16 @@ func (s *slot) writeError(perr *protoError) {
 }
 
 // writeInterim forwards a 1xx interim response from the origin (102, 103) to an HTTP/1.1
-// client, when s is at the head (an interim response cannot overtake earlier responses).
-func (s *slot) writeInterim(code int, h textproto.MIMEHeader) error {
+// client, when request seq is still served by s, at the head (an interim response cannot
+// overtake earlier responses) and its final response has not begun.
+func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error {
 	c := s.c
-	if s.proto10 || code == http.StatusContinue || code == http.StatusSwitchingProtocols {
+	if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.head != s.seq || c.broken {
+	if s.seq != seq || s.owner == nil || s.responding || c.head != seq || c.broken {
 		return nil
 	}
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -159,5 +160,55 @@ func TestCacheErrorWithoutWrite(t *testing.T) {
 	c.send("GET /x HTTP/1.1\r\nHost: s\r\n\r\n")
 	if resp, _ := c.response("GET"); resp.StatusCode != 502 {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+}
+
+// backgroundCache answers from memory and revalidates in the background, calling the Fetcher
+// from its own goroutines both before and after Serve returns (as stale-while-revalidate
+// does); the slot may be reused by then.
+type backgroundCache struct {
+	hit *hitCache
+	wg  sync.WaitGroup
+}
+
+func (b *backgroundCache) Serve(w cache.ResponseWriter, r *http.Request, f cache.Fetcher) (cache.Outcome, error) {
+	early := make(chan struct{})
+	for _, wait := range []bool{false, true} {
+		req := r.Clone(context.WithoutCancel(r.Context()))
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if wait {
+				<-early // after Serve returned
+				time.Sleep(time.Millisecond)
+			}
+			if resp, err := f.Fetch(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	defer close(early)
+	return b.hit.Serve(w, r, f)
+}
+
+// TestCacheBackgroundFetches: Fetcher calls the cache makes on its own goroutines reach the
+// origin and never disturb the pipeline (no second reader, no response out of order).
+func TestCacheBackgroundFetches(t *testing.T) {
+	o := echoOrigin(t)
+	bc := &backgroundCache{hit: newHitCacheSize(32)}
+	p := startProxy(t, "pipeline_window = 4\n"+reverseRoute(o), Options{Cache: bc})
+	c := dialRaw(t, p.addr)
+	for range 10 {
+		c.send(strings.Repeat("GET /bg HTTP/1.1\r\nHost: s\r\n\r\n", 8))
+		for range 8 {
+			if resp, body := c.response("GET"); resp.StatusCode != 200 || body != strings.Repeat("x", 32) {
+				t.Fatalf("%d %q", resp.StatusCode, body)
+			}
+		}
+	}
+	bc.wg.Wait()
+	if got := o.seen(); got != 160 {
+		t.Errorf("origin saw %d background fetches, want 160", got)
 	}
 }

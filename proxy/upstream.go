@@ -115,40 +115,73 @@ func (p *pool) pick() *origin {
 
 // Fetch reaches the origin for the cache or the direct path (cache.Fetcher). The request has
 // passed policy and hygiene; Fetch adds this hop's forwarding fields, picks the upstream and
-// strips hop-by-hop fields from the response. The reader role moves on first: the next
-// pipelined requests are read and started while this one waits.
+// strips hop-by-hop fields from the response. When the call is for the request s is serving,
+// the reader role moves on first, so the next pipelined requests are read and started while
+// this one waits; calls the cache makes on its own (background revalidation) leave s alone.
 func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
-	s.detach()
+	owned, seq := s.claim(r)
+	var interim func(int, textproto.MIMEHeader) error
+	if owned {
+		s.detach(seq)
+		if r.ProtoAtLeast(1, 1) {
+			interim = func(code int, h textproto.MIMEHeader) error { return s.writeInterim(seq, code, h) }
+		}
+	}
 	srv := s.c.srv
 	start := time.Now()
-	var resp *http.Response
-	var err error
-	if r.URL.Scheme == "ftp" {
-		if srv.opts.FTP == nil {
-			return nil, errors.New("proxy: no FTP gateway")
-		}
-		s.upstream = r.URL.Host
-		resp, err = srv.opts.FTP.Fetch(r)
-	} else {
-		p := srv.fwd
-		if s.route != nil {
-			p = s.route.pool
-		}
-		resp, err = p.roundTrip(s, r)
-	}
+	resp, upstream, err := srv.fetch(r, interim)
 	srv.m.upstreamSeconds.Observe(time.Since(start).Seconds())
+	kind := ""
 	if err != nil {
-		_, kind, _ := classifyError(err)
-		s.fetchErr, s.errKind = err, kind
+		_, kind, _ = classifyError(err)
 		srv.m.upstreamErrors.WithLabelValues(kind).Inc()
-		return nil, err
 	}
-	return resp, nil
+	if owned {
+		s.noteFetch(r, upstream, kind, err)
+	}
+	return resp, err
 }
 
-// roundTrip sends the request to the pool's upstream.
-func (p *pool) roundTrip(s *slot, r *http.Request) (*http.Response, error) {
-	out := s.outgoing(r)
+// noteFetch records an owned fetch's upstream and failure for the log and the error answer,
+// unless s has been finished in the meantime.
+func (s *slot) noteFetch(r *http.Request, upstream, kind string, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.owner == nil || !sameRequest(s.owner, r) {
+		return
+	}
+	s.upstream = upstream
+	if err != nil {
+		s.fetchErr, s.errKind = err, kind
+	}
+}
+
+// fetch sends r to its upstream: the FTP gateway for ftp:// URLs, the route's pool for
+// reverse requests (origin-form RequestURI), else the forward pool. It uses only r, so it
+// serves the cache's background calls too. It returns the upstream's host:port.
+func (srv *Server) fetch(r *http.Request, interim func(int, textproto.MIMEHeader) error) (*http.Response, string, error) {
+	if r.URL.Scheme == "ftp" {
+		if srv.opts.FTP == nil {
+			return nil, r.URL.Host, errors.New("proxy: no FTP gateway")
+		}
+		resp, err := srv.opts.FTP.Fetch(r)
+		return resp, r.URL.Host, err
+	}
+	p := srv.fwd
+	if strings.HasPrefix(r.RequestURI, "/") {
+		rt := srv.routes.lookup(r.URL.Host, r.URL.Path)
+		if rt == nil {
+			return nil, "", errors.New("proxy: no route for the request any more")
+		}
+		p = rt.pool
+	}
+	return p.roundTrip(srv.outgoing(r, interim))
+}
+
+// roundTrip sends the upstream request to the pool: to one of the route's origins, or to the
+// URL's own host. It returns the upstream host:port it used.
+func (p *pool) roundTrip(out *http.Request) (*http.Response, string, error) {
 	var o *origin
 	if p.origins != nil {
 		o = p.pick()
@@ -163,7 +196,7 @@ func (p *pool) roundTrip(s *slot, r *http.Request) (*http.Response, error) {
 		}
 		o.active.Add(1)
 	}
-	s.upstream = out.URL.Host
+	upstream := out.URL.Host
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
 		if o != nil {
@@ -172,25 +205,22 @@ func (p *pool) roundTrip(s *slot, r *http.Request) (*http.Response, error) {
 				o.downUntil.Store(time.Now().Add(p.failTimeout).UnixNano())
 			}
 		}
-		return nil, fmt.Errorf("proxy: %s: %s %s: %w", p.name, out.Method, out.URL.Host, err)
+		return nil, upstream, fmt.Errorf("proxy: %s: %s %s: %w", p.name, out.Method, upstream, err)
 	}
 	stripHopByHop(resp.Header)
 	if o != nil {
 		resp.Body = &doneBody{ReadCloser: resp.Body, o: o}
 	}
-	return resp, nil
+	return resp, upstream, nil
 }
 
-// outgoing derives the upstream request: a shallow copy with its own URL and header, this
-// hop's forwarding fields, the request's context (the direct path gives it the connection's;
-// the cache may detach it from the client) and, for HTTP/1.1 clients, a hook that forwards
-// interim 1xx responses.
-func (s *slot) outgoing(r *http.Request) *http.Request {
+// outgoing derives the upstream request from r: a shallow copy with its own URL and header,
+// this hop's forwarding fields and r's context (the direct path gives it the connection's; the
+// cache may detach it from the client). interim, when set, receives 1xx interim responses.
+func (srv *Server) outgoing(r *http.Request, interim func(int, textproto.MIMEHeader) error) *http.Request {
 	ctx := r.Context()
-	if !s.proto10 {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			Got1xxResponse: func(code int, h textproto.MIMEHeader) error { return s.writeInterim(code, h) },
-		})
+	if interim != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: interim})
 	}
 	out := r.WithContext(ctx)
 	u := *r.URL
@@ -202,7 +232,7 @@ func (s *slot) outgoing(r *http.Request) *http.Request {
 	out.RequestURI = ""
 	out.Close = false
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
-	s.addForwarding(out)
+	srv.addForwarding(r, out)
 	return out
 }
 
@@ -255,14 +285,16 @@ func classifyError(err error) (int, string, string) {
 // writeUpstreamError answers a request whose upstream fetch failed (or that the cache could not
 // answer) with 502/504 and a short explanation.
 func (s *slot) writeUpstreamError(err error) {
+	s.c.mu.Lock()
 	if s.fetchErr != nil {
 		err = s.fetchErr
 	}
 	status, kind, msg := classifyError(err)
-	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
 	if s.errKind == "" {
 		s.errKind = kind
 	}
+	s.c.mu.Unlock()
+	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
 	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		s.closeAfter = true
 	}
