@@ -299,3 +299,37 @@ func TestDelayLineCloseLeaksNothing(t *testing.T) {
 		t.Error("the line still accepts after Close")
 	}
 }
+
+// BenchmarkDelayLineRoundTrip measures the relay's own cost per round trip (zero delay).
+func BenchmarkDelayLineRoundTrip(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	d, err := NewDelayLine("", ln.Addr().String(), Link{NoSetupCost: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	c, err := net.Dial("tcp", d.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := []byte{'x'}
+	for b.Loop() {
+		c.Write(buf)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -131,3 +131,25 @@ func FuzzRespReader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRespReader measures the load generator's per-response parsing cost.
+func BenchmarkRespReader(b *testing.B) {
+	one := "HTTP/1.1 200 OK\r\nDate: Mon, 23 Nov 2026 02:40:34 GMT\r\nContent-Type: application/octet-stream\r\n" +
+		"Cache-Control: public, max-age=3600\r\nCache-Status: outpost; hit; ttl=3599\r\nContent-Length: 1024\r\n\r\n" +
+		strings.Repeat("x", 1024)
+	wire := strings.Repeat(one, 64)
+	b.SetBytes(int64(len(one)))
+	b.ReportAllocs()
+	sr := strings.NewReader(wire)
+	r := newRespReader(sr, false)
+	var resp response
+	for i := 0; b.Loop(); i++ {
+		if i%64 == 0 {
+			sr.Reset(wire)
+			r.br.Reset(sr)
+		}
+		if err := r.read(false, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
