@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -252,5 +253,34 @@ func TestEndlessBodyBounded(t *testing.T) {
 				t.Fatalf("temporary files left on disk: %v", left)
 			}
 		})
+	}
+}
+
+// TestStaleWhileRevalidateOnce: RFC 5861 §3 — while a background refresh is running, further
+// stale hits are served without starting another one.
+func TestStaleWhileRevalidateOnce(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 2 {
+			<-release
+		}
+		reply(200, fmt.Sprint("v", n), "Cache-Control: max-age=1, stale-while-revalidate=60")(w, r, n)
+	}, nil)
+	h.do("GET", "/swr")
+	h.clk.Advance(5 * time.Second)
+	for range 3 {
+		rw := &recorder{method: "GET"}
+		out, err := h.c.Serve(rw, httptest0(h, "/swr"), h)
+		if err != nil || out.Code != "TCP_STALE_HIT" || string(rw.body) != "v1" {
+			t.Fatalf("%+v %v %q", out, err, rw.body)
+		}
+	}
+	close(release)
+	h.settle()
+	if n := h.originCount(); n != 2 {
+		t.Fatalf("origin saw %d requests, want 2 (one background refresh)", n)
+	}
+	if res := h.do("GET", "/swr"); res.body != "v2" || !res.out.Hit {
+		t.Fatalf("after the refresh: %+v %q", res.out, res.body)
 	}
 }
