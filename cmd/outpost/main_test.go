@@ -68,6 +68,8 @@ func TestCommandExitStatus(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
 		{"unknown flag", []string{"up", "--frob"}, exitUsage, "unknown flag"},
 		{"version", []string{"version"}, exitOK, "outpost"},
+		{"bench bad option", []string{"bench", "scorecard", "--n", "0"}, exitUsage, "n"},
+		{"bench bad duration", []string{"bench", "scorecard", "--rtt", "soon"}, exitUsage, "rtt"},
 		{"mail queue empty", []string{"mail", "queue", "--data-dir", filepath.Join(dir, "var")}, exitOK, "Mail queue is empty"},
 		{"mail queue bad config", []string{"mail", "queue", "--config", write("d.toml", "[mail]\nbogus = 1\n")}, exitUsage, "mail.bogus"},
 		{"mail flush without server", []string{"mail", "flush", "--admin-listen", "127.0.0.1:1"}, exitFailure, "is outpost running"},

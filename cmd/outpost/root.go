@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	outpost "github.com/outpost-proxy/outpost"
+	"github.com/outpost-proxy/outpost/bench"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -74,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "outpost:", err)
 	var ue usageError
-	if errors.As(err, &ue) || isFlagError(err) {
+	if errors.As(err, &ue) || bench.IsUsage(err) || isFlagError(err) {
 		return exitUsage
 	}
 	return exitFailure
