@@ -83,9 +83,13 @@ func (l *accessLog) flush() {
 	}
 }
 
-// write appends one finished line.
+// write appends one finished line. The buffer is flushed on line boundaries only, so lines
+// stay whole when other writers share the destination (stderr with the process log).
 func (l *accessLog) write(line []byte) {
 	l.mu.Lock()
+	if l.w == l.bw && l.bw.Available() < len(line) {
+		_ = l.bw.Flush()
+	}
 	_, _ = l.w.Write(line)
 	l.mu.Unlock()
 }
