@@ -82,6 +82,7 @@ func (c *Cache) openDisk(cfg config.CacheConfig, dataDir string) error {
 		dir: dir, budget: int64(cfg.DiskSize), maxObject: int64(cfg.DiskMaxObjectSize),
 		log: c.log, stats: &c.stats, now: func() time.Time { return c.now() },
 		onRemove: func(e *entry) { c.st.gone(e, true) },
+		onAdd:    func(e *entry) { c.st.indexIfAbsent(primaryHash(e.key), e) },
 	}
 	c.st.disk = d
 	return openDisk(d, func(e *entry) { c.st.index1(primaryHash(e.key), e) })

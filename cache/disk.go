@@ -101,10 +101,13 @@ type diskStore struct {
 	stats     *counters
 	now       func() time.Time
 	onRemove  func(*entry) // index upkeep; called without d.mu held
+	onAdd     func(*entry) // index upkeep after a write; called without d.mu held
 
-	mu    sync.Mutex
-	items map[uint64]*diskItem
-	used  int64
+	mu      sync.Mutex
+	items   map[uint64]*diskItem
+	used    int64
+	pending map[uint64]int // queued writes per item key
+	tomb    map[uint64]int // queued writes cancelled by a removal
 
 	queue  chan *entry
 	wg     sync.WaitGroup
@@ -118,6 +121,7 @@ func openDisk(d *diskStore, found func(*entry)) error {
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
 	d.items = map[uint64]*diskItem{}
+	d.pending, d.tomb = map[uint64]int{}, map[uint64]int{}
 	d.queue = make(chan *entry, 1024)
 	err := filepath.WalkDir(d.dir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
@@ -237,6 +241,9 @@ func (d *diskStore) updateMeta(it *diskItem, e *entry) {
 // remove deletes the file for k.
 func (d *diskStore) remove(k uint64) {
 	d.mu.Lock()
+	if n := d.pending[k]; n > 0 {
+		d.tomb[k] = n // the queued writes of k are cancelled
+	}
 	it := d.items[k]
 	if it != nil {
 		delete(d.items, k)
@@ -269,17 +276,41 @@ func (d *diskStore) enqueue(e *entry) {
 	if d.closed.Load() || e.size > d.maxObject {
 		return
 	}
+	d.mu.Lock()
+	d.pending[e.item]++
+	d.mu.Unlock()
 	select {
 	case d.queue <- e:
 	default:
+		d.settle(e.item)
 		d.stats.diskDropped.Add(1)
 	}
+}
+
+// settle accounts for one queued write of k leaving the queue and reports whether it was
+// cancelled by a removal after it was queued.
+func (d *diskStore) settle(k uint64) (cancelled bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending[k]--; d.pending[k] <= 0 {
+		delete(d.pending, k)
+	}
+	if d.tomb[k] > 0 {
+		if d.tomb[k]--; d.tomb[k] == 0 {
+			delete(d.tomb, k)
+		}
+		return true
+	}
+	return false
 }
 
 // writer writes queued entries until the queue is closed.
 func (d *diskStore) writer() {
 	defer d.wg.Done()
 	for e := range d.queue {
+		if d.settle(e.item) {
+			continue // removed (purged, invalidated) while queued
+		}
 		w, err := d.create()
 		if err == nil {
 			_, err = w.Write(e.body)
@@ -424,6 +455,9 @@ func (w *diskWriter) commit(e *entry) error {
 	it.atime.Store(w.d.now().UnixNano())
 	it.verified.Store(true)
 	w.d.add(it)
+	if w.d.onAdd != nil {
+		w.d.onAdd(it.e)
+	}
 	w.d.evict()
 	return nil
 }

@@ -121,7 +121,10 @@ func (s *store) put(h uint64, e *entry, toDisk bool) {
 		s.dropItem(k)
 	}
 	if s.mem != nil && e.body != nil && e.size <= s.memMax {
-		s.mem.Set(e.item, e, e.cost())
+		if !s.mem.Set(e.item, e, e.cost()) {
+			s.stats.admissionRefused.Add(1) // dropped under load: only a lost hit
+			s.gone(e, false)
+		}
 	}
 	if toDisk && s.disk != nil && e.body != nil && e.partial == nil {
 		s.disk.enqueue(e)
@@ -163,6 +166,25 @@ func (s *store) index1(h uint64, e *entry) []uint64 {
 	rec.seq++
 	rec.items[e.item] = rec.seq
 	return stale
+}
+
+// indexIfAbsent records an entry that reached a tier on its own (a disk write finishing after
+// the memory tier dropped it), unless the URL's Vary has changed meanwhile.
+func (s *store) indexIfAbsent(h uint64, e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.index[h]
+	if rec == nil {
+		rec = &urlRecord{key: e.key, vary: e.vary, items: map[uint64]uint64{}}
+		s.index[h] = rec
+	}
+	if rec.key != e.key || !equalStrings(rec.vary, e.vary) {
+		return
+	}
+	if _, ok := rec.items[e.item]; !ok {
+		rec.seq++
+		rec.items[e.item] = rec.seq
+	}
 }
 
 // equalStrings compares two string lists.

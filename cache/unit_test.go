@@ -149,3 +149,22 @@ func TestMaxVariants(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskQueueCancel: a removal cancels the writes of the item queued before it, not after.
+func TestDiskQueueCancel(t *testing.T) {
+	d := &diskStore{maxObject: 1 << 20, stats: &counters{}, items: map[uint64]*diskItem{},
+		pending: map[uint64]int{}, tomb: map[uint64]int{}, queue: make(chan *entry, 4)}
+	e := &entry{item: 7, body: []byte("x"), size: 1}
+	d.enqueue(e)
+	d.remove(7)
+	d.enqueue(e)
+	if !d.settle((<-d.queue).item) {
+		t.Fatal("the write queued before the removal was not cancelled")
+	}
+	if d.settle((<-d.queue).item) {
+		t.Fatal("the write queued after the removal was cancelled")
+	}
+	if len(d.pending) != 0 || len(d.tomb) != 0 {
+		t.Fatalf("pending %v tomb %v", d.pending, d.tomb)
+	}
+}
