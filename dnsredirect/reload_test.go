@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/outpost-proxy/outpost/dnsredirect/geodb"
 	"github.com/outpost-proxy/outpost/internal/component"
 )
 
@@ -187,4 +188,34 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestReloadOnDatabaseChange swaps the City database under a running server: the watcher
+// reloads it and the geo answers follow (a real GeoLite2 file is dropped in the same way).
+func TestReloadOnDatabaseChange(t *testing.T) {
+	dir := t.TempDir()
+	text := strings.Replace(testZones, `watch_interval = "0s"`, `watch_interval = "20ms"`, 1)
+	ts := startServerCfg(t, loadDNS(t, text), dir)
+	get := func() []string {
+		return addrs(ts.exchange(t, "udp", newQuery("www.cdn.test.", dns.TypeA, true, "203.0.113.0/24")).Answer)
+	}
+	if got := get(); len(got) != 1 || got[0] != "127.0.0.13" {
+		t.Fatalf("before: %v", got)
+	}
+	// 203.0.113.0/24 moves to Frankfurt, next to edge1.
+	csv := strings.Replace(string(geodb.DemoCSV), "203.0.113.0/24,JP,AS,35.6762,139.6503", "203.0.113.0/24,DE,EU,50.1,8.7", 1)
+	tmp := filepath.Join(dir, "moved.csv")
+	if err := os.WriteFile(tmp, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := geodb.BuildFile(geodb.City, tmp, nil, filepath.Join(dir, "geoip/city.mmdb")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for got := get(); len(got) != 1 || got[0] != "127.0.0.11"; got = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("database change not picked up: %v", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

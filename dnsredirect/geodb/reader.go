@@ -3,6 +3,7 @@ package geodb
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -30,9 +31,15 @@ type DB struct {
 	asns  map[uintptr]uint32   // AS numbers by data offset
 }
 
-// Open opens (memory-maps) the database at path and verifies its structure.
+// Open reads the database at path into memory and verifies its structure. It is read rather
+// than memory-mapped so that a file replaced in place (cp over it) while loaded cannot fault
+// the process; the watcher then loads the new contents.
 func Open(path string) (*DB, error) {
-	r, err := maxminddb.Open(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("geodb: open %s: %w", path, err)
+	}
+	r, err := maxminddb.OpenBytes(data)
 	if err != nil {
 		return nil, fmt.Errorf("geodb: open %s: %w", path, err)
 	}
@@ -46,7 +53,7 @@ func Open(path string) (*DB, error) {
 // Type is the database type from the metadata, e.g. "GeoLite2-City".
 func (d *DB) Type() string { return d.r.Metadata.DatabaseType }
 
-// Close unmaps the database. Lookups must have finished.
+// Close releases the database. Lookups must have finished.
 func (d *DB) Close() error { return d.r.Close() }
 
 // City returns the location of addr and the database network that holds it (for an address
