@@ -276,8 +276,10 @@ func (g *flightGroup) get(h uint64, key string) *flight {
 // discard is a ResponseWriter that throws the response away (background revalidation).
 type discard struct{}
 
+// WriteStored discards a stored response.
 func (discard) WriteStored(_, _, _ []byte) error { return nil }
 
+// WriteResponse drains and discards a response.
 func (discard) WriteResponse(resp *http.Response) error {
 	_, err := io.Copy(io.Discard, resp.Body)
 	return err
