@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -97,10 +96,7 @@ func (c *Cache) handlePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want url=<absolute URL> or prefix=<absolute URL prefix>", http.StatusBadRequest)
 		return
 	}
-	key := keyOf(u)
-	if prefix && !strings.HasSuffix(raw, "/") && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
-		key = strings.TrimSuffix(key, "/")
-	}
+	key := keyOf(u) // a bare host becomes "http://host/": every path of that host, no other host
 	n := c.st.purge(key, prefix)
 	c.stats.purges.Add(1)
 	w.Header().Set("Content-Type", "application/json")
