@@ -43,12 +43,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_dns_dropped_total",
 			Help: "Packets dropped unanswered (responses, runts, malformed headers)."}),
 	}
-	for _, c := range []prometheus.Collector{m.queries, m.answers, m.steps, m.ecs, m.health, m.rrl, m.reloads, m.dropped} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("dns: metrics: %w", err)
-			}
+	for _, c := range []*prometheus.CounterVec{m.queries, m.answers, m.steps, m.health, m.rrl, m.reloads} {
+		if err := register(reg, c, func(existing prometheus.Collector) { *c = *existing.(*prometheus.CounterVec) }); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range []*prometheus.Counter{&m.ecs, &m.dropped} {
+		if err := register(reg, *c, func(existing prometheus.Collector) { *c = existing.(prometheus.Counter) }); err != nil {
+			return nil, err
 		}
 	}
 	for s := range numSteps {
@@ -56,6 +58,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.rrlDrop, m.rrlTC = m.rrl.WithLabelValues("drop"), m.rrl.WithLabelValues("slip")
 	return m, nil
+}
+
+// register registers c, or adopts the collector already registered under its name (a second
+// Server on the same registry counts into the same series).
+func register(reg prometheus.Registerer, c prometheus.Collector, adopt func(prometheus.Collector)) error {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		adopt(are.ExistingCollector)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dns: metrics: %w", err)
+	}
+	return nil
 }
 
 // Query types and response codes counted by name; others count as "other".
