@@ -79,6 +79,7 @@ func (m *diskMeta) entry(size int64) *entry {
 	if e.header == nil {
 		e.header = http.Header{}
 	}
+	e.used = new(atomic.Int64)
 	e.item = itemKey(primaryHash(e.key), e.key, e.secondary)
 	return e.build()
 }
@@ -88,8 +89,8 @@ type diskItem struct {
 	e        *entry // metadata; body nil
 	path     string
 	fileSize int64
-	atime    atomic.Int64 // last use, unix nanoseconds (eviction order)
-	verified atomic.Bool  // checksum checked since start
+	atime    *atomic.Int64 // last use, unix seconds (eviction order), shared with the entry
+	verified atomic.Bool   // checksum checked since start
 }
 
 // diskStore is the disk tier.
@@ -191,7 +192,8 @@ func scanFile(path string) (*diskItem, error) {
 		return nil, errCorrupt
 	}
 	it := &diskItem{e: m.entry(bodyLen), path: path, fileSize: size}
-	it.atime.Store(st.ModTime().UnixNano())
+	it.atime = it.e.used
+	it.atime.Store(st.ModTime().Unix())
 	return it, nil
 }
 
@@ -225,7 +227,7 @@ func (d *diskStore) updateMeta(it *diskItem, e *entry) {
 	meta := *e
 	meta.body = nil
 	n := &diskItem{e: &meta, path: it.path, fileSize: it.fileSize}
-	n.atime.Store(it.atime.Load())
+	n.atime = it.atime
 	n.verified.Store(it.verified.Load())
 	d.mu.Lock()
 	replaced := d.items[e.item] == it
@@ -452,7 +454,11 @@ func (w *diskWriter) commit(e *entry) error {
 	meta := *e
 	meta.body = nil
 	it := &diskItem{e: &meta, path: path, fileSize: size}
-	it.atime.Store(w.d.now().UnixNano())
+	it.atime = e.used
+	if it.atime == nil {
+		it.atime = new(atomic.Int64)
+	}
+	it.atime.Store(w.d.now().Unix())
 	it.verified.Store(true)
 	w.d.add(it)
 	if w.d.onAdd != nil {
@@ -479,7 +485,7 @@ func (d *diskStore) evict() {
 	for _, it := range d.items {
 		all = append(all, it)
 	}
-	slices.SortFunc(all, func(a, b *diskItem) int { return int(a.atime.Load()>>20 - b.atime.Load()>>20) })
+	slices.SortFunc(all, func(a, b *diskItem) int { return int(a.atime.Load() - b.atime.Load()) })
 	var victims []*diskItem
 	for _, it := range all {
 		if d.used <= d.budget/10*9 {
@@ -506,7 +512,7 @@ func (d *diskStore) readAll(it *diskItem) ([]byte, error) {
 	if int64(len(data)) != it.fileSize || !checksumOK(data) {
 		return nil, errCorrupt
 	}
-	it.atime.Store(d.now().UnixNano())
+	it.atime.Store(d.now().Unix())
 	it.verified.Store(true)
 	return data[len(diskMagic) : int64(len(diskMagic))+it.e.size], nil
 }
@@ -537,7 +543,7 @@ func (d *diskStore) openFile(it *diskItem) (*os.File, error) {
 		}
 		it.verified.Store(true)
 	}
-	it.atime.Store(d.now().UnixNano())
+	it.atime.Store(d.now().Unix())
 	return f, nil
 }
 

@@ -266,3 +266,30 @@ func TestDiskRevalidate(t *testing.T) {
 		t.Fatalf("after restart: %+v, origin %d", res.out, h.originCount())
 	}
 }
+
+// TestDiskLRUCountsMemoryHits: an object kept hot by memory hits survives disk eviction, so a
+// warm restart keeps the popular objects.
+func TestDiskLRUCountsMemoryHits(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, sizedOrigin, func(c *config.CacheConfig) {
+		diskConfig(dir)(c)
+		c.MaxObjectSize = 1 << 20
+		c.DiskSize = 1 << 20
+	})
+	h.do("GET", "/hot?n=100000")
+	for i := range 20 {
+		h.clk.Advance(time.Second)
+		h.do("GET", fmt.Sprintf("/cold%d?n=100000", i))
+		if res := h.do("GET", "/hot?n=100000"); res.out.Code != "TCP_MEM_HIT" {
+			t.Fatalf("hot object not a memory hit: %+v", res.out)
+		}
+	}
+	h.c.Close() // drains the disk write queue
+	key := "http://origin.test/hot?n=100000"
+	if h.c.st.disk.get(primaryHash(key)) == nil {
+		t.Fatal("the hot object was evicted from the disk tier")
+	}
+	if h.c.stats.diskEvictions.Load() == 0 {
+		t.Fatal("no disk evictions: the test did not fill the tier")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,18 @@ type entry struct {
 	timing    timing
 	policy    policy
 	heuristic bool
+	used      *atomic.Int64 // last use, unix seconds; shared by the entry's copies and its disk file
+}
+
+// touch records a use of the entry (for the disk tier's LRU order), writing at most once a
+// second so that hits on a popular object do not contend on it.
+func (e *entry) touch(now time.Time) {
+	if e.used == nil {
+		return
+	}
+	if s := now.Unix(); e.used.Load() != s {
+		e.used.Store(s)
+	}
 }
 
 // hopByHop are the fields RFC 9110 §7.6.1 lets only the next hop see, plus the framing fields

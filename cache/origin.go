@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -288,7 +289,9 @@ func (c *Cache) newEntry(key string, h uint64, r *http.Request, resp *http.Respo
 		key: key, secondary: sec, item: itemKey(h, key, sec), vary: vary,
 		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
 		timing: newTiming(resp.Header, reqTime, respTime), policy: newPolicy(d, lifetime), heuristic: heur,
+		used: new(atomic.Int64),
 	}
+	e.used.Store(respTime.Unix())
 	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
 	return e
 }

@@ -164,6 +164,7 @@ func (c *Cache) streamFromDisk(w ResponseWriter, r *http.Request, lr lookupResul
 // writeStored writes an in-memory entry with its pre-serialised head: Age and Cache-Status are
 // formatted into a pooled buffer passed as extra.
 func (c *Cache) writeStored(w ResponseWriter, r *http.Request, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
+	e.touch(now)
 	xb := getBuf()
 	xb.b = appendStatusFields(xb.b[:0], e, now, cs)
 	body := e.body
