@@ -205,6 +205,9 @@ func (srv *Server) admitForward(s *slot) *protoError {
 	}
 	s.user = user
 	host, port := targetHostPort(r)
+	if !s.c.ip.IsLoopback() && isLocalDestination(host) {
+		return &protoError{status: http.StatusForbidden, msg: "clients on other hosts may not reach the proxy's own loopback services"}
+	}
 	if p.deniedHost(host) || p.denyPorts[port] {
 		return &protoError{status: http.StatusForbidden, msg: fmt.Sprintf("destination %s is denied by policy", net.JoinHostPort(host, strconv.Itoa(port)))}
 	}
@@ -240,6 +243,17 @@ func (srv *Server) admitMethod(s *slot) *protoError {
 		}
 	}
 	return nil
+}
+
+// isLocalDestination reports destinations on the proxy host itself: "localhost", loopback and
+// unspecified addresses (names that resolve there are for deny_hosts).
+func isLocalDestination(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && (a.Unmap().IsLoopback() || a.IsUnspecified())
 }
 
 // targetHostPort returns the destination host and port of a forward or CONNECT request.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/outpost-proxy/outpost/internal/component"
 )
 
 // TestPolicy covers the forward-proxy policy: ACL, Proxy-Authorization, deny lists, CONNECT
@@ -251,5 +255,41 @@ func TestRouteOptions(t *testing.T) {
 	}
 	if got := seen.Header.Get("X-Forwarded-For"); got != "" {
 		t.Errorf("X-Forwarded-For = %q with x_forwarded_for off", got)
+	}
+}
+
+// TestForwardPolicyUnit checks admitForward for client addresses tests cannot connect from:
+// campus clients may use the proxy but not reach the proxy host's own loopback services.
+func TestForwardPolicyUnit(t *testing.T) {
+	srv, err := New(loadProxyConfig(t, "[proxy.access_log]\ndestination = \"off\"\n"), component.Test(t.TempDir()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, client, url string
+		status            int
+	}{
+		{"campus client, remote site", "10.1.2.3", "http://example.org/", 0},
+		{"campus client, loopback", "10.1.2.3", "http://127.0.0.1:9090/debug/pprof/", 403},
+		{"campus client, localhost", "192.168.1.9", "http://localhost:25/", 403},
+		{"campus client, ::1", "fd00::5", "http://[::1]:8081/", 403},
+		{"campus client, 0.0.0.0", "172.16.0.1", "http://0.0.0.0:9090/", 403},
+		{"loopback client, loopback", "127.0.0.1", "http://127.0.0.1:8081/", 0},
+		{"outsider", "203.0.113.7", "http://example.org/", 403},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ip := netip.MustParseAddr(tc.client)
+			s := &slot{c: &conn{srv: srv, ip: ip, ipStr: ip.String()}}
+			s.req = httptest.NewRequest("GET", tc.url, nil)
+			s.mode = modeForward
+			status := 0
+			if perr := srv.admitForward(s); perr != nil {
+				status = perr.status
+			}
+			if status != tc.status {
+				t.Errorf("status %d, want %d", status, tc.status)
+			}
+		})
 	}
 }
