@@ -46,8 +46,9 @@ type Server struct {
 	alog   *accessLog
 	m      *metrics
 
-	viaLine  []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	viaValue string // "1.1 <pseudonym>", appended to upstream requests
+	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -90,6 +91,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	}
 	s.viaValue = "1.1 " + cfg.ViaPseudonym
 	s.viaLine = []byte("Via: " + s.viaValue + "\r\n")
+	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
 

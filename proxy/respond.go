@@ -72,7 +72,7 @@ func (s *slot) writeConnFields() int {
 	case s.closeAfter:
 		m, _ = bw.WriteString("Connection: close\r\n")
 	case s.proto10:
-		m, _ = bw.WriteString("Connection: keep-alive\r\n")
+		m, _ = bw.Write(s.c.srv.keepAliveLine)
 	}
 	return n + m
 }
