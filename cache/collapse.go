@@ -130,6 +130,16 @@ func (fl *flight) spillTo(w *diskWriter) error {
 	return nil
 }
 
+// wait blocks until the body is complete and returns its error.
+func (fl *flight) wait() error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for !fl.done {
+		fl.cond.Wait()
+	}
+	return fl.bodyErr
+}
+
 // finish marks the body complete (err nil) or failed.
 func (fl *flight) finish(err error) {
 	fl.mu.Lock()

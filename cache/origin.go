@@ -261,6 +261,14 @@ func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Req
 	c.pumps.Add(1)
 	go c.pump(fl, registered, resp.Body, e, h)
 	defer fl.release()
+	if lr.e != nil && resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax && c.staleAllowed(lr, rq, io.ErrUnexpectedEOF) {
+		// A revalidation that may fall back to the stale response takes the whole new body
+		// first: an origin failing mid-body then still leaves this client a complete response.
+		if err := fl.wait(); err != nil {
+			out, _, werr := c.serveStaleOnError(w, r, lr, nil, err, fwd)
+			return out, werr
+		}
+	}
 	return out, c.respondFlight(w, r, fl, e, resp.ContentLength, cs+"; stored")
 }
 

@@ -162,6 +162,18 @@ func ago(h time.Duration) string {
 	return time.Now().UTC().Truncate(time.Second).Add(-h).Format(http.TimeFormat)
 }
 
+// cutShort sends a header promising 100 bytes, 10 of them, and closes the connection.
+func cutShort(w http.ResponseWriter, _ *http.Request, _ int) {
+	w.Header().Set("Cache-Control", "max-age=60")
+	w.Header().Set("Content-Length", "100")
+	w.WriteHeader(200)
+	_, _ = io.WriteString(w, "0123456789")
+	if conn, bw, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = bw.Flush()
+		conn.Close()
+	}
+}
+
 // hangUp closes the origin connection without a response.
 func hangUp(w http.ResponseWriter, _ *http.Request, _ int) {
 	conn, _, err := http.NewResponseController(w).Hijack()
@@ -541,6 +553,10 @@ func rfcCases() []rfcCase {
 		{name: "RFC 9111 §4.2.4 stale_on_error: an unreachable origin gets the stale response",
 			origin: sequence(reply(200, "one", "Cache-Control: max-age=1"), hangUp), steps: []step{
 				{origin: 1}, {adv: 5 * time.Second, origin: 2, retry: true, body: str("one"), code: "TCP_STALE_HIT"},
+			}},
+		{name: "RFC 9111 §4.2.4 stale_on_error: an origin closing mid-response on revalidation gets the stale response",
+			origin: sequence(reply(200, "one", "Cache-Control: max-age=1"), cutShort), steps: []step{
+				{origin: 1}, {adv: 5 * time.Second, origin: 2, retry: true, body: str("one"), code: "TCP_STALE_HIT", cs: "detail=stale-if-error"},
 			}},
 		{name: "RFC 9111 §4.2.4 origin unreachable and stale not allowed: 502",
 			cfg:    func(c *config.CacheConfig) { c.StaleOnError = false },
