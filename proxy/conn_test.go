@@ -113,3 +113,18 @@ func TestLargeBodiesStream(t *testing.T) {
 		t.Errorf("trailer %v", resp.Trailer)
 	}
 }
+
+// TestHeaderTimeout: a request head that stops arriving gets 408 after read_header_timeout and
+// the connection closes (slowloris).
+func TestHeaderTimeout(t *testing.T) {
+	p := startProxy(t, "read_header_timeout = \"150ms\"\n", Options{})
+	c := dialRaw(t, p.addr)
+	c.send("GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127")
+	resp, _ := c.response("GET")
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	if !c.closed() {
+		t.Fatal("connection open after 408")
+	}
+}
