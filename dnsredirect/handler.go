@@ -44,6 +44,25 @@ type localCache struct {
 	st        *state
 	answers   map[string]*template
 	decisions map[decisionKey]*decision
+	tally     map[counter]uint64 // counts not yet added to the shared counters
+}
+
+// count adds one to c: to the reader's tally when it has one (flushed once per batch, so two
+// readers do not bounce the counter's cache line per query), else directly.
+func (q *query) count(c counter) {
+	if q.lc == nil || q.lc.tally == nil {
+		c.Inc()
+		return
+	}
+	q.lc.tally[c]++
+}
+
+// flush adds the tallied counts to the shared counters.
+func (lc *localCache) flush() {
+	for c, n := range lc.tally {
+		c.Add(float64(n))
+	}
+	clear(lc.tally)
 }
 
 // maxLocalEntries bounds a reader's private cache.
@@ -130,7 +149,7 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 		}
 	}
 	if q.ecs.present {
-		m.ecs.Inc()
+		q.count(m.ecs)
 	}
 	switch {
 	case q.edns && q.version != 0: // RFC 6891 §6.1.3
@@ -156,7 +175,7 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 	if t.dyn != nil {
 		t, scope = st.steered(q, t.dyn, src, key, m)
 	}
-	t.count.Inc()
+	q.count(t.count)
 	return assemble(out, q, t, scope, st.ednsSize, limit)
 }
 
@@ -164,7 +183,7 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 func (st *state) steered(q *query, d *dynName, src netip.Addr, key []byte, m *metrics) (*template, uint8) {
 	client, viaECS := st.clientAddr(q, src)
 	sel, step, scope := st.steerQuery(q, d, client)
-	m.stepC[step].Inc()
+	q.count(m.stepC[step])
 	if step == stepFallback {
 		d.pool.logFallback(st)
 	}
@@ -173,7 +192,7 @@ func (st *state) steered(q *query, d *dynName, src netip.Addr, key []byte, m *me
 		byte(sk>>24), byte(sk>>16), byte(sk>>8), byte(sk))
 	t := st.template(q, key, &sel)
 	for _, c := range t.edges {
-		c.Inc()
+		q.count(c)
 	}
 	if !viaECS {
 		scope = 0
@@ -259,6 +278,8 @@ func (st *state) counterFor(name string, qtype uint16, rcode int) counter {
 type nopCounter struct{}
 
 func (nopCounter) Inc() {}
+
+func (nopCounter) Add(float64) {}
 
 // reply answers q with an rcode (and optional answer records) without a zone lookup.
 func (st *state) reply(q *query, rcode int, answer []dns.RR, out []byte, limit int) []byte {

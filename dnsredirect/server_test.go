@@ -249,4 +249,13 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := addrs(r.Answer); len(got) != 1 || got[0] != "127.0.0.13" {
 		t.Errorf("demo www.cdn.test from 203.0.113.0/24 = %v, want 127.0.0.13", got)
 	}
+	if n := counterValue(t, ts.env.Metrics, "outpost_dns_queries_total", "NOERROR"); n != 4 {
+		t.Errorf("queries counted: %v, want 4", n)
+	}
+	if n := counterValue(t, ts.env.Metrics, "outpost_dns_edge_answers_total", "edge3"); n != 1 {
+		t.Errorf("edge3 answers counted: %v, want 1", n)
+	}
+	if n := counterValue(t, ts.env.Metrics, "outpost_dns_steering_decisions_total", "geo"); n != 1 {
+		t.Errorf("geo decisions counted: %v, want 1", n)
+	}
 }

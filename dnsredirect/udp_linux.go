@@ -48,7 +48,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 	pin.Pin(b)
 	defer pin.Unpin()
 	b.init()
-	lc := new(localCache)
+	lc := &localCache{tally: map[counter]uint64{}}
 	for i := range b.qs {
 		b.qs[i].lc = lc
 	}
@@ -89,6 +89,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			continue
 		}
 		k, sent = s.answerBatch(b, got), 0
+		lc.flush()
 		if k > 0 {
 			if err := rc.Write(send); err != nil {
 				return

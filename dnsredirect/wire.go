@@ -230,7 +230,10 @@ type template struct {
 }
 
 // counter is the part of prometheus.Counter the hot path uses.
-type counter interface{ Inc() }
+type counter interface {
+	Inc()
+	Add(float64)
+}
 
 // assemble writes the response to q from t into out (which must hold maxTCPLength bytes):
 // header with the query's ID and RD/CD bits, the question as asked, t's sections, and an OPT
