@@ -458,7 +458,9 @@ func (w *diskWriter) commit(e *entry) error {
 	if it.atime == nil {
 		it.atime = new(atomic.Int64)
 	}
-	it.atime.Store(w.d.now().Unix())
+	if it.atime.Load() == 0 {
+		it.atime.Store(w.d.now().Unix()) // otherwise keep the entry's last use, not the write time
+	}
 	it.verified.Store(true)
 	w.d.add(it)
 	if w.d.onAdd != nil {

@@ -287,6 +287,12 @@ func TestDiskLRUCountsMemoryHits(t *testing.T) {
 	h.c.Close() // drains the disk write queue
 	key := "http://origin.test/hot?n=100000"
 	if h.c.st.disk.get(primaryHash(key)) == nil {
+		d := h.c.st.disk
+		d.mu.Lock()
+		for _, it := range d.items {
+			t.Logf("%s atime %d", it.e.key, it.atime.Load()-h.clk.Now().Unix())
+		}
+		d.mu.Unlock()
 		t.Fatal("the hot object was evicted from the disk tier")
 	}
 	if h.c.stats.diskEvictions.Load() == 0 {
