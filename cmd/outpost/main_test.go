@@ -178,15 +178,27 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// startBinary runs the real binary and returns it with a channel of its stderr lines.
-func startBinary(t *testing.T, args ...string) (*exec.Cmd, <-chan string) {
+// freePort returns a loopback address whose port was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startBinary runs the real binary with extra environment variables and returns it with a
+// channel of its stderr lines.
+func startBinary(t *testing.T, env []string, args ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "OUTPOST_LOG_LEVEL=info")
+	cmd.Env = append(append(os.Environ(), "OUTPOST_LOG_LEVEL=info"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -210,12 +222,17 @@ var adminLine = regexp.MustCompile(`component=admin addr="tcp ([0-9.:]+)"`)
 
 // TestBinarySIGTERM runs the real binary on the demo configuration, waits for /readyz, sends
 // SIGTERM and expects exit status 0 within the grace period.
+//
+// The proxy's address comes from OUTPOST_PROXY_LISTEN, so the test also shows the environment
+// moving a listener of the real binary.
 func TestBinarySIGTERM(t *testing.T) {
-	cmd, lines := startBinary(t, "up", "--config", ephemeralConfig(t))
+	proxyAddr := freePort(t)
+	cmd, lines := startBinary(t, []string{"OUTPOST_PROXY_LISTEN=" + proxyAddr}, "up", "--config", ephemeralConfig(t))
 	var admin string
 	var seen []string
+	proxyLogged := false
 	timeout := time.After(60 * time.Second)
-	for admin == "" {
+	for admin == "" || !proxyLogged {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -225,11 +242,19 @@ func TestBinarySIGTERM(t *testing.T) {
 			if m := adminLine.FindStringSubmatch(l); m != nil {
 				admin = m[1]
 			}
+			if strings.Contains(l, "component=proxy") && strings.Contains(l, "tcp "+proxyAddr) {
+				proxyLogged = true
+			}
 		case <-timeout:
-			t.Fatalf("no admin address logged:\n%s", strings.Join(seen, "\n"))
+			t.Fatalf("admin or proxy address not logged:\n%s", strings.Join(seen, "\n"))
 		}
 	}
 	waitReady(t, admin, 60*time.Second)
+	resp, err := http.Get("http://" + proxyAddr + "/proxy.pac")
+	if err != nil {
+		t.Fatalf("proxy does not answer on the address from OUTPOST_PROXY_LISTEN: %v", err)
+	}
+	resp.Body.Close()
 	go func() {
 		for range lines { // keep draining so the process never blocks on stderr
 		}
@@ -250,14 +275,15 @@ func TestBinarySIGTERM(t *testing.T) {
 }
 
 // TestBinaryPortTaken: a listener that cannot bind is an error naming the component and the
-// address, exit status 1.
+// address, exit status 1; the components bound before it (admin, origins, DNS, mail) are shut
+// down again.
 func TestBinaryPortTaken(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cmd, lines := startBinary(t, "up", "--config", ephemeralConfig(t), "--admin-listen", ln.Addr().String())
+	cmd, lines := startBinary(t, nil, "up", "--config", ephemeralConfig(t), "--proxy-listen", ln.Addr().String())
 	var all []string
 	for l := range lines {
 		all = append(all, l)
@@ -268,7 +294,7 @@ func TestBinaryPortTaken(t *testing.T) {
 		t.Fatalf("exit %v, want status %d; stderr:\n%s", err, exitFailure, strings.Join(all, "\n"))
 	}
 	text := strings.Join(all, "\n")
-	if !strings.Contains(text, "admin") || !strings.Contains(text, ln.Addr().String()) {
+	if !strings.Contains(text, "proxy") || !strings.Contains(text, ln.Addr().String()) {
 		t.Errorf("error does not name the component and address:\n%s", text)
 	}
 }
