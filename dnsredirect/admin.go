@@ -2,6 +2,7 @@ package dnsredirect
 
 import (
 	"encoding/json"
+	"github.com/outpost-proxy/outpost/dnsredirect/geodb"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -27,6 +28,9 @@ type Explain struct {
 	Answer     []string      `json:"answer"`
 	Authority  []string      `json:"authority,omitempty"`
 	Additional []string      `json:"additional,omitempty"`
+	// GeoIP holds the client's complete records in the configured databases ("city", "asn"),
+	// as geoip2-golang decodes them, so an operator sees what the steps saw.
+	GeoIP map[string]any `json:"geoip,omitempty"`
 }
 
 // ExplainStep is one steering step: what it found and, if it decided, the edges it chose.
@@ -71,6 +75,7 @@ func (st *state) explain(name string, qtype uint16, client netip.Addr) *Explain 
 	if z := st.findZone(name); z != nil {
 		ex.Zone = z.origin
 	}
+	ex.describeClient(st, client)
 	res := st.resolve(name, qtype, nil)
 	if res.dyn != nil {
 		ex.Pool = res.dyn.pool.name
@@ -209,4 +214,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// describeClient adds the client's complete GeoIP records (or the lookup error) to ex.
+func (ex *Explain) describeClient(st *state, client netip.Addr) {
+	for kind, db := range map[string]*geodb.DB{"city": st.cityDB, "asn": st.asnDB} {
+		if db == nil {
+			continue
+		}
+		rec, err := db.Describe(client)
+		if err != nil {
+			rec = err.Error()
+		}
+		if ex.GeoIP == nil {
+			ex.GeoIP = map[string]any{}
+		}
+		ex.GeoIP[kind] = rec
+	}
 }

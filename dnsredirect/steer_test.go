@@ -168,6 +168,13 @@ func TestExplain(t *testing.T) {
 		if ex.DecidedBy != tc.decided || len(ex.Answer) != 1 || !strings.HasSuffix(ex.Answer[0], tc.answer) || !slices.Equal(steps, tc.steps) {
 			t.Errorf("%s: %s", tc.client, rec.Body)
 		}
+		// The complete records, decoded by geoip2-golang, are shown beside the steps.
+		if _, ok := ex.GeoIP["city"].(map[string]any)["country"]; !ok {
+			t.Errorf("%s: no city record with a country in the explanation: %s", tc.client, rec.Body)
+		}
+		if _, ok := ex.GeoIP["asn"].(map[string]any); !ok {
+			t.Errorf("%s: no ASN record in the explanation: %s", tc.client, rec.Body)
+		}
 	}
 	rec := httptest.NewRecorder()
 	ts.env.Admin.ServeHTTP(rec, httptest.NewRequest("GET", "/dns/explain?name=www.cdn.test&client=nope", nil))

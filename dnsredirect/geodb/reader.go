@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 
+	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 )
 
@@ -24,6 +26,7 @@ type Location struct {
 // their offset in the data section.
 type DB struct {
 	r    *maxminddb.Reader
+	full *geoip2.Reader // the same bytes, for complete records (Describe)
 	Path string
 
 	mu    sync.RWMutex
@@ -47,14 +50,44 @@ func Open(path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("geodb: %s is not a valid MaxMind database: %w", path, err)
 	}
-	return &DB{r: r, Path: path, cache: map[uintptr]Location{}, asns: map[uintptr]uint32{}}, nil
+	full, err := geoip2.OpenBytes(data)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("geodb: %s: %w", path, err)
+	}
+	return &DB{r: r, full: full, Path: path, cache: map[uintptr]Location{}, asns: map[uintptr]uint32{}}, nil
+}
+
+// Describe returns the complete GeoIP2 record for addr, decoded with geoip2-golang: a
+// *geoip2.City for City-shaped databases, a *geoip2.ASN for ASN-shaped ones. It is for people
+// (GET /dns/explain), not for the answer path, which decodes only the fields it uses.
+func (d *DB) Describe(addr netip.Addr) (any, error) {
+	var (
+		rec any
+		err error
+	)
+	switch t := d.Type(); {
+	case strings.Contains(t, "ASN"):
+		rec, err = d.full.ASN(addr)
+	case strings.Contains(t, "City"):
+		rec, err = d.full.City(addr)
+	default:
+		rec, err = d.full.Country(addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("geodb: describe %s in %s: %w", addr, d.Path, err)
+	}
+	return rec, nil
 }
 
 // Type is the database type from the metadata, e.g. "GeoLite2-City".
 func (d *DB) Type() string { return d.r.Metadata.DatabaseType }
 
 // Close releases the database. Lookups must have finished.
-func (d *DB) Close() error { return d.r.Close() }
+func (d *DB) Close() error {
+	d.full.Close()
+	return d.r.Close()
+}
 
 // City returns the location of addr and the database network that holds it (for an address
 // without a record: the empty network around it). found is false when there is no record.
