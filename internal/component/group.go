@@ -63,8 +63,9 @@ func (g *Group) Run(ctx context.Context, shutdownCtx func() (context.Context, co
 	var runErr error
 	select {
 	case <-ctx.Done():
+		g.logger.Info("shutting down", "reason", context.Cause(ctx))
 	case runErr = <-errc:
-		g.logger.Error("component failed", "err", runErr)
+		g.logger.Error("component failed, shutting down", "err", runErr)
 	}
 	g.ready.Store(false)
 	sctx, cancel := shutdownCtx()
@@ -77,6 +78,7 @@ func (g *Group) Run(ctx context.Context, shutdownCtx func() (context.Context, co
 		}
 	}
 	wg.Wait()
+	g.logger.Info("stopped", "errors", len(shutErrs))
 	if runErr != nil {
 		return runErr
 	}
