@@ -29,8 +29,8 @@ func evalConditions(h http.Header, method string, status int, etag, lastMod, dat
 			return condPreconditionErr
 		}
 	} else if ius := h.Get(hdrIfUnmodifiedSince); ius != "" {
-		if t, err := http.ParseTime(ius); err == nil {
-			if lm, err := http.ParseTime(lastMod); err == nil && lm.After(t) {
+		if t, err := parseHTTPDate(ius); err == nil {
+			if lm, err := parseHTTPDate(lastMod); err == nil && lm.After(t) {
 				return condPreconditionErr
 			}
 		}
@@ -45,7 +45,7 @@ func evalConditions(h http.Header, method string, status int, etag, lastMod, dat
 		return condProceed
 	}
 	if ims := h.Get(hdrIfModifiedSince); ims != "" {
-		t, err := http.ParseTime(ims)
+		t, err := parseHTTPDate(ims)
 		if err != nil {
 			return condProceed
 		}
@@ -59,9 +59,9 @@ func evalConditions(h http.Header, method string, status int, etag, lastMod, dat
 // notModifiedSince compares a stored response's Last-Modified (or, lacking it, its Date, as
 // RFC 9111 §4.3.2 allows) with an If-Modified-Since time.
 func notModifiedSince(lastMod, date string, since time.Time) bool {
-	lm, err := http.ParseTime(lastMod)
+	lm, err := parseHTTPDate(lastMod)
 	if err != nil {
-		if lm, err = http.ParseTime(date); err != nil {
+		if lm, err = parseHTTPDate(date); err != nil {
 			return false
 		}
 	}

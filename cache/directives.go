@@ -37,7 +37,10 @@ func forEachDirective(lines []string, fn func(name, arg string) bool) {
 		for line != "" {
 			var item string
 			item, line = nextItem(line)
-			name, arg, _ := strings.Cut(item, "=")
+			name, arg, hasArg := strings.Cut(item, "=")
+			if hasArg && (endsWithSpace(name) || startsWithSpace(arg)) {
+				continue // "max-age =60" is not a directive (RFC 9111 §5.2: no whitespace around "=")
+			}
 			name = strings.TrimSpace(name)
 			if name == "" {
 				continue
@@ -333,3 +336,9 @@ func (d *reqDirectives) apply(name, arg string) {
 		}
 	}
 }
+
+// startsWithSpace reports a leading space or tab.
+func startsWithSpace(s string) bool { return s != "" && (s[0] == ' ' || s[0] == '\t') }
+
+// endsWithSpace reports a trailing space or tab.
+func endsWithSpace(s string) bool { return s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') }

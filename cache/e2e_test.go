@@ -137,7 +137,7 @@ func (s *stack) get(t *testing.T, method, path string, hdr ...string) (*http.Res
 	req.Host = "site.test"
 	for _, l := range hdr {
 		k, v, _ := strings.Cut(l, ":")
-		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	if s.host != "" {
 		req.Host = s.host

@@ -37,7 +37,7 @@ func (t timing) currentAge(now time.Time) time.Duration {
 
 // dateValue is the Date field, or the time of receipt when it is absent or invalid.
 func dateValue(h http.Header, responseTime time.Time) time.Time {
-	if d, err := http.ParseTime(h.Get(hdrDate)); err == nil {
+	if d, err := parseHTTPDate(h.Get(hdrDate)); err == nil {
 		return d
 	}
 	return responseTime
@@ -76,7 +76,7 @@ func freshnessLifetime(status int, h http.Header, d *respDirectives, responseTim
 		if len(h[hdrExpires]) > 1 {
 			return 0, false // conflicting Expires lines: treat as stale (§4.2.1)
 		}
-		exp, err := http.ParseTime(h.Get(hdrExpires))
+		exp, err := parseHTTPDate(h.Get(hdrExpires))
 		if err != nil {
 			return 0, false // invalid Expires means already expired (§5.3)
 		}
@@ -85,7 +85,7 @@ func freshnessLifetime(status int, h http.Header, d *respDirectives, responseTim
 	if !heuristicallyCacheable(status) && !d.public {
 		return 0, false
 	}
-	lm, err := http.ParseTime(h.Get(hdrLastModified))
+	lm, err := parseHTTPDate(h.Get(hdrLastModified))
 	if err != nil {
 		return 0, true
 	}

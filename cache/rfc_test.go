@@ -609,7 +609,7 @@ func rfcCases() []rfcCase {
 			{status: 204, origin: 1}, {status: 204, origin: 1, cs: "hit", body: str("")},
 		}},
 	}
-	return cases
+	return append(cases, suiteCases()...)
 }
 
 // TestIncompleteNotStored checks RFC 9111 §3.3: a body cut short is not stored.

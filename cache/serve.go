@@ -255,8 +255,8 @@ func ifRangeMatches(ir string, e *entry) bool {
 	if strings.HasPrefix(ir, `"`) || strings.HasPrefix(ir, "W/") {
 		return e.etag != "" && etagMatch(ir, e.etag, true)
 	}
-	t, err := http.ParseTime(ir)
-	lm, err2 := http.ParseTime(e.lastMod)
+	t, err := parseHTTPDate(ir)
+	lm, err2 := parseHTTPDate(e.lastMod)
 	return err == nil && err2 == nil && t.Equal(lm)
 }
 
