@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outpost-proxy/outpost/internal/component"
 )
 
 // Server is the admin listener, a component.Component.
@@ -63,10 +65,9 @@ func (s *Server) Name() string { return "admin" }
 
 // Listen binds the admin address.
 func (s *Server) Listen(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	ln, err := component.ListenTCP(ctx, s.addr, 0)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.addr, err)
+		return err
 	}
 	s.ln = ln
 	return nil
@@ -74,10 +75,7 @@ func (s *Server) Listen(ctx context.Context) error {
 
 // Addrs returns the bound address.
 func (s *Server) Addrs() []string {
-	if s.ln == nil {
-		return nil
-	}
-	return []string{"tcp " + s.ln.Addr().String()}
+	return component.Addrs(s.ln)
 }
 
 // Serve serves until Shutdown.

@@ -15,9 +15,9 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 )
 
 // Options configure the IMAP server.
@@ -98,13 +98,10 @@ func (a logAdapter) Printf(format string, args ...any) {
 func (s *Server) Name() string { return "imap" }
 
 // Listen binds the listener.
-func (s *Server) Listen(context.Context) error {
-	ln, err := net.Listen("tcp", s.opts.Listen)
+func (s *Server) Listen(ctx context.Context) error {
+	ln, err := component.ListenTCP(ctx, s.opts.Listen, s.opts.MaxConnections)
 	if err != nil {
-		return fmt.Errorf("imap: listen %s: %w", s.opts.Listen, err)
-	}
-	if s.opts.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, s.opts.MaxConnections)
+		return fmt.Errorf("imap: %w", err)
 	}
 	s.mu.Lock()
 	s.ln = ln
@@ -116,10 +113,7 @@ func (s *Server) Listen(context.Context) error {
 func (s *Server) Addrs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return []string{"tcp " + s.ln.Addr().String()}
+	return component.Addrs(s.ln)
 }
 
 // Addr is the bound address (valid after Listen).

@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 )
 
 // Options configure the POP3 server.
@@ -79,13 +79,10 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 func (s *Server) Name() string { return "pop3" }
 
 // Listen binds the listener.
-func (s *Server) Listen(context.Context) error {
-	ln, err := net.Listen("tcp", s.opts.Listen)
+func (s *Server) Listen(ctx context.Context) error {
+	ln, err := component.ListenTCP(ctx, s.opts.Listen, s.opts.MaxConnections)
 	if err != nil {
-		return fmt.Errorf("pop3: listen %s: %w", s.opts.Listen, err)
-	}
-	if s.opts.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, s.opts.MaxConnections)
+		return fmt.Errorf("pop3: %w", err)
 	}
 	s.mu.Lock()
 	s.ln = ln
@@ -97,10 +94,7 @@ func (s *Server) Listen(context.Context) error {
 func (s *Server) Addrs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return []string{"tcp " + s.ln.Addr().String()}
+	return component.Addrs(s.ln)
 }
 
 // Addr is the bound address (valid after Listen).

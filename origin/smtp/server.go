@@ -17,7 +17,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
-	"golang.org/x/net/netutil"
+	"github.com/outpost-proxy/outpost/internal/component"
 )
 
 // HostOptions configure one SMTP host (one listener and the domains it is final for).
@@ -99,13 +99,10 @@ func (w slogWriter) Write(p []byte) (int, error) {
 func (s *Server) Name() string { return "smtp" }
 
 // Listen binds the host's listener.
-func (s *Server) Listen(context.Context) error {
-	ln, err := net.Listen("tcp", s.opts.Listen)
+func (s *Server) Listen(ctx context.Context) error {
+	ln, err := component.ListenTCP(ctx, s.opts.Listen, s.opts.MaxConnections)
 	if err != nil {
-		return fmt.Errorf("smtp %s: listen %s: %w", s.opts.Hostname, s.opts.Listen, err)
-	}
-	if s.opts.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, s.opts.MaxConnections)
+		return fmt.Errorf("smtp %s: %w", s.opts.Hostname, err)
 	}
 	ln = hangupListener{ln}
 	s.mu.Lock()
@@ -118,10 +115,7 @@ func (s *Server) Listen(context.Context) error {
 func (s *Server) Addrs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return []string{"tcp " + s.ln.Addr().String()}
+	return component.Addrs(s.ln)
 }
 
 // Addr is the bound address (valid after Listen).
