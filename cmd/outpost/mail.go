@@ -3,10 +3,11 @@ package main
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -188,7 +189,7 @@ func mailQueueCommand(load func(*cobra.Command) (*config.Config, error)) *cobra.
 				return err
 			}
 			envs, err := smtp.ReadQueueDir(filepath.Join(cfg.DataDir, "mail", "queue"))
-			if err != nil && !os.IsNotExist(errUnwrapAll(err)) {
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 			if asJSON {
@@ -201,17 +202,6 @@ func mailQueueCommand(load func(*cobra.Command) (*config.Config, error)) *cobra.
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the queue as JSON")
 	return cmd
-}
-
-// errUnwrapAll returns the innermost wrapped error.
-func errUnwrapAll(err error) error {
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok || u.Unwrap() == nil {
-			return err
-		}
-		err = u.Unwrap()
-	}
 }
 
 // printQueue prints the queue as a table, one row per recipient.
