@@ -10,10 +10,11 @@ import (
 )
 
 // This file stores and combines partial content (RFC 9111 §3.3, §3.4): a 206 to a single-range
-// request is kept as a partial entry (the representation's length, the byte ranges held and a
-// strong validator); later 206s with the same validator are combined with it; a complete
+// request is kept as a partial entry (the representation's length, the byte ranges held and
+// its validators); later 206s with the same strong validator are combined with it; a complete
 // combination becomes an ordinary stored 200. A range request inside what is held is served
-// from it; a full GET completes a held prefix with a range request for the rest.
+// from it (§3.3 needs no validator for that); a full GET completes a held prefix that has a
+// strong validator with a range request for the rest.
 
 // parseContentRange parses "bytes first-last/complete" (RFC 9110 §14.4) with a known length.
 func parseContentRange(v string) (r byteRange, total int64, ok bool) {
@@ -97,7 +98,7 @@ func (c *Cache) servePartial(w ResponseWriter, r *http.Request, f Fetcher, key s
 		}
 		return c.fetchRange(w, r, f, key, h, rq, lr)
 	}
-	if r.Method == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 {
+	if r.Method == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 && strongValidator(e.header) {
 		return c.completePartial(w, r, f, key, h, rq, lr)
 	}
 	return c.forward(w, r, f, key, h, rq, lookupResult{}, "partial")
@@ -139,18 +140,26 @@ func (c *Cache) fetchRange(w ResponseWriter, r *http.Request, f Fetcher, key str
 }
 
 // partialEntry reads a storable 206 and combines it with old. ok is false when the response
-// is not storable (it is then passed on untouched); body is nil when it was cut short.
+// is not storable (it is then passed on as received); body is nil when it was cut short.
 func (c *Cache) partialEntry(old *entry, key string, h uint64, r *http.Request, rq *reqDirectives, resp *http.Response, reqTime, respTime time.Time) (e *entry, body []byte, ok bool) {
 	part, total, valid := parseContentRange(resp.Header.Get(hdrContentRange))
 	d := parseResponseDirectives(resp.Header)
 	if resp.StatusCode != http.StatusPartialContent || !valid || c.st.mem == nil || total > c.st.memMax ||
-		!strongValidator(resp.Header) || storable(http.StatusOK, resp.Header, &d, rq, len(r.Header[hdrAuthorization]) > 0) != (Reason{}) {
+		storable(http.StatusOK, resp.Header, &d, rq, len(r.Header[hdrAuthorization]) > 0) != (Reason{}) {
 		return nil, nil, false
 	}
 	n := part.end - part.start + 1
 	body, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
-	if err != nil || int64(len(body)) != n {
+	if err != nil {
 		return nil, nil, true
+	}
+	if int64(len(body)) != n {
+		// The body disagrees with Content-Range: relay it as received, do not store it.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return nil, nil, false
 	}
 	e = c.newEntry(key, h, r, resp, &d, reqTime, respTime)
 	delete(e.header, hdrContentRange)

@@ -261,5 +261,49 @@ func suiteCases() []rfcCase {
 			rfcCase{name: "RFC 9111 §4.2 a stale " + strconv.Itoa(s) + " is not reused",
 				origin: reply(s, "", "Expires: "+httpDate(-5000*time.Second), "Last-Modified: "+ago(100000*time.Second)), steps: notReused(s)})
 	}
-	return cases
+	return append(cases, partialCases()...)
+}
+
+// partialCases check partial content without validators (RFC 9111 §3.3).
+func partialCases() []rfcCase {
+	return []rfcCase{
+		{name: "RFC 9111 §3.3 a 206 without a validator is stored and reused for a range inside it",
+			origin: reply(206, "456789", "Cache-Control: max-age=3600", "Content-Range: bytes 4-9/10"), steps: []step{
+				{hdr: []string{"Range: bytes=-6"}, status: 206, origin: 1, body: str("456789"), cs: "stored", check: originSaw("Range", "bytes=-6")},
+				{hdr: []string{"Range: bytes=-6"}, status: 206, origin: 1, body: str("456789"), cs: "hit"},
+				{hdr: []string{"Range: bytes=6-8"}, status: 206, origin: 1, body: str("678"), cs: "hit"},
+				{hdr: []string{"Range: bytes=6-"}, status: 206, origin: 1, body: str("6789"), cs: "hit"},
+				{hdr: []string{"Range: bytes=-1"}, status: 206, origin: 1, body: str("9"), cs: "hit"},
+			}},
+		{name: "RFC 9111 §3.4 a partial response without a strong validator is not completed or combined",
+			origin: reply(206, "0123", "Cache-Control: max-age=3600", "Content-Range: bytes 0-3/10"), steps: []step{
+				{hdr: []string{"Range: bytes=0-3"}, status: 206, origin: 1},
+				{status: 206, origin: 2, check: originSaw("Range", "")},
+			}},
+		{name: "RFC 9110 §14.4 a 206 whose body disagrees with Content-Range is relayed, not stored",
+			origin: reply(206, "01234", "Cache-Control: max-age=3600", "Content-Range: bytes 4-9/10"), steps: []step{
+				{hdr: []string{"Range: bytes=-6"}, status: 206, origin: 1, body: str("01234")},
+				{hdr: []string{"Range: bytes=-6"}, status: 206, origin: 2, body: str("01234")},
+			}},
+		{name: "RFC 9110 §13.1.3 If-Modified-Since in the rfc850 form is understood",
+			origin: reply(200, "x", "Cache-Control: max-age=10000", "Last-Modified: "+ago(3000*time.Second)), steps: []step{
+				{origin: 1},
+				{hdr: []string{"If-Modified-Since: " + time.Now().UTC().Truncate(time.Second).Add(-3000*time.Second).Format("Monday, 02-Jan-06 15:04:05 GMT")}, status: 304, origin: 1},
+			}},
+		{name: "RFC 9110 §13.1.3 If-Modified-Since against a stored response without Last-Modified uses its Date",
+			origin: cc200("max-age=10000"), steps: []step{
+				{origin: 1}, {adv: time.Second, hdr: []string{"If-Modified-Since: " + httpDate(time.Second)}, status: 304, origin: 1},
+				{hdr: []string{"If-Modified-Since: " + ago(3000*time.Second)}, origin: 1, body: str("x")},
+			}},
+		{name: "RFC 9110 §8.8.3.2 a weak ETag matches If-None-Match by weak comparison",
+			origin: reply(200, "x", "Cache-Control: max-age=10000", `ETag: W/"abcdef"`), steps: []step{
+				{origin: 1}, {hdr: []string{`If-None-Match: W/"abcdef"`}, status: 304, origin: 1, check: hasField("ETag", `W/"abcdef"`)},
+				{hdr: []string{`If-None-Match: "1234", "abcdef", "5678"`}, status: 304, origin: 1},
+			}},
+	}
+}
+
+// cc200 answers 200 "x" with the given Cache-Control.
+func cc200(v string) func(http.ResponseWriter, *http.Request, int) {
+	return reply(200, "x", "Cache-Control: "+v)
 }
