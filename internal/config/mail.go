@@ -71,6 +71,9 @@ type MailSMTPConfig struct {
 	RelayPort int `mapstructure:"relay_port"`
 	// RelayTimeout bounds one relay attempt (connect, dialogue and data).
 	RelayTimeout time.Duration `mapstructure:"relay_timeout"`
+	// EnforceSenderLogin refuses (553 5.7.1, like Postfix's reject_sender_login_mismatch) a
+	// MAIL FROM address that an authenticated user does not own; the null sender stays allowed.
+	EnforceSenderLogin bool `mapstructure:"enforce_sender_login"`
 }
 
 // MailSMTPHost is one SMTP listener and the mail domains it is the final destination for.
@@ -127,6 +130,8 @@ func defaultMail() MailConfig {
 			Resolver:       "127.0.0.1:53",
 			RelayPort:      25,
 			RelayTimeout:   5 * time.Minute,
+
+			EnforceSenderLogin: true,
 		},
 		POP3: MailPOP3Config{Enabled: true, Listen: "127.0.0.1:1110", IdleTimeout: 10 * time.Minute, MaxConnections: 200},
 		IMAP: MailIMAPConfig{Enabled: true, Listen: "127.0.0.1:1143", MaxConnections: 200},

@@ -96,6 +96,7 @@ type envConfig struct {
 	dir      string
 	tls      *tls.Config // STARTTLS certificate
 	tlsOnly  bool        // no AUTH before STARTTLS
+	anyFrom  bool        // AllowSenderLoginMismatch
 }
 
 // startMail starts the whole mail system on loopback with free ports.
@@ -138,7 +139,8 @@ func startMail(t testing.TB, cfg envConfig) *mailEnv {
 	host := func(listen, name string, domains, other []string) *Server {
 		return NewServer(HostOptions{Listen: listen, Hostname: name, Domains: domains, OtherLocal: other, RelayNetworks: nets,
 			MaxMessageSize: cfg.maxSize, MaxRecipients: 5, MaxLineLength: 1000, MaxConnections: 50, MaxAuthFailures: 3,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, TLS: cfg.tls, AllowInsecureAuth: !cfg.tlsOnly}, e.q, nil)
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, TLS: cfg.tls, AllowInsecureAuth: !cfg.tlsOnly,
+			AllowSenderLoginMismatch: cfg.anyFrom}, e.q, nil)
 	}
 	e.a = host("127.0.0.1:0", "outpost.test", []string{"outpost.test"}, []string{"remote.test"})
 	bLn.Close() // re-bound by the server just below (127.0.0.2 has no other users)

@@ -34,7 +34,11 @@ func TestReplies(t *testing.T) {
 		{"no such user", []step{mailFrom, {"RCPT TO:<nobody@outpost.test>", "550 5.1.1"}}},
 		{"open relay refused", []step{mailFrom, {"RCPT TO:<victim@example.com>", "554 5.7.1"}}},
 		{"other local host's domain", []step{mailFrom, {"RCPT TO:<carol@remote.test>", "551 5.7.1"}}},
-		{"relay after AUTH", []step{{plainAuth("alice", "wonderland"), "235 "}, mailFrom, {"RCPT TO:<victim@example.com>", "250 "}}},
+		{"relay after AUTH", []step{{plainAuth("alice", "wonderland"), "235 "}, {"MAIL FROM:<alice@outpost.test>", "250 "}, {"RCPT TO:<victim@example.com>", "250 "}}},
+		{"AUTH user sends as self", []step{{plainAuth("alice", "wonderland"), "235 "}, {"MAIL FROM:<Alice@Outpost.test>", "250 "}}},
+		{"AUTH user forges sender", []step{{plainAuth("alice", "wonderland"), "235 "},
+			{"MAIL FROM:<bob@outpost.test>", "553 5.7.1 <bob@outpost.test>: Sender address rejected: not owned by user alice"}}},
+		{"AUTH user null sender (bounce)", []step{{plainAuth("alice", "wonderland"), "235 "}, {"MAIL FROM:<>", "250 "}}},
 		{"null reverse-path", []step{{"MAIL FROM:<>", "250 "}, {"RCPT TO:<alice@outpost.test>", "250 "}}},
 		{"too many recipients", []step{mailFrom,
 			{"RCPT TO:<alice@outpost.test>", "250 "}, {"RCPT TO:<bob@outpost.test>", "250 "},
@@ -74,6 +78,26 @@ func TestReplies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSenderLoginMismatchAllowed: with enforcement switched off an authenticated user may use
+// any MAIL FROM address.
+func TestSenderLoginMismatchAllowed(t *testing.T) {
+	e := startMail(t, envConfig{anyFrom: true})
+	c, err := net.Dial("tcp", e.a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	readReply(t, br)
+	for _, s := range []step{{"EHLO x", "250 "}, {plainAuth("alice", "wonderland"), "235 "}, {"MAIL FROM:<bob@outpost.test>", "250 "}} {
+		c.Write([]byte(s.send + "\r\n"))
+		if got := readReply(t, br); !strings.HasPrefix(got, s.want) {
+			t.Fatalf("%s: reply %q, want %q", s.send, got, s.want)
+		}
 	}
 }
 

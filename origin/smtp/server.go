@@ -42,6 +42,10 @@ type HostOptions struct {
 	TLS *tls.Config
 	// AllowInsecureAuth allows AUTH without TLS.
 	AllowInsecureAuth bool
+	// AllowSenderLoginMismatch lets an authenticated user send with any MAIL FROM address.
+	// The zero value enforces ownership (553 5.7.1, as Postfix's reject_sender_login_mismatch):
+	// a logged-in user may only use their own address (or the null sender of a bounce).
+	AllowSenderLoginMismatch bool
 }
 
 // Server is one SMTP host; it is a component.Component.

@@ -28,7 +28,10 @@ var (
 	errNotLocal    = func(a, d string) error {
 		return smtpErr(551, 5, 7, 1, "<"+a+">: user not local; please try the mail exchanger of "+d)
 	}
-	errBadAddress   = func(a string) error { return smtpErr(553, 5, 1, 3, "<"+a+">: bad address syntax") }
+	errBadAddress = func(a string) error { return smtpErr(553, 5, 1, 3, "<"+a+">: bad address syntax") }
+	errNotOwner   = func(a, login string) error {
+		return smtpErr(553, 5, 7, 1, "<"+a+">: Sender address rejected: not owned by user "+login)
+	}
 	errAuthInvalid  = smtpErr(535, 5, 7, 8, "Authentication credentials invalid")
 	errAuthTooMany  = smtpErr(421, 4, 7, 0, "Too many authentication failures, closing connection")
 	errSizeExceeded = smtpErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size")
@@ -46,6 +49,7 @@ type session struct {
 	s         *Server
 	conn      *gosmtp.Conn
 	user      *mailstore.User
+	loginName string // the name the user logged in with (for replies and logs)
 	authFails int
 	from      string
 	rcpts     []*Recipient
@@ -94,7 +98,7 @@ func (ss *session) login(login, password string) error {
 	if err != nil {
 		return ss.fail()
 	}
-	ss.user = u
+	ss.user, ss.loginName = u, login
 	ss.s.log.Info("authenticated", "user", u.Address, "remote", ss.conn.Conn().RemoteAddr().String())
 	return nil
 }
@@ -147,11 +151,17 @@ func (l hangupListener) Accept() (net.Conn, error) {
 	return &hangupConn{Conn: c}, nil
 }
 
-// Mail starts a transaction (MAIL FROM).
+// Mail starts a transaction (MAIL FROM). An authenticated user may only use their own address
+// (unless HostOptions.AllowSenderLoginMismatch); the null sender stays allowed, as in Postfix,
+// because bounces, DSNs and MDNs a user's client sends legitimately use it.
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	ss.Reset()
 	if from != "" && !validAddress(from) {
 		return errBadAddress(from)
+	}
+	if ss.user != nil && from != "" && !ss.s.opts.AllowSenderLoginMismatch && !strings.EqualFold(from, ss.user.Address) {
+		ss.reject()
+		return errNotOwner(from, ss.loginName)
 	}
 	if opts != nil && opts.Size > 0 && ss.s.opts.MaxMessageSize > 0 && opts.Size > ss.s.opts.MaxMessageSize {
 		return errSizeExceeded
