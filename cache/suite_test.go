@@ -261,7 +261,7 @@ func suiteCases() []rfcCase {
 			rfcCase{name: "RFC 9111 §4.2 a stale " + strconv.Itoa(s) + " is not reused",
 				origin: reply(s, "", "Expires: "+httpDate(-5000*time.Second), "Last-Modified: "+ago(100000*time.Second)), steps: notReused(s)})
 	}
-	return append(cases, partialCases()...)
+	return append(append(cases, partialCases()...), ageCases()...)
 }
 
 // partialCases check partial content without validators (RFC 9111 §3.3).
@@ -306,4 +306,26 @@ func partialCases() []rfcCase {
 // cc200 answers 200 "x" with the given Cache-Control.
 func cc200(v string) func(http.ResponseWriter, *http.Request, int) {
 	return reply(200, "x", "Cache-Control: "+v)
+}
+
+// ageCases check Age parsing (RFC 9111 §5.1): only a single delta-seconds value counts.
+func ageCases() []rfcCase {
+	var cases []rfcCase
+	for _, tc := range []struct {
+		name  string
+		lines []string
+	}{
+		{"a float", []string{"7200.0"}},
+		{"a comma-separated list", []string{"0,7200"}},
+		{"a duplicated old value", []string{"7200, 7200"}},
+		{"two lines", []string{"7200", "0"}},
+		{"two lines, old value last", []string{"0", "7200"}},
+	} {
+		fields := []string{"Cache-Control: max-age=3600"}
+		for _, l := range tc.lines {
+			fields = append(fields, "Age: "+l)
+		}
+		cases = append(cases, rfcCase{name: "RFC 9111 §5.1 an invalid Age (" + tc.name + ") is ignored", origin: reply(200, "x", fields...), steps: reused(200)})
+	}
+	return cases
 }
