@@ -269,7 +269,19 @@ func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Req
 			return out, werr
 		}
 	}
-	return out, c.respondFlight(w, r, fl, e, resp.ContentLength, cs+"; stored")
+	return out, c.respondFlight(w, r, fl, e, c.leaderHeader(resp.Header, respTime), resp.ContentLength, cs+"; stored")
+}
+
+// leaderHeader is the header of the response as the client that fetched it receives it: the
+// origin's end-to-end fields, including those a qualified no-cache or private keeps out of
+// storage (they only may not be reused, RFC 9111 §5.2.2.4, §5.2.2.7), and the origin's Age as
+// received (RFC 9111 §5.1: the response was not served from storage).
+func (c *Cache) leaderHeader(origin http.Header, respTime time.Time) http.Header {
+	h := storedHeader(origin, &respDirectives{}, c.cfg.StripCDNCacheControl, respTime)
+	if age := origin[hdrAge]; len(age) > 0 {
+		h[hdrAge] = age
+	}
+	return h
 }
 
 // sizeCheck refuses responses whose declared length no tier can keep.
@@ -406,7 +418,7 @@ func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
 
 // respondFlight answers one client from a flight's response, streaming the body as it arrives
 // (or with a 304/412 when the client's preconditions say so).
-func (c *Cache) respondFlight(w ResponseWriter, r *http.Request, fl *flight, e *entry, length int64, cs string) error {
+func (c *Cache) respondFlight(w ResponseWriter, r *http.Request, fl *flight, e *entry, h http.Header, length int64, cs string) error {
 	now := c.now()
 	switch evalConditions(r.Header, r.Method, e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
 	case condNotModified:
@@ -416,7 +428,10 @@ func (c *Cache) respondFlight(w ResponseWriter, r *http.Request, fl *flight, e *
 	}
 	body := fl.reader()
 	defer body.Close()
-	return c.writeMade(w, r, e.status, e.header.Clone(), body, length, e, now, cs)
+	if h == nil {
+		h = e.header.Clone()
+	}
+	return c.writeMade(w, r, e.status, h, body, length, e, now, cs)
 }
 
 // follow waits for another request's flight and is served from it; on a timeout, a failed
@@ -440,7 +455,7 @@ func (c *Cache) follow(fl *flight, w ResponseWriter, r *http.Request, f Fetcher,
 	if fl.refreshed {
 		return c.serveStored(w, r, lookupResult{e: e, disk: fl.disk}, c.now(), "fwd="+fwd+"; fwd-status=304; collapsed", Outcome{Code: "TCP_REFRESH_HIT"})
 	}
-	return Outcome{Code: "TCP_MISS"}, c.respondFlight(w, r, fl, e, e.size, "fwd="+fwd+"; collapsed")
+	return Outcome{Code: "TCP_MISS"}, c.respondFlight(w, r, fl, e, nil, e.size, "fwd="+fwd+"; collapsed")
 }
 
 // forwardHead forwards a HEAD request that storage could not answer; a 200 whose validators

@@ -195,11 +195,15 @@ func appendStatusFields(b []byte, e *entry, now time.Time, cs string) []byte {
 	return append(b, "\r\n"...)
 }
 
-// addStatusFields sets Age and appends our Cache-Status member on a header being sent.
+// addStatusFields sets Age (unless the header carries the origin's own, on the response that
+// fetched it) and appends our Cache-Status member on a header being sent.
 func addStatusFields(h http.Header, e *entry, now time.Time, cs string) {
 	line := appendStatusFields(nil, e, now, cs)
 	for l := range strings.SplitSeq(strings.TrimSuffix(string(line), "\r\n"), "\r\n") {
 		k, v, _ := strings.Cut(l, ": ")
+		if k == hdrAge && len(h[hdrAge]) > 0 {
+			continue
+		}
 		h.Add(k, v)
 	}
 }

@@ -261,7 +261,9 @@ func suiteCases() []rfcCase {
 			rfcCase{name: "RFC 9111 §4.2 a stale " + strconv.Itoa(s) + " is not reused",
 				origin: reply(s, "", "Expires: "+httpDate(-5000*time.Second), "Last-Modified: "+ago(100000*time.Second)), steps: notReused(s)})
 	}
-	return append(append(cases, partialCases()...), ageCases()...)
+	cases = append(cases, partialCases()...)
+	cases = append(cases, ageCases()...)
+	return append(cases, leaderCases()...)
 }
 
 // partialCases check partial content without validators (RFC 9111 §3.3).
@@ -328,4 +330,34 @@ func ageCases() []rfcCase {
 		cases = append(cases, rfcCase{name: "RFC 9111 §5.1 an invalid Age (" + tc.name + ") is ignored", origin: reply(200, "x", fields...), steps: reused(200)})
 	}
 	return cases
+}
+
+// leaderCases check the response to the request that fetched a stored response: it is the
+// origin's, not one served from storage.
+func leaderCases() []rfcCase {
+	return []rfcCase{
+		{name: "RFC 9111 §5.2.2.4 the fields a qualified no-cache names reach the client that fetched the response",
+			origin: reply(200, "x", `Cache-Control: no-cache="a", max-age=3600`, "A: 1", "B: 2"), steps: []step{
+				{origin: 1, check: func(t *testing.T, d Driver, res Response) {
+					hasField("A", "1")(t, d, res)
+					hasField("B", "2")(t, d, res)
+				}},
+				{origin: 1, cs: "hit", check: func(t *testing.T, d Driver, res Response) {
+					fieldsAbsent("A")(t, d, res)
+					hasField("B", "2")(t, d, res)
+				}},
+			}},
+		{name: "RFC 9111 §5.2.2.7 the fields a qualified private names reach the client that fetched the response",
+			origin: reply(200, "x", `Cache-Control: private="x-user", max-age=3600`, "X-User: bob"), steps: []step{
+				{origin: 1, check: hasField("X-User", "bob")}, {origin: 1, cs: "hit", check: hasField("X-User", "")},
+			}},
+		{name: "RFC 9111 §5.1 the origin's Age is passed on unchanged on the response that fetched it",
+			origin: reply(200, "x", "Cache-Control: max-age=3600", "Age: 30"), steps: []step{
+				{origin: 1, check: hasField("Age", "30")}, {adv: 2 * time.Second, origin: 1, cs: "hit", check: hasField("Age", "32")},
+			}},
+		{name: "RFC 9111 §5.1 an invalid Age from the origin is passed on, and ignored for freshness",
+			origin: reply(200, "x", "Cache-Control: max-age=3600", "Age: abc"), steps: []step{
+				{origin: 1, check: hasField("Age", "abc")}, {adv: 2 * time.Second, origin: 1, cs: "hit", check: hasField("Age", "2")},
+			}},
+	}
 }

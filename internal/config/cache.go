@@ -50,8 +50,9 @@ type CacheConfig struct {
 	PurgeAllow []string `mapstructure:"purge_allow"`
 
 	// StripCDNCacheControl removes CDN-Cache-Control (RFC 9213) from responses before they are
-	// forwarded to clients: Outpost is the CDN it targets. Outpost-Cache-Control is always
-	// removed.
+	// forwarded to clients. Off by default: RFC 9213 §3 has CDN caches forward it for the CDN
+	// caches downstream, and remove it only when configured to. Outpost-Cache-Control is
+	// always removed.
 	StripCDNCacheControl bool `mapstructure:"strip_cdn_cache_control"`
 }
 
@@ -71,7 +72,7 @@ func defaultCache() CacheConfig {
 		CollapseTimeout:      10 * time.Second,
 		MaxVariants:          64,
 		PurgeAllow:           []string{"127.0.0.0/8", "::1/128"},
-		StripCDNCacheControl: true,
+		StripCDNCacheControl: false,
 	}
 }
 
