@@ -19,8 +19,9 @@ type MailConfig struct {
 	// no TLS is offered.
 	TLSCert string `mapstructure:"tls_cert"`
 	TLSKey  string `mapstructure:"tls_key"`
-	// AllowInsecureAuth permits AUTH/LOGIN/USER+PASS on connections without TLS (the loopback
-	// demo). When false and no certificate is configured, nobody can log in.
+	// AllowInsecureAuth permits AUTH/LOGIN/USER+PASS on connections without TLS, from loopback
+	// clients only (the demo); others must use TLS first whatever this says. When false and no
+	// certificate is configured, nobody can log in.
 	AllowInsecureAuth bool `mapstructure:"allow_insecure_auth"`
 	// MaxAuthFailures closes a connection after this many failed logins.
 	MaxAuthFailures int `mapstructure:"max_auth_failures"`

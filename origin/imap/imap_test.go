@@ -359,3 +359,33 @@ func TestLongCommandLine(t *testing.T) {
 		t.Fatalf("long line answered %q", rest)
 	}
 }
+
+// TestInsecureLoginLoopbackOnly: allow_insecure_auth covers loopback clients only; a client
+// that is not on loopback sees LOGINDISABLED and LOGIN gets NO [PRIVACYREQUIRED] before TLS.
+func TestInsecureLoginLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		remote       bool
+		wantDisabled bool
+		want         string
+	}{
+		{"loopback client", false, false, "OK"},
+		{"non-loopback client", true, true, "NO [PRIVACYREQUIRED]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, _ := testServerWith(t, func(o *Options) {
+				if tc.remote {
+					o.isLocal = func(net.Addr) bool { return false }
+				}
+			})
+			cl := dial(t, s.Addr())
+			caps := cl.ok("CAPABILITY")
+			if got := strings.Contains(caps, "LOGINDISABLED"); got != tc.wantDisabled {
+				t.Fatalf("LOGINDISABLED in %q = %v, want %v", caps, got, tc.wantDisabled)
+			}
+			if _, st := cl.do("LOGIN alice wonderland"); !strings.HasPrefix(st, tc.want) {
+				t.Fatalf("LOGIN: %q, want %q", st, tc.want)
+			}
+		})
+	}
+}

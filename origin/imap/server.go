@@ -32,8 +32,11 @@ type Options struct {
 	MaxMessageSize int64
 	// TLS enables STARTTLS when non-nil.
 	TLS *tls.Config
-	// AllowInsecureAuth allows LOGIN/AUTHENTICATE before STARTTLS.
+	// AllowInsecureAuth allows LOGIN/AUTHENTICATE before STARTTLS, for loopback clients only
+	// (others see LOGINDISABLED and get NO [PRIVACYREQUIRED]).
 	AllowInsecureAuth bool
+	// isLocal classifies clients for plaintext login (mailstore.IsLoopback; tests override).
+	isLocal func(net.Addr) bool
 	// Logger and Metrics (either may be nil).
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
@@ -44,13 +47,15 @@ type Server struct {
 	opts  Options
 	store *mailstore.Store
 	log   *slog.Logger
-	srv   *imapserver.Server
+	srv   *imapserver.Server // for clients that must use TLS before logging in
+	local *imapserver.Server // for loopback clients when AllowInsecureAuth (else nil)
 	m     *metrics
 
 	mu     sync.Mutex
 	ln     net.Listener
 	boxes  map[string]*mailbox
 	closed bool
+	served chan struct{} // closed when Serve's accept loop has ended (nil: Serve not called)
 }
 
 // New returns an IMAP server over store.
@@ -69,16 +74,27 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, store: store, log: opts.Logger, m: m, boxes: map[string]*mailbox{}}
-	s.srv = imapserver.New(&imapserver.Options{
+	if opts.isLocal == nil {
+		s.opts.isLocal = mailstore.IsLoopback
+	}
+	s.srv = s.newIMAPServer(false)
+	if opts.AllowInsecureAuth {
+		s.local = s.newIMAPServer(true)
+	}
+	return s, nil
+}
+
+// newIMAPServer builds a go-imap server whose sessions are ours.
+func (s *Server) newIMAPServer(insecureAuth bool) *imapserver.Server {
+	return imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
 		Caps: goimap.CapSet{
 			goimap.CapIMAP4rev1: {}, goimap.CapUIDPlus: {}, goimap.CapChildren: {}, goimap.CapLiteralPlus: {},
 		},
 		Logger:       logAdapter{s.log},
-		TLSConfig:    opts.TLS,
-		InsecureAuth: opts.AllowInsecureAuth,
+		TLSConfig:    s.opts.TLS,
+		InsecureAuth: insecureAuth,
 	})
-	return s, nil
 }
 
 // logAdapter sends go-imap's log lines to slog.
@@ -127,6 +143,10 @@ func (s *Server) Addr() string {
 func (s *Server) Serve(context.Context) error {
 	s.mu.Lock()
 	ln, closed := s.ln, s.closed
+	if ln != nil && !closed {
+		s.served = make(chan struct{})
+	}
+	served := s.served
 	s.mu.Unlock()
 	if ln == nil {
 		return errors.New("imap: Serve before Listen")
@@ -134,7 +154,8 @@ func (s *Server) Serve(context.Context) error {
 	if closed {
 		return nil
 	}
-	err := s.srv.Serve(ln)
+	err := s.serve(ln)
+	close(served)
 	s.mu.Lock()
 	closed = s.closed
 	s.mu.Unlock()
@@ -144,18 +165,46 @@ func (s *Server) Serve(context.Context) error {
 	return fmt.Errorf("imap: %w", err)
 }
 
+// serve runs the go-imap server(s) on ln: with AllowInsecureAuth, loopback clients go to the
+// one that allows plaintext LOGIN and everyone else to the one that does not.
+func (s *Server) serve(ln net.Listener) error {
+	if s.local == nil {
+		return s.srv.Serve(ln)
+	}
+	local, remote := newChanListener(ln.Addr()), newChanListener(ln.Addr())
+	var wg sync.WaitGroup
+	for _, p := range []struct {
+		srv *imapserver.Server
+		ln  net.Listener
+	}{{s.local, local}, {s.srv, remote}} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.srv.Serve(p.ln); p.ln.Close() }()
+	}
+	err := splitConns(ln, s.opts.isLocal, local, remote)
+	wg.Wait()
+	return err
+}
+
 // Shutdown closes the listener and the connections. go-imap's server has no graceful shutdown
 // (its issue #498); nothing is lost by closing, because every store change is already durable
 // when its command completes.
 func (s *Server) Shutdown(context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	ln := s.ln
+	ln, served := s.ln, s.served
 	s.mu.Unlock()
 	if ln != nil {
 		ln.Close()
 	}
+	// go-imap's Close must not run while its Serve is starting (its WaitGroup Add races with
+	// Wait): let the accept loops end on the closed listener first, then close the sessions.
+	if served != nil {
+		<-served
+	}
 	_ = s.srv.Close()
+	if s.local != nil {
+		_ = s.local.Close()
+	}
 	return nil
 }
 

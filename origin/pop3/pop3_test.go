@@ -340,3 +340,39 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+// TestInsecureLoginLoopbackOnly: allow_insecure_auth covers loopback clients only; for a client
+// that is not on loopback CAPA hides USER and USER gets -ERR [AUTH] before STLS.
+func TestInsecureLoginLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		remote   bool
+		wantUser bool
+		want     string
+	}{
+		{"loopback client", false, true, "+OK"},
+		{"non-loopback client", true, false, "-ERR [AUTH]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := testServerWith(t, func(o *Options) {
+				if tc.remote {
+					o.isLocal = func(net.Addr) bool { return false }
+				}
+			})
+			cl := dial(t, s.Addr())
+			if r := cl.cmd("CAPA"); !strings.HasPrefix(r, "+OK") {
+				t.Fatalf("CAPA: %q", r)
+			}
+			user := false
+			for _, c := range cl.multi() {
+				user = user || c == "USER"
+			}
+			if user != tc.wantUser {
+				t.Fatalf("CAPA lists USER = %v, want %v", user, tc.wantUser)
+			}
+			if r := cl.cmd("USER alice"); !strings.HasPrefix(r, tc.want) {
+				t.Fatalf("USER: %q, want %q", r, tc.want)
+			}
+		})
+	}
+}

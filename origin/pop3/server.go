@@ -33,8 +33,10 @@ type Options struct {
 	MaxAuthFailures int
 	// TLS enables STLS when non-nil.
 	TLS *tls.Config
-	// AllowInsecureAuth allows USER/PASS before STLS.
+	// AllowInsecureAuth allows USER/PASS before STLS, for loopback clients only.
 	AllowInsecureAuth bool
+	// isLocal classifies clients for plaintext login (mailstore.IsLoopback; tests override).
+	isLocal func(net.Addr) bool
 	// Logger and Metrics (either may be nil).
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
@@ -67,6 +69,9 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 	}
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
+	}
+	if opts.isLocal == nil {
+		opts.isLocal = mailstore.IsLoopback
 	}
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {

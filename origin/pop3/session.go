@@ -198,8 +198,12 @@ func (ss *session) capa() {
 	ss.bw.WriteString(".\r\n")
 }
 
-// loginAllowed reports whether USER/PASS may be used on this connection.
-func (ss *session) loginAllowed() bool { return ss.tls || ss.s.opts.AllowInsecureAuth }
+// loginAllowed reports whether USER/PASS may be used on this connection: over TLS, or from a
+// loopback client when AllowInsecureAuth (otherwise CAPA hides USER and USER gets -ERR [AUTH]).
+func (ss *session) loginAllowed() bool {
+	remote := ss.conn.RemoteAddr()
+	return mailstore.PlaintextAuthAllowed(remote, ss.tls, ss.s.opts.AllowInsecureAuth && ss.s.opts.isLocal(remote))
+}
 
 // authorization handles the AUTHORIZATION state's commands.
 func (ss *session) authorization(cmd string, args []string) bool {

@@ -97,6 +97,7 @@ type envConfig struct {
 	tls      *tls.Config // STARTTLS certificate
 	tlsOnly  bool        // no AUTH before STARTTLS
 	anyFrom  bool        // AllowSenderLoginMismatch
+	remote   bool        // host A treats its (loopback) clients as remote ones
 }
 
 // startMail starts the whole mail system on loopback with free ports.
@@ -143,6 +144,9 @@ func startMail(t testing.TB, cfg envConfig) *mailEnv {
 			AllowSenderLoginMismatch: cfg.anyFrom}, e.q, nil)
 	}
 	e.a = host("127.0.0.1:0", "outpost.test", []string{"outpost.test"}, []string{"remote.test"})
+	if cfg.remote {
+		e.a.isLocal = func(net.Addr) bool { return false }
+	}
 	bLn.Close() // re-bound by the server just below (127.0.0.2 has no other users)
 	e.b = host(net.JoinHostPort("127.0.0.2", strconv.Itoa(bPort)), "mx.remote.test", []string{"remote.test"}, []string{"outpost.test"})
 	e.pop, err = pop3.New(pop3.Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3}, store)

@@ -101,6 +101,51 @@ func TestSenderLoginMismatchAllowed(t *testing.T) {
 	}
 }
 
+// TestInsecureAuthLoopbackOnly: allow_insecure_auth covers loopback clients only; a client
+// that is not on loopback sees no AUTH in EHLO and gets 538 5.7.11 for AUTH without TLS.
+func TestInsecureAuthLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		remote   bool
+		wantAuth bool
+		want     string
+	}{
+		{"loopback client", false, true, "235 2.0.0"},
+		{"non-loopback client", true, false, "538 5.7.11 Encryption required for requested authentication mechanism"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startMail(t, envConfig{remote: tc.remote})
+			c, err := net.Dial("tcp", e.a.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			readReply(t, br)
+			c.Write([]byte("EHLO x\r\n"))
+			auth := false
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				auth = auth || strings.HasPrefix(line[4:], "AUTH ")
+				if line[3] == ' ' {
+					break
+				}
+			}
+			if auth != tc.wantAuth {
+				t.Fatalf("EHLO advertises AUTH = %v, want %v", auth, tc.wantAuth)
+			}
+			c.Write([]byte(plainAuth("alice", "wonderland") + "\r\n"))
+			if got := readReply(t, br); !strings.HasPrefix(got, tc.want) {
+				t.Fatalf("AUTH reply %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 // readReply reads a (possibly multi-line) SMTP reply and returns its last line.
 func readReply(t *testing.T, br *bufio.Reader) string {
 	t.Helper()

@@ -18,6 +18,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/origin/mailstore"
 )
 
 // HostOptions configure one SMTP host (one listener and the domains it is final for).
@@ -40,7 +41,7 @@ type HostOptions struct {
 	ReadTimeout, WriteTimeout time.Duration
 	// TLS enables STARTTLS when non-nil.
 	TLS *tls.Config
-	// AllowInsecureAuth allows AUTH without TLS.
+	// AllowInsecureAuth allows AUTH without TLS, for loopback clients only (others get 538).
 	AllowInsecureAuth bool
 	// AllowSenderLoginMismatch lets an authenticated user send with any MAIL FROM address.
 	// The zero value enforces ownership (553 5.7.1, as Postfix's reject_sender_login_mismatch):
@@ -59,6 +60,8 @@ type Server struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	closed bool
+	// isLocal classifies client addresses for plaintext auth (tests make loopback look remote).
+	isLocal func(net.Addr) bool
 }
 
 // NewServer builds an SMTP host that queues into q.
@@ -66,7 +69,8 @@ func NewServer(opts HostOptions, q *Queue, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, q: q, log: logger.With("host", opts.Hostname), local: lowerSet(opts.Domains), other: lowerSet(opts.OtherLocal)}
+	s := &Server{opts: opts, q: q, log: logger.With("host", opts.Hostname), local: lowerSet(opts.Domains), other: lowerSet(opts.OtherLocal),
+		isLocal: mailstore.IsLoopback}
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageSize
@@ -74,7 +78,9 @@ func NewServer(opts HostOptions, q *Queue, logger *slog.Logger) *Server {
 	srv.MaxLineLength = opts.MaxLineLength
 	srv.ReadTimeout, srv.WriteTimeout = opts.ReadTimeout, opts.WriteTimeout
 	srv.TLSConfig = opts.TLS
-	srv.AllowInsecureAuth = opts.AllowInsecureAuth
+	// go-smtp's switch is server-wide; the per-client decision (TLS, or loopback and
+	// AllowInsecureAuth) is the session's: AuthMechanisms and Auth.
+	srv.AllowInsecureAuth = true
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
 	s.srv = srv

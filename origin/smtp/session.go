@@ -33,6 +33,7 @@ var (
 		return smtpErr(553, 5, 7, 1, "<"+a+">: Sender address rejected: not owned by user "+login)
 	}
 	errAuthInvalid  = smtpErr(535, 5, 7, 8, "Authentication credentials invalid")
+	errAuthNeedsTLS = smtpErr(538, 5, 7, 11, "Encryption required for requested authentication mechanism")
 	errAuthTooMany  = smtpErr(421, 4, 7, 0, "Too many authentication failures, closing connection")
 	errSizeExceeded = smtpErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size")
 	errLoop         = smtpErr(554, 5, 4, 6, "Too many Received headers: mail loop detected")
@@ -67,12 +68,28 @@ func (ss *session) Reset() { ss.from, ss.rcpts = "", nil }
 // Logout ends the session.
 func (ss *session) Logout() error { return nil }
 
-// AuthMechanisms lists SASL mechanisms offered (go-smtp hides them until TLS unless insecure
-// auth is allowed).
-func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+// AuthMechanisms lists SASL mechanisms offered in EHLO: none (no AUTH keyword) until
+// plaintext passwords are acceptable on this connection.
+func (ss *session) AuthMechanisms() []string {
+	if !ss.plainAuthAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
 
-// Auth starts a SASL exchange for PLAIN or LOGIN.
+// plainAuthAllowed: PLAIN and LOGIN need TLS, or a loopback client and AllowInsecureAuth.
+func (ss *session) plainAuthAllowed() bool {
+	_, isTLS := ss.conn.TLSConnectionState()
+	remote := ss.conn.Conn().RemoteAddr()
+	return mailstore.PlaintextAuthAllowed(remote, isTLS, ss.s.opts.AllowInsecureAuth && ss.s.isLocal(remote))
+}
+
+// Auth starts a SASL exchange for PLAIN or LOGIN (538 5.7.11 without TLS when not allowed,
+// RFC 4954 6).
 func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if !ss.plainAuthAllowed() {
+		return nil, errAuthNeedsTLS
+	}
 	if ss.authFails >= ss.s.opts.MaxAuthFailures {
 		ss.hangUp()
 		return nil, errAuthTooMany
