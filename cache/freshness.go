@@ -171,17 +171,19 @@ func decide(t timing, p policy, rq *reqDirectives, now time.Time) (verdict, Reas
 
 // staleOnErrorAllowed says whether a stale response may be served because the origin failed
 // (RFC 5861 §4, RFC 9111 §4.2.4). configured is the operator's window for this kind of failure
-// (-1 when the switch is off).
+// (-1 when the switch is off); a stale-if-error in the request or the response replaces it.
 func staleOnErrorAllowed(t timing, p policy, rq *reqDirectives, now time.Time, configured time.Duration) bool {
 	if p.noCache || p.revalidate {
 		return false
 	}
 	staleness := max(t.currentAge(now)-p.lifetime, 0)
+	// An explicit stale-if-error is the window: the client's first, then the origin's; the
+	// operator's switch only applies when neither gave one.
 	switch {
-	case rq.staleIfError >= 0 && staleness <= time.Duration(rq.staleIfError)*time.Second:
-		return true
-	case p.sie >= 0 && staleness <= p.sie:
-		return true
+	case rq.staleIfError >= 0:
+		return staleness <= time.Duration(rq.staleIfError)*time.Second
+	case p.sie >= 0:
+		return staleness <= p.sie
 	}
 	return configured >= 0 && staleness <= configured
 }

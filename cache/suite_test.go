@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // This file holds RFC table cases written while checking Outpost against the public HTTP
@@ -263,7 +265,8 @@ func suiteCases() []rfcCase {
 	}
 	cases = append(cases, partialCases()...)
 	cases = append(cases, ageCases()...)
-	return append(cases, leaderCases()...)
+	cases = append(cases, leaderCases()...)
+	return append(cases, staleCases()...)
 }
 
 // partialCases check partial content without validators (RFC 9111 §3.3).
@@ -358,6 +361,29 @@ func leaderCases() []rfcCase {
 		{name: "RFC 9111 §5.1 an invalid Age from the origin is passed on, and ignored for freshness",
 			origin: reply(200, "x", "Cache-Control: max-age=3600", "Age: abc"), steps: []step{
 				{origin: 1, check: hasField("Age", "abc")}, {adv: 2 * time.Second, origin: 1, cs: "hit", check: hasField("Age", "2")},
+			}},
+	}
+}
+
+// staleCases check that an explicit stale-if-error window is kept (RFC 5861 §4).
+func staleCases() []rfcCase {
+	on5xx := func(c *config.CacheConfig) { c.StaleOn5xx = true }
+	return []rfcCase{
+		{name: "RFC 5861 §4 past the response's stale-if-error window a 500 is passed on, even with stale_on_5xx",
+			cfg: on5xx, origin: sequence(reply(200, "one", "Cache-Control: max-age=0, stale-if-error=1"), reply(500, "boom")), steps: []step{
+				{origin: 1}, {adv: 3 * time.Second, origin: 2, status: 500, body: str("boom")},
+			}},
+		{name: "RFC 5861 §4 past the response's stale-if-error window an unreachable origin gets 502, even with stale_on_error",
+			origin: sequence(reply(200, "one", "Cache-Control: max-age=0, stale-if-error=1"), hangUp), steps: []step{
+				{origin: 1}, {adv: 3 * time.Second, origin: 2, retry: true, status: 502},
+			}},
+		{name: "RFC 5861 §4 past the request's stale-if-error window a 500 is passed on, even with stale_on_5xx",
+			cfg: on5xx, origin: sequence(reply(200, "one", "Cache-Control: max-age=0"), reply(500, "boom")), steps: []step{
+				{origin: 1}, {adv: 3 * time.Second, hdr: []string{"Cache-Control: stale-if-error=1"}, origin: 2, status: 500},
+			}},
+		{name: "RFC 5861 §4 within the request's stale-if-error window a 500 gets the stale response",
+			origin: sequence(reply(200, "one", "Cache-Control: max-age=0"), reply(500, "boom")), steps: []step{
+				{origin: 1}, {adv: 3 * time.Second, hdr: []string{"Cache-Control: stale-if-error=3600"}, origin: 2, body: str("one")},
 			}},
 	}
 }
