@@ -104,6 +104,13 @@ type conn struct {
 	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
 	broken bool   // a write failed or the connection was closed under us
 
+	// Stall watch (pipeline.go): a request worked on inline that stays inside the cache (waiting
+	// for another request's fetch, a slow disk, a slow client) hands the reader role on.
+	inCache    atomic.Uint64 // seq+1 of the request the reader took into the cache; 0 if none
+	stallSeen  atomic.Uint64 // inCache as the watch last saw it
+	stallArmed atomic.Bool
+	stall      *time.Timer
+
 	idle      atomic.Bool  // the reader is waiting for the first byte of a request
 	refs      atomic.Int32 // goroutines working on this connection; the last closes it
 	closeOnce sync.Once
@@ -126,6 +133,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	for i := range c.ring {
 		c.ring[i] = &slot{c: c}
 	}
+	c.stall = time.AfterFunc(time.Hour, c.checkStall)
+	c.stall.Stop()
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -150,6 +159,7 @@ func (c *conn) run() {
 // release ends one goroutine's work on the connection; the last one closes it.
 func (c *conn) release() {
 	if c.refs.Add(-1) == 0 {
+		c.stall.Stop()
 		c.closeNow()
 		s := c.srv
 		s.mu.Lock()

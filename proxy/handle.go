@@ -45,14 +45,17 @@ func (srv *Server) serveProxied(s *slot) {
 		return
 	}
 	if srv.opts.Cache != nil {
+		seq := s.seq
+		s.c.enterCache(seq)
 		out, err := srv.opts.Cache.Serve(s, r, s)
+		s.c.leaveCache(seq)
 		s.outcome = out
 		if err != nil && !s.written {
 			s.writeUpstreamError(err)
 		}
 		return
 	}
-	resp, err := s.Fetch(r.WithContext(s.c.ctx)) // a client that goes away cancels the fetch
+	resp, err := s.fetch(r, s.c.ctx) // nothing shares it: a client that goes away cancels it
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

@@ -18,7 +18,8 @@ import (
 // The reader role (reading the next request) belongs to one goroutine at a time. It works on
 // each request inline — a cache hit never leaves it — and hands the role to a new goroutine
 // (detach) just before the request blocks on its origin, so requests k+1… are read and started
-// while k waits. Requests with bodies and unsafe methods wait for their predecessors (serial)
+// while k waits. A request that stays inside the cache without fetching (waiting for another
+// request's fetch, the disk, a slow client) is detached by the stall watch (checkStall). Requests with bodies and unsafe methods wait for their predecessors (serial)
 // and keep the role, since their body must be read before the next request.
 //
 // Flushing: whoever finishes the head writes every stashed response after it, then flushes,
@@ -217,6 +218,44 @@ func (s *slot) detach(seq uint64) {
 		defer c.release()
 		c.readLoop()
 	}()
+}
+
+// stallDelay is how long a request worked on inline may stay inside the cache before the
+// reader role moves on without it (it is then handed on within 2×stallDelay).
+const stallDelay = 5 * time.Millisecond
+
+// enterCache notes that the reader takes request seq into the cache, where it may wait on
+// something the proxy does not see (another request's fetch when collapsing, the disk, a slow
+// client); checkStall hands the reader role on if it stays there. It costs a few atomic
+// operations; the timer is armed at most once per stallDelay.
+func (c *conn) enterCache(seq uint64) {
+	c.inCache.Store(seq + 1)
+	if !c.stallArmed.Load() && c.stallArmed.CompareAndSwap(false, true) {
+		c.stall.Reset(stallDelay)
+	}
+}
+
+// leaveCache notes that request seq came back from the cache (unless the reader role moved on
+// and a later request is inside already).
+func (c *conn) leaveCache(seq uint64) { c.inCache.CompareAndSwap(seq+1, 0) }
+
+// checkStall runs every stallDelay while the reader takes requests into the cache: a request
+// found inside twice in a row has been there at least stallDelay and gets detached (the next
+// pipelined requests are read meanwhile, within the window); with none inside, the watch
+// disarms until the next enterCache.
+func (c *conn) checkStall() {
+	v := c.inCache.Load()
+	if v == 0 {
+		c.stallArmed.Store(false)
+		// enterCache may have run since the load and found the watch still armed.
+		if c.inCache.Load() == 0 || !c.stallArmed.CompareAndSwap(false, true) {
+			return
+		}
+	} else if c.stallSeen.Swap(v) == v {
+		seq := v - 1
+		c.ring[seq%uint64(len(c.ring))].detach(seq)
+	}
+	c.stall.Reset(stallDelay)
 }
 
 // waitTurn blocks until s is the head (handing the reader role away first). It fails when the

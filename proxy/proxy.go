@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/component"
@@ -41,14 +42,16 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool // forward-proxy upstream (the URL's own host)
+	fwd    *pool       // forward-proxy upstream (the URL's own host)
+	fwdBG  poolFetcher // fwd for the cache's background fetches (slot.Background)
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
 
-	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
-	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
+	viaLine       []byte        // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte        // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	viaValue      string        // "1.1 <pseudonym>", appended to upstream requests
+	upstreamIdle  time.Duration // an upstream exchange with no progress this long is cut (watchdog)
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -79,6 +82,13 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err
+	}
+	s.fwdBG = poolFetcher{srv: s, pool: s.fwd}
+	for _, rt := range s.routes.routes {
+		rt.bg = poolFetcher{srv: s, pool: rt.pool}
+	}
+	if s.upstreamIdle = cfg.Upstream.ResponseHeaderTimeout; s.upstreamIdle <= 0 {
+		s.upstreamIdle = time.Minute
 	}
 	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"net/http/httputil"
@@ -218,18 +219,10 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 	bw := s.c.bw
 	var err error
 	var n int64
-	switch {
-	case chunked:
-		cw := httputil.NewChunkedWriter(bw)
-		n, err = io.Copy(cw, resp.Body)
-		if err == nil {
-			_ = cw.Close()
-			_, _ = bw.WriteString(trailerBlock(resp.Trailer))
-		}
-	case resp.ContentLength >= 0:
-		n, err = io.CopyN(bw, resp.Body, resp.ContentLength)
-	default:
-		n, err = io.Copy(bw, resp.Body)
+	if chunked {
+		n, err = copyChunked(bw, resp)
+	} else {
+		n, err = copyStreaming(bw, resp.Body, resp.ContentLength)
 	}
 	s.bytesOut += n
 	if err != nil {
@@ -241,6 +234,80 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
 	return nil
+}
+
+// copyStreaming copies limit bytes (everything up to EOF when limit < 0) from src to bw,
+// reading straight into bw's free space. What each read brings is flushed while more is to
+// come, so a body that trickles in (a slow origin, a collapsed fetch still arriving) reaches
+// the client as it arrives instead of waiting in the buffer; the last bytes stay buffered, for
+// finish to write together with the responses after them.
+func copyStreaming(bw *bufio.Writer, src io.Reader, limit int64) (int64, error) {
+	var n int64
+	for limit < 0 || n < limit {
+		if bw.Available() == 0 {
+			if err := bw.Flush(); err != nil {
+				return n, err
+			}
+		}
+		buf := bw.AvailableBuffer()
+		buf = buf[:cap(buf)]
+		if limit >= 0 && int64(len(buf)) > limit-n {
+			buf = buf[:limit-n]
+		}
+		m, rerr := src.Read(buf)
+		if m > 0 {
+			_, _ = bw.Write(buf[:m]) // bw's own free space: no copy beyond itself
+			n += int64(m)
+		}
+		switch {
+		case rerr == io.EOF && (limit < 0 || n == limit):
+			return n, nil
+		case rerr == io.EOF:
+			return n, io.ErrUnexpectedEOF
+		case rerr != nil:
+			return n, rerr
+		}
+		if m > 0 && (limit < 0 || n < limit) {
+			if err := bw.Flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// chunkBufs holds copy buffers for chunked responses.
+var chunkBufs = sync.Pool{New: func() any { return new([16 << 10]byte) }}
+
+// copyChunked copies resp.Body to bw as chunks, flushing each as it comes (see copyStreaming),
+// then the last chunk and the trailer section.
+func copyChunked(bw *bufio.Writer, resp *http.Response) (int64, error) {
+	buf := chunkBufs.Get().(*[16 << 10]byte)
+	defer chunkBufs.Put(buf)
+	cw := httputil.NewChunkedWriter(bw)
+	var n int64
+	for {
+		m, rerr := resp.Body.Read(buf[:])
+		if m > 0 {
+			if _, err := cw.Write(buf[:m]); err != nil {
+				return n, err
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			_ = cw.Close()
+			_, _ = bw.WriteString(trailerBlock(resp.Trailer))
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+		if m > 0 {
+			if err := bw.Flush(); err != nil {
+				return n, err
+			}
+		}
+	}
 }
 
 // trailerBlock renders the trailer section after the last chunk, with its final CRLF.

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -113,12 +114,22 @@ func (p *pool) pick() *origin {
 	return best
 }
 
-// Fetch reaches the origin for the cache or the direct path (cache.Fetcher). The request has
-// passed policy and hygiene; Fetch adds this hop's forwarding fields, picks the upstream and
-// strips hop-by-hop fields from the response. When the call is for the request s is serving,
-// the reader role moves on first, so the next pipelined requests are read and started while
-// this one waits; calls the cache makes on its own (background revalidation) leave s alone.
+// Fetch reaches the origin for the cache (cache.Fetcher). The request has passed policy and
+// hygiene; Fetch adds this hop's forwarding fields, picks the upstream and strips hop-by-hop
+// fields from the response. When the call is for the request s is serving, the reader role
+// moves on first, so the next pipelined requests are read and started while this one waits;
+// calls the cache makes on its own leave s alone.
+//
+// The cache may share the fetch between clients (collapsing) and read the body after the
+// leading client's Serve returned, so a client's departure never cancels it: the exchange is
+// bounded by the pool's own limits instead (see watchdog).
 func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
+	return s.fetch(r, context.WithoutCancel(r.Context()))
+}
+
+// fetch sends r upstream under parent: the cache's fetches are detached from the client, the
+// direct path's (no cache, nothing shared) end with the client's connection.
+func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, error) {
 	owned, seq := s.claim(r)
 	var interim func(int, textproto.MIMEHeader) error
 	if owned {
@@ -128,18 +139,51 @@ func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
 		}
 	}
 	srv := s.c.srv
-	start := time.Now()
-	resp, upstream, err := srv.fetch(r, interim)
-	srv.m.upstreamSeconds.Observe(time.Since(start).Seconds())
-	kind := ""
-	if err != nil {
-		_, kind, _ = classifyError(err)
-		srv.m.upstreamErrors.WithLabelValues(kind).Inc()
+	p, err := srv.poolFor(r)
+	var resp *http.Response
+	upstream := r.URL.Host
+	if err == nil {
+		resp, upstream, err = srv.exchange(p, r, parent, interim)
 	}
 	if owned {
-		s.noteFetch(r, upstream, kind, err)
+		s.noteFetch(r, upstream, errKind(err), err)
 	}
 	return resp, err
+}
+
+// Background returns a Fetcher bound to the upstream pool of the request s serves, and not to
+// s or its connection (cache.BackgroundFetcher): the cache refreshes stale responses with it
+// after the client's response was written (stale-while-revalidate), when s may serve another
+// request or the client may be gone. It does not allocate.
+func (s *slot) Background() cache.Fetcher {
+	if s.mode == modeReverse && s.route != nil {
+		return &s.route.bg
+	}
+	return &s.c.srv.fwdBG
+}
+
+var _ cache.BackgroundFetcher = (*slot)(nil)
+
+// poolFetcher fetches through one upstream pool on the cache's behalf, from nothing but the
+// request: no slot, no connection, no interim responses (slot.Background).
+type poolFetcher struct {
+	srv  *Server
+	pool *pool
+}
+
+// Fetch sends r to the pool (ftp:// URLs to the FTP gateway), detached from any client.
+func (f *poolFetcher) Fetch(r *http.Request) (*http.Response, error) {
+	resp, _, err := f.srv.exchange(f.pool, r, context.WithoutCancel(r.Context()), nil)
+	return resp, err
+}
+
+// errKind classifies an upstream failure for the log and metrics ("" for none).
+func errKind(err error) string {
+	if err == nil {
+		return ""
+	}
+	_, kind, _ := classifyError(err)
+	return kind
 }
 
 // noteFetch records an owned fetch's upstream and failure for the log and the error answer,
@@ -157,31 +201,54 @@ func (s *slot) noteFetch(r *http.Request, upstream, kind string, err error) {
 	}
 }
 
-// fetch sends r to its upstream: the FTP gateway for ftp:// URLs, the route's pool for
-// reverse requests (origin-form RequestURI), else the forward pool. It uses only r, so it
-// serves the cache's background calls too. It returns the upstream's host:port.
-func (srv *Server) fetch(r *http.Request, interim func(int, textproto.MIMEHeader) error) (*http.Response, string, error) {
+// poolFor picks r's upstream pool: the route's for reverse requests (origin-form RequestURI),
+// else the forward pool.
+func (srv *Server) poolFor(r *http.Request) (*pool, error) {
+	if !strings.HasPrefix(r.RequestURI, "/") {
+		return srv.fwd, nil
+	}
+	rt := srv.routes.lookup(r.URL.Host, r.URL.Path)
+	if rt == nil {
+		return nil, errors.New("proxy: no route for the request any more")
+	}
+	return rt.pool, nil
+}
+
+// exchange sends r through p (ftp:// URLs to the FTP gateway) with a context derived from
+// parent and bounded by a watchdog, and records the upstream metrics. It uses only its
+// arguments, so it serves the cache's background calls too. It returns the upstream's
+// host:port.
+func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, interim func(int, textproto.MIMEHeader) error) (*http.Response, string, error) {
+	start := time.Now()
+	var resp *http.Response
+	var upstream string
+	var err error
 	if r.URL.Scheme == "ftp" {
+		upstream = r.URL.Host
 		if srv.opts.FTP == nil {
-			return nil, r.URL.Host, errors.New("proxy: no FTP gateway")
+			err = errors.New("proxy: no FTP gateway")
+		} else {
+			resp, err = srv.opts.FTP.Fetch(r.WithContext(parent))
 		}
-		resp, err := srv.opts.FTP.Fetch(r)
-		return resp, r.URL.Host, err
-	}
-	p := srv.fwd
-	if strings.HasPrefix(r.RequestURI, "/") {
-		rt := srv.routes.lookup(r.URL.Host, r.URL.Path)
-		if rt == nil {
-			return nil, "", errors.New("proxy: no route for the request any more")
+	} else {
+		ctx, wd := newWatchdog(parent, srv.cfg.Upstream.ConnectTimeout, srv.upstreamIdle)
+		out := srv.outgoing(r, ctx, interim)
+		if out.Body != nil && out.Body != http.NoBody && out.ContentLength != 0 {
+			out.Body = &progressBody{ReadCloser: out.Body, wd: wd}
 		}
-		p = rt.pool
+		resp, upstream, err = p.roundTrip(out, wd)
 	}
-	return p.roundTrip(srv.outgoing(r, interim))
+	srv.m.upstreamSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		srv.m.upstreamErrors.WithLabelValues(errKind(err)).Inc()
+	}
+	return resp, upstream, err
 }
 
 // roundTrip sends the upstream request to the pool: to one of the route's origins, or to the
-// URL's own host. It returns the upstream host:port it used.
-func (p *pool) roundTrip(out *http.Request) (*http.Response, string, error) {
+// URL's own host. It returns the upstream host:port it used. The response body, closed by the
+// caller, stops wd and releases the origin.
+func (p *pool) roundTrip(out *http.Request, wd *watchdog) (*http.Response, string, error) {
 	var o *origin
 	if p.origins != nil {
 		o = p.pick()
@@ -199,26 +266,25 @@ func (p *pool) roundTrip(out *http.Request) (*http.Response, string, error) {
 	upstream := out.URL.Host
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
+		wd.stop()
 		if o != nil {
 			o.active.Add(-1)
 			if isConnectError(err) && p.failTimeout > 0 {
 				o.downUntil.Store(time.Now().Add(p.failTimeout).UnixNano())
 			}
 		}
-		return nil, upstream, fmt.Errorf("proxy: %s: %s %s: %w", p.name, out.Method, upstream, err)
+		return nil, upstream, fmt.Errorf("proxy: %s: %s %s: %w", p.name, out.Method, upstream, wd.explain(err))
 	}
 	stripHopByHop(resp.Header)
-	if o != nil {
-		resp.Body = &doneBody{ReadCloser: resp.Body, o: o}
-	}
+	wd.progress()
+	resp.Body = &upstreamBody{ReadCloser: resp.Body, o: o, wd: wd}
 	return resp, upstream, nil
 }
 
 // outgoing derives the upstream request from r: a shallow copy with its own URL and header,
-// this hop's forwarding fields and r's context (the direct path gives it the connection's; the
-// cache may detach it from the client). interim, when set, receives 1xx interim responses.
-func (srv *Server) outgoing(r *http.Request, interim func(int, textproto.MIMEHeader) error) *http.Request {
-	ctx := r.Context()
+// this hop's forwarding fields and context ctx. interim, when set, receives 1xx interim
+// responses.
+func (srv *Server) outgoing(r *http.Request, ctx context.Context, interim func(int, textproto.MIMEHeader) error) *http.Request {
 	if interim != nil {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: interim})
 	}
@@ -236,19 +302,99 @@ func (srv *Server) outgoing(r *http.Request, interim func(int, textproto.MIMEHea
 	return out
 }
 
-// doneBody counts the request out of its origin's in-flight total when the body is closed.
-type doneBody struct {
+// errUpstreamStalled ends an exchange in which the origin made no progress for the idle limit.
+// It counts as a timeout (504, error:timeout).
+var errUpstreamStalled = fmt.Errorf("proxy: the origin made no progress within proxy.upstream.response_header_timeout: %w", context.DeadlineExceeded)
+
+// watchdog bounds one upstream exchange that no client can cancel. Connecting is bounded by
+// connect_timeout (the dialer) and waiting for the response header by response_header_timeout
+// (the transport); the watchdog cancels the exchange when neither the request body nor the
+// response body moves for the idle limit (response_header_timeout too), so an origin that
+// stalls mid-body, or stops reading an upload, cannot hold a shared fetch forever.
+type watchdog struct {
+	idle   time.Duration
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+	fired  atomic.Bool
+}
+
+// newWatchdog starts a watchdog and returns the exchange's context. The first period also
+// covers connecting, so that the transport's own header timeout fires first.
+func newWatchdog(parent context.Context, connect, idle time.Duration) (context.Context, *watchdog) {
+	ctx, cancel := context.WithCancelCause(parent)
+	wd := &watchdog{idle: idle, cancel: cancel}
+	wd.timer = time.AfterFunc(connect+idle, wd.expire)
+	return ctx, wd
+}
+
+// expire cancels the exchange (the timer ran out).
+func (wd *watchdog) expire() {
+	wd.fired.Store(true)
+	wd.cancel(errUpstreamStalled)
+}
+
+// progress restarts the idle period.
+func (wd *watchdog) progress() { wd.timer.Reset(wd.idle) }
+
+// stop ends the watchdog and the exchange's context.
+func (wd *watchdog) stop() {
+	wd.timer.Stop()
+	wd.cancel(context.Canceled)
+}
+
+// explain replaces the error of an exchange the watchdog cut by errUpstreamStalled.
+func (wd *watchdog) explain(err error) error {
+	if err != nil && wd.fired.Load() {
+		return errUpstreamStalled
+	}
+	return err
+}
+
+// progressBody is a request body going upstream: each read is progress.
+type progressBody struct {
 	io.ReadCloser
-	o    *origin
+	wd *watchdog
+}
+
+// Read reads and restarts the idle period.
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.wd.progress()
+	return n, err
+}
+
+// upstreamBody is an origin's response body: reads are progress for the watchdog; Close stops
+// it and counts the request out of its origin's in-flight total (least_conn). It holds nothing
+// of the client's connection, so the cache may read it after the client's request is over.
+type upstreamBody struct {
+	io.ReadCloser
+	o    *origin // nil for the forward pool
+	wd   *watchdog
 	done atomic.Bool
 }
 
-// Close closes the body once and releases the origin.
-func (b *doneBody) Close() error {
-	if !b.done.Swap(true) {
-		b.o.active.Add(-1)
+// Read reads the origin's body, restarting the idle period.
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.wd.progress()
 	}
-	return b.ReadCloser.Close()
+	if err != nil && err != io.EOF {
+		err = b.wd.explain(err)
+	}
+	return n, err
+}
+
+// Close closes the body once, stops the watchdog and releases the origin.
+func (b *upstreamBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.done.Swap(true) {
+		b.wd.stop()
+		if b.o != nil {
+			b.o.active.Add(-1)
+		}
+	}
+	return err
 }
 
 // isConnectError reports failures to establish a connection (the origin is down).
