@@ -230,7 +230,7 @@ func TestCommands(t *testing.T) {
 		{"RNFR missing.txt", 550},
 		{"RNTO x", 503},
 		{"REST 10", 350},
-		{"REST x", 550},
+		{"REST x", 501},
 		{"BOGUS", 500},
 		{"HELP", 214},
 		{"ALLO 10", 202},

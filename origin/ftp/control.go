@@ -21,7 +21,11 @@ import (
 //   - any path argument that climbs above the user's root ("CWD ../..", "RETR ../../x"),
 //     which is answered 550 instead of being clamped to the root,
 //   - a transfer command before any PASV/EPSV/PORT/EPRT (425), EPSV ALL and EPSV with a
-//     protocol number (RFC 2428 §3-4), and HELP (214).
+//     protocol number (RFC 2428 §3-4), and HELP (214),
+//   - REST with an argument that is not a byte count (501; the library says 550).
+//
+// On the way out it turns the library's "421 Could not listen for passive connection" (which
+// tells clients the service is closing) into 425 Can't open data connection (RFC 959).
 //
 // Because the library reads the next line only after it has handled the previous one, the
 // session state (current directory, login) is current when a line is filtered.
@@ -92,11 +96,26 @@ func (c *controlConn) fill() error {
 	return nil
 }
 
-// Write serialises the library's replies with the filter's.
+// Write serialises the library's replies with the filter's. The library writes (and flushes)
+// one reply line per call.
 func (c *controlConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if passiveFailure(p) {
+		q := append([]byte("425"), p[3:]...)
+		if _, err := c.Conn.Write(q); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return c.Conn.Write(p)
+}
+
+// passiveFailure reports whether a reply line is the library's 421 for a PASV/EPSV whose data
+// listener could not be opened (no free port in the passive range, no TLS configuration).
+func passiveFailure(p []byte) bool {
+	return bytes.HasPrefix(p, []byte("421 Could not listen for passive connection")) ||
+		bytes.HasPrefix(p, []byte("421 Cannot get a TLS config"))
 }
 
 // reply writes one reply line.
@@ -134,6 +153,11 @@ func (c *controlConn) filter(line []byte) string {
 	}
 	if reply := c.dataSetup(cmd, arg); reply != "" {
 		return reply
+	}
+	if cmd == "REST" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(arg), 10, 64); err != nil || n < 0 {
+			return "501 REST needs a byte count (a non-negative decimal number)."
+		}
 	}
 	if p, ok := pathArgument(cmd, arg); ok && escapesRoot(cc.Path(), p) {
 		return "550 " + p + ": permission denied (outside your root directory)"

@@ -60,23 +60,30 @@ func (j *jailFS) Name() string { return "outpost-jail" }
 
 // Create creates or truncates name for writing.
 func (j *jailFS) Create(name string) (afero.File, error) {
-	return j.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	return j.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, fileMode)
 }
 
-// Mkdir creates a directory.
-func (j *jailFS) Mkdir(name string, perm os.FileMode) error {
+// Modes of what clients create, whatever the library asks for (it asks 0777 for uploads):
+// files are never executable, directories are traversable (both then minus the umask).
+const (
+	fileMode os.FileMode = 0o644
+	dirMode  os.FileMode = 0o755
+)
+
+// Mkdir creates a directory (mode 0755).
+func (j *jailFS) Mkdir(name string, _ os.FileMode) error {
 	if err := j.writable(); err != nil {
 		return err
 	}
-	return j.root.Mkdir(rel(name), perm)
+	return j.root.Mkdir(rel(name), dirMode)
 }
 
-// MkdirAll creates a directory and its parents.
-func (j *jailFS) MkdirAll(name string, perm os.FileMode) error {
+// MkdirAll creates a directory and its parents (mode 0755, as Mkdir).
+func (j *jailFS) MkdirAll(name string, _ os.FileMode) error {
 	if err := j.writable(); err != nil {
 		return err
 	}
-	return j.root.MkdirAll(rel(name), perm)
+	return j.root.MkdirAll(rel(name), dirMode)
 }
 
 // Open opens name for reading.
@@ -98,6 +105,9 @@ func (j *jailFS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 		if fi, err := j.root.Stat(r); err == nil {
 			startSize = fi.Size()
 		}
+	}
+	if flag&os.O_CREATE != 0 {
+		perm = fileMode
 	}
 	f, err := j.root.OpenFile(r, flag, perm)
 	if err != nil {
