@@ -325,3 +325,44 @@ func TestPipelineReadsAheadWhileCollapsed(t *testing.T) {
 		t.Errorf("origin saw %d requests, want 2 (/slow collapsed)", n)
 	}
 }
+
+// TestStreamedBodyFlushedAsItArrives: a body the origin sends in pieces reaches the client as
+// each piece arrives (not held in the proxy's output buffer until more comes), whatever the
+// framing the client gets.
+func TestStreamedBodyFlushedAsItArrives(t *testing.T) {
+	for _, tc := range []struct {
+		name, proto, length string
+	}{
+		{"content-length", "HTTP/1.1", "10"},
+		{"chunked to HTTP/1.1", "HTTP/1.1", ""},
+		{"close-delimited to HTTP/1.0", "HTTP/1.0", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := make(chan struct{})
+			defer close(next)
+			o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				if tc.length != "" {
+					w.Header().Set("Content-Length", tc.length)
+				}
+				io.WriteString(w, "first")
+				w.(http.Flusher).Flush()
+				<-next
+				io.WriteString(w, "-last")
+			})
+			p := startProxy(t, reverseRoute(o), Options{})
+			c := dialRaw(t, p.addr)
+			c.send("GET /trickle " + tc.proto + "\r\nHost: site.test\r\n\r\n")
+			resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(readN(t, resp.Body, 5)); got != "first" {
+				t.Fatalf("first piece %q", got)
+			}
+			next <- struct{}{}
+			if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "-last" {
+				t.Fatalf("rest %q, %v", rest, err)
+			}
+		})
+	}
+}

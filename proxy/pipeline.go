@@ -19,8 +19,9 @@ import (
 // each request inline — a cache hit never leaves it — and hands the role to a new goroutine
 // (detach) just before the request blocks on its origin, so requests k+1… are read and started
 // while k waits. A request that stays inside the cache without fetching (waiting for another
-// request's fetch, the disk, a slow client) is detached by the stall watch (checkStall). Requests with bodies and unsafe methods wait for their predecessors (serial)
-// and keep the role, since their body must be read before the next request.
+// request's fetch, the disk, a slow client) is detached by the stall watch (checkStall).
+// Requests with bodies and unsafe methods wait for their predecessors (serial) and keep the
+// role, since their body must be read before the next request.
 //
 // Flushing: whoever finishes the head writes every stashed response after it, then flushes,
 // unless it is the reader working inline with more request bytes already buffered — then the
