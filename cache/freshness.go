@@ -23,7 +23,7 @@ func newTiming(h http.Header, requestTime, responseTime time.Time) timing {
 	ageValue := time.Duration(0)
 	if v := h[hdrAge]; len(v) == 1 {
 		// Age is a singleton (RFC 9111 §5.1): a list, a repeated line or anything but
-		// delta-seconds is invalid and ignored (RFC 9110 §5.5); Date still dates the response.
+		// delta-seconds is invalid and ignored (RFC 9110 §5.3); Date still dates the response.
 		if n, ok := parseDelta(v[0]); ok {
 			ageValue = time.Duration(n) * time.Second
 		}
