@@ -23,6 +23,12 @@ type FTPGatewayConfig struct {
 	MaxListing int `mapstructure:"max_listing"`
 	// AnonymousPassword is sent as PASS for anonymous logins (by convention an e-mail address).
 	AnonymousPassword string `mapstructure:"anonymous_password"`
+	// MaxIdleConns bounds the logged-in control connections kept idle for reuse by later
+	// fetches from the same server with the same login (0 = log in for every fetch).
+	MaxIdleConns int `mapstructure:"max_idle_conns"`
+	// IdleConnTimeout closes a pooled connection unused this long (keep it below the FTP
+	// servers' own idle timeouts; each reuse is checked with NOOP anyway).
+	IdleConnTimeout time.Duration `mapstructure:"idle_conn_timeout"`
 }
 
 func defaultFTPGateway() FTPGatewayConfig {
@@ -35,6 +41,8 @@ func defaultFTPGateway() FTPGatewayConfig {
 		MaxSize:           1 << 30,
 		MaxListing:        10000,
 		AnonymousPassword: "outpost@",
+		MaxIdleConns:      8,
+		IdleConnTimeout:   30 * time.Second,
 	}
 }
 
@@ -57,6 +65,12 @@ func (c *FTPGatewayConfig) validate() error {
 		}
 	}
 	if err := CheckPositive("proxy.ftp.max_listing", c.MaxListing); err != nil {
+		return err
+	}
+	if err := CheckNonNegative("proxy.ftp.max_idle_conns", int64(c.MaxIdleConns)); err != nil {
+		return err
+	}
+	if err := CheckPositive("proxy.ftp.idle_conn_timeout", c.IdleConnTimeout); err != nil {
 		return err
 	}
 	if strings.ContainsAny(c.AnonymousPassword, "\r\n\x00") {

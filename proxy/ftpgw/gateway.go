@@ -22,11 +22,14 @@ import (
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
-// Gateway fetches ftp:// URLs. It is safe for concurrent use; every Fetch uses its own FTP
-// control connection, closed when the response body is closed.
+// Gateway fetches ftp:// URLs. It is safe for concurrent use; every Fetch has an FTP control
+// connection to itself until its response body is closed; then the connection goes back to
+// a small idle pool (max_idle_conns, idle_conn_timeout) for the next fetch from the same
+// server with the same login.
 type Gateway struct {
-	cfg config.FTPGatewayConfig
-	log *slog.Logger
+	cfg  config.FTPGatewayConfig
+	log  *slog.Logger
+	pool *pool
 }
 
 // New returns a gateway for the [proxy.ftp] configuration.
@@ -37,7 +40,14 @@ func New(cfg config.FTPGatewayConfig, logger *slog.Logger) (*Gateway, error) {
 	if cfg.Timeout <= 0 || cfg.ConnectTimeout <= 0 {
 		return nil, errors.New("ftpgw: timeout and connect_timeout must be positive")
 	}
-	return &Gateway{cfg: cfg, log: logger}, nil
+	return &Gateway{cfg: cfg, log: logger, pool: newPool(cfg.MaxIdleConns, cfg.IdleConnTimeout)}, nil
+}
+
+// Close closes the idle pooled connections (QUIT); sessions in use close when their
+// responses' bodies are closed. Fetch keeps working afterwards, without pooling.
+func (g *Gateway) Close() error {
+	g.pool.closeAll()
+	return nil
 }
 
 // Fetch answers a GET or HEAD of an ftp:// URL. FTP failures become HTTP statuses (see
@@ -117,14 +127,73 @@ type session struct {
 	c     *ftp.ServerConn
 	conns *connSet
 	stop  func() bool // detaches the request-context watcher
+
+	key       poolKey
+	home      string      // the login directory (relative URL paths start there)
+	moved     bool        // a CWD left home
+	ascii     bool        // TYPE A is in force
+	idleTimer *time.Timer // while pooled: closes the session after idle_conn_timeout
 }
 
-// connSet holds a session's network connections (control and data) so they can be closed
-// from another goroutine when the request is cancelled, without touching the FTP client.
+// attach makes ctx the session's request context: cancelling it closes the connections, and
+// data connections are dialled with it.
+func (s *session) attach(ctx context.Context) {
+	s.conns.setContext(ctx)
+	s.stop = context.AfterFunc(ctx, s.conns.closeAll)
+}
+
+// detach ends the request's hold; it reports whether the connections are still open.
+func (s *session) detach() bool {
+	ok := s.stop()
+	s.conns.setContext(context.Background())
+	return ok && !s.conns.isClosed()
+}
+
+// changeDir is CWD, remembering that the session left its login directory.
+func (s *session) changeDir(p string) error {
+	s.moved = true
+	return s.c.ChangeDir(p)
+}
+
+// connSet holds a session's network connections (control first, then data) so they can be
+// closed from another goroutine when the request is cancelled, without touching the FTP
+// client; and the context new connections are dialled with.
 type connSet struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	closed bool
+	ctx    context.Context
+}
+
+// setContext sets the context for dialling.
+func (s *connSet) setContext(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+}
+
+// context is the context for dialling.
+func (s *connSet) context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctx
+}
+
+// isClosed reports whether closeAll has run.
+func (s *connSet) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// keepControl forgets the (finished) data connections, keeping the control connection.
+func (s *connSet) keepControl() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns[min(1, len(s.conns)):] {
+		c.Close()
+	}
+	s.conns = s.conns[:min(1, len(s.conns))]
 }
 
 // add records a new connection (closing it at once if the set is closed).
@@ -149,13 +218,22 @@ func (s *connSet) closeAll() {
 	s.conns = nil
 }
 
-// open dials and logs in. Control and data connections carry an idle deadline of timeout,
-// and cancelling the request's context closes them.
+// open returns a logged-in session for t: a pooled one when there is a healthy one, else a
+// new connection. Control and data connections carry an idle deadline of timeout, and
+// cancelling the request's context closes them.
 func (g *Gateway) open(ctx context.Context, t *target) (*session, error) {
-	conns := &connSet{}
+	user, pass := t.user, t.pass
+	if user == "" {
+		user, pass = "anonymous", g.cfg.AnonymousPassword
+	}
+	key := poolKey{hostport: t.hostport, user: user, pass: pass}
+	if s := g.checkout(ctx, key); s != nil {
+		return s, nil
+	}
+	conns := &connSet{ctx: ctx}
 	dialer := &net.Dialer{Timeout: g.cfg.ConnectTimeout}
 	dial := func(network, addr string) (net.Conn, error) {
-		nc, err := dialer.DialContext(ctx, network, addr)
+		nc, err := dialer.DialContext(conns.context(), network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -169,14 +247,16 @@ func (g *Gateway) open(ctx context.Context, t *target) (*session, error) {
 		conns.closeAll()
 		return nil, fmt.Errorf("connect to %s: %w", t.hostport, err)
 	}
-	s := &session{g: g, c: c, conns: conns, stop: stop}
-	user, pass := t.user, t.pass
-	if user == "" {
-		user, pass = "anonymous", g.cfg.AnonymousPassword
-	}
+	s := &session{g: g, c: c, conns: conns, stop: stop, key: key}
 	if err := c.Login(user, pass); err != nil {
 		s.close()
 		return nil, fmt.Errorf("login as %s: %w", user, err)
+	}
+	if g.pool.max > 0 {
+		if s.home, err = c.CurrentDir(); err != nil {
+			s.close()
+			return nil, fmt.Errorf("PWD after login: %w", err)
+		}
 	}
 	return s, nil
 }

@@ -12,10 +12,10 @@ import (
 )
 
 // listing answers a directory URL with an HTML index.
+// On success the session goes back to the pool; on error the caller closes it.
 func (s *session) listing(r *http.Request, t *target) (*http.Response, error) {
-	defer s.close()
 	if t.path != "" {
-		if err := s.c.ChangeDir(t.path); err != nil {
+		if err := s.changeDir(t.path); err != nil {
 			return nil, err
 		}
 	}
@@ -23,6 +23,7 @@ func (s *session) listing(r *http.Request, t *target) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.release(true)
 	h := http.Header{}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", cacheControl(s.g.cfg.ListingTTL, t))

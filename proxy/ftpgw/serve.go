@@ -40,7 +40,7 @@ func cacheControl(ttl time.Duration, t *target) string {
 func (s *session) file(r *http.Request, t *target) (*http.Response, error) {
 	size, err := s.size(t)
 	if err != nil {
-		if isCode(err, 550) && s.c.ChangeDir(t.path) == nil {
+		if isCode(err, 550) && s.changeDir(t.path) == nil {
 			return s.redirect(r, t), nil
 		}
 		return nil, err
@@ -59,7 +59,7 @@ func (s *session) file(r *http.Request, t *target) (*http.Response, error) {
 		}
 	}
 	if notModified(r, mtime) {
-		s.close()
+		s.release(true)
 		return &http.Response{Status: "304 Not Modified", StatusCode: 304, Proto: "HTTP/1.1", ProtoMajor: 1,
 			ProtoMinor: 1, Header: h, Body: http.NoBody, ContentLength: 0, Request: r}, nil
 	}
@@ -69,7 +69,7 @@ func (s *session) file(r *http.Request, t *target) (*http.Response, error) {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	if r.Method == http.MethodHead {
-		s.close()
+		s.release(true)
 		resp.Body = http.NoBody
 		return resp, nil
 	}
@@ -86,6 +86,7 @@ func (s *session) file(r *http.Request, t *target) (*http.Response, error) {
 // is returned as an error.
 func (s *session) size(t *target) (int64, error) {
 	if t.ascii {
+		s.ascii = true
 		return -1, s.c.Type(ftp.TransferTypeASCII)
 	}
 	n, err := s.c.FileSize(t.path)
@@ -122,7 +123,7 @@ func contentType(t *target) string {
 // redirect sends a directory URL without its trailing slash to the slash form, so relative
 // links in the listing resolve.
 func (s *session) redirect(r *http.Request, t *target) *http.Response {
-	s.close()
+	s.release(true)
 	loc := *r.URL
 	loc.Path = t.urlPath + "/"
 	loc.RawPath = ""
@@ -141,14 +142,16 @@ func isCode(err error, code int) bool {
 }
 
 // fileBody streams a RETR. It checks the transfer's outcome at EOF (a short or failed
-// transfer is an error, never a clean end) and ends the FTP session on Close.
+// transfer is an error, never a clean end) and ends the request's use of the FTP session on
+// Close: a session whose transfer completed goes back to the pool, any other is closed.
 type fileBody struct {
-	data   *ftp.Response
-	s      *session
-	size   int64 // from SIZE, -1 if unknown
-	max    int64 // max_size, 0 = unlimited
-	n      int64
-	closed bool
+	data     *ftp.Response
+	s        *session
+	size     int64 // from SIZE, -1 if unknown
+	max      int64 // max_size, 0 = unlimited
+	n        int64
+	closed   bool
+	complete bool // the whole file arrived and the server confirmed the transfer (226)
 }
 
 // Read reads the next bytes of the file.
@@ -165,6 +168,7 @@ func (b *fileBody) Read(p []byte) (int, error) {
 		if cerr := b.data.Close(); cerr != nil {
 			return n, cerr
 		}
+		b.complete = true
 	}
 	return n, err
 }
@@ -175,6 +179,10 @@ func (b *fileBody) Close() error {
 		return nil
 	}
 	b.closed = true
+	if b.complete {
+		b.s.release(true)
+		return nil
+	}
 	b.data.Close()
 	b.s.close()
 	return nil
