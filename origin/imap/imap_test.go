@@ -389,3 +389,60 @@ func TestInsecureLoginLoopbackOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestMove: MOVE and UID MOVE (RFC 6851) with python imaplib: COPYUID before the EXPUNGE, the
+// message leaves INBOX and arrives in the target folder, another session sees the EXPUNGE;
+// MOVE to a missing folder is NO [TRYCREATE] and after EXAMINE NO [NOPERM].
+func TestMove(t *testing.T) {
+	s, _, _ := testServer(t, plain, multi)
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed (Debian package python3)")
+	}
+	other := dial(t, s.Addr())
+	other.ok("LOGIN alice wonderland")
+	other.ok("SELECT INBOX")
+	host, port, _ := net.SplitHostPort(s.Addr())
+	script := `
+import imaplib, sys
+m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+m.login("alice", "wonderland")
+typ, caps = m.capability()
+print("MOVE" in caps[0].decode().split())
+m.create("Archive")
+m.select("INBOX")
+typ, data = m.uid("MOVE", "1", "Archive")
+print(typ, m.untagged_responses.get("OK"), m.untagged_responses.get("EXPUNGE"))
+typ, data = m.uid("MOVE", "2", "Nowhere")
+print(typ, data)
+typ, data = m.search(None, "ALL")
+print("inbox", data)
+m.select("Archive")
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print("archive", data[0][1].decode().strip())
+m.logout()
+`
+	out, err := exec.Command(py, "-c", script, host, port).CombinedOutput()
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	got := string(out)
+	for _, want := range []string{
+		"True\n",                      // MOVE advertised
+		"OK [b'[COPYUID ", "] [b'1']", // untagged COPYUID, then EXPUNGE 1
+		"NO [b'[TRYCREATE]",          // missing target folder
+		"inbox [b'1']",               // one message left in INBOX
+		"archive Subject: plain one", // the moved one is in Archive
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("imaplib output lacks %q:\n%s", want, got)
+		}
+	}
+	if u, _ := other.do("NOOP"); !strings.Contains(strings.Join(u, "\n"), "* 1 EXPUNGE") {
+		t.Errorf("other session after MOVE: %q", u)
+	}
+	other.ok("EXAMINE INBOX")
+	if _, st := other.do("MOVE 1 Archive"); !strings.HasPrefix(st, "NO") {
+		t.Errorf("MOVE after EXAMINE: %q", st)
+	}
+}

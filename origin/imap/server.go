@@ -90,6 +90,7 @@ func (s *Server) newIMAPServer(insecureAuth bool) *imapserver.Server {
 		NewSession: s.newSession,
 		Caps: goimap.CapSet{
 			goimap.CapIMAP4rev1: {}, goimap.CapUIDPlus: {}, goimap.CapChildren: {}, goimap.CapLiteralPlus: {},
+			goimap.CapMove: {},
 		},
 		Logger:       logAdapter{s.log},
 		TLSConfig:    s.opts.TLS,

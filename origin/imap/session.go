@@ -506,17 +506,48 @@ func (ss *session) staticCriteria(c *goimap.SearchCriteria) {
 
 // Copy copies messages to another folder (UIDPLUS COPYUID data).
 func (ss *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, error) {
+	data, _, err := ss.copy(numSet, dest)
+	return data, err
+}
+
+// Move answers MOVE and UID MOVE (RFC 6851): the messages are copied (an untagged OK with
+// COPYUID), then removed from the selected folder; the EXPUNGE responses reach this session
+// (before the tagged OK) and the others the way EXPUNGE's do. A failed copy moves nothing.
+func (ss *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest string) error {
+	if ss.readOnly {
+		return errReadOnly
+	}
+	data, keys, err := ss.copy(numSet, dest)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil // nothing matched (e.g. UIDs already gone): nothing to report
+	}
+	if err := w.WriteCopyData(data); err != nil {
+		return err
+	}
+	if err := ss.mb.box.Remove(keys); err != nil {
+		return storeError(err)
+	}
+	return ss.mb.refresh() // queues the EXPUNGE responses for every session, this one included
+}
+
+// copy appends the messages of numSet to dest and returns the COPYUID data and the source
+// messages' store keys.
+func (ss *session) copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, []string, error) {
 	box, err := ss.s.store.Mailbox(ss.user, dest)
 	if err != nil {
 		e := storeError(err).(*goimap.Error)
 		if errors.Is(err, mailstore.ErrNoMailbox) {
 			e.Code = goimap.ResponseCodeTryCreate
 		}
-		return nil, e
+		return nil, nil, e
 	}
 	ss.mb.mu.Lock()
 	defer ss.mb.mu.Unlock()
 	var src, dst goimap.UIDSet
+	var keys []string
 	err = ss.forEach(numSet, func(i int) error {
 		buf := ss.load(i)
 		if buf == nil {
@@ -528,10 +559,11 @@ func (ss *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, er
 		}
 		src.AddNum(goimap.UID(ss.mb.msgs[i].UID))
 		dst.AddNum(goimap.UID(m.UID))
+		keys = append(keys, ss.mb.msgs[i].Key)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &goimap.CopyData{UIDValidity: ss.validityOf(box), SourceUIDs: src, DestUIDs: dst}, nil
+	return &goimap.CopyData{UIDValidity: ss.validityOf(box), SourceUIDs: src, DestUIDs: dst}, keys, nil
 }
