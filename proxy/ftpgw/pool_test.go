@@ -87,6 +87,8 @@ func TestPoolReuse(t *testing.T) {
 		status int
 		body   string // a substring the body must contain
 		drop   bool   // the server drops idle connections before this step
+		exact  bool   // read exactly Content-Length bytes, then close without reading EOF
+		short  bool   // read only 100 bytes, then close
 	}
 	readme := step{url: "/pub/README.txt", status: 200, body: "anonymous"}
 	for _, tc := range []struct {
@@ -106,6 +108,8 @@ func TestPoolReuse(t *testing.T) {
 		{"wrong password never borrows", 8, []step{{url: "//alice:wonderland@/welcome.txt", status: 200},
 			{url: "//alice:wrong@/welcome.txt", status: 401}}, 2},
 		{"server closed the idle connection", 8, []step{readme, {url: readme.url, status: 200, body: "anonymous", drop: true}}, 2},
+		{"body closed at Content-Length without EOF", 8, []step{{url: readme.url, status: 200, exact: true}, readme}, 1},
+		{"body closed early is not reused", 8, []step{{url: "/pub/sample.bin", status: 200, short: true}, readme}, 2},
 		{"pooling off", 0, []step{readme, readme}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,6 +131,10 @@ func TestPoolReuse(t *testing.T) {
 					creds, p, _ := strings.Cut(strings.TrimPrefix(s.url, "//"), "@")
 					u = "ftp://" + creds + "@" + host + p
 				}
+				if s.exact || s.short {
+					fetchPartial(t, g, u, s.short)
+					continue
+				}
 				resp, body := fetch(t, g, http.MethodGet, u, nil)
 				if resp.StatusCode != s.status || !strings.Contains(body, s.body) {
 					t.Fatalf("step %d %s: %d, body %.80q; want %d with %q", i, s.url, resp.StatusCode, body, s.status, s.body)
@@ -137,6 +145,28 @@ func TestPoolReuse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fetchPartial reads a file response up to its Content-Length (or only 100 bytes when short)
+// and closes the body without reading to EOF.
+func fetchPartial(t *testing.T, g *Gateway, u string, short bool) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := g.Fetch(req)
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength <= 100 {
+		t.Fatalf("Fetch(%s): %v, %v", u, err, resp)
+	}
+	n := resp.ContentLength
+	if short {
+		n = 100
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
 
 // TestPoolIdleTimeout: a pooled connection is closed after idle_conn_timeout, and the next

@@ -179,6 +179,11 @@ func (b *fileBody) Close() error {
 		return nil
 	}
 	b.closed = true
+	if !b.complete && b.size >= 0 && b.n == b.size {
+		// Every byte arrived but the reader stopped at Content-Length without seeing EOF (as
+		// HTTP readers do): the transfer is complete if the server confirms it (226).
+		b.complete = b.data.Close() == nil
+	}
 	if b.complete {
 		b.s.release(true)
 		return nil
