@@ -256,7 +256,7 @@ func FuzzParseEPRT(f *testing.F) {
 // FuzzControlLine checks the control filter's line handling: it never panics, and a path it
 // lets through never resolves above the root.
 func FuzzControlLine(f *testing.F) {
-	for _, s := range []string{"CWD ../..\r\n", "RETR a/../../b\r\n", "LIST -la ..\r\n", "STRU F\r\n", "MFMT 20200101000000 ../x\r\n", "CDUP\r\n", "\r\n", "cwd /x/../../y"} {
+	for _, s := range []string{"CWD ../..\r\n", "RETR a/../../b\r\n", "LIST -la ..\r\n", "STRU F\r\n", "MFMT 20200101000000 ../x\r\n", "CDUP\r\n", "\r\n", "cwd /x/../../y", "REST x\r\n", "REST -1\r\n", "REST 99999999999999999999\r\n"} {
 		f.Add("/a/b", s)
 	}
 	f.Fuzz(func(t *testing.T, cwd, line string) {
