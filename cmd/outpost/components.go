@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -61,6 +64,7 @@ func buildComponents(cfg *config.Config, env component.Env, want func(name strin
 // buildProxy constructs the proxy with its cache and ftp:// gateway when they are enabled.
 func buildProxy(cfg *config.Config, env component.Env) (component.Component, error) {
 	var opts proxy.Options
+	var closers []io.Closer
 	if cfg.Cache.Enabled {
 		c, err := cache.New(cfg.Cache, env.Named("cache"))
 		if err != nil {
@@ -74,12 +78,29 @@ func buildProxy(cfg *config.Config, env component.Env) (component.Component, err
 			return nil, fmt.Errorf("proxy.ftp: %w", err)
 		}
 		opts.FTP = gw
+		closers = append(closers, gw)
 	}
 	p, err := proxy.New(cfg.Proxy, env.Named("proxy"), opts)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	return p, nil
+	return closeAfter{p, closers}, nil
+}
+
+// closeAfter is a component that closes helpers it does not own itself (the ftp:// gateway's
+// idle FTP sessions) once it has shut down. The proxy closes its cache itself.
+type closeAfter struct {
+	component.Component
+	closers []io.Closer
+}
+
+// Shutdown shuts the component down, then closes the helpers.
+func (c closeAfter) Shutdown(ctx context.Context) error {
+	err := c.Component.Shutdown(ctx)
+	for _, cl := range c.closers {
+		err = errors.Join(err, cl.Close())
+	}
+	return err
 }
 
 // mailCommand is `outpost mail` (run the mail servers) with its queue subcommands.

@@ -151,7 +151,7 @@ func smtpHosts(cfg config.MailConfig, q *smtp.Queue, tlsConf *tls.Config, env co
 			MaxMessageSize: int64(cfg.SMTP.MaxMessageSize), MaxRecipients: cfg.SMTP.MaxRecipients,
 			MaxLineLength: cfg.SMTP.MaxLineLength, MaxConnections: cfg.SMTP.MaxConnections, MaxAuthFailures: cfg.MaxAuthFailures,
 			ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout, TLS: tlsConf,
-			AllowInsecureAuth: cfg.AllowInsecureAuth,
+			AllowInsecureAuth: cfg.AllowInsecureAuth, AllowSenderLoginMismatch: !cfg.SMTP.EnforceSenderLogin,
 		}, q, env.Logger.With("server", "smtp")))
 	}
 	return out, nil
