@@ -2,22 +2,16 @@ package pop3
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/outpost-proxy/outpost/internal/testtls"
 )
 
 // TestSTLS: without TLS, USER is refused and not advertised; after STLS it works.
 func TestSTLS(t *testing.T) {
-	s, _ := testServerWith(t, func(o *Options) { o.TLS, o.AllowInsecureAuth = testTLS(t), false }, msg1)
+	s, _ := testServerWith(t, func(o *Options) { o.TLS, o.AllowInsecureAuth = testtls.ServerConfig(t), false }, msg1)
 	cl := dial(t, s.Addr())
 	if !strings.HasPrefix(cl.cmd("CAPA"), "+OK") {
 		t.Fatal("CAPA failed")
@@ -41,21 +35,4 @@ func TestSTLS(t *testing.T) {
 	if got := cl.cmd("STAT"); !strings.HasPrefix(got, "+OK 1 ") {
 		t.Fatalf("STAT over TLS = %q", got)
 	}
-}
-
-// testTLS returns a server TLS config with a fresh self-signed certificate for 127.0.0.1.
-func testTLS(t testing.TB) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "outpost.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"outpost.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 }

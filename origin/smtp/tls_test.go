@@ -1,26 +1,20 @@
 package smtp
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/outpost-proxy/outpost/internal/testtls"
 )
 
 // TestStartTLSThenAuth: with a certificate and insecure auth off, AUTH is offered only after
 // STARTTLS; then an authenticated client may relay.
 func TestStartTLSThenAuth(t *testing.T) {
-	e := startMail(t, envConfig{tls: testTLS(t), tlsOnly: true})
+	e := startMail(t, envConfig{tls: testtls.ServerConfig(t), tlsOnly: true})
 	c, err := gosmtp.Dial(e.a.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -68,21 +62,4 @@ func TestStartTLSThenAuth(t *testing.T) {
 	if !strings.Contains(string(msg), "with ESMTPSA") {
 		t.Fatalf("Received header does not record TLS+AUTH:\n%s", msg)
 	}
-}
-
-// testTLS returns a server TLS config with a fresh self-signed certificate for 127.0.0.1.
-func testTLS(t testing.TB) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "outpost.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"outpost.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 }
