@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/internal/componenttest"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -52,21 +53,7 @@ func startFTP(t testing.TB, cfg config.FTPConfig) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Listen(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	componenttest.Start(t, s)
 	return &testServer{srv: s, addr: s.ln.Addr().String(), dir: filepath.Join(data, "ftp")}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/internal/componenttest"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -41,21 +42,7 @@ func startServer(t *testing.T, cfg config.WebConfig, dataDir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Listen(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	componenttest.Start(t, s)
 	return "http://" + strings.TrimPrefix(s.Addrs()[0], "tcp ")
 }
 
