@@ -3,7 +3,6 @@ package imap
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,8 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/componenttest"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
-	"golang.org/x/crypto/bcrypt"
+	"github.com/outpost-proxy/outpost/origin/mailstore/mailstoretest"
 )
 
 // testServer starts an IMAP server over a store where alice has the given INBOX messages.
@@ -27,37 +27,14 @@ func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store, *mails
 // testServerWith is testServer with adjusted options.
 func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Server, *mailstore.Store, *mailstore.User) {
 	t.Helper()
-	var specs []mailstore.UserSpec
-	for _, u := range [][2]string{{"alice@outpost.test", "wonderland"}, {"bob@outpost.test", "builder"}} {
-		h, _ := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
-		specs = append(specs, mailstore.UserSpec{Address: u[0], PasswordHash: string(h)})
-	}
-	dir, err := mailstore.NewDirectory(specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := mailstore.Open(t.TempDir(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := dir.Lookup("alice@outpost.test")
-	for i, m := range msgs {
-		if _, err := store.Deliver(alice, fmt.Sprintf("m%d", i), strings.NewReader(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store, alice := mailstoretest.New(t, msgs...)
 	opts := Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, MaxMessageSize: 1 << 20}
 	adjust(&opts)
 	s, err := New(opts, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Listen(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(context.Background()) }()
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()); <-done })
+	componenttest.Start(t, s)
 	return s, store, alice
 }
 

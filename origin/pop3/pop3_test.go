@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,8 +11,9 @@ import (
 	"time"
 
 	gopop3 "github.com/knadh/go-pop3"
+	"github.com/outpost-proxy/outpost/internal/componenttest"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
-	"golang.org/x/crypto/bcrypt"
+	"github.com/outpost-proxy/outpost/origin/mailstore/mailstoretest"
 )
 
 // testServer starts a POP3 server over a store where alice has the given messages.
@@ -25,42 +25,14 @@ func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store) {
 // testServerWith is testServer with adjusted options.
 func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Server, *mailstore.Store) {
 	t.Helper()
-	var specs []mailstore.UserSpec
-	for _, u := range [][2]string{{"alice@outpost.test", "wonderland"}, {"bob@outpost.test", "builder"}} {
-		h, _ := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
-		specs = append(specs, mailstore.UserSpec{Address: u[0], PasswordHash: string(h)})
-	}
-	dir, err := mailstore.NewDirectory(specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := mailstore.Open(t.TempDir(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := dir.Lookup("alice@outpost.test")
-	for i, m := range msgs {
-		if _, err := store.Deliver(alice, fmt.Sprintf("m%d", i), strings.NewReader(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store, _ := mailstoretest.New(t, msgs...)
 	opts := Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, IdleTimeout: time.Minute}
 	adjust(&opts)
 	s, err := New(opts, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Listen(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-done
-	})
+	componenttest.Start(t, s)
 	return s, store
 }
 
