@@ -9,12 +9,14 @@ import (
 	"testing"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 )
 
 // TestCurl is acceptance 1 with curl: upload (-T), resume (-C -), active mode (--ftp-port),
 // listings, binary round trips.
 func TestCurl(t *testing.T) {
-	need(t, "curl", "curl")
+	clienttest.Need(t, "curl", "curl")
 	ts := startFTP(t, testConfig(t))
 	base := "ftp://" + ts.addr
 	src, data := binaryFile(t, 300_000)
@@ -60,7 +62,7 @@ func TestCurl(t *testing.T) {
 
 // TestLftp is acceptance 1 with lftp, passive and active.
 func TestLftp(t *testing.T) {
-	need(t, "lftp", "lftp")
+	clienttest.Need(t, "lftp", "lftp")
 	ts := startFTP(t, testConfig(t))
 	src, data := binaryFile(t, 200_000)
 	dir := t.TempDir()
@@ -113,7 +115,7 @@ print("ok")
 
 // TestPythonFtplib is acceptance 1 with python3's ftplib, PASV and PORT.
 func TestPythonFtplib(t *testing.T) {
-	need(t, "python3", "python3")
+	clienttest.Need(t, "python3", "python3")
 	ts := startFTP(t, testConfig(t))
 	src, _ := binaryFile(t, 150_000)
 	host, port, _ := strings.Cut(ts.addr, ":")

@@ -2,12 +2,10 @@ package ftp
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"net"
 	"net/textproto"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/internal/componenttest"
 	"github.com/outpost-proxy/outpost/internal/config"
@@ -111,26 +110,10 @@ func binaryFile(t testing.TB, n int) (string, []byte) {
 	return p, b
 }
 
-// need skips the test when a client program is missing.
-func need(t testing.TB, prog, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(prog); err != nil {
-		t.Skipf("%s not installed (Debian package %s)", prog, pkg)
-	}
-}
-
-// run runs a client program with a deadline and returns its output.
+// run runs a client program with a 30s deadline and returns its output.
 func run(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, out.String(), errb.String())
-	}
-	return out.Bytes()
+	return clienttest.Run(t, 30*time.Second, name, args...)
 }
 
 // sameFile checks that a file on disk holds want.

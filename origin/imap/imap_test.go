@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 	"github.com/outpost-proxy/outpost/internal/componenttest"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 	"github.com/outpost-proxy/outpost/origin/mailstore/mailstoretest"
@@ -259,10 +260,7 @@ func TestIdleReportsNewMail(t *testing.T) {
 func TestImaplibAndCurl(t *testing.T) {
 	s, _, _ := testServer(t, plain, multi)
 	host, port, _ := net.SplitHostPort(s.Addr())
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed (Debian package python3)")
-	}
+	py := clienttest.Need(t, "python3", "python3")
 	script := `
 import imaplib, sys
 m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
@@ -278,10 +276,7 @@ m.logout()
 	if err != nil || string(out) != plain {
 		t.Fatalf("imaplib: %v\n%q", err, out)
 	}
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed (Debian package curl)")
-	}
+	curl := clienttest.Need(t, "curl", "curl")
 	list, err := exec.Command(curl, "-sS", "imap://alice:wonderland@"+s.Addr()+"/").CombinedOutput()
 	if err != nil || !strings.Contains(string(list), "INBOX") {
 		t.Fatalf("curl LIST: %v %q", err, list)
@@ -372,10 +367,7 @@ func TestInsecureLoginLoopbackOnly(t *testing.T) {
 // MOVE to a missing folder is NO [TRYCREATE] and after EXAMINE NO [NOPERM].
 func TestMove(t *testing.T) {
 	s, _, _ := testServer(t, plain, multi)
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed (Debian package python3)")
-	}
+	py := clienttest.Need(t, "python3", "python3")
 	other := dial(t, s.Addr())
 	other.ok("LOGIN alice wonderland")
 	other.ok("SELECT INBOX")

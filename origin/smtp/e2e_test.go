@@ -16,6 +16,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 )
 
 // TestRealClientsSendAndRead: python smtplib (with and without AUTH), swaks (AUTH LOGIN) and
@@ -32,7 +33,7 @@ func TestRealClientsSendAndRead(t *testing.T) {
 	} else {
 		t.Log("swaks not installed (Debian package swaks): skipping the swaks send")
 	}
-	curl := needTool(t, "curl", "curl")
+	curl := clienttest.Need(t, "curl", "curl")
 	body := writeTemp(t, "curl.eml", []byte("From: bob@outpost.test\r\nTo: alice@outpost.test\r\nSubject: curl send\r\n\r\nfrom curl\r\n"))
 	run(t, curl, "-sS", "--url", "smtp://"+e.a.Addr()+"/curl.test", "--mail-from", "bob@outpost.test",
 		"--mail-rcpt", "alice@outpost.test", "-T", body)

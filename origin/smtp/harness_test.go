@@ -1,13 +1,11 @@
 package smtp
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 	"github.com/outpost-proxy/outpost/origin/imap"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 	"github.com/outpost-proxy/outpost/origin/pop3"
@@ -304,28 +303,10 @@ func (e *mailEnv) waitQueue(t *testing.T, what string, cond func([]Envelope) boo
 	}
 }
 
-// needTool skips when an external client is not installed.
-func needTool(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s not installed (Debian package %s)", tool, pkg)
-	}
-	return p
-}
-
-// run runs a command with a timeout and fails the test on error.
+// run runs a command with a 60s deadline and fails the test on error.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, out.String(), errb.String())
-	}
-	return out.String()
+	return string(clienttest.Run(t, 60*time.Second, name, args...))
 }
 
 // hostPort splits a listener address for command-line clients.
@@ -341,7 +322,7 @@ func hostPort(t *testing.T, addr string) (string, string) {
 // pyClient runs testdata/mailclient.py.
 func pyClient(t *testing.T, args ...string) string {
 	t.Helper()
-	py := needTool(t, "python3", "python3")
+	py := clienttest.Need(t, "python3", "python3")
 	return run(t, py, append([]string{"testdata/mailclient.py"}, args...)...)
 }
 
