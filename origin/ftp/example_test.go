@@ -1,20 +1,16 @@
 package ftp
 
 import (
-	"os"
 	"testing"
 
+	"github.com/outpost-proxy/outpost"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // TestExampleConfig starts the server from config.example.toml's [ftp] section (the demo
 // `outpost up` runs) and logs in with the documented demo credentials.
 func TestExampleConfig(t *testing.T) {
-	text, err := os.ReadFile("../../config.example.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(config.Source{Default: text, Env: []string{}})
+	cfg, err := config.Load(config.Source{Default: outpost.ExampleConfig, Env: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,16 @@
 package web
 
 import (
-	"os"
 	"testing"
 
+	"github.com/outpost-proxy/outpost"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // TestExampleConfig serves the demo site with config.example.toml's [web] section and checks
 // its cache policy.
 func TestExampleConfig(t *testing.T) {
-	text, err := os.ReadFile("../../config.example.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(config.Source{Default: text, Env: []string{}})
+	cfg, err := config.Load(config.Source{Default: outpost.ExampleConfig, Env: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}
