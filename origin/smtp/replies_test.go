@@ -59,15 +59,9 @@ func TestReplies(t *testing.T) {
 			{"Subject: hi\r\n\r\nbody\r\n.", "250 2.0.0 OK: queued as "}, {"QUIT", "221 "}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", e.a.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-			br := bufio.NewReader(c)
-			if got := readReply(t, br); !strings.HasPrefix(got, "220 ") {
-				t.Fatalf("greeting %q", got)
+			c, br, greeting := dialRaw(t, e.a.Addr())
+			if !strings.HasPrefix(greeting, "220 ") {
+				t.Fatalf("greeting %q", greeting)
 			}
 			for _, s := range append([]step{{"EHLO test.example", "250 "}}, tc.steps...) {
 				if _, err := c.Write([]byte(s.send + "\r\n")); err != nil {
@@ -85,14 +79,7 @@ func TestReplies(t *testing.T) {
 // any MAIL FROM address.
 func TestSenderLoginMismatchAllowed(t *testing.T) {
 	e := startMail(t, envConfig{anyFrom: true})
-	c, err := net.Dial("tcp", e.a.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	readReply(t, br)
+	c, br, _ := dialRaw(t, e.a.Addr())
 	for _, s := range []step{{"EHLO x", "250 "}, {plainAuth("alice", "wonderland"), "235 "}, {"MAIL FROM:<bob@outpost.test>", "250 "}} {
 		c.Write([]byte(s.send + "\r\n"))
 		if got := readReply(t, br); !strings.HasPrefix(got, s.want) {
@@ -115,14 +102,7 @@ func TestInsecureAuthLoopbackOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startMail(t, envConfig{remote: tc.remote})
-			c, err := net.Dial("tcp", e.a.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-			br := bufio.NewReader(c)
-			readReply(t, br)
+			c, br, _ := dialRaw(t, e.a.Addr())
 			c.Write([]byte("EHLO x\r\n"))
 			auth := false
 			for {
@@ -146,6 +126,20 @@ func TestInsecureAuthLoopbackOnly(t *testing.T) {
 	}
 }
 
+// dialRaw opens a raw SMTP connection (closed at cleanup, 30s deadline) and returns it, its
+// reader and the last line of the greeting.
+func dialRaw(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	return c, br, readReply(t, br)
+}
+
 // readReply reads a (possibly multi-line) SMTP reply and returns its last line.
 func readReply(t *testing.T, br *bufio.Reader) string {
 	t.Helper()
@@ -164,14 +158,7 @@ func readReply(t *testing.T, br *bufio.Reader) string {
 // TestAuthFailuresCloseConnection: after the 421 the server hangs up.
 func TestAuthFailuresCloseConnection(t *testing.T) {
 	e := startMail(t, envConfig{})
-	c, err := net.Dial("tcp", e.a.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	readReply(t, br)
+	c, br, _ := dialRaw(t, e.a.Addr())
 	c.Write([]byte("EHLO x\r\n"))
 	readReply(t, br)
 	for range 3 {
