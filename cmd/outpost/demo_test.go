@@ -12,6 +12,7 @@ import (
 	"time"
 
 	outpost "github.com/outpost-proxy/outpost"
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 )
 
 // loopbackHostPort matches every loopback host:port in the example configuration: listeners,
@@ -49,20 +50,6 @@ func demoConfig(t *testing.T) (string, map[string]string) {
 	return f, moved
 }
 
-// need skips the test when a client program is missing.
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			pkg := map[string]string{"dig": "dnsutils"}[tool]
-			if pkg == "" {
-				pkg = tool
-			}
-			t.Skipf("%s not installed (Debian package %s)", tool, pkg)
-		}
-	}
-}
-
 // output runs a client and returns its standard output, failing the test on error.
 func output(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -83,7 +70,8 @@ func output(t *testing.T, name string, args ...string) string {
 // outpost.test to remote.test through the queue, an MX lookup in Outpost's own DNS and the
 // second mail host, read back with curl over POP3.
 func TestDemoWithRealClients(t *testing.T) {
-	need(t, "curl", "dig")
+	clienttest.Need(t, "curl", "curl")
+	clienttest.Need(t, "dig", "dnsutils")
 	cfg, moved := demoConfig(t)
 	cmd, lines := startBinary(t, nil, "up", "--config", cfg)
 	go func() {
