@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -50,18 +49,11 @@ func demoConfig(t *testing.T) (string, map[string]string) {
 	return f, moved
 }
 
-// output runs a client and returns its standard output, failing the test on error.
+// output runs a client under a deadline and returns its standard output, failing the test on
+// error.
 func output(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr)
-	}
-	return string(out)
+	return string(clienttest.Run(t, 30*time.Second, name, args...))
 }
 
 // TestDemoWithRealClients runs the real binary on the demo configuration and walks the
