@@ -112,8 +112,8 @@ func (l *accessLog) Close() error {
 
 // record logs a finished request and counts it in the metrics. It runs with the connection's
 // mutex held and uses the connection's line buffer, so it does not allocate.
-func (srv *Server) record(s *slot, buf *[]byte) {
-	dur := time.Since(s.start)
+func (srv *Server) record(s *slot, buf *[]byte, now time.Time) {
+	dur := now.Sub(s.start)
 	srv.m.observe(s, dur)
 	l := srv.alog
 	if l.w == nil {

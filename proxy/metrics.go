@@ -80,12 +80,27 @@ func methodIndex(m string) int {
 
 // observe counts a finished request.
 func (m *metrics) observe(s *slot, dur time.Duration) {
-	method := "-"
 	mi := len(knownMethods) + 1
 	if s.req != nil {
 		mi = methodIndex(s.req.Method)
 	}
 	key := uint32(mi)<<16 | uint32(s.status)<<4 | uint32(s.mode)
+	c := s.c // its last counter is kept, guarded by c.mu like every call here
+	if c.mCounter == nil || c.mKey != key {
+		c.mKey, c.mCounter = key, m.requestCounter(s, key, mi)
+	}
+	c.mCounter.Inc()
+	m.requestSeconds.Observe(dur.Seconds())
+	m.bytesOut.Add(float64(s.bytesOut))
+	if s.req != nil {
+		m.bytesIn.Add(float64(s.reqBytes))
+	}
+}
+
+// requestCounter returns the requests_total child for key (method index mi, status, mode),
+// resolving its labels once per server.
+func (m *metrics) requestCounter(s *slot, key uint32, mi int) prometheus.Counter {
+	method := "-"
 	m.mu.RLock()
 	c, ok := m.counters[key]
 	m.mu.RUnlock()
@@ -101,10 +116,5 @@ func (m *metrics) observe(s *slot, dur time.Duration) {
 		m.counters[key] = c
 		m.mu.Unlock()
 	}
-	c.Inc()
-	m.requestSeconds.Observe(dur.Seconds())
-	m.bytesOut.Add(float64(s.bytesOut))
-	if s.req != nil {
-		m.bytesIn.Add(float64(s.reqBytes))
-	}
+	return c
 }

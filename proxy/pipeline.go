@@ -296,7 +296,8 @@ func (s *slot) finish() (detached bool) {
 		return detached // stashed or failed; the head completes it later
 	}
 	last := s
-	s.complete()
+	now := time.Now() // one clock reading for the log, the metrics and the write deadline
+	s.complete(now)
 	c.head++
 	for !last.closeAfter && c.head < c.next {
 		n := c.ring[c.head%uint64(len(c.ring))]
@@ -306,12 +307,14 @@ func (s *slot) finish() (detached bool) {
 		if n.stashed && !c.broken {
 			n.writeStoredLocked(n.sHead, n.sExtra, n.sBody)
 		}
-		n.complete()
+		n.complete(now)
 		c.head++
 		last = n
 	}
 	defer c.turn.Broadcast()
 	defer c.room.Broadcast()
+	c.wnow = now
+	defer func() { c.wnow = time.Time{} }()
 	switch {
 	case c.broken:
 	case last.closeAfter:
@@ -339,11 +342,11 @@ func (c *conn) endLocked() {
 		_ = tc.CloseWrite()
 	}
 	c.broken = true
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	c.setReadDeadline(time.Now().Add(lingerTime))
 }
 
 // complete records a written response in the access log and metrics (c.mu held).
-func (s *slot) complete() {
+func (s *slot) complete(now time.Time) {
 	c := s.c
-	c.srv.record(s, &c.logBuf)
+	c.srv.record(s, &c.logBuf, now)
 }

@@ -337,7 +337,7 @@ func (b *bodyReader) readLocked(p []byte) (int, error) {
 		b.expect = false
 		b.c.writeContinue(b.s)
 	}
-	_ = b.c.nc.SetReadDeadline(time.Now().Add(b.c.srv.cfg.ReadTimeout))
+	b.c.setReadDeadline(time.Now().Add(b.c.srv.cfg.ReadTimeout))
 	var n int
 	var err error
 	if b.chunked != nil {
@@ -365,7 +365,7 @@ func (b *bodyReader) readLocked(p []byte) (int, error) {
 // progress elsewhere (the upstream transport) is interrupted, and the connection must close.
 func (b *bodyReader) settle() bool {
 	if !b.mu.TryLock() {
-		_ = b.c.nc.SetReadDeadline(time.Now())
+		b.c.setReadDeadline(time.Now())
 		b.mu.Lock()
 		b.abandoned = true
 		b.mu.Unlock()
