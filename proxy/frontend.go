@@ -119,6 +119,9 @@ type conn struct {
 	// wnow is the time finish took for the response it flushes (c.mu), so the write deadline
 	// does not read the clock again; zero otherwise.
 	wnow time.Time
+	// doneAt is when the head last advanced (c.mu): with no request in flight, the reader
+	// takes it for the current time when it arms the idle deadline.
+	doneAt time.Time
 
 	idle      atomic.Bool  // the reader is waiting for the first byte of a request
 	refs      atomic.Int32 // goroutines working on this connection; the last closes it
@@ -231,7 +234,13 @@ func (c *conn) nextRequest() (*slot, bool) {
 		return nil, false
 	}
 	if c.br.Buffered() == 0 {
-		c.flushDeferred()
+		c.mu.Lock()
+		c.flushDeferredLocked()
+		var now time.Time // when the last response was completed, if nothing is in flight
+		if c.head == c.next {
+			now = c.doneAt
+		}
+		c.mu.Unlock()
 		if c.served > 0 {
 			// The client has only just got the last response: let the other connections'
 			// goroutines run first, so that by the time this one reads, its next request
@@ -240,7 +249,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 			// with nothing else runnable it returns at once.
 			runtime.Gosched()
 		}
-		if !c.waitFirstByte() {
+		if !c.waitFirstByte(now) {
 			return nil, false
 		}
 	}
@@ -259,15 +268,19 @@ func (c *conn) nextRequest() (*slot, bool) {
 	return s, true
 }
 
-// waitFirstByte waits (idle timeout) for the first byte of the next request.
-func (c *conn) waitFirstByte() bool {
+// waitFirstByte waits (idle timeout) for the first byte of the next request. now is the
+// current time if the caller knows it (zero: read the clock).
+func (c *conn) waitFirstByte(now time.Time) bool {
 	srv := c.srv
 	c.idle.Store(true)
 	defer c.idle.Store(false)
 	if srv.closing.Load() {
 		return false
 	}
-	c.armRead(time.Now(), srv.cfg.IdleTimeout)
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c.armRead(now, srv.cfg.IdleTimeout)
 	_, err := c.br.Peek(1)
 	return err == nil
 }

@@ -313,7 +313,7 @@ func (s *slot) finish() (detached bool) {
 	}
 	defer c.turn.Broadcast()
 	defer c.room.Broadcast()
-	c.wnow = now
+	c.wnow, c.doneAt = now, now
 	defer func() { c.wnow = time.Time{} }()
 	switch {
 	case c.broken:
