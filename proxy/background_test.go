@@ -7,12 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/outpost-proxy/outpost/cache"
+	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // These tests cover the proxy's side of the cache's own goroutines: fetches that outlive the
@@ -235,9 +239,10 @@ func TestCollapsedFetchSurvivesLeaderDisconnect(t *testing.T) {
 }
 
 // TestUpstreamStallIsCut: an exchange no client can cancel is still bounded: an origin that
-// stops sending mid-body is cut after the idle limit (response_header_timeout), the client's
+// stops sending mid-body is cut after the idle limit (read_timeout), the client's
 // response ends early (the connection closes), and the next request goes to the origin again
 // instead of waiting on a fetch that never ends. With and without the cache.
+// The header timeout is long, so only read_timeout can cut the stall.
 func TestUpstreamStallIsCut(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -262,7 +267,7 @@ func TestUpstreamStallIsCut(t *testing.T) {
 			if tc.cache {
 				opts.Cache = newRealCache(t)
 			}
-			p := startProxy(t, "[proxy.upstream]\nresponse_header_timeout = \"300ms\"\n"+reverseRoute(o), opts)
+			p := startProxy(t, "[proxy.upstream]\nresponse_header_timeout = \"1h\"\nread_timeout = \"300ms\"\n"+reverseRoute(o), opts)
 			for i := 1; i <= 2; i++ {
 				c := dialRaw(t, p.addr)
 				c.send("GET /stall HTTP/1.1\r\nHost: site.test\r\n\r\n")
@@ -362,6 +367,43 @@ func TestStreamedBodyFlushedAsItArrives(t *testing.T) {
 			next <- struct{}{}
 			if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "-last" {
 				t.Fatalf("rest %q, %v", rest, err)
+			}
+		})
+	}
+}
+
+// TestUpstreamReadTimeoutConfig: [proxy.upstream] read_timeout defaults to 60s, takes a value,
+// may be 0 (no idle limit) and is rejected when negative, naming the key.
+func TestUpstreamReadTimeoutConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       time.Duration
+		err        string
+	}{
+		{"default", "", 60 * time.Second, ""},
+		{"set", "read_timeout = \"5s\"\n", 5 * time.Second, ""},
+		{"zero is off", "read_timeout = \"0s\"\n", 0, ""},
+		{"negative", "read_timeout = \"-1s\"\n", 0, "proxy.upstream.read_timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := fmt.Sprintf("data_dir = %q\n[proxy]\nlisten = [\"127.0.0.1:0\"]\n[proxy.upstream]\n%s", dir, tc.text)
+			path := filepath.Join(dir, "outpost.toml")
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(config.Source{File: path, Env: []string{}})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want one naming %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Proxy.Upstream.ReadTimeout; got != tc.want {
+				t.Errorf("read_timeout %v, want %v", got, tc.want)
 			}
 		})
 	}

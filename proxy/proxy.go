@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/component"
@@ -48,10 +47,9 @@ type Server struct {
 	alog   *accessLog
 	m      *metrics
 
-	viaLine       []byte        // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	keepAliveLine []byte        // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
-	viaValue      string        // "1.1 <pseudonym>", appended to upstream requests
-	upstreamIdle  time.Duration // an upstream exchange with no progress this long is cut (watchdog)
+	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -86,9 +84,6 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	s.fwdBG = poolFetcher{srv: s, pool: s.fwd}
 	for _, rt := range s.routes.routes {
 		rt.bg = poolFetcher{srv: s, pool: rt.pool}
-	}
-	if s.upstreamIdle = cfg.Upstream.ResponseHeaderTimeout; s.upstreamIdle <= 0 {
-		s.upstreamIdle = time.Minute
 	}
 	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
 		return nil, err

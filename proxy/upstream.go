@@ -231,7 +231,7 @@ func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, in
 			resp, err = srv.opts.FTP.Fetch(r.WithContext(parent))
 		}
 	} else {
-		ctx, wd := newWatchdog(parent, srv.cfg.Upstream.ConnectTimeout, srv.upstreamIdle)
+		ctx, wd := newWatchdog(parent, srv.cfg.Upstream.ConnectTimeout, srv.cfg.Upstream.ResponseHeaderTimeout, srv.cfg.Upstream.ReadTimeout)
 		out := srv.outgoing(r, ctx, interim)
 		if out.Body != nil && out.Body != http.NoBody && out.ContentLength != 0 {
 			out.Body = &progressBody{ReadCloser: out.Body, wd: wd}
@@ -304,26 +304,28 @@ func (srv *Server) outgoing(r *http.Request, ctx context.Context, interim func(i
 
 // errUpstreamStalled ends an exchange in which the origin made no progress for the idle limit.
 // It counts as a timeout (504, error:timeout).
-var errUpstreamStalled = fmt.Errorf("proxy: the origin made no progress within proxy.upstream.response_header_timeout: %w", context.DeadlineExceeded)
+var errUpstreamStalled = fmt.Errorf("proxy: the origin made no progress within proxy.upstream.read_timeout: %w", context.DeadlineExceeded)
 
 // watchdog bounds one upstream exchange that no client can cancel. Connecting is bounded by
 // connect_timeout (the dialer) and waiting for the response header by response_header_timeout
 // (the transport); the watchdog cancels the exchange when neither the request body nor the
-// response body moves for the idle limit (response_header_timeout too), so an origin that
-// stalls mid-body, or stops reading an upload, cannot hold a shared fetch forever.
+// response body moves for the idle limit (read_timeout), so an origin that stalls mid-body,
+// or stops reading an upload, cannot hold a shared fetch forever. An idle limit of 0 leaves
+// the body unbounded.
 type watchdog struct {
-	idle   time.Duration
+	idle   time.Duration // read_timeout; 0 = none
+	header time.Duration // the wait for the response header: the longer of the two limits
 	timer  *time.Timer
 	cancel context.CancelCauseFunc
 	fired  atomic.Bool
 }
 
-// newWatchdog starts a watchdog and returns the exchange's context. The first period also
-// covers connecting, so that the transport's own header timeout fires first.
-func newWatchdog(parent context.Context, connect, idle time.Duration) (context.Context, *watchdog) {
+// newWatchdog starts a watchdog and returns the exchange's context. The first period covers
+// connecting and the header wait, so that the transport's own header timeout fires first.
+func newWatchdog(parent context.Context, connect, header, idle time.Duration) (context.Context, *watchdog) {
 	ctx, cancel := context.WithCancelCause(parent)
-	wd := &watchdog{idle: idle, cancel: cancel}
-	wd.timer = time.AfterFunc(connect+idle, wd.expire)
+	wd := &watchdog{idle: idle, header: max(header, idle), cancel: cancel}
+	wd.timer = time.AfterFunc(connect+wd.header, wd.expire)
 	return ctx, wd
 }
 
@@ -333,8 +335,17 @@ func (wd *watchdog) expire() {
 	wd.cancel(errUpstreamStalled)
 }
 
-// progress restarts the idle period.
-func (wd *watchdog) progress() { wd.timer.Reset(wd.idle) }
+// progress restarts the idle period (or stops the timer when there is no idle limit).
+func (wd *watchdog) progress() {
+	if wd.idle > 0 {
+		wd.timer.Reset(wd.idle)
+	} else {
+		wd.timer.Stop()
+	}
+}
+
+// uploaded restarts the header wait: the request went out whole.
+func (wd *watchdog) uploaded() { wd.timer.Reset(wd.header) }
 
 // stop ends the watchdog and the exchange's context.
 func (wd *watchdog) stop() {
@@ -356,10 +367,14 @@ type progressBody struct {
 	wd *watchdog
 }
 
-// Read reads and restarts the idle period.
+// Read reads and restarts the idle period; at the end of the body the header wait starts.
 func (b *progressBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	b.wd.progress()
+	if err == io.EOF {
+		b.wd.uploaded()
+	} else {
+		b.wd.progress()
+	}
 	return n, err
 }
 

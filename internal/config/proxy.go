@@ -85,6 +85,9 @@ type ProxyUpstreamConfig struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
 	// ResponseHeaderTimeout bounds waiting for an origin's response header (504 beyond).
 	ResponseHeaderTimeout time.Duration `mapstructure:"response_header_timeout"`
+	// ReadTimeout cuts an upstream exchange whose request upload or response body makes no
+	// progress for this long (0 = no idle limit once the response header arrived).
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
 	// IdleConnTimeout closes pooled origin connections idle this long.
 	IdleConnTimeout time.Duration `mapstructure:"idle_conn_timeout"`
 	// MaxIdleConnsPerHost caps pooled idle connections per origin.
@@ -160,6 +163,7 @@ func defaultProxy() ProxyConfig {
 		Upstream: ProxyUpstreamConfig{
 			ConnectTimeout:        10 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
+			ReadTimeout:           60 * time.Second,
 			IdleConnTimeout:       90 * time.Second,
 			MaxIdleConnsPerHost:   64,
 			FailTimeout:           10 * time.Second,
@@ -295,6 +299,9 @@ func (c *ProxyUpstreamConfig) validate() error {
 		if err := CheckPositive(key, d); err != nil {
 			return err
 		}
+	}
+	if err := CheckNonNegative("proxy.upstream.read_timeout", c.ReadTimeout); err != nil {
+		return err
 	}
 	if err := CheckNonNegative("proxy.upstream.fail_timeout", c.FailTimeout); err != nil {
 		return err
