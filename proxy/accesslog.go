@@ -134,7 +134,7 @@ func resultCode(s *slot) string {
 	switch {
 	case s.outcome.Code != "":
 		return s.outcome.Code
-	case s.mode == modeConnect && s.status == 200:
+	case s.mode == modeConnect && s.status == 200, s.upgrade && s.status == 101:
 		return "TCP_TUNNEL"
 	case s.status == 403 || s.status == 407:
 		return "TCP_DENIED"

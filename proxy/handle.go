@@ -27,6 +27,13 @@ func (srv *Server) handle(s *slot) {
 		srv.tunnel(s)
 		return
 	default:
+		if s.upgrade {
+			srv.serveUpgrade(s)
+			if s.status == http.StatusSwitchingProtocols {
+				return
+			}
+			break
+		}
 		srv.serveProxied(s)
 	}
 	if !s.written {

@@ -51,6 +51,7 @@ type slotState struct {
 	owner      *http.Request // the request this slot serves until finished (c.mu): see claim
 	proto10    bool          // the client spoke HTTP/1.0
 	isHEAD     bool
+	upgrade    bool        // an upgrade request (upgrade.go): serial, never cached
 	perr       *protoError // the request could not be read
 
 	// Response state.
@@ -109,6 +110,9 @@ func (s *slot) setRequest(req *http.Request) {
 		(c.srv.cfg.MaxRequestsPerConnection > 0 && c.served >= c.srv.cfg.MaxRequestsPerConnection)
 	if req.Method == http.MethodConnect {
 		s.serial = true
+	}
+	if isUpgrade(req) {
+		s.upgrade, s.serial = true, true // nothing behind it starts before the origin answered
 	}
 	s.closeEarly = s.closeAfter
 	c.mu.Lock()

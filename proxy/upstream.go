@@ -275,6 +275,16 @@ func (p *pool) roundTrip(out *http.Request, wd *watchdog) (*http.Response, strin
 		}
 		return nil, upstream, fmt.Errorf("proxy: %s: %s %s: %w", p.name, out.Method, upstream, wd.explain(err))
 	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// The origin switched protocols (an upgrade request, upgrade.go): the connection is
+		// the caller's now, and the tunnel's idle timeout bounds it instead of the watchdog.
+		protos := resp.Header.Values("Upgrade")
+		stripHopByHop(resp.Header)
+		resp.Header["Upgrade"] = protos
+		wd.timer.Stop()
+		resp.Body = &switchedBody{ReadWriteCloser: rwc, o: o}
+		return resp, upstream, nil
+	}
 	stripHopByHop(resp.Header)
 	wd.progress()
 	resp.Body = &upstreamBody{ReadCloser: resp.Body, o: o, wd: wd}

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync/atomic"
+)
+
+// HTTP/1.1 Upgrade (RFC 9110 §7.8), e.g. WebSocket, through reverse routes and forward
+// requests. A bodiless HTTP/1.1 GET with "Connection: upgrade" and an Upgrade field is an
+// upgrade request: it waits for its predecessors and keeps the reader role (serial), so no
+// request behind it is read or started; it never goes through the cache. Upgrade and
+// Connection are hop-by-hop, so they are stripped with the rest and re-added deliberately.
+// When the origin answers 101 Switching Protocols, the 101 goes to the client and the
+// connection becomes a tunnel (pipe, as for CONNECT: both-way half-close, tunnel_idle_timeout);
+// it carries nothing else afterwards. Any other answer is relayed as a normal response and the
+// connection goes on as HTTP.
+
+// isUpgrade reports whether req asks to switch protocols (see the comment above).
+func isUpgrade(req *http.Request) bool {
+	return req.Method == http.MethodGet && req.ProtoAtLeast(1, 1) && req.ContentLength == 0 &&
+		len(req.Header["Upgrade"]) > 0 && hasToken(req.Header["Connection"], "upgrade")
+}
+
+// serveUpgrade forwards an upgrade request straight upstream (no cache) and, on 101, splices
+// the client and origin connections until both directions end.
+func (srv *Server) serveUpgrade(s *slot) {
+	r := s.req
+	protos := r.Header.Values("Upgrade")
+	stripHopByHop(r.Header)
+	r.Header["Upgrade"] = protos
+	r.Header["Connection"] = []string{"Upgrade"}
+	var upConn atomic.Pointer[net.Conn]
+	ctx := httptrace.WithClientTrace(s.c.ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { upConn.Store(&info.Conn) },
+	})
+	resp, err := s.fetch(r, ctx)
+	if err != nil {
+		s.writeUpstreamError(err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_ = s.WriteResponse(resp)
+		return
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	nc := upConn.Load()
+	if !ok || nc == nil {
+		s.writeUpstreamError(errors.New("proxy: the origin switched protocols without a usable connection"))
+		return
+	}
+	srv.spliceUpgraded(s, resp, &switchedConn{Conn: *nc, rwc: rwc})
+}
+
+// spliceUpgraded writes the 101 to the client, then copies bytes both ways (the client's
+// buffered bytes first) until both directions end. The connection closes afterwards.
+func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
+	c := s.c
+	s.written, s.status, s.closeAfter = true, http.StatusSwitchingProtocols, true
+	c.mu.Lock()
+	s.responding = true
+	w := headWriter{bw: c.bw}
+	w.str("HTTP/1.1 101 Switching Protocols\r\n")
+	drop := connectionTokens(resp.Header)
+	for name, values := range resp.Header {
+		if isHopByHop(name) || name == "Content-Length" || drop[name] {
+			continue
+		}
+		for _, v := range values {
+			w.field(name, headerValueReplacer.Replace(v))
+		}
+	}
+	w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
+	w.str("Connection: Upgrade\r\n")
+	w.str(string(srv.viaLine))
+	w.str("\r\n")
+	s.bytesOut += w.n
+	err := c.bw.Flush()
+	c.mu.Unlock()
+	if err != nil {
+		c.closeNow()
+		return
+	}
+	in, out := srv.pipe(c, up)
+	s.bytesOut += out
+	srv.m.bytesIn.Add(float64(in))
+	c.closeNow()
+}
+
+// switchedConn is the origin's connection after 101: reads, writes and half-close go through
+// the transport's writable body (which holds bytes the transport already buffered); deadlines
+// are set on the connection itself.
+type switchedConn struct {
+	net.Conn
+	rwc io.ReadWriteCloser
+}
+
+// Read reads from the switched body.
+func (u *switchedConn) Read(p []byte) (int, error) { return u.rwc.Read(p) }
+
+// Write writes to the switched body.
+func (u *switchedConn) Write(p []byte) (int, error) { return u.rwc.Write(p) }
+
+// Close closes the connection.
+func (u *switchedConn) Close() error { return u.rwc.Close() }
+
+// CloseWrite half-closes the connection towards the origin (when the connection can).
+func (u *switchedConn) CloseWrite() error {
+	if cw, ok := u.rwc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// switchedBody is an origin's writable body after 101: it holds no watchdog (the tunnel has
+// its own idle timeout) and counts the connection out of its origin's in-flight total on Close.
+type switchedBody struct {
+	io.ReadWriteCloser
+	o    *origin // nil for the forward pool
+	done atomic.Bool
+}
+
+// Close closes the connection once and releases the origin.
+func (b *switchedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	if !b.done.Swap(true) && b.o != nil {
+		b.o.active.Add(-1)
+	}
+	return err
+}
+
+// CloseWrite half-closes towards the origin.
+func (b *switchedBody) CloseWrite() error {
+	if cw, ok := b.ReadWriteCloser.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
