@@ -212,3 +212,29 @@ func TestUpgradeIdleTunnelCloses(t *testing.T) {
 		t.Fatal("idle upgraded connection was not closed")
 	}
 }
+
+// TestIsUpgrade: which requests ask to switch protocols.
+func TestIsUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		want       bool
+	}{
+		{"websocket", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", true},
+		{"token in a list, any case", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, uPgRaDe\r\nUpgrade: websocket\r\n\r\n", true},
+		{"no Connection token", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", false},
+		{"no Upgrade field", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n\r\n", false},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false},
+		{"HEAD", "HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false},
+		{"with a body", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(tc.head)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := isUpgrade(req); got != tc.want {
+				t.Errorf("isUpgrade = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
