@@ -242,7 +242,7 @@ omission). With --zipf-k K the first URL is a template: {i} becomes the object r
 			if err != nil {
 				return err
 			}
-			return loadOutput(cmd, r, out)
+			return loadOutput(cmd, out, "Outpost HTTP load", r, func(w io.Writer) { WriteLoad(w, r) }, LoadTable(r), r.Latency)
 		},
 	}
 	f := cmd.Flags()
@@ -277,30 +277,6 @@ func progress(o *LoadOptions) func() {
 		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
 	o.Progress = func(done int64, _ time.Duration) { bar.Set64(done) }
 	return func() { bar.Finish() }
-}
-
-func loadOutput(cmd *cobra.Command, r *LoadResult, out outputFlags) error {
-	w := cmd.OutOrStdout()
-	if out.json {
-		if err := writeJSON(w, r); err != nil {
-			return err
-		}
-	} else {
-		WriteLoad(w, r)
-	}
-	if out.report == "" {
-		return nil
-	}
-	rep := newReport(cmd, "Outpost HTTP load")
-	rep.AddTable("Result", "", LoadTable(r))
-	p, err := LatencyPlot("Latency percentiles", r.Latency)
-	if err != nil {
-		return err
-	}
-	if err := rep.AddChart("Latency", p); err != nil {
-		return err
-	}
-	return rep.WriteFile(out.report)
 }
 
 func benchCacheCmd() *cobra.Command {
@@ -444,7 +420,7 @@ random EDNS Client Subnet per query (--ecs-random).`,
 			if err != nil {
 				return err
 			}
-			return dnsOutput(cmd, r, out)
+			return loadOutput(cmd, out, "Outpost DNS load", r, func(w io.Writer) { WriteDNS(w, r) }, DNSTable(r), r.Latency)
 		},
 	}
 	f := cmd.Flags()
@@ -463,30 +439,6 @@ random EDNS Client Subnet per query (--ecs-random).`,
 	f.Uint64Var(&o.Seed, "seed", 0, "random seed for the client subnets (0: random)")
 	out.add(cmd)
 	return cmd
-}
-
-func dnsOutput(cmd *cobra.Command, r *DNSResult, out outputFlags) error {
-	w := cmd.OutOrStdout()
-	if out.json {
-		if err := writeJSON(w, r); err != nil {
-			return err
-		}
-	} else {
-		WriteDNS(w, r)
-	}
-	if out.report == "" {
-		return nil
-	}
-	rep := newReport(cmd, "Outpost DNS load")
-	rep.AddTable("Result", "", DNSTable(r))
-	p, err := LatencyPlot("Latency percentiles", r.Latency)
-	if err != nil {
-		return err
-	}
-	if err := rep.AddChart("Latency", p); err != nil {
-		return err
-	}
-	return rep.WriteFile(out.report)
 }
 
 func benchDelayCmd() *cobra.Command {
@@ -522,4 +474,30 @@ func benchDelayCmd() *cobra.Command {
 	f.StringVar(&bandwidth, "bandwidth", "", "bandwidth cap per direction (e.g. 1MiB = bytes/s, 8Mbit)")
 	f.BoolVar(&noSetup, "no-setup-cost", false, "do not charge new connections one RTT for the handshake")
 	return cmd
+}
+
+// loadOutput prints a load test's result (text, or JSON with --json) and, with --report, writes
+// the HTML report with its result table and latency chart. It serves `bench http` and `bench dns`.
+func loadOutput(cmd *cobra.Command, out outputFlags, title string, result any, text func(io.Writer), table *Table, lat Latency) error {
+	w := cmd.OutOrStdout()
+	if out.json {
+		if err := writeJSON(w, result); err != nil {
+			return err
+		}
+	} else {
+		text(w)
+	}
+	if out.report == "" {
+		return nil
+	}
+	rep := newReport(cmd, title)
+	rep.AddTable("Result", "", table)
+	p, err := LatencyPlot("Latency percentiles", lat)
+	if err != nil {
+		return err
+	}
+	if err := rep.AddChart("Latency", p); err != nil {
+		return err
+	}
+	return rep.WriteFile(out.report)
 }
