@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-proxy/outpost/internal/component"
 )
 
 // acceptLoop accepts client connections until the listener is closed.
 func (s *Server) acceptLoop(ln net.Listener) error {
-	var backoff time.Duration
+	var backoff component.AcceptBackoff
 	for {
 		if !s.acquireConnSlot() {
 			return nil
@@ -29,16 +31,13 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			if errors.Is(err, net.ErrClosed) || s.closing.Load() {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed, backing off", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
+			if backoff.Retry(err) {
+				s.log.Warn("accept failed, backed off", "err", err, "backoff", backoff.Delay())
 				continue
 			}
 			return err
 		}
-		backoff = 0
+		backoff.Reset()
 		c := s.newConn(nc)
 		if c == nil {
 			continue
@@ -66,12 +65,6 @@ func (s *Server) releaseConnSlot() {
 	if s.slots != nil {
 		<-s.slots
 	}
-}
-
-// isTemporary reports accept errors worth retrying (EMFILE and friends).
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 // conn is one client connection: a reader that parses requests into slots of the pipeline

@@ -1,10 +1,10 @@
 package imap
 
 import (
-	"errors"
 	"net"
 	"sync"
-	"time"
+
+	"github.com/outpost-proxy/outpost/internal/component"
 )
 
 // go-imap decides "may this connection LOGIN without TLS" server-wide (Options.InsecureAuth).
@@ -57,19 +57,16 @@ func (l *chanListener) hand(c net.Conn) {
 func splitConns(ln net.Listener, isLocal func(net.Addr) bool, local, remote *chanListener) error {
 	defer local.Close()
 	defer remote.Close()
-	var delay time.Duration
+	var backoff component.AcceptBackoff
 	for {
 		c, err := ln.Accept()
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			time.Sleep(delay) // back-off on a transient accept error, as net/http does
+		if backoff.Retry(err) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		if isLocal(c.RemoteAddr()) {
 			local.hand(c)
 		} else {

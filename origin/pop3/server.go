@@ -117,6 +117,7 @@ func (s *Server) Serve(context.Context) error {
 	if ln == nil {
 		return errors.New("pop3: Serve before Listen")
 	}
+	var backoff component.AcceptBackoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -126,12 +127,12 @@ func (s *Server) Serve(context.Context) error {
 			if closed || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if backoff.Retry(err) {
 				continue
 			}
 			return fmt.Errorf("pop3: accept: %w", err)
 		}
+		backoff.Reset()
 		if !s.track(c) {
 			c.Close()
 			return nil
