@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"slices"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -129,8 +128,8 @@ func (s *suite) reload(cfg *config.Config, logger *slog.Logger) {
 	for _, r := range s.reloaders {
 		if err := r(cfg); err != nil {
 			logger.Error("reload rejected, the old state keeps serving", "err", err)
-			continue
+			return
 		}
 	}
-	logger.Info("reloaded", "at", time.Now().Format(time.RFC3339))
+	logger.Info("reloaded", "components", len(s.reloaders))
 }
