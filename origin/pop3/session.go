@@ -320,7 +320,12 @@ func (ss *session) quit() bool {
 			keys = append(keys, ss.msgs[i].Key)
 		}
 	}
-	if err := ss.box.Remove(keys); err != nil {
+	err := ss.box.Remove(keys)
+	// The UPDATE state is over: release the maildrop before the reply goes out, so a client that
+	// reconnects the moment it reads +OK finds the maildrop free (RFC 1939 §6).
+	ss.unlock()
+	ss.unlock = nil
+	if err != nil {
 		ss.s.log.Error("pop3: update", "user", ss.user.Address, "err", err)
 		ss.reply(false, "[SYS/TEMP] some deleted messages not removed")
 		return true
