@@ -612,3 +612,27 @@ func TestResignAtDeadline(t *testing.T) {
 		t.Errorf("new signatures do not last past the old expiry: %v", err)
 	}
 }
+
+// TestReloadKeepsSignatures: a reload before the refresh point keeps the signing time and the
+// signatures made so far; one after it signs afresh.
+func TestReloadKeepsSignatures(t *testing.T) {
+	start := time.Now()
+	st1, dir := testSignedState(t, start)
+	cfg := loadDNS(t, signedZones)
+	ask(t, st1, "www.cdn.test.", dns.TypeA, "203.0.113.0/24")
+	st2, err := buildStateAt(cfg, dir, st1, nil, nil, start.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := st1.signers["cdn.test."], st2.signers["cdn.test."]
+	if !b.signTime.Equal(a.signTime) || b.sigs != a.sigs {
+		t.Errorf("reload after 1h: signing time %s (was %s), cache kept %v", b.signTime, a.signTime, b.sigs == a.sigs)
+	}
+	st3, err := buildStateAt(cfg, dir, st2, nil, nil, a.refreshAt().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st3.signers["cdn.test."]; !c.signTime.After(a.signTime) || c.sigs == a.sigs {
+		t.Errorf("reload after the refresh point kept the old signatures (signing time %s)", c.signTime)
+	}
+}
