@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -589,6 +590,13 @@ func TestResignAtDeadline(t *testing.T) {
 	})
 	first := s.st.Load()
 	due := first.dnssecDeadline()
+	reg := s.env.Metrics.(*prometheus.Registry)
+	for deadline := time.Now().Add(5 * time.Second); gaugeValue(t, reg, "outpost_dns_dnssec_timestamp_seconds", "cdn.test", "next_resign") != float64(due.Unix()); {
+		if time.Now().After(deadline) {
+			t.Fatal("next_resign gauge never showed the deadline")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
 	if want := first.now.Add(10 * 24 * time.Hour); !due.Equal(want) {
 		t.Fatalf("deadline %s, want signing time + validity - refresh = %s", due, want)
 	}
@@ -635,4 +643,22 @@ func TestReloadKeepsSignatures(t *testing.T) {
 	if c := st3.signers["cdn.test."]; !c.signTime.After(a.signTime) || c.sigs == a.sigs {
 		t.Errorf("reload after the refresh point kept the old signatures (signing time %s)", c.signTime)
 	}
+}
+
+// gaugeValue sums the gauges of name that have every one of labels among their label values.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && !slices.ContainsFunc(labels, func(l string) bool { return !hasLabel(m, l) }) {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
