@@ -662,3 +662,33 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels ...s
 	}
 	return sum
 }
+
+// TestDSFromParent: with parent and child zone on one server, a DS query for the child's apex
+// is answered from the parent (its DS, signed by the parent's keys), not as NODATA from the
+// child.
+func TestDSFromParent(t *testing.T) {
+	text := signedZones + `
+[[dns.zones]]
+name = "sub.example.test"
+records = [
+  "@ IN SOA ns.sub.example.test. hostmaster.example.test. 1 7200 3600 1209600 60",
+  "@ IN NS ns.sub.example.test.",
+  "ns IN A 192.0.2.53",
+]
+`
+	text = strings.Replace(text, `  "ns.sub IN A 192.0.2.53",`, "  \"ns.sub IN A 192.0.2.53\",\n  \"sub IN DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\",", 1)
+	st, err := buildStateAt(loadDNS(t, text), t.TempDir(), nil, nil, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ask(t, st, "sub.example.test.", dns.TypeDS, "")
+	if !r.Authoritative || !hasType(r.Answer, dns.TypeDS) {
+		t.Fatalf("DS of a hosted child: AA %v, answer %v", r.Authoritative, r.Answer)
+	}
+	if err := verifyMsg(r, st.signers["example.test."].dnskeys, time.Now()); err != nil {
+		t.Errorf("DS not signed by the parent: %v", err)
+	}
+	if r := ask(t, st, "sub.example.test.", dns.TypeSOA, ""); !hasType(r.Answer, dns.TypeSOA) || r.Answer[0].(*dns.SOA).Ns != "ns.sub.example.test." {
+		t.Errorf("the child's own data: %v", r.Answer)
+	}
+}
