@@ -692,3 +692,99 @@ records = [
 		t.Errorf("the child's own data: %v", r.Answer)
 	}
 }
+
+// rollZone is a signed zone whose every TTL is one second, so a rollover runs in seconds.
+const rollZone = `
+[dns]
+listen = "127.0.0.1:0"
+watch_interval = "100ms"
+[dns.rrl]
+enabled = false
+[[dns.zones]]
+name = "roll.test"
+records = [
+  "@ 1 IN SOA ns1.roll.test. hostmaster.roll.test. 1 7200 3600 1209600 1",
+  "@ 1 IN NS ns1.roll.test.",
+  "ns1 1 IN A 127.0.0.1",
+  "www 1 IN A 192.0.2.1",
+]
+[dns.zones.dnssec]
+enabled = true
+dnskey_ttl = "1s"
+propagation_delay = "1s"
+`
+
+// TestRolloverLive: a running server follows a rollover started by Rollover (as `outpost dns
+// rollover` does) by itself — the key files are picked up by the watcher, the new ZSK signs
+// at Activate and the old one leaves at Delete — and every answer on the way validates, with
+// miekg/dns at each poll and with delv once in each phase.
+func TestRolloverLive(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadDNS(t, rollZone)
+	ts := startServerCfg(t, cfg, dir)
+	get := func(name string, qtype uint16) *dns.Msg {
+		m := newQuery(name, qtype, true, "")
+		m.IsEdns0().SetDo()
+		return ts.exchange(t, "udp", m)
+	}
+	delv, hasDelv := exec.LookPath("delv")
+	check := func(phase string, withDelv bool) (keys int, zsk uint16) {
+		k := get("roll.test.", dns.TypeDNSKEY)
+		if err := verifyMsg(k, k.Answer, time.Now()); err != nil {
+			t.Fatalf("%s: DNSKEY: %v", phase, err)
+		}
+		for _, q := range []string{"www.roll.test.", "nope.roll.test."} {
+			r := get(q, dns.TypeA)
+			if err := verifyMsg(r, k.Answer, time.Now()); err != nil {
+				t.Fatalf("%s: %s: %v", phase, q, err)
+			}
+			if q == "www.roll.test." {
+				zsk = r.Answer[1].(*dns.RRSIG).KeyTag
+			}
+		}
+		if withDelv && hasDelv == nil {
+			_, port, _ := net.SplitHostPort(ts.addr)
+			out := clienttest.Run(t, 20*time.Second, delv, "@127.0.0.1", "-p", port, "-a", anchorFile(t, dir, "roll.test."), "+root=roll.test", "www.roll.test", "A")
+			if !strings.Contains(string(out), "; fully validated") {
+				t.Errorf("%s: delv:\n%s", phase, out)
+			}
+		}
+		return len(k.Answer) - 1, zsk // minus the RRSIG
+	}
+	keys, oldZSK := check("before", true)
+	if keys != 2 {
+		t.Fatalf("before: %d keys", keys)
+	}
+	plan, err := Rollover(cfg, dir, "roll.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(20 * time.Second); !seen["done"]; {
+		if time.Now().After(deadline) {
+			t.Fatalf("rollover did not finish: saw %v (plan %+v)", seen, plan)
+		}
+		keys, zsk := check("during", false)
+		phase := ""
+		switch {
+		case keys == 3 && zsk == oldZSK:
+			phase = "published"
+		case keys == 3 && zsk == plan.NewTag:
+			phase = "active"
+		case keys == 2 && zsk == plan.NewTag:
+			phase = "done"
+		case keys == 2 && zsk == oldZSK:
+			phase = "not yet"
+		default:
+			t.Fatalf("unexpected state: %d keys, ZSK %d (old %d, new %d)", keys, zsk, oldZSK, plan.NewTag)
+		}
+		if phase != "not yet" && !seen[phase] {
+			seen[phase] = true
+			check(phase, true)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server's state with a deadline
+	}
+	if !seen["published"] || !seen["active"] {
+		t.Errorf("phases seen: %v", seen)
+	}
+}
