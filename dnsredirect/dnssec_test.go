@@ -191,6 +191,9 @@ func TestDelvValidates(t *testing.T) {
 		{"Ed25519 wildcard", "x.wild.example.test", "TXT", "", "example.test.", []string{"; fully validated", `"wildcard"`}, -1, false},
 		{"Ed25519 NXDOMAIN", "nope.example.test", "A", "", "example.test.", []string{"; negative response, fully validated"}, -1, false},
 		{"Ed25519 empty non-terminal", "deep.example.test", "A", "", "example.test.", []string{"; negative response, fully validated", `NSEC \000.deep.example.test. RRSIG NSEC`}, -1, false},
+		{"Ed25519 wildcard NODATA", "x.wild.example.test", "MX", "", "example.test.", []string{"; negative response, fully validated", `NSEC \000.x.wild.example.test. A TXT RRSIG NSEC`}, -1, false},
+		{"Ed25519 CNAME chain", "chain.example.test", "AAAA", "", "example.test.", []string{"; fully validated", "CNAME\talias.example.test.", "2001:db8::80"}, -1, false},
+		{"Ed25519 MX with additional", "example.test", "MX", "", "example.test.", []string{"; fully validated", "MX\t10 mail.example.test."}, -1, false},
 		{"tampered steered", "www.cdn.test", "A", "203.0.113.0/24", "cdn.test.", []string{"resolution failed"}, -1, true},
 		{"tampered denial", "nope.cdn.test", "A", "", "cdn.test.", []string{"resolution failed"}, -1, true},
 	}
