@@ -16,11 +16,17 @@ import (
 // Free returns the bytes available to unprivileged writers on the file system holding path
 // (statfs f_bavail × f_bsize: what df calls "Avail").
 func Free(path string) (int64, error) {
+	free, _, err := Space(path)
+	return free, err
+}
+
+// Space returns the bytes available (as Free) and the size of the file system holding path.
+func Space(path string) (free, size int64, err error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(path, &st); err != nil {
-		return 0, fmt.Errorf("diskspace: statfs %s: %w", path, err)
+		return 0, 0, fmt.Errorf("diskspace: statfs %s: %w", path, err)
 	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
 }
 
 // IsFull reports whether err says the file system (or the user's quota) has no room left.
