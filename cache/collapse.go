@@ -72,7 +72,9 @@ func (fl *flight) write(p []byte) error {
 	} else {
 		fl.mu.Lock()
 		if fl.overflow {
-			for len(fl.readers) > 0 && fl.n-fl.minOffset() > windowMax {
+			// Wait for room behind the slowest reader, and for the leader's reader when it
+			// holds its reference but has not opened it yet (nothing may be trimmed before).
+			for len(fl.readers) > 0 && fl.n-fl.minOffset() > windowMax || len(fl.readers) == 0 && fl.refs.Load() > 1 {
 				fl.cond.Wait()
 			}
 			if len(fl.readers) == 0 {
@@ -184,18 +186,21 @@ func (fl *flight) reader() io.ReadCloser {
 		fl.readers = map[*flightReader]struct{}{}
 	}
 	fl.readers[r] = struct{}{}
+	fl.cond.Broadcast() // a pump waiting for its first reader
 	fl.mu.Unlock()
 	return r
 }
 
 // release drops one reference; the last one closes the spill file.
 func (fl *flight) release() {
-	if fl.refs.Add(-1) != 0 {
-		return
-	}
+	left := fl.refs.Add(-1)
 	fl.mu.Lock()
+	fl.cond.Broadcast() // a pump waiting for a reader that will not come
 	sp := fl.spill
 	fl.mu.Unlock()
+	if left != 0 {
+		return
+	}
 	if sp != nil {
 		_ = sp.f.Close()
 	}

@@ -44,6 +44,7 @@ type Warner struct {
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
+	logged     int
 }
 
 // NewWarner returns a Warner writing to log at most once per interval (0: every time).
@@ -71,5 +72,15 @@ func (w *Warner) Warn(msg string, args ...any) bool {
 		args = append(args, "suppressed", n)
 	}
 	w.log.Warn(msg, args...)
+	w.mu.Lock()
+	w.logged++
+	w.mu.Unlock()
 	return true
+}
+
+// Logged returns how many warnings were logged and how many are suppressed since the last.
+func (w *Warner) Logged() (logged, suppressed int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.logged, w.suppressed
 }

@@ -45,12 +45,7 @@ func TestDiskFull(t *testing.T) {
 		fill := tmpfstest.Fill(t, dir, 512<<10) // above MinFree, below the message
 		defer fill.Release(t)
 		c, br := smtpTransaction(t, e.a.Addr(), "")
-		send(t, c, br, "RCPT TO:<alice@outpost.test>", "250 ")
-		send(t, c, br, "DATA", "354 ")
-		writeMessage(t, c, "too big for the disk", 1<<20)
-		if got := readReply(t, br); !strings.HasPrefix(got, "452 4.3.1 ") {
-			t.Fatalf("end of DATA: %q, want 452 4.3.1", got)
-		}
+		sendMessage(t, c, br, "too big for the disk", 1<<20, "452 4.3.1 ")
 		noQueueFiles(t, queue)
 		send(t, c, br, "NOOP", "250 ") // the session goes on
 		send(t, c, br, "QUIT", "221 ")
@@ -60,12 +55,7 @@ func TestDiskFull(t *testing.T) {
 		// Room for the queue's copy (body and envelope), none for the mailbox's.
 		fill := tmpfstest.Fill(t, dir, 300<<10)
 		c, br := smtpTransaction(t, e.a.Addr(), "")
-		send(t, c, br, "RCPT TO:<alice@outpost.test>", "250 ")
-		send(t, c, br, "DATA", "354 ")
-		writeMessage(t, c, "waits for space", 200<<10)
-		if got := readReply(t, br); !strings.HasPrefix(got, "250 ") {
-			t.Fatalf("end of DATA: %q, want 250", got)
-		}
+		sendMessage(t, c, br, "waits for space", 200<<10, "250 ")
 		e.waitQueue(t, "delivery deferred for lack of space", func(l []Envelope) bool {
 			return len(l) == 1 && l[0].Rcpts[0].Attempts == 1 && l[0].Rcpts[0].Status == "4.3.1"
 		})
@@ -107,9 +97,12 @@ func send(t *testing.T, c net.Conn, br *bufio.Reader, cmd, want string) {
 	}
 }
 
-// writeMessage sends a message of about size octets and the end-of-data line.
-func writeMessage(t *testing.T, c net.Conn, subject string, size int) {
+// sendMessage sends RCPT TO alice, DATA and a message of about size octets, and checks that
+// the reply to its end starts with want.
+func sendMessage(t *testing.T, c net.Conn, br *bufio.Reader, subject string, size int, want string) {
 	t.Helper()
+	send(t, c, br, "RCPT TO:<alice@outpost.test>", "250 ")
+	send(t, c, br, "DATA", "354 ")
 	w := bufio.NewWriter(c)
 	fmt.Fprintf(w, "From: bob@outpost.test\r\nTo: alice@outpost.test\r\nSubject: %s\r\n\r\n", subject)
 	line := strings.Repeat("x", 998) + "\r\n"
@@ -119,6 +112,9 @@ func writeMessage(t *testing.T, c net.Conn, subject string, size int) {
 	w.WriteString(".\r\n")
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	if got := readReply(t, br); !strings.HasPrefix(got, want) {
+		t.Fatalf("end of DATA: %q, want %q", got, want)
 	}
 }
 
