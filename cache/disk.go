@@ -444,13 +444,15 @@ func (w *diskWriter) commit(e *entry) error {
 	w.crc.Write(mb)
 	w.crc.Write(tr[:12])
 	binary.BigEndian.PutUint32(tr[12:16], w.crc.Sum32())
-	if _, err := w.f.Write(mb); err != nil {
-		return fmt.Errorf("cache: disk tier: %w", err)
+	_, err = w.f.Write(mb)
+	if err == nil {
+		_, err = w.f.Write(tr[:])
 	}
-	if _, err := w.f.Write(tr[:]); err != nil {
-		return fmt.Errorf("cache: disk tier: %w", err)
+	if err == nil {
+		err = w.f.Sync()
 	}
-	if err := w.f.Sync(); err != nil {
+	if err != nil {
+		w.d.gate.failed(err)
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
 	path := w.d.pathOf(e.item)

@@ -30,12 +30,12 @@ func TestDiskFull(t *testing.T) {
 		noQueueFiles(t, queue)
 	})
 
-	t.Run("RCPT with a SIZE that does not fit", func(t *testing.T) {
+	t.Run("MAIL with a SIZE that does not fit", func(t *testing.T) {
 		fill := tmpfstest.Fill(t, dir, 1<<20)
 		defer fill.Release(t)
-		c, br := smtpTransaction(t, e.a.Addr(), " SIZE=2000000")
-		send(t, c, br, "RCPT TO:<alice@outpost.test>", "452 4.3.1 ")
-		send(t, c, br, "RSET", "250 ")
+		c, br, _ := dialRaw(t, e.a.Addr())
+		send(t, c, br, "EHLO client.test", "250 ")
+		send(t, c, br, "MAIL FROM:<bob@outpost.test> SIZE=2000000", "452 4.3.1 ") // RFC 1870 6.1
 		send(t, c, br, "MAIL FROM:<bob@outpost.test> SIZE=1000", "250 ")
 		send(t, c, br, "RCPT TO:<alice@outpost.test>", "250 ") // a small one still fits
 		noQueueFiles(t, queue)

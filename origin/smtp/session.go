@@ -40,7 +40,8 @@ var (
 	errLoop         = smtpErr(554, 5, 4, 6, "Too many Received headers: mail loop detected")
 	errQueue        = smtpErr(451, 4, 3, 0, "Local error in processing: message not queued, try again later")
 	// errNoStorage is RFC 5321's 452 with RFC 3463's 4.3.1 "mail system full": at RCPT when
-	// the queue's disk is (nearly) full, after DATA when the message could not be written.
+	// the queue's disk is (nearly) full, at MAIL for a SIZE= that does not fit (RFC 1870),
+	// after DATA when the message could not be written.
 	errNoStorage = smtpErr(452, 4, 3, 1, "Insufficient system storage: message not queued, try again later")
 )
 
@@ -187,6 +188,9 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	}
 	if opts != nil && opts.Size > 0 && ss.s.opts.MaxMessageSize > 0 && opts.Size > ss.s.opts.MaxMessageSize {
 		return errSizeExceeded
+	}
+	if opts != nil && opts.Size > 0 && !ss.s.q.roomFor(opts.Size) {
+		return errNoStorage // RFC 1870 6.1: a SIZE that does not fit for now is 452 at MAIL
 	}
 	ss.from = from
 	if opts != nil {
