@@ -6,9 +6,7 @@ package tmpfstest
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -91,15 +89,4 @@ func remount(t testing.TB, dir string, flags uintptr) {
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT|syscall.MS_NOSUID|syscall.MS_NODEV|flags, ""); err != nil {
 		t.Fatalf("remount %s: %v", dir, err)
 	}
-}
-
-// Path returns a path below the mount, creating its directory (a convenience for data_dir
-// layouts such as dir/mail/queue).
-func Path(t testing.TB, dir string, elem ...string) string {
-	t.Helper()
-	p := filepath.Join(append([]string{dir}, elem...)...)
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(fmt.Errorf("tmpfstest: %w", err))
-	}
-	return p
 }
