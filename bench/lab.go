@@ -171,8 +171,12 @@ type LabRegion struct {
 	WarmMinMS    float64 `json:"warm_min_ms"`
 	ModelColdMS  float64 `json:"model_cold_ms"`
 	ModelWarmMS  float64 `json:"model_warm_ms"`
-	ModelCold    string  `json:"model_cold"`
-	ModelWarm    string  `json:"model_warm"`
+	// ModelColdLinksMS and ModelWarmLinksMS are the same models with the links' measured
+	// RTTs: what is left between them and the measurement is the servers' own time.
+	ModelColdLinksMS float64 `json:"model_cold_links_ms"`
+	ModelWarmLinksMS float64 `json:"model_warm_links_ms"`
+	ModelCold        string  `json:"model_cold"`
+	ModelWarm        string  `json:"model_warm"`
 	// OriginRequests counts the origin's requests from this region's edge (or, with a parent
 	// tier, those the region's cold load caused) in the cold phase.
 	OriginRequests int      `json:"origin_requests"`
@@ -279,6 +283,7 @@ type labLink struct {
 	rtt          time.Duration
 	ports        []int
 	use          string
+	measured     time.Duration // RTT measured through the delay line (0: not measured)
 }
 
 // labTopology is the fixed graph of the lab.

@@ -62,7 +62,7 @@ object after one PURGE. Everything it made is removed on exit, on Ctrl-C and on 
 	f.IntVar(&o.Health.Rise, "health-rise", 2, "passed checks before an edge is up again")
 	f.IntVar(&o.PageObjects, "objects", 10, "objects embedded in the demo page /page/N")
 	f.StringVar(&size, "size", "", "size of each object (default: the origin's page_object_size)")
-	f.IntVar(&o.WarmRuns, "warm-runs", 3, "warm page loads per region (the median is reported)")
+	f.IntVar(&o.WarmRuns, "warm-runs", 5, "warm page loads per region (the median is reported)")
 	f.IntVar(&o.FailRegion, "fail-region", 1, "region whose near edge is stopped in the failover phase")
 	f.StringVar(&o.ParentTier, "parent-tier", "auto", "edges use the parent: auto (when this outpost accepts [proxy.parents]), on, off")
 	f.BoolVar(&o.Keep, "keep", false, "keep the run directory (configurations and logs)")

@@ -102,7 +102,7 @@ func (r *labRun) measureLinks(ctx context.Context) error {
 			if err != nil {
 				errs[i] = fmt.Errorf("%s→%s: %w", l.a.name, l.b.name, err)
 			}
-			out[i].MeasuredMS = ms(float64(d))
+			out[i].MeasuredMS, l.measured = ms(float64(d)), d
 		}()
 	}
 	wg.Wait()
@@ -248,13 +248,21 @@ func (h *TierHits) add(cacheStatus string) {
 
 // models returns the textbook cold and warm times of region r loading the page from edge e:
 // the scorecard's pipelined model through a proxy, 3 RTT to the edge, plus 4 RTT of the
-// upstream path when the edge's cache is cold.
-func (r *labRun) models(region, edge *labNode) (cold, warm time.Duration, coldF, warmF string) {
-	up := r.o.Delays.edgeOrigin()
-	if r.parentTier {
-		up = r.o.Delays.EdgeParent + r.o.Delays.ParentOrigin
+// upstream path when the edge's cache is cold. measured takes the links' measured RTTs
+// instead of the table's (the delay lines' own overhead included).
+func (r *labRun) models(region, edge *labNode, measured bool) (cold, warm time.Duration, coldF, warmF string) {
+	rtt := func(a, b *labNode) time.Duration {
+		l := r.topo.link(a, b)
+		if measured {
+			return l.measured
+		}
+		return l.rtt
 	}
-	o := ScorecardOptions{N: r.o.PageObjects, RTT: r.topo.link(region, edge).rtt, OriginRTT: up, Target: "proxy", ProxyCache: "cold"}
+	up := rtt(edge, r.topo.origin)
+	if r.parentTier {
+		up = rtt(edge, r.topo.parent) + rtt(r.topo.parent, r.topo.origin)
+	}
+	o := ScorecardOptions{N: r.o.PageObjects, RTT: rtt(region, edge), OriginRTT: up, Target: "proxy", ProxyCache: "cold"}
 	cold, coldF = model(o, StrategyPipelined, 0)
 	o.ProxyCache = "warm"
 	warm, warmF = model(o, StrategyPipelined, 0)
@@ -317,7 +325,9 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 	}
 	for i := range regions {
 		reg := &r.res.Regions[i]
-		mc, mw, fc, fw := r.models(regions[i], r.edgeByName(reg.EdgeAnswered))
+		mc, mw, fc, fw := r.models(regions[i], r.edgeByName(reg.EdgeAnswered), false)
+		lc, lw, _, _ := r.models(regions[i], r.edgeByName(reg.EdgeAnswered), true)
+		reg.ModelColdLinksMS, reg.ModelWarmLinksMS = ms(float64(lc)), ms(float64(lw))
 		reg.ColdMS, reg.WarmMS = ms(float64(cold[i])), ms(float64(median(warm[i])))
 		reg.WarmMinMS = ms(float64(slices.Min(warm[i])))
 		reg.ModelColdMS, reg.ModelWarmMS, reg.ModelCold, reg.ModelWarm = ms(float64(mc)), ms(float64(mw)), fc, fw
@@ -437,7 +447,7 @@ func (r *labRun) failover(ctx context.Context) error {
 	if err != nil {
 		f.Error = err.Error()
 	}
-	_, mw, _, _ := r.models(fr, after)
+	_, mw, _, _ := r.models(fr, after, false)
 	f.ModelMS = ms(float64(mw))
 	return nil
 }

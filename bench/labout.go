@@ -9,11 +9,12 @@ import (
 
 // LabRegionTable is the per-region result: steering, page times against the model, tiers.
 func LabRegionTable(res *LabResult) *Table {
-	t := &Table{Header: []string{"region", "edge expected", "edge answered", "cold ms", "model cold", "warm ms", "model warm",
-		"warm/model", "origin requests", "cold hits edge/parent/miss", "warm hits edge/parent/miss"}}
+	t := &Table{Header: []string{"region", "edge expected", "edge answered", "cold ms", "model cold (measured links)", "warm ms",
+		"model warm (measured links)", "warm/model", "origin requests", "cold hits edge/parent/miss", "warm hits edge/parent/miss"}}
 	for _, r := range res.Regions {
-		t.Rows = append(t.Rows, []string{r.Name, r.EdgeExpected, r.EdgeAnswered, fmt.Sprint(r.ColdMS), fmt.Sprint(r.ModelColdMS),
-			fmt.Sprint(r.WarmMS), fmt.Sprint(r.ModelWarmMS), fmt.Sprintf("%.2f", r.WarmRatio), fmt.Sprint(r.OriginRequests),
+		t.Rows = append(t.Rows, []string{r.Name, r.EdgeExpected, r.EdgeAnswered, fmt.Sprint(r.ColdMS),
+			fmt.Sprintf("%g (%g)", r.ModelColdMS, r.ModelColdLinksMS), fmt.Sprint(r.WarmMS),
+			fmt.Sprintf("%g (%g)", r.ModelWarmMS, r.ModelWarmLinksMS), fmt.Sprintf("%.2f", r.WarmRatio), fmt.Sprint(r.OriginRequests),
 			r.ColdHits.String(), r.WarmHits.String()})
 	}
 	return t
@@ -64,13 +65,14 @@ func addLabSections(rep *Report, res *LabResult) error {
 	rep.Sections = append(rep.Sections, Section{Heading: "Topology",
 		Note: "Each line is a veth link with a delay line on it; labels are round-trip times. " + res.ParentTier,
 		SVG:  labDiagram(res)})
-	cats, groups := labBars(res)
-	p, err := barPlot("Page load per region and phase", "page time (ms)", cats, groups)
-	if err != nil {
-		return err
-	}
-	if err := rep.AddChart("Page times", p); err != nil {
-		return err
+	for _, c := range labCharts(res) {
+		p, err := barPlot(c.title, "page time (ms)", c.cats, c.groups)
+		if err != nil {
+			return err
+		}
+		if err := rep.AddChart(c.title, p); err != nil {
+			return err
+		}
 	}
 	rep.AddTable("Regions", "Demo page "+res.Page+", pipelined on a new connection. Model: the scorecard's pipelined model through a proxy.", LabRegionTable(res))
 	rep.AddTable("Origin, failover, purge", strings.Join(res.Notes, " "), LabEventTable(res))
@@ -81,24 +83,35 @@ func addLabSections(rep *Report, res *LabResult) error {
 	return nil
 }
 
-// labBars are the chart's bars: cold and warm, measured and model, per region, and the
-// failover region's page after the failover.
-func labBars(res *LabResult) ([]string, []barGroup) {
-	var cats []string
-	g := []barGroup{{"cold", nil, 0}, {"cold model", nil, 1}, {"warm", nil, 2}, {"warm model", nil, 3}}
+// labChart is one bar chart of the report.
+type labChart struct {
+	title  string
+	cats   []string
+	groups []barGroup
+}
+
+// labCharts are the page times per region and phase, measured next to the model: the cold
+// phase, and the warm phase with the failover region's page after the failover (on its own
+// chart, as warm times are a few per cent of cold ones).
+func labCharts(res *LabResult) []labChart {
+	cold := labChart{title: "Cold page load per region (edge caches empty)",
+		groups: []barGroup{{"measured", nil, 0}, {"model", nil, 1}}}
+	warm := labChart{title: "Warm page load per region, and after the failover",
+		groups: []barGroup{{"measured (median)", nil, 2}, {"model", nil, 3}}}
 	for _, r := range res.Regions {
-		cats = append(cats, r.Name+" → "+r.EdgeAnswered)
-		for i, v := range []float64{r.ColdMS, r.ModelColdMS, r.WarmMS, r.ModelWarmMS} {
-			g[i].values = append(g[i].values, v)
-		}
+		cat := r.Name + " → " + r.EdgeAnswered
+		cold.cats, warm.cats = append(cold.cats, cat), append(warm.cats, cat)
+		cold.groups[0].values = append(cold.groups[0].values, r.ColdMS)
+		cold.groups[1].values = append(cold.groups[1].values, r.ModelColdMS)
+		warm.groups[0].values = append(warm.groups[0].values, r.WarmMS)
+		warm.groups[1].values = append(warm.groups[1].values, r.ModelWarmMS)
 	}
 	if f := res.Failover; f.EdgeAfter != "" {
-		cats = append(cats, f.Region+" → "+f.EdgeAfter+" (after failover)")
-		for i, v := range []float64{0, 0, f.PageMS, f.ModelMS} {
-			g[i].values = append(g[i].values, v)
-		}
+		warm.cats = append(warm.cats, f.Region+" → "+f.EdgeAfter+" (failover)")
+		warm.groups[0].values = append(warm.groups[0].values, f.PageMS)
+		warm.groups[1].values = append(warm.groups[1].values, f.ModelMS)
 	}
-	return cats, g
+	return []labChart{cold, warm}
 }
 
 // labDiagram draws regions, edges, parent, origin and DNS with the links' RTTs as an SVG.
