@@ -107,7 +107,29 @@ func (r *labRun) measureLinks(ctx context.Context) error {
 	}
 	wg.Wait()
 	r.res.Links = out
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return r.checkFTP()
+}
+
+// checkFTP reads the origin's FTP greeting through the parent ↔ origin link: the FTP server is
+// part of the origin, reachable over the lab's links (control and passive data ports relayed).
+func (r *labRun) checkFTP() error {
+	c, err := r.net.dialer(r.topo.parent.name)(netip.AddrPortFrom(r.topo.origin.svc, labFTPPort).String())
+	if err != nil {
+		return fmt.Errorf("origin FTP: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t0 := time.Now()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "220") {
+		return fmt.Errorf("origin FTP greeting %q: %v", strings.TrimSpace(line), err)
+	}
+	r.res.Notes = append(r.res.Notes, fmt.Sprintf("the origin's FTP server greeted the parent over their link (%q, %.1f ms after connecting).",
+		strings.TrimSpace(line), ms(float64(time.Since(t0)))))
+	return nil
 }
 
 // linkRTT times round trips over one link.
@@ -171,25 +193,42 @@ func (r *labRun) resolve(region *labNode) (*labNode, error) {
 	return nil, fmt.Errorf("no A record for %s (rcode %s)", labName, dns.RcodeToString[in.Rcode])
 }
 
-// waitSteering waits (up to 10 s) until every region is answered with an edge, and records it.
+// waitSteering waits (up to 15 s) until the DNS answers every region with its near edge —
+// every edge passed its first health check — and records the answers. When a region is still
+// answered otherwise at the deadline, the run goes on with that answer and notes the DNS's
+// view of the edges (GET /dns/edges), so the table shows what happened.
 func (r *labRun) waitSteering(ctx context.Context) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for i, rn := range r.topo.regions {
-		for {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		answers := make([]string, len(r.topo.regions))
+		ok := true
+		var lastErr error
+		for i, rn := range r.topo.regions {
 			e, err := r.resolve(rn)
-			if err == nil {
-				r.res.Regions = append(r.res.Regions, LabRegion{Name: rn.name, EdgeExpected: r.topo.edges[i].name, EdgeAnswered: e.name})
-				break
+			if err != nil {
+				ok, lastErr = false, fmt.Errorf("%s: %w", rn.name, err)
+				continue
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: %w", rn.name, err)
+			answers[i] = e.name
+			ok = ok && e == r.topo.edges[i]
+		}
+		if ok || (time.Now().After(deadline) && lastErr == nil) {
+			for i, rn := range r.topo.regions {
+				r.res.Regions = append(r.res.Regions, LabRegion{Name: rn.name, EdgeExpected: r.topo.edges[i].name, EdgeAnswered: answers[i]})
 			}
-			if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-				return err
+			if !ok {
+				_, view, _ := r.adminGET(r.topo.dns.name, "/dns/edges")
+				r.res.Notes = append(r.res.Notes, "after 15 s some regions were still not answered with their near edge; the DNS's view of the edges: "+strings.TrimSpace(string(view)))
 			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return lastErr
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
 		}
 	}
-	return nil
 }
 
 // sleepCtx waits d or until ctx ends (a poll interval, never a synchronisation).
