@@ -10,3 +10,6 @@ func checkLabSupport() error {
 }
 
 func runLab(context.Context, LabOptions) (*LabResult, error) { return nil, checkLabSupport() }
+
+// CleanStaleLabs: nothing to clean without Linux network namespaces.
+func CleanStaleLabs() ([]string, error) { return nil, checkLabSupport() }

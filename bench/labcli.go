@@ -16,6 +16,7 @@ func NewLabCommand(binary, version string) *cobra.Command {
 	o := LabOptions{Binary: binary, Delays: DefaultLabDelays()}
 	var out outputFlags
 	var size string
+	var cleanStale bool
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Run the CDN across emulated regions: separate edge, parent, origin and DNS processes in network namespaces (root)",
@@ -27,6 +28,13 @@ origin requests per object, failover when an edge dies, and how many tiers still
 object after one PURGE. Everything it made is removed on exit, on Ctrl-C and on error.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cleanStale {
+				removed, err := CleanStaleLabs()
+				for _, p := range removed {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed the namespaces of dead run %s*\n", p)
+				}
+				return err
+			}
 			if size != "" {
 				var err error
 				if o.ObjectSize, err = ParseSize("--size", size); err != nil {
@@ -66,6 +74,7 @@ object after one PURGE. Everything it made is removed on exit, on Ctrl-C and on 
 	f.IntVar(&o.FailRegion, "fail-region", 1, "region whose near edge is stopped in the failover phase")
 	f.StringVar(&o.ParentTier, "parent-tier", "auto", "edges use the parent: auto (when this outpost accepts [proxy.parents]), on, off")
 	f.BoolVar(&o.Keep, "keep", false, "keep the run directory (configurations and logs)")
+	f.BoolVar(&cleanStale, "clean-stale", false, "only remove what runs killed without clean-up (SIGKILL) left, and exit; live runs are never touched")
 	out.add(cmd)
 	return cmd
 }

@@ -39,6 +39,27 @@ type labNet struct {
 	fds    map[string]*os.File
 	veths  []vethEnd // one end of each veth pair made (deleting it removes the pair)
 	home   *os.File  // the network namespace the lab started in
+	lock   *os.File  // <labLockDir>/<id>.lock, flocked while the run lives
+}
+
+// labLockDir holds one lock file per live run: a run whose lock is free has died, and
+// CleanStaleLabs may remove what it left.
+const labLockDir = "/run/outpost-lab"
+
+// lockRun creates and flocks the lock file of run id; it fails when another process holds it.
+func lockRun(id string) (*os.File, error) {
+	if err := os.MkdirAll(labLockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(labLockDir, id+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab: run %s is alive: %w", id, err)
+	}
+	return f, nil
 }
 
 // vethEnd names one end of a veth pair.
@@ -71,9 +92,14 @@ func newLabNet() (*labNet, error) {
 		id := hex.EncodeToString(b)
 		n := &labNet{id: id, nsPrefix: "olab-" + id + "-", ifPrefix: "ol" + id,
 			inodes: map[string]uint64{}, fds: map[string]*os.File{}, home: home}
-		if len(n.listNS()) == 0 {
-			return n, nil
+		if _, err := os.Stat(filepath.Join(labLockDir, id+".lock")); err == nil || len(n.listNS()) > 0 {
+			continue
 		}
+		if n.lock, err = lockRun(id); err != nil {
+			home.Close()
+			return nil, err
+		}
+		return n, nil
 	}
 	home.Close()
 	return nil, errors.New("lab: no free namespace prefix")
@@ -327,5 +353,52 @@ func isZombie(stat []byte) bool {
 	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
 
-// close releases the lab's own namespace handle.
-func (n *labNet) close() { n.home.Close() }
+// close releases the lab's own namespace handle and its run lock.
+func (n *labNet) close() {
+	n.home.Close()
+	if n.lock != nil {
+		os.Remove(n.lock.Name())
+		n.lock.Close()
+	}
+}
+
+// CleanStaleLabs removes what runs that died without cleaning up (a SIGKILLed lab) left:
+// the namespaces of every run whose lock is free, and any process still inside them. Live
+// runs, which hold their lock, are never touched. It returns the prefixes it removed.
+func CleanStaleLabs() ([]string, error) {
+	if err := checkLabSupport(); err != nil {
+		return nil, err
+	}
+	ents, _ := os.ReadDir(netnsDir)
+	ids := map[string]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if id, _, ok := strings.Cut(strings.TrimPrefix(name, "olab-"), "-"); ok && strings.HasPrefix(name, "olab-") && len(id) == 6 {
+			ids[id] = true
+		}
+	}
+	var removed []string
+	var errs []error
+	for id := range ids {
+		lock, err := lockRun(id)
+		if err != nil {
+			continue // alive
+		}
+		n := &labNet{id: id, nsPrefix: "olab-" + id + "-", ifPrefix: "ol" + id, inodes: map[string]uint64{}, fds: map[string]*os.File{}}
+		for _, name := range n.listNS() {
+			var st syscall.Stat_t
+			if syscall.Stat(filepath.Join(netnsDir, name), &st) == nil {
+				n.inodes[name] = st.Ino
+			}
+			n.ns = append(n.ns, name)
+		}
+		if err := n.teardown(); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed = append(removed, n.nsPrefix)
+		}
+		os.Remove(lock.Name())
+		lock.Close()
+	}
+	return removed, errors.Join(errs...)
+}

@@ -127,13 +127,12 @@ func TestLab(t *testing.T) {
 	}
 }
 
-// TestLabInterrupted sends SIGINT to a running `outpost lab` midway and checks that it removed
-// every namespace, link and process it made (acceptance 5 of issue 12).
-func TestLabInterrupted(t *testing.T) {
-	bin := labBinary(t)
+// startLabMidway starts `outpost lab` and returns it once its measurements began, with the
+// run's namespace prefix.
+func startLabMidway(t *testing.T, bin string, stdout *bytes.Buffer) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(bin, append(shortLabArgs, "--json")...)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
+	cmd.Stdout = stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -143,12 +142,17 @@ func TestLabInterrupted(t *testing.T) {
 	}
 	midway := make(chan string, 1)
 	var logged bytes.Buffer
+	prefix := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			logged.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "links done") {
-				midway <- sc.Text()
+			line := sc.Text()
+			logged.WriteString(line + "\n")
+			if p, _, ok := strings.Cut(strings.TrimPrefix(line, "lab: "), "*: "); ok && strings.HasPrefix(p, "olab-") {
+				prefix <- p
+			}
+			if strings.Contains(line, "links done") {
+				midway <- line
 			}
 		}
 		close(midway)
@@ -166,32 +170,78 @@ func TestLabInterrupted(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("the lab did not reach its measurements within 60s")
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	return cmd, <-prefix
+}
+
+// waitExit waits up to 30 s for a process to end.
+func waitExit(t *testing.T, cmd *exec.Cmd) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case err = <-done:
+	case err := <-done:
+		return err
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("the lab did not exit within 30s of SIGINT")
+		t.Fatal("the lab did not exit within 30s")
 	}
+	return nil
+}
+
+// TestLabInterrupted sends SIGINT to a running `outpost lab` midway and checks that it removed
+// every namespace, link and process it made (acceptance 5 of issue 12).
+func TestLabInterrupted(t *testing.T) {
+	bin := labBinary(t)
+	var stdout bytes.Buffer
+	cmd, prefix := startLabMidway(t, bin, &stdout)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := waitExit(t, cmd)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		t.Errorf("an interrupted lab should fail, got %v", err)
 	}
 	var res bench.LabResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("no JSON result after the interrupt: %v\n%s\n%s", err, stdout.String(), logged.String())
+		t.Fatalf("no JSON result after the interrupt: %v\n%s", err, stdout.String())
 	}
-	if res.Prefix == "" || !res.Leftover.Zero() {
-		t.Errorf("after SIGINT: prefix %q, leftover %+v", res.Prefix, res.Leftover)
+	if res.Prefix != prefix || !res.Leftover.Zero() {
+		t.Errorf("after SIGINT: prefix %q (want %q), leftover %+v", res.Prefix, prefix, res.Leftover)
 	}
-	if got := netnsWith(t, res.Prefix); len(got) > 0 {
+	if got := netnsWith(t, prefix); len(got) > 0 {
 		t.Errorf("ip netns list still shows %v", got)
 	}
-	id := strings.TrimSuffix(strings.TrimPrefix(res.Prefix, "olab-"), "-")
+	id := strings.TrimSuffix(strings.TrimPrefix(prefix, "olab-"), "-")
 	if n := processesWith("outpost-lab-" + id); n > 0 {
 		t.Errorf("%d processes of the run are still alive", n)
+	}
+}
+
+// TestLabKilledThenCleanStale kills a running lab with SIGKILL (no clean-up possible): its
+// servers die with it (parent-death signal), its namespaces stay, and `outpost lab
+// --clean-stale` removes them.
+func TestLabKilledThenCleanStale(t *testing.T) {
+	bin := labBinary(t)
+	var stdout bytes.Buffer
+	cmd, prefix := startLabMidway(t, bin, &stdout)
+	cmd.Process.Kill()
+	waitExit(t, cmd)
+	id := strings.TrimSuffix(strings.TrimPrefix(prefix, "olab-"), "-")
+	deadline := time.Now().Add(10 * time.Second)
+	for processesWith("outpost-lab-"+id) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed lab's servers are still running")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the kernel's reaping, not synchronising
+	}
+	if len(netnsWith(t, prefix)) == 0 {
+		t.Fatal("a SIGKILLed lab cannot clean up, yet its namespaces are gone")
+	}
+	out, err := exec.Command(bin, "lab", "--clean-stale").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), prefix) {
+		t.Fatalf("lab --clean-stale: %v\n%s", err, out)
+	}
+	if got := netnsWith(t, prefix); len(got) > 0 {
+		t.Errorf("after --clean-stale ip netns list still shows %v", got)
 	}
 }
 
