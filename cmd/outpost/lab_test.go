@@ -245,6 +245,49 @@ func TestLabKilledThenCleanStale(t *testing.T) {
 	}
 }
 
+// TestLabConcurrentRuns runs two labs at once in one process: their names never collide and
+// each cleans up only its own.
+func TestLabConcurrentRuns(t *testing.T) {
+	bin := labBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	type run struct {
+		res *bench.LabResult
+		err error
+	}
+	runs := make(chan run, 2)
+	for range 2 {
+		go func() {
+			o := shortLab(bin)
+			o.WarmRuns = 1
+			res, err := bench.RunLab(ctx, o)
+			runs <- run{res, err}
+		}()
+	}
+	var prefixes []string
+	for range 2 {
+		r := <-runs
+		if bench.IsUsage(r.err) {
+			t.Skipf("network namespaces unavailable: %v", r.err)
+		}
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !r.res.Leftover.Zero() {
+			t.Errorf("%s left %+v", r.res.Prefix, r.res.Leftover)
+		}
+		for _, reg := range r.res.Regions {
+			if reg.EdgeAnswered != reg.EdgeExpected {
+				t.Errorf("%s: %s answered with %s", r.res.Prefix, reg.Name, reg.EdgeAnswered)
+			}
+		}
+		prefixes = append(prefixes, r.res.Prefix)
+	}
+	if prefixes[0] == prefixes[1] {
+		t.Fatalf("two runs shared the prefix %s", prefixes[0])
+	}
+}
+
 // TestLabCleansUpOnError runs the lab with servers that cannot start: the run fails and leaves
 // nothing behind.
 func TestLabCleansUpOnError(t *testing.T) {
