@@ -26,6 +26,9 @@ type LabDelays struct {
 	// EdgeOrigin is the RTT of an edge's direct path to the origin, used when edges have no
 	// parent tier; 0 means EdgeParent + ParentOrigin (the same route, with no cache on it).
 	EdgeOrigin time.Duration `json:"edge_origin_ns"`
+	// EdgeBandwidth caps every region ↔ edge link, bytes per second per direction, with the
+	// delay line's own shaper (a bottleneck shared by the link's connections); 0: none.
+	EdgeBandwidth int64 `json:"edge_bandwidth"`
 }
 
 // DefaultLabDelays is the issue's table: near edge 5 ms, far edges 60 and 120 ms, edge ↔
@@ -102,6 +105,8 @@ func (o *LabOptions) Validate() error {
 		}
 	}
 	switch {
+	case d.EdgeBandwidth < 0:
+		return usagef("--bandwidth must not be negative")
 	case o.Binary == "":
 		return usagef("lab: no outpost binary to run the servers")
 	case o.PageObjects <= 0 || o.PageObjects > 100:
@@ -283,6 +288,7 @@ type labLink struct {
 	rtt          time.Duration
 	ports        []int
 	use          string
+	bandwidth    int64         // bytes/s per direction (0: none)
 	measured     time.Duration // RTT measured through the delay line (0: not measured)
 }
 
@@ -334,6 +340,7 @@ func newLabTopology(d LabDelays, parentTier bool) *labTopology {
 				use = "page loads after a failover"
 			}
 			add(rn, en, d.regionEdge(r, e), use, labHTTPPort)
+			t.links[len(t.links)-1].bandwidth = d.EdgeBandwidth
 		}
 	}
 	ftp := []int{labHTTPPort, labFTPPort}

@@ -27,6 +27,7 @@ func TestLabOptionsValidate(t *testing.T) {
 		{"defaults", func(*LabOptions) {}, "", false},
 		{"negative delay", func(o *LabOptions) { o.Delays.NearEdge = -time.Millisecond }, "--near", true},
 		{"huge delay", func(o *LabOptions) { o.Delays.ParentOrigin = time.Minute }, "--parent-origin", true},
+		{"negative bandwidth", func(o *LabOptions) { o.Delays.EdgeBandwidth = -1 }, "--bandwidth", true},
 		{"no objects", func(o *LabOptions) { o.PageObjects = 0 }, "--objects", true},
 		{"no warm runs", func(o *LabOptions) { o.WarmRuns = 0 }, "--warm-runs", true},
 		{"interval too short", func(o *LabOptions) { o.Health.Interval = time.Millisecond }, "--health-interval", true},

@@ -243,25 +243,30 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// edgeIndex is the index of an edge node.
-func (r *labRun) edgeIndex(e *labNode) int { return slices.Index(r.topo.edges, e) }
+// pageLoad is one load of the demo page.
+type pageLoad struct {
+	d     time.Duration
+	hits  TierHits
+	paths []string // in the order the responses came
+	bytes int64    // response bytes, for the bandwidth term of the model
+}
 
 // loadPage loads the demo page and its objects, pipelined on a new connection, from a region
 // through an edge, and counts the responses' tiers.
-func (r *labRun) loadPage(region *labNode, edge *labNode) (time.Duration, TierHits, []string, error) {
+func (r *labRun) loadPage(region *labNode, edge *labNode) (pageLoad, error) {
 	var mu sync.Mutex
-	var hits TierHits
-	var paths []string
+	var pl pageLoad
 	pc := &pageClient{addr: netip.AddrPortFrom(edge.svc, labHTTPPort).String(), host: "www.cdn.test",
 		rtt: r.topo.link(region, edge).rtt, dialer: r.net.dialer(region.name),
 		onResponse: func(path string, resp *response) {
 			mu.Lock()
 			defer mu.Unlock()
-			paths = append(paths, path)
-			hits.add(resp.cacheStatus)
+			pl.paths = append(pl.paths, path)
+			pl.hits.add(resp.cacheStatus)
 		}}
 	d, err := fetchPage(pc, StrategyPipelined, r.page, "", 1)
-	return d, hits, paths, err
+	pl.d, pl.bytes = d, pc.bytes.Load()
+	return pl, err
 }
 
 // add counts one response by its Cache-Status members: the last is the edge, the one before it
@@ -289,7 +294,7 @@ func (h *TierHits) add(cacheStatus string) {
 // the scorecard's pipelined model through a proxy, 3 RTT to the edge, plus 4 RTT of the
 // upstream path when the edge's cache is cold. measured takes the links' measured RTTs
 // instead of the table's (the delay lines' own overhead included).
-func (r *labRun) models(region, edge *labNode, measured bool) (cold, warm time.Duration, coldF, warmF string) {
+func (r *labRun) models(region, edge *labNode, measured bool, bytes int64) (cold, warm time.Duration, coldF, warmF string) {
 	rtt := func(a, b *labNode) time.Duration {
 		l := r.topo.link(a, b)
 		if measured {
@@ -301,10 +306,11 @@ func (r *labRun) models(region, edge *labNode, measured bool) (cold, warm time.D
 	if r.parentTier {
 		up = rtt(edge, r.topo.parent) + rtt(r.topo.parent, r.topo.origin)
 	}
-	o := ScorecardOptions{N: r.o.PageObjects, RTT: rtt(region, edge), OriginRTT: up, Target: "proxy", ProxyCache: "cold"}
-	cold, coldF = model(o, StrategyPipelined, 0)
+	o := ScorecardOptions{N: r.o.PageObjects, RTT: rtt(region, edge), OriginRTT: up, Target: "proxy", ProxyCache: "cold",
+		Bandwidth: r.topo.link(region, edge).bandwidth}
+	cold, coldF = model(o, StrategyPipelined, bytes)
 	o.ProxyCache = "warm"
-	warm, warmF = model(o, StrategyPipelined, 0)
+	warm, warmF = model(o, StrategyPipelined, bytes)
 	return cold, warm, coldF + fmt.Sprintf(" (RTT %s, RTTo %s)", o.RTT, up), warmF + fmt.Sprintf(" (RTT %s)", o.RTT)
 }
 
@@ -313,6 +319,7 @@ func (r *labRun) models(region, edge *labNode, measured bool) (cold, warm time.D
 func (r *labRun) loadPhases(ctx context.Context) error {
 	regions := r.topo.regions
 	cold := make([]time.Duration, len(regions))
+	pageBytes := make([]int64, len(regions))
 	warm := make([][]time.Duration, len(regions))
 	var coldPaths []string
 	var mu sync.Mutex
@@ -336,11 +343,11 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 	}
 	err := run("cold", func(i int) error {
 		reg := &r.res.Regions[i]
-		d, hits, paths, err := r.loadPage(regions[i], r.edgeByName(reg.EdgeAnswered))
-		cold[i], reg.ColdHits = d, hits
+		pl, err := r.loadPage(regions[i], r.edgeByName(reg.EdgeAnswered))
+		cold[i], reg.ColdHits, pageBytes[i] = pl.d, pl.hits, pl.bytes
 		mu.Lock()
 		if coldPaths == nil {
-			coldPaths = paths
+			coldPaths = pl.paths
 		}
 		mu.Unlock()
 		return err
@@ -352,11 +359,11 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 	for range r.o.WarmRuns {
 		if err := run("warm", func(i int) error {
 			reg := &r.res.Regions[i]
-			d, hits, _, err := r.loadPage(regions[i], r.edgeByName(reg.EdgeAnswered))
-			warm[i] = append(warm[i], d)
-			reg.WarmHits.Edge += hits.Edge
-			reg.WarmHits.Parent += hits.Parent
-			reg.WarmHits.Miss += hits.Miss
+			pl, err := r.loadPage(regions[i], r.edgeByName(reg.EdgeAnswered))
+			warm[i] = append(warm[i], pl.d)
+			reg.WarmHits.Edge += pl.hits.Edge
+			reg.WarmHits.Parent += pl.hits.Parent
+			reg.WarmHits.Miss += pl.hits.Miss
 			return err
 		}); err != nil {
 			return err
@@ -364,8 +371,9 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 	}
 	for i := range regions {
 		reg := &r.res.Regions[i]
-		mc, mw, fc, fw := r.models(regions[i], r.edgeByName(reg.EdgeAnswered), false)
-		lc, lw, _, _ := r.models(regions[i], r.edgeByName(reg.EdgeAnswered), true)
+		e := r.edgeByName(reg.EdgeAnswered)
+		mc, mw, fc, fw := r.models(regions[i], e, false, pageBytes[i])
+		lc, lw, _, _ := r.models(regions[i], e, true, pageBytes[i])
 		reg.ModelColdLinksMS, reg.ModelWarmLinksMS = ms(float64(lc)), ms(float64(lw))
 		reg.ColdMS, reg.WarmMS = ms(float64(cold[i])), ms(float64(median(warm[i])))
 		reg.WarmMinMS = ms(float64(slices.Min(warm[i])))
@@ -481,12 +489,12 @@ func (r *labRun) failover(ctx context.Context) error {
 		}
 	}
 	f.Seconds, f.EdgeAfter = roundSeconds(time.Since(t0)), after.name
-	d, _, _, err := r.loadPage(fr, after)
-	f.PageOK, f.PageMS = err == nil, ms(float64(d))
+	pl, err := r.loadPage(fr, after)
+	f.PageOK, f.PageMS = err == nil, ms(float64(pl.d))
 	if err != nil {
 		f.Error = err.Error()
 	}
-	_, mw, _, _ := r.models(fr, after, false)
+	_, mw, _, _ := r.models(fr, after, false, pl.bytes)
 	f.ModelMS = ms(float64(mw))
 	return nil
 }

@@ -144,7 +144,23 @@ func (n *labNet) addNS(node string) error {
 	n.mu.Lock()
 	n.inodes[name], n.fds[name] = st.Ino, f
 	n.mu.Unlock()
-	return ip("-n", name, "link", "set", "lo", "up")
+	if err := ip("-n", name, "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	if first := n.count() == 1; first {
+		// `ip netns exec` also needs a mount namespace and a fresh /sys: check once.
+		if out, err := exec.Command("ip", "netns", "exec", name, "true").CombinedOutput(); err != nil {
+			return &UsageError{Err: fmt.Errorf("running processes in a network namespace is unavailable here: %v: %s", err, bytes.TrimSpace(out))}
+		}
+	}
+	return nil
+}
+
+// count is the number of namespaces made so far.
+func (n *labNet) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.ns)
 }
 
 // addVeth joins two nodes' namespaces with a veth pair made directly inside them (it never
@@ -153,6 +169,12 @@ func (n *labNet) addVeth(l *labLink) error {
 	a, b := n.nsName(l.a.name), n.nsName(l.b.name)
 	devA, devB := n.ifPrefix+"-"+strconv.Itoa(l.idx)+"a", n.ifPrefix+"-"+strconv.Itoa(l.idx)+"b"
 	if err := ip("link", "add", devA, "netns", a, "type", "veth", "peer", "name", devB, "netns", b); err != nil {
+		n.mu.Lock()
+		first := len(n.veths) == 0
+		n.mu.Unlock()
+		if first {
+			return &UsageError{Err: fmt.Errorf("veth links are unavailable here: %w", err)}
+		}
 		return err
 	}
 	n.mu.Lock()

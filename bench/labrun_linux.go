@@ -199,7 +199,7 @@ func (r *labRun) startRelays() error {
 			}
 			target := netip.AddrPortFrom(l.bAddr, uint16(port)).String()
 			dial := r.net.dialer(l.a.name)
-			d := NewDelayLineOn(ln, func() (net.Conn, error) { return dial(target) }, Link{Delay: l.rtt / 2})
+			d := NewDelayLineOn(ln, func() (net.Conn, error) { return dial(target) }, Link{Delay: l.rtt / 2, Bandwidth: l.bandwidth})
 			r.mu.Lock()
 			closed := r.closed
 			r.relays = append(r.relays, d)
