@@ -67,7 +67,7 @@ object after one PURGE. Everything it made is removed on exit, on Ctrl-C and on 
 	f.DurationVar(&d.EdgeParent, "edge-parent", d.EdgeParent, "RTT between an edge and the parent")
 	f.DurationVar(&d.ParentOrigin, "parent-origin", d.ParentOrigin, "RTT between the parent and the origin")
 	f.DurationVar(&d.EdgeOrigin, "edge-origin", 0, "RTT of an edge's direct path to the origin (0: edge-parent + parent-origin)")
-	f.StringVar(&bandwidth, "bandwidth", "", "cap every region ↔ edge link, per direction (`1MiB` = bytes/s, `8Mbit` = bits/s)")
+	f.StringVar(&bandwidth, "bandwidth", "", "cap every region ↔ edge link at `RATE` per direction (8Mbit = bits/s, 1MiB = bytes/s)")
 	f.DurationVar(&o.Health.Interval, "health-interval", time.Second, "the DNS's health check interval")
 	f.DurationVar(&o.Health.Timeout, "health-timeout", 500*time.Millisecond, "one health check's timeout")
 	f.IntVar(&o.Health.Fall, "health-fall", 2, "failed checks before an edge is down")
