@@ -86,7 +86,31 @@ func (st *state) loadDNSSEC(cfg config.DNSConfig, dataDir string, prev *state, _
 		st.signers[origin] = zs
 		st.signed = true
 	}
+	st.publishChildDS()
 	return nil
+}
+
+// publishChildDS completes the chain of trust between zones served together: a signed zone
+// whose signed parent delegates to it, with no DS of its own there, gets the DS (SHA-256) of
+// its published KSKs at the parent's delegation point — what `outpost dns ds` prints for an
+// outside parent. A DS configured in the parent is left as it is.
+func (st *state) publishChildDS() {
+	for origin, zs := range st.signers {
+		parent := st.parentZone(zs.zone)
+		n := parent.nodes[origin]
+		if parent == zs.zone || st.signers[parent.origin] == nil || n == nil || !n.cut || len(n.rrsets[dns.TypeDS]) > 0 {
+			continue
+		}
+		ttl := n.rrsets[dns.TypeNS][0].Header().Ttl
+		for _, rr := range zs.dnskeys {
+			if k := rr.(*dns.DNSKEY); k.Flags&dns.SEP != 0 {
+				ds := k.ToDS(dns.SHA256)
+				ds.Hdr.Ttl = ttl
+				n.rrsets[dns.TypeDS] = append(n.rrsets[dns.TypeDS], ds)
+				parent.records = append(parent.records, ds)
+			}
+		}
+	}
 }
 
 // watchKeys watches the key directory and files, so a rollover or a key dropped in reloads.

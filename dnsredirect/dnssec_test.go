@@ -694,6 +694,27 @@ records = [
 	if r := ask(t, st, "sub.example.test.", dns.TypeSOA, ""); !hasType(r.Answer, dns.TypeSOA) || r.Answer[0].(*dns.SOA).Ns != "ns.sub.example.test." {
 		t.Errorf("the child's own data: %v", r.Answer)
 	}
+	// Signed child and parent: the parent publishes the child's DS by itself, and delv
+	// validates the child's data from the parent's trust anchor alone.
+	delv := clienttest.Need(t, "delv", "bind9-dnsutils")
+	dir := t.TempDir()
+	signedChild := strings.Replace(text, "  \"ns IN A 192.0.2.53\",\n]\n", "  \"ns IN A 192.0.2.53\",\n]\n[dns.zones.dnssec]\nenabled = true\n", 1)
+	signedChild = strings.Replace(signedChild, "  \"sub IN DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\",\n", "", 1)
+	ts := startServerCfg(t, loadDNS(t, signedChild), dir)
+	st = ts.st.Load()
+	child := st.signers["sub.example.test."]
+	if child == nil {
+		t.Fatal("child zone not signed")
+	}
+	r = ask(t, st, "sub.example.test.", dns.TypeDS, "")
+	if len(r.Answer) < 2 || r.Answer[0].(*dns.DS).KeyTag != child.ksks[0].tag {
+		t.Fatalf("published DS: %v, want the child's KSK %d", r.Answer, child.ksks[0].tag)
+	}
+	_, port, _ := net.SplitHostPort(ts.addr)
+	out := clienttest.Run(t, 20*time.Second, delv, "@127.0.0.1", "-p", port, "-a", anchorFile(t, dir, "example.test."), "+root=example.test", "ns.sub.example.test", "A")
+	if !strings.Contains(string(out), "; fully validated") {
+		t.Errorf("child data from the parent's anchor:\n%s", out)
+	}
 }
 
 // rollZone is a signed zone whose every TTL is one second, so a rollover runs in seconds.
