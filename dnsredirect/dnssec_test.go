@@ -368,6 +368,9 @@ func TestSignedECSAndUnsignedPath(t *testing.T) {
 	if r := ask(t, st, "nope.cdn.test.", dns.TypeA, ""); r.Rcode != dns.RcodeSuccess || len(r.Ns) != 4 {
 		t.Errorf("compact denial: rcode %s, %d authority records, want NOERROR with SOA, NSEC and their RRSIGs", dns.RcodeToString[r.Rcode], len(r.Ns))
 	}
+	if c := st.template(&query{}, []byte("nope.cdn.test.\x00\x01D"), nil).count; c != st.counters["cdn.test."][typeIndex(dns.TypeA)][rcodeIndex(dns.RcodeNameError)] {
+		t.Error("a compact denial is not counted as NXDOMAIN")
+	}
 	if r := ask(t, st, "nope.cdn.test.", dns.TypeNXNAME, ""); r.Rcode != dns.RcodeFormatError {
 		t.Errorf("NXNAME query: rcode %s, want FORMERR (RFC 9824 §3.5)", dns.RcodeToString[r.Rcode])
 	}
@@ -407,7 +410,11 @@ func askPlain(t *testing.T, st *state, name string, qtype uint16, subnet string)
 func testSignedState(t *testing.T, now time.Time) (*state, string) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := buildStateAt(loadDNS(t, signedZones), dir, nil, nil, nil, now)
+	met, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := buildStateAt(loadDNS(t, signedZones), dir, nil, nil, met, now)
 	if err != nil {
 		t.Fatal(err)
 	}

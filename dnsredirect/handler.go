@@ -232,10 +232,14 @@ func (st *state) build(q *query, sel *selection) *template {
 	if sel == nil && res.dyn != nil {
 		return &template{dyn: res.dyn}
 	}
+	rcode := res.msg.Rcode
 	if q.do && st.signed {
 		st.signAnswer(&res, q.qtype)
 	}
 	t := st.pack(name, q.qtype, res.msg)
+	if rcode != res.msg.Rcode { // a compact denial still counts as the NXDOMAIN it stands for
+		t.count = st.counterFor(name, q.qtype, rcode)
+	}
 	if sel != nil {
 		t.dynamic = true
 		if !sel.fallback {
