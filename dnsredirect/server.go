@@ -41,6 +41,7 @@ type Server struct {
 	cfg config.DNSConfig
 	st  atomic.Pointer[state]
 	rrl atomic.Pointer[rrl]
+	tap atomic.Pointer[tap] // nil: dnstap off (dnstap.go)
 
 	udp   []*net.UDPConn
 	tcp   net.Listener
@@ -109,7 +110,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	var err error
 	for try := 0; try < 5; try++ {
 		if err = s.bind(ctx, s.cfg.Listen, n); err == nil {
-			return nil
+			return s.startTap(s.cfg.Dnstap)
 		}
 		if _, port, _ := net.SplitHostPort(s.cfg.Listen); port != "0" {
 			break
@@ -207,6 +208,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	s.health.stopAll()
+	if t := s.tap.Swap(nil); t != nil {
+		t.close()
+	}
 	return err
 }
 
@@ -254,6 +258,7 @@ func (s *Server) serveUDPPlain(c *net.UDPConn) {
 			}
 			continue
 		}
+		tp, qtime := s.tapNow()
 		resp := s.st.Load().handle(in[:n], out, q, src.Addr(), false, s.m)
 		if resp == nil {
 			continue
@@ -262,13 +267,18 @@ func (s *Server) serveUDPPlain(c *net.UDPConn) {
 			switch r.check(src.Addr()) {
 			case rrlDrop:
 				s.m.rrlDrop.Inc()
-				continue
+				resp = nil
 			case rrlSlip:
 				s.m.rrlTC.Inc()
 				resp = slipped(resp, q)
 			}
 		}
-		_, _ = c.WriteToUDPAddrPort(resp, src)
+		if tp != nil {
+			tp.record(in[:n], resp, src, false, qtime)
+		}
+		if resp != nil {
+			_, _ = c.WriteToUDPAddrPort(resp, src)
+		}
 	}
 }
 
@@ -330,9 +340,9 @@ func (s *Server) serveConn(c net.Conn) {
 		s.connsMu.Unlock()
 		<-s.tcpSem
 	}()
-	src := netip.Addr{}
+	src := netip.AddrPort{}
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		src = ta.AddrPort().Addr()
+		src = ta.AddrPort()
 	}
 	in := make([]byte, maxTCPLength)
 	out := make([]byte, 2, 2+maxTCPLength)
@@ -358,24 +368,31 @@ func (s *Server) serveConn(c net.Conn) {
 }
 
 // answerTCP answers one TCP query (transfers included); false ends the connection.
-func (s *Server) answerTCP(c net.Conn, pkt, out []byte, q *query, src netip.Addr) bool {
+func (s *Server) answerTCP(c net.Conn, pkt, out []byte, q *query, src netip.AddrPort) bool {
 	st := s.st.Load()
+	tp, qtime := s.tapNow()
 	var resp []byte
 	if parseQuery(pkt, q) == parseOK && (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && q.qclass == dns.ClassINET {
 		var err error
-		if resp, err = st.transfer(c, q, src, out[2:2]); err != nil {
+		if resp, err = st.transfer(c, q, src.Addr(), out[2:2]); err != nil {
 			s.log.Warn("dns: zone transfer failed", "client", src, "err", err)
 			return false
 		}
 		if resp == nil {
 			s.log.Info("dns: zone transferred", "zone", string(q.name), "client", src)
+			if tp != nil {
+				tp.record(pkt, nil, src, true, qtime)
+			}
 			return true
 		}
 	} else {
-		resp = st.handle(pkt, out[2:2], q, src, true, s.m)
+		resp = st.handle(pkt, out[2:2], q, src.Addr(), true, s.m)
 	}
 	if resp == nil {
 		return true
+	}
+	if tp != nil {
+		tp.record(pkt, resp, src, true, qtime)
 	}
 	frame := out[:2+len(resp)]
 	binary.BigEndian.PutUint16(frame, uint16(len(resp)))
@@ -398,6 +415,11 @@ func (s *Server) Reload(cfg config.DNSConfig) error {
 		return fmt.Errorf("dns: reload: %w", err)
 	}
 	st.log = s.log
+	if err := s.reloadTap(cfg.Dnstap); err != nil {
+		s.m.reloads.WithLabelValues("rejected").Inc()
+		s.log.Error("dns: reload rejected, the previous configuration keeps serving", "err", err)
+		return fmt.Errorf("dns: reload: %w", err)
+	}
 	if cfg.Listen != s.cfg.Listen || cfg.UDPSockets != s.cfg.UDPSockets || cfg.MaxTCPConnections != s.cfg.MaxTCPConnections {
 		s.log.Warn("dns: listen, udp_sockets and max_tcp_connections change on restart only")
 		cfg.Listen, cfg.UDPSockets, cfg.MaxTCPConnections = s.cfg.Listen, s.cfg.UDPSockets, s.cfg.MaxTCPConnections
