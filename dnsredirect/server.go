@@ -458,13 +458,14 @@ func dbOrNil(st *state, city bool) interface{ Close() error } {
 	return db
 }
 
-// notifyChanged sends NOTIFY for every zone whose records changed.
+// notifyChanged sends NOTIFY for every zone whose serial changed (assignSerials bumps it when
+// the transfer content changes).
 func (s *Server) notifyChanged(old, st *state) {
 	if len(st.cfg.Transfer.Notify) == 0 {
 		return
 	}
 	for origin, z := range st.zones {
-		if oz := old.zones[origin]; oz != nil && oz.digest == z.digest {
+		if oz := old.zones[origin]; oz != nil && oz.soa.Serial == z.soa.Serial {
 			continue
 		}
 		for _, target := range st.cfg.Transfer.Notify {

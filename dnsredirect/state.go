@@ -47,6 +47,7 @@ type state struct {
 	cache     *answerCache
 	decisions decisionCache             // steering candidates by client network
 	counters  map[string]*queryCounters // by zone origin; "" for names outside our zones
+	serials   map[string]zoneSerial     // by zone origin: the serial served and its content (transfer.go)
 	noZone    *queryCounters
 	log       *slog.Logger
 }
@@ -80,6 +81,7 @@ type dynName struct {
 	pool    *pool
 	ttl     uint32
 	answers int
+	xfr     transferView // what a zone transfer carries for it (transfer.go)
 }
 
 // fileStamp is a watched file's modification time and size when it was loaded.
@@ -105,7 +107,7 @@ func buildState(cfg config.DNSConfig, dataDir string, prev *state, hs *healthSet
 	}
 	st.xfrAllow, _ = config.ParsePrefixes("dns.transfer.allow", cfg.Transfer.Allow)
 	for _, f := range []func(*state, config.DNSConfig, string, *state, *healthSet, *metrics) error{
-		(*state).loadEdges, (*state).loadZones, (*state).loadMaps, (*state).loadDatabases,
+		(*state).loadEdges, (*state).loadZones, (*state).loadMaps, (*state).loadDatabases, (*state).assignSerials,
 	} {
 		if err := f(st, cfg, dataDir, prev, hs, m); err != nil {
 			return nil, err
@@ -169,6 +171,7 @@ func (st *state) loadEdges(cfg config.DNSConfig, _ string, _ *state, hs *healthS
 		if dc.Answers > 0 {
 			d.answers = dc.Answers
 		}
+		d.xfr = st.transferViewOf(dc, d.pool)
 		if st.dyn[d.name] != nil {
 			return config.Errorf("dns.dynamic", "name %s appears twice", d.name)
 		}

@@ -12,7 +12,8 @@ import (
 )
 
 // TestAXFRAndNotify: an allowed secondary transfers the zone (SOA first and last, steered names
-// with their pool's addresses), and a zone change on reload sends it a NOTIFY.
+// with their pool's addresses), and a zone change on reload bumps the serial and sends it a
+// NOTIFY.
 func TestAXFRAndNotify(t *testing.T) {
 	notified := make(chan string, 4)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -71,6 +72,10 @@ func TestAXFRAndNotify(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no NOTIFY after the zone changed")
+	}
+	r := ts.exchange(t, "udp", newQuery("cdn.test.", dns.TypeSOA, false, ""))
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.SOA).Serial != 2 {
+		t.Errorf("SOA after the change: %v, want serial 2 (bumped from 1)", r.Answer)
 	}
 }
 
