@@ -108,8 +108,14 @@ func (s *Server) Listen(ctx context.Context) error {
 		n = runtime.GOMAXPROCS(0)
 	}
 	var err error
+	var busy []*net.UDPConn // port-0 tries whose TCP port was taken: held so the next try differs
+	defer func() {
+		for _, c := range busy {
+			c.Close()
+		}
+	}()
 	for try := 0; try < 5; try++ {
-		if err = s.bind(ctx, s.cfg.Listen, n); err == nil {
+		if err = s.bind(ctx, s.cfg.Listen, n, &busy); err == nil {
 			return s.startTap(s.cfg.Dnstap)
 		}
 		if _, port, _ := net.SplitHostPort(s.cfg.Listen); port != "0" {
@@ -119,8 +125,10 @@ func (s *Server) Listen(ctx context.Context) error {
 	return fmt.Errorf("dns: listen %s: %w", s.cfg.Listen, err)
 }
 
-// bind opens n UDP sockets and a TCP listener on addr (port 0: one free port for all).
-func (s *Server) bind(ctx context.Context, addr string, n int) error {
+// bind opens n UDP sockets and a TCP listener on addr (port 0: one free port for all). When
+// the TCP port is taken, the UDP sockets go to busy instead of being closed, so that the
+// kernel does not hand the same port to the next try.
+func (s *Server) bind(ctx context.Context, addr string, n int, busy *[]*net.UDPConn) error {
 	lc := net.ListenConfig{Control: reusePort}
 	var udp []*net.UDPConn
 	closeAll := func() {
@@ -141,7 +149,7 @@ func (s *Server) bind(ctx context.Context, addr string, n int) error {
 	}
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		closeAll()
+		*busy = append(*busy, udp...)
 		return err
 	}
 	s.udp, s.tcp = udp, ln

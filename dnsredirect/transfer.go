@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
 
+	"github.com/outpost-proxy/outpost/internal/atomicfile"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -159,32 +159,13 @@ func readSerials(path string) (map[string]zoneSerial, error) {
 	return out, nil
 }
 
-// writeSerials replaces the serials file atomically (temporary file, fsync, rename).
+// writeSerials replaces the serials file atomically and durably.
 func writeSerials(path string, serials map[string]zoneSerial) error {
 	b, err := json.MarshalIndent(serials, "", "  ")
 	if err != nil {
 		return fmt.Errorf("zone serials: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("zone serials: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".serials-*")
-	if err != nil {
-		return fmt.Errorf("zone serials: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("zone serials: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("zone serials: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("zone serials: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.WriteBytes(path, 0o644, append(b, '\n')); err != nil {
 		return fmt.Errorf("zone serials: %w", err)
 	}
 	return nil
