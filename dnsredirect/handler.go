@@ -165,11 +165,16 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 		return st.reply(q, dns.RcodeRefused, nil, out, limit)
 	case q.qtype == typeOPT:
 		return st.reply(q, dns.RcodeFormatError, nil, out, limit)
+	case q.qtype == dns.TypeNXNAME: // RFC 9824 §3.5
+		return st.reply(q, dns.RcodeFormatError, nil, out, limit)
 	case q.qtype >= 128 && q.qtype <= 254: // meta types (RFC 6895 §3.1)
 		return st.reply(q, dns.RcodeNotImplemented, nil, out, limit)
 	}
 	var kb [320]byte
 	key := append(append(kb[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
+	if q.do && st.signed {
+		key = append(key, 'D') // signed answers are cached apart (dnssec.go)
+	}
 	t := st.template(q, key, nil)
 	var scope uint8
 	if t.dyn != nil {
@@ -226,6 +231,9 @@ func (st *state) build(q *query, sel *selection) *template {
 	res := st.resolve(name, q.qtype, sel)
 	if sel == nil && res.dyn != nil {
 		return &template{dyn: res.dyn}
+	}
+	if q.do && st.signed {
+		st.signAnswer(&res, q.qtype)
 	}
 	t := st.pack(name, q.qtype, res.msg)
 	if sel != nil {

@@ -15,6 +15,8 @@ const maxChain = 8
 type result struct {
 	msg *dns.Msg
 	dyn *dynName // the steered name the answer went through, if any
+	neg *denial  // where a negative answer ended (NXDOMAIN/NODATA), for DNSSEC denial
+	cut *denial  // the delegation of a referral
 }
 
 // resolve answers qname/qtype from the zones (RFC 1034 §4.3.2): the AA bit, NXDOMAIN vs NODATA
@@ -53,6 +55,7 @@ func (st *state) step(z *zone, target, qname string, qtype uint16, sel *selectio
 	m := res.msg
 	if cutName, cut := z.cutAbove(target); cut != nil && !(cutName == target && qtype == dns.TypeDS) {
 		st.referral(m, z, cut)
+		res.cut = &denial{zone: z, name: cutName, node: cut}
 		return "", true
 	}
 	n := z.nodes[target]
@@ -60,6 +63,7 @@ func (st *state) step(z *zone, target, qname string, qtype uint16, sel *selectio
 		if n = z.wildcard(target); n == nil {
 			m.Rcode = dns.RcodeNameError
 			m.Ns = append(m.Ns, z.negSOA())
+			res.neg = &denial{zone: z, name: target}
 			return "", true
 		}
 	}
@@ -76,6 +80,7 @@ func (st *state) step(z *zone, target, qname string, qtype uint16, sel *selectio
 		return strings.ToLower(rr.(*dns.CNAME).Target), false
 	}
 	m.Ns = append(m.Ns, z.negSOA())
+	res.neg = &denial{zone: z, name: target, node: n}
 	return "", true
 }
 

@@ -55,6 +55,8 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 	closed  atomic.Bool
 	lifeMu  sync.Mutex // orders goTracked against Shutdown
+
+	now func() time.Time // the clock zones are signed by (tests move it)
 }
 
 var _ component.Component = (*Server)(nil)
@@ -74,9 +76,9 @@ func New(cfg config.DNSConfig, env component.Env) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{env: env, log: env.Logger, m: m, cfg: cfg, ctx: ctx, cancel: cancel,
-		conns: map[net.Conn]struct{}{}}
+		conns: map[net.Conn]struct{}{}, now: time.Now}
 	s.health = newHealthSet(s.log, m)
-	st, err := buildState(cfg, env.DataDir, nil, s.health, m)
+	st, err := buildStateAt(cfg, env.DataDir, nil, s.health, m, s.now())
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("dns: %w", err)
@@ -174,7 +176,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tcp == nil {
 		return errors.New("dns: Serve before Listen")
 	}
-	if !s.goTracked(s.watch) {
+	if !s.goTracked(s.watch) || !s.goTracked(s.resign) {
 		return nil // Shutdown came first
 	}
 	s.health.start(s.ctx)
@@ -415,7 +417,7 @@ func (s *Server) Reload(cfg config.DNSConfig) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.st.Load()
-	st, err := buildState(cfg, s.env.DataDir, old, s.health, s.m)
+	st, err := buildStateAt(cfg, s.env.DataDir, old, s.health, s.m, s.now())
 	if err != nil {
 		s.m.reloads.WithLabelValues("rejected").Inc()
 		s.health.sync(healthSpecs(s.cfg))

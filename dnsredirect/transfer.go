@@ -131,13 +131,17 @@ func serialNewer(a, b uint32) bool {
 }
 
 // transferHash is a digest of what a transfer of z carries, but for the SOA serial: the
-// records in canonical text, sorted.
+// records in canonical text, sorted, and for a signed zone the keys and the signatures'
+// validity (signTransfer's NSEC chain and RRSIGs follow from these).
 func (st *state) transferHash(z *zone) string {
 	soa := dns.Copy(z.soa).(*dns.SOA)
 	soa.Serial = 0
 	lines := []string{soa.String()}
 	for _, rr := range st.zoneRecords(z) {
 		lines = append(lines, strings.ToLower(rr.String()))
+	}
+	if zs := st.signers[z.origin]; zs != nil { // re-signed: new signatures for the secondaries
+		lines = append(lines, fmt.Sprintf("; signed %d-%d by %s", zs.inception, zs.expiration, zs.fingerprint()))
 	}
 	slices.Sort(lines)
 	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))

@@ -31,7 +31,7 @@ func (st *state) transfer(w io.Writer, q *query, src netip.Addr, out []byte) ([]
 		}
 		return st.reply(q, rcode, nil, out, maxTCPLength), nil
 	}
-	rrs := append([]dns.RR{z.soa}, st.zoneRecords(z)...)
+	rrs := append([]dns.RR{z.soa}, st.signTransfer(z, z.soa, st.zoneRecords(z))...)
 	rrs = append(rrs, z.soa)
 	for len(rrs) > 0 {
 		n := min(len(rrs), axfrRecordsPerMessage)

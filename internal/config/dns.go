@@ -141,6 +141,8 @@ type DNSZoneConfig struct {
 	TTL time.Duration `mapstructure:"ttl"`
 	// Records are master-file lines relative to the apex, e.g. "www 300 IN A 192.0.2.1".
 	Records []string `mapstructure:"records"`
+	// DNSSEC is online signing of the zone ([dns.zones.dnssec]; see dnssec.go).
+	DNSSEC DNSSECConfig `mapstructure:"dnssec"`
 }
 
 // DNSEdgeConfig is one edge: a place a dynamic name can send clients.
@@ -376,6 +378,9 @@ func (c *DNSConfig) validateZones() error {
 			return errorf(key, "zone %q needs records or a file", z.Name)
 		}
 		if err := CheckNonNegative(key+".ttl", z.TTL); err != nil {
+			return err
+		}
+		if err := z.DNSSEC.validate(key + ".dnssec"); err != nil {
 			return err
 		}
 	}
