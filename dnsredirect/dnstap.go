@@ -147,8 +147,13 @@ func (t *tap) record(query, resp []byte, src netip.AddrPort, tcp bool, qtime tim
 		t.m.queueFull.Add(float64(t.messages(resp != nil)))
 		return
 	}
-	r.query = append(r.query[:0], query...)
-	r.resp = append(r.resp[:0], resp...)
+	r.query, r.resp = r.query[:0], r.resp[:0]
+	if t.logQ {
+		r.query = append(r.query, query...)
+	}
+	if t.logR {
+		r.resp = append(r.resp, resp...)
+	}
 	r.hasResp = resp != nil
 	r.src, r.tcp, r.qtime, r.rtime = src, tcp, qtime, time.Now()
 	t.queue <- r // never blocks: there are as many records as queue slots
