@@ -480,3 +480,35 @@ func TestTapEncode(t *testing.T) {
 		})
 	}
 }
+
+// TestDnstapReload: a reload turns dnstap on, a reload naming a file it cannot open is
+// rejected and logging goes on, and a reload turns it off.
+func TestDnstapReload(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "tap.sock")
+	col := startCollector(t, sock, false)
+	ts := startServer(t, testZones)
+	reload := func(text string) error {
+		cfg := loadDNS(t, text)
+		cfg.Listen = ts.cfg.Listen
+		return ts.Reload(cfg)
+	}
+	if err := reload(tapConfig(sock, 64)); err != nil {
+		t.Fatal(err)
+	}
+	client := sendTapQueries(t, ts.addr, 3)
+	checkTapMessages(t, readTap(t, col, 6), client, true)
+
+	bad := strings.Replace(testZones, "[dns.rrl]", "[dns.dnstap]\nenabled = true\ndestination = \"no/such/dir/tap.fstrm\"\n[dns.rrl]", 1)
+	if err := reload(bad); err == nil || !strings.Contains(err.Error(), "dns.dnstap.destination") {
+		t.Fatalf("reload to an unopenable file: %v, want a dns.dnstap.destination error", err)
+	}
+	client = sendTapQueries(t, ts.addr, 2)
+	checkTapMessages(t, readTap(t, col, 4), client, true)
+
+	if err := reload(testZones); err != nil {
+		t.Fatal(err)
+	}
+	if ts.tap.Load() != nil {
+		t.Error("dnstap still running after a reload turned it off")
+	}
+}

@@ -418,6 +418,11 @@ func (s *Server) Reload(cfg config.DNSConfig) error {
 	defer s.mu.Unlock()
 	old := s.st.Load()
 	st, err := buildStateAt(cfg, s.env.DataDir, old, s.health, s.m, s.now())
+	if err == nil {
+		if err = s.reloadTap(cfg.Dnstap); err != nil {
+			s.closeUnused(st, old) // the databases only the rejected state opened
+		}
+	}
 	if err != nil {
 		s.m.reloads.WithLabelValues("rejected").Inc()
 		s.health.sync(healthSpecs(s.cfg))
@@ -425,11 +430,6 @@ func (s *Server) Reload(cfg config.DNSConfig) error {
 		return fmt.Errorf("dns: reload: %w", err)
 	}
 	st.log = s.log
-	if err := s.reloadTap(cfg.Dnstap); err != nil {
-		s.m.reloads.WithLabelValues("rejected").Inc()
-		s.log.Error("dns: reload rejected, the previous configuration keeps serving", "err", err)
-		return fmt.Errorf("dns: reload: %w", err)
-	}
 	if cfg.Listen != s.cfg.Listen || cfg.UDPSockets != s.cfg.UDPSockets || cfg.MaxTCPConnections != s.cfg.MaxTCPConnections {
 		s.log.Warn("dns: listen, udp_sockets and max_tcp_connections change on restart only")
 		cfg.Listen, cfg.UDPSockets, cfg.MaxTCPConnections = s.cfg.Listen, s.cfg.UDPSockets, s.cfg.MaxTCPConnections

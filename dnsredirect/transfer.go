@@ -138,7 +138,7 @@ func (st *state) transferHash(z *zone) string {
 	soa.Serial = 0
 	lines := []string{soa.String()}
 	for _, rr := range st.zoneRecords(z) {
-		lines = append(lines, strings.ToLower(rr.String()))
+		lines = append(lines, rr.String()) // as written: TXT and other RDATA are case-sensitive
 	}
 	if zs := st.signers[z.origin]; zs != nil { // re-signed: new signatures for the secondaries
 		lines = append(lines, fmt.Sprintf("; signed %d-%d by %s", zs.inception, zs.expiration, zs.fingerprint()))

@@ -66,6 +66,8 @@ func TestSerialBump(t *testing.T) {
 		{"a transferred edge address bumps it", moved, false, 3},
 		{"a change a transfer does not carry keeps it", strings.Replace(moved, "udp_sockets = 2", "udp_sockets = 2\nanswers = 2", 1), false, 3},
 		{"a transfer view change bumps it", strings.Replace(moved, `pool = "edges"`, "pool = \"edges\"\ntransfer = \"exclude\"", 1), false, 4},
+		{"a TXT record bumps it", strings.Replace(moved, `"origin IN A 127.0.0.9"`, `"origin IN A 127.0.0.9", "origin IN TXT \"hello\""`, 1), false, 5},
+		{"a case change in TXT data bumps it", strings.Replace(moved, `"origin IN A 127.0.0.9"`, `"origin IN A 127.0.0.9", "origin IN TXT \"Hello\""`, 1), false, 6},
 		{"the operator's newer serial wins", cdn("2026120301", "127.0.0.9"), false, 2026120301},
 		{"an older configured serial does not go back", cdn("5", "127.0.0.1"), false, 2026120302},
 	}
