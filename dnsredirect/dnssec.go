@@ -75,11 +75,11 @@ func (st *state) loadDNSSEC(cfg config.DNSConfig, dataDir string, prev *state, _
 		if prev != nil {
 			old = prev.signers[origin]
 		}
-		zs, err := newZoneSigner(st.zones[origin], zc.DNSSEC.WithDefaults(), dataDir, st.now, old)
+		fresh := &sigCache{m: map[string][]dns.RR{}, max: max(cfg.MaxCachedAnswers, 1)}
+		zs, err := newZoneSigner(st.zones[origin], zc.DNSSEC.WithDefaults(), dataDir, st.now, old, fresh)
 		if err != nil {
 			return config.Errorf(fmt.Sprintf("dns.zones[%d].dnssec", i), "%v", err)
 		}
-		zs.sigs.max = max(cfg.MaxCachedAnswers, 1)
 		if err := st.watchKeys(zs); err != nil {
 			return fmt.Errorf("dns.zones[%d].dnssec.key_dir: %w", i, err)
 		}
@@ -106,8 +106,8 @@ func (st *state) watchKeys(zs *zoneSigner) error {
 
 // newZoneSigner loads (or generates) z's keys and picks those in use at now. It reuses old's
 // signing time and signatures when the keys in use and the settings are unchanged and old is
-// not due for refresh, so a reload does not re-sign everything.
-func newZoneSigner(z *zone, c config.DNSSECConfig, dataDir string, now time.Time, old *zoneSigner) (*zoneSigner, error) {
+// not due for refresh, so a reload does not re-sign everything; else it starts on fresh.
+func newZoneSigner(z *zone, c config.DNSSECConfig, dataDir string, now time.Time, old *zoneSigner, fresh *sigCache) (*zoneSigner, error) {
 	if err := checkSignable(z, c); err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func newZoneSigner(z *zone, c config.DNSSECConfig, dataDir string, now time.Time
 	if err := zs.pickKeys(now); err != nil {
 		return nil, err
 	}
-	zs.signTime, zs.sigs = now, &sigCache{m: map[string][]dns.RR{}}
+	zs.signTime, zs.sigs = now, fresh
 	if old != nil && old.cfg == c && old.fingerprint() == zs.fingerprint() && now.Before(old.refreshAt()) {
 		zs.signTime, zs.sigs = old.signTime, old.sigs
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-proxy/outpost/internal/clienttest"
+	"github.com/outpost-proxy/outpost/internal/component"
 )
 
 // signedZones is testZones with cdn.test signed by ECDSA P-256 keys (KSK+ZSK) and example.test
@@ -561,5 +563,76 @@ func TestGeneratedKeyFiles(t *testing.T) {
 	_, err := buildStateAt(loadDNS(t, signedZones), dir, nil, nil, nil, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "dns.zones[1].dnssec") {
 		t.Errorf("broken key file: %v, want an error naming dns.zones[1].dnssec", err)
+	}
+}
+
+// TestResignAtDeadline: when the server's clock reaches the signatures' refresh point, the
+// server rebuilds its state by itself, signing afresh, and keeps answering.
+func TestResignAtDeadline(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(loadDNS(t, signedZones), component.Test(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skew atomic.Int64
+	s.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	if err := s.Listen(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-served
+	})
+	first := s.st.Load()
+	due := first.dnssecDeadline()
+	if want := first.now.Add(10 * 24 * time.Hour); !due.Equal(want) {
+		t.Fatalf("deadline %s, want signing time + validity - refresh = %s", due, want)
+	}
+	skew.Store(int64(time.Until(due) + time.Minute))
+	for deadline := time.Now().Add(10 * time.Second); s.st.Load() == first; {
+		if time.Now().After(deadline) {
+			t.Fatal("state not rebuilt at the refresh point")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	st := s.st.Load()
+	zs := st.signers["cdn.test."]
+	if !zs.signTime.After(due) {
+		t.Errorf("new signing time %s, want after %s", zs.signTime, due)
+	}
+	r := ask(t, st, "www.cdn.test.", dns.TypeA, "")
+	if err := verifyMsg(r, zs.dnskeys, s.now()); err != nil {
+		t.Errorf("after re-signing: %v", err)
+	}
+	if err := verifyMsg(r, zs.dnskeys, s.now().Add(11*24*time.Hour)); err != nil {
+		t.Errorf("new signatures do not last past the old expiry: %v", err)
+	}
+}
+
+// TestReloadKeepsSignatures: a reload before the refresh point keeps the signing time and the
+// signatures made so far; one after it signs afresh.
+func TestReloadKeepsSignatures(t *testing.T) {
+	start := time.Now()
+	st1, dir := testSignedState(t, start)
+	cfg := loadDNS(t, signedZones)
+	ask(t, st1, "www.cdn.test.", dns.TypeA, "203.0.113.0/24")
+	st2, err := buildStateAt(cfg, dir, st1, nil, nil, start.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := st1.signers["cdn.test."], st2.signers["cdn.test."]
+	if !b.signTime.Equal(a.signTime) || b.sigs != a.sigs {
+		t.Errorf("reload after 1h: signing time %s (was %s), cache kept %v", b.signTime, a.signTime, b.sigs == a.sigs)
+	}
+	st3, err := buildStateAt(cfg, dir, st2, nil, nil, a.refreshAt().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st3.signers["cdn.test."]; !c.signTime.After(a.signTime) || c.sigs == a.sigs {
+		t.Errorf("reload after the refresh point kept the old signatures (signing time %s)", c.signTime)
 	}
 }
