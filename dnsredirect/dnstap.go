@@ -192,7 +192,7 @@ func newTap(cfg config.DNSDnstapConfig, dataDir string, local netip.AddrPort, m 
 		t.free <- new(tapRecord)
 	}
 	if path, ok := cfg.TapSocket(); ok {
-		t.sink = &tapSocket{path: path}
+		t.sink = &tapSocket{path: dataPath(dataDir, path)}
 	} else {
 		t.sink = &tapFile{path: dataPath(dataDir, cfg.Destination)}
 	}

@@ -13,7 +13,7 @@ type DNSDnstapConfig struct {
 	// Enabled turns dnstap logging on.
 	Enabled bool `mapstructure:"enabled"`
 	// Destination is "unix:/path/to/socket" for a collector listening on a Unix socket, or a
-	// file path (relative paths are under data_dir; an existing file is renamed to *.1 first).
+	// file path (an existing file is renamed to *.1 first). Relative paths are under data_dir.
 	Destination string `mapstructure:"destination"`
 	// Identity is the dnstap identity field ("" = the host name).
 	Identity string `mapstructure:"identity"`
