@@ -209,19 +209,21 @@ func (zs *zoneSigner) pickKeys(now time.Time) error {
 	return nil
 }
 
-// fingerprint identifies the keys in use, for reusing signatures across reloads.
+// fingerprint identifies the keys in use, for reusing signatures across reloads. It does not
+// depend on the order the keys were generated or read from disk in.
 func (zs *zoneSigner) fingerprint() string {
-	var b strings.Builder
+	var parts []string
 	for _, rr := range zs.dnskeys {
-		fmt.Fprintf(&b, "p%d ", rr.(*dns.DNSKEY).KeyTag())
+		parts = append(parts, fmt.Sprintf("p%d", rr.(*dns.DNSKEY).KeyTag()))
 	}
 	for _, k := range zs.ksks {
-		fmt.Fprintf(&b, "k%d ", k.tag)
+		parts = append(parts, fmt.Sprintf("k%d", k.tag))
 	}
 	for _, k := range zs.zsks {
-		fmt.Fprintf(&b, "z%d ", k.tag)
+		parts = append(parts, fmt.Sprintf("z%d", k.tag))
 	}
-	return b.String()
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }
 
 // refreshAt is when this signer's signatures have only cfg.Refresh of validity left.

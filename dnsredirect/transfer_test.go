@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -115,5 +116,28 @@ func TestSerialNewer(t *testing.T) {
 		if got := serialNewer(tc.a, tc.b); got != tc.want {
 			t.Errorf("serialNewer(%d, %d) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// TestSerialSigned: a signed zone keeps its serial across a reload that keeps its signatures,
+// and bumps it when re-signing at the refresh point gives the secondaries new ones.
+func TestSerialSigned(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	cfg := loadDNS(t, signedZones)
+	serial := func(prev *state, at time.Time) (*state, uint32) {
+		st, err := buildStateAt(cfg, dir, prev, nil, nil, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, st.zones["cdn.test."].soa.Serial
+	}
+	st1, s1 := serial(nil, now)
+	st2, s2 := serial(st1, now.Add(time.Hour))
+	if s2 != s1 {
+		t.Errorf("serial %d after a reload that kept the signatures, want %d", s2, s1)
+	}
+	if _, s3 := serial(st2, st1.signers["cdn.test."].refreshAt().Add(time.Second)); s3 != s1+1 {
+		t.Errorf("serial %d after re-signing, want %d", s3, s1+1)
 	}
 }
