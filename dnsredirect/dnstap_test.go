@@ -2,6 +2,7 @@ package dnsredirect
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -165,7 +166,7 @@ func TestDnstap(t *testing.T) {
 			}
 			want := 2*queries - int(dropped)
 			got := readTap(t, col, want)
-			checkTapMessages(t, got, client, dropped == 0)
+			checkTapMessages(t, got, client, dnstap.SocketProtocol_UDP, dropped == 0)
 			written := func() bool { return int(counterTotal(t, ts.env.Metrics, "outpost_dns_dnstap_frames_total")) == want }
 			waitFor(t, fmt.Sprintf("%d messages counted as written", want), written) // counted at the flush that follows)
 
@@ -226,9 +227,9 @@ func readTap(t *testing.T, col *tapCollector, want int) []*dnstap.Dnstap {
 	return got
 }
 
-// checkTapMessages checks every message's fields against the query it logs; complete says
-// every query must appear with both messages.
-func checkTapMessages(t *testing.T, got []*dnstap.Dnstap, client netip.AddrPort, complete bool) {
+// checkTapMessages checks every message's fields against the query it logs (from client over
+// proto); complete says every query must appear with both messages.
+func checkTapMessages(t *testing.T, got []*dnstap.Dnstap, client netip.AddrPort, proto dnstap.SocketProtocol, complete bool) {
 	t.Helper()
 	seen := map[dnstap.Message_Type]map[uint16]bool{dnstap.Message_AUTH_QUERY: {}, dnstap.Message_AUTH_RESPONSE: {}}
 	for _, d := range got {
@@ -237,7 +238,7 @@ func checkTapMessages(t *testing.T, got []*dnstap.Dnstap, client netip.AddrPort,
 			t.Fatalf("envelope: identity %q version %q type %v", d.GetIdentity(), d.GetVersion(), d.GetType())
 		}
 		if a, _ := netip.AddrFromSlice(m.GetQueryAddress()); a != client.Addr() || m.GetQueryPort() != uint32(client.Port()) ||
-			m.GetSocketFamily() != dnstap.SocketFamily_INET || m.GetSocketProtocol() != dnstap.SocketProtocol_UDP {
+			m.GetSocketFamily() != dnstap.SocketFamily_INET || m.GetSocketProtocol() != proto {
 			t.Fatalf("query address %v port %d (%v %v), want %v", a, m.GetQueryPort(), m.GetSocketFamily(), m.GetSocketProtocol(), client)
 		}
 		if m.GetQueryTimeSec() == 0 {
@@ -307,7 +308,7 @@ func TestDnstapReconnect(t *testing.T) {
 	first := startCollector(t, sock, false)
 	ts := startServer(t, tapConfig(sock, 1024))
 	client := sendTapQueries(t, ts.addr, 10)
-	checkTapMessages(t, readTap(t, first, 20), client, true)
+	checkTapMessages(t, readTap(t, first, 20), client, dnstap.SocketProtocol_UDP, true)
 
 	first.stop()
 	os.Remove(sock)
@@ -368,7 +369,7 @@ func TestDnstapFile(t *testing.T) {
 	if len(got) != 25 {
 		t.Fatalf("%d responses in the file, want 25", len(got))
 	}
-	checkTapMessages(t, got, client, false)
+	checkTapMessages(t, got, client, dnstap.SocketProtocol_UDP, false)
 }
 
 // waitFor polls cond every 10 ms until it holds, failing after 15 s.
@@ -496,14 +497,14 @@ func TestDnstapReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := sendTapQueries(t, ts.addr, 3)
-	checkTapMessages(t, readTap(t, col, 6), client, true)
+	checkTapMessages(t, readTap(t, col, 6), client, dnstap.SocketProtocol_UDP, true)
 
 	bad := strings.Replace(testZones, "[dns.rrl]", "[dns.dnstap]\nenabled = true\ndestination = \"no/such/dir/tap.fstrm\"\n[dns.rrl]", 1)
 	if err := reload(bad); err == nil || !strings.Contains(err.Error(), "dns.dnstap.destination") {
 		t.Fatalf("reload to an unopenable file: %v, want a dns.dnstap.destination error", err)
 	}
 	client = sendTapQueries(t, ts.addr, 2)
-	checkTapMessages(t, readTap(t, col, 4), client, true)
+	checkTapMessages(t, readTap(t, col, 4), client, dnstap.SocketProtocol_UDP, true)
 
 	if err := reload(testZones); err != nil {
 		t.Fatal(err)
@@ -511,4 +512,40 @@ func TestDnstapReload(t *testing.T) {
 	if ts.tap.Load() != nil {
 		t.Error("dnstap still running after a reload turned it off")
 	}
+}
+
+// TestDnstapTCP: queries pipelined on one TCP connection are logged with protocol TCP and the
+// connection's address and port.
+func TestDnstapTCP(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "tap.sock")
+	col := startCollector(t, sock, false)
+	ts := startServer(t, tapConfig(sock, 64))
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	client := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	var out []byte
+	for i := range len(tapCases) {
+		tc := tapCases[i]
+		m := newQuery(tc.name, dns.TypeA, true, tc.subnet)
+		m.Id = uint16(i)
+		b, _ := m.Pack()
+		out = append(binary.BigEndian.AppendUint16(out, uint16(len(b))), b...)
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for range tapCases {
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, binary.BigEndian.Uint16(l[:]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkTapMessages(t, readTap(t, col, 2*len(tapCases)), client, dnstap.SocketProtocol_TCP, true)
 }
