@@ -85,7 +85,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	for _, rt := range s.routes.routes {
 		rt.bg = poolFetcher{srv: s, pool: rt.pool}
 	}
-	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
+	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
 	if s.m, err = newMetrics(env.Metrics); err != nil {
