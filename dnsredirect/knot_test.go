@@ -114,7 +114,7 @@ func startKnot(t *testing.T, bin, addr, primary string, zones ...string) *knotd 
 			k.cmd.Process.Kill()
 			<-k.done
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("KNOT_LOG") != "" {
 			t.Logf("knotd output:\n%s", k.out)
 		}
 	})
@@ -265,6 +265,9 @@ func TestKnotSecondary(t *testing.T) {
 		t.Fatalf("serial after the change %d, want %d", bumped, serial+1)
 	}
 	k.waitSerial(t, "cdn.test.", bumped) // the secondary only refreshes this soon when notified
+	if strings.Contains(k.out.String(), "FORMERR") {
+		t.Errorf("knot's IXFR got FORMERR:\n%s", k.out)
+	}
 	checkServed(t, "127.0.0.9")
 }
 

@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -382,7 +381,7 @@ func (s *Server) answerTCP(c net.Conn, pkt, out []byte, q *query, src netip.Addr
 	st := s.st.Load()
 	tp, qtime := s.tapNow()
 	var resp []byte
-	if parseQuery(pkt, q) == parseOK && (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && q.qclass == dns.ClassINET {
+	if transferQuery(pkt, q) {
 		var err error
 		if resp, err = st.transfer(c, q, src.Addr(), out[2:2]); err != nil {
 			s.log.Warn("dns: zone transfer failed", "client", src, "err", err)

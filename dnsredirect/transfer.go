@@ -77,6 +77,27 @@ func (st *state) zoneRecords(z *zone) []dns.RR {
 	return out
 }
 
+// transferQuery reports whether pkt asks for a zone transfer, filling q: an AXFR, or an IXFR,
+// which carries the client's SOA in the authority section (RFC 1995 §3) and so reaches the
+// slow parser. Both get the full zone (RFC 1995 §4 allows an IXFR to be answered so).
+func transferQuery(pkt []byte, q *query) bool {
+	switch parseQuery(pkt, q) {
+	case parseOK:
+		return (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && q.qclass == dns.ClassINET
+	case parseDrop:
+		return false
+	}
+	m := new(dns.Msg)
+	if m.Unpack(pkt) != nil || m.Opcode != dns.OpcodeQuery || len(m.Question) != 1 || len(m.Answer) != 0 || len(m.Ns) != 1 {
+		return false
+	}
+	if _, soa := m.Ns[0].(*dns.SOA); !soa || m.Question[0].Qtype != dns.TypeIXFR || m.Question[0].Qclass != dns.ClassINET {
+		return false
+	}
+	q.reset()
+	return q.setQuestion(m.Question[0])
+}
+
 // zoneSerial is the serial a zone was served with and a hash of the content it stood for.
 type zoneSerial struct {
 	Serial uint32 `json:"serial"`

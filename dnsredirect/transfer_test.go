@@ -141,3 +141,22 @@ func TestSerialSigned(t *testing.T) {
 		t.Errorf("serial %d after re-signing, want %d", s3, s1+1)
 	}
 }
+
+// FuzzTransferQuery: whatever arrives on TCP, transferQuery does not panic, and what it takes
+// for a transfer is an AXFR or IXFR of class IN with a question to answer.
+func FuzzTransferQuery(f *testing.F) {
+	for _, m := range []*dns.Msg{new(dns.Msg).SetAxfr("cdn.test."), new(dns.Msg).SetIxfr("cdn.test.", 7, "ns1.cdn.test.", "h.cdn.test."),
+		newQuery("www.cdn.test.", dns.TypeA, true, "192.0.2.0/24")} {
+		b, _ := m.Pack()
+		f.Add(b)
+	}
+	for _, b := range seedQueries() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		q := new(query)
+		if transferQuery(pkt, q) && ((q.qtype != dns.TypeAXFR && q.qtype != dns.TypeIXFR) || q.qclass != dns.ClassINET || len(q.question) == 0) {
+			t.Fatalf("taken for a transfer: type %d class %d question %x", q.qtype, q.qclass, q.question)
+		}
+	})
+}

@@ -12,7 +12,7 @@ import (
 )
 
 // TestAXFRAndNotify: an allowed secondary transfers the zone (SOA first and last, steered names
-// with their pool's addresses), and a zone change on reload bumps the serial and sends it a
+// with their pool's addresses; an IXFR gets the same full zone), and a zone change on reload bumps the serial and sends it a
 // NOTIFY.
 func TestAXFRAndNotify(t *testing.T) {
 	notified := make(chan string, 4)
@@ -58,6 +58,23 @@ func TestAXFRAndNotify(t *testing.T) {
 	}
 	if len(www) != 4 { // edge1 has an A and an AAAA, edge2 and edge3 an A each
 		t.Errorf("steered name in transfer: %v", www)
+	}
+
+	ixfr := new(dns.Msg)
+	ixfr.SetIxfr("cdn.test.", 1, "ns1.cdn.test.", "hostmaster.cdn.test.") // RFC 1995 §3: our SOA in the authority section
+	env, err = (&dns.Transfer{DialTimeout: 3 * time.Second, ReadTimeout: 3 * time.Second}).In(ixfr, ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for e := range env {
+		if e.Error != nil {
+			t.Fatalf("IXFR: %v", e.Error)
+		}
+		n += len(e.RR)
+	}
+	if n != len(rrs) {
+		t.Errorf("IXFR answered with %d records, want the full zone's %d (RFC 1995 §4)", n, len(rrs))
 	}
 
 	cfg := loadDNS(t, strings.Replace(text, "origin IN A 127.0.0.1", "origin IN A 127.0.0.9", 1))
