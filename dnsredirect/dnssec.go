@@ -174,6 +174,7 @@ func generateKeySet(dir, zone string, c config.DNSSECConfig, now time.Time) ([]*
 		}
 		keys = append(keys, k)
 	}
+	slices.SortFunc(keys, func(a, b *dnssecKey) int { return int(a.tag) - int(b.tag) }) // as loadKeys reads them back
 	return keys, nil
 }
 
@@ -333,11 +334,15 @@ func rrsets(rrs []dns.RR) [][]dns.RR {
 }
 
 // signerOf is the signer of the zone that is authoritative for owner's RRset of type t, or
-// nil (unsigned zone, or data below a delegation other than the DS at the cut).
+// nil (unsigned zone, or data below a delegation other than the DS at the cut). A DS at a
+// zone's apex is its parent's, when we serve the parent.
 func (st *state) signerOf(owner string, t uint16) *zoneSigner {
 	z := st.findZone(owner)
 	if z == nil {
 		return nil
+	}
+	if t == dns.TypeDS && z.origin == owner {
+		z = st.parentZone(z)
 	}
 	zs := st.signers[z.origin]
 	if zs == nil {

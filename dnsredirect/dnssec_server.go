@@ -1,6 +1,9 @@
 package dnsredirect
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // resignCheck is how often the server looks whether the signed zones are due for re-signing
 // or a key timing event (dnssec.go: the state's deadline).
@@ -18,7 +21,9 @@ func (s *Server) resign() {
 			return
 		case <-time.After(resignCheck):
 		}
-		d := s.st.Load().dnssecDeadline()
+		st := s.st.Load()
+		s.m.publishDNSSEC(st)
+		d := st.dnssecDeadline()
 		now := s.now()
 		if d.IsZero() || now.Before(d) || now.Before(retry) {
 			continue
@@ -30,5 +35,15 @@ func (s *Server) resign() {
 		if err := s.Reload(cfg); err != nil {
 			retry = now.Add(time.Minute)
 		}
+	}
+}
+
+// publishDNSSEC sets the signed zones' expiration and re-sign times in the metrics, so an
+// operator can alert well before signatures expire.
+func (m *metrics) publishDNSSEC(st *state) {
+	for origin, zs := range st.signers {
+		zone := strings.TrimSuffix(origin, ".")
+		m.dnssec.WithLabelValues(zone, "signature_expiration").Set(float64(zs.expiration))
+		m.dnssec.WithLabelValues(zone, "next_resign").Set(float64(zs.deadline.Unix()))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,6 +191,9 @@ func TestDelvValidates(t *testing.T) {
 		{"Ed25519 wildcard", "x.wild.example.test", "TXT", "", "example.test.", []string{"; fully validated", `"wildcard"`}, -1, false},
 		{"Ed25519 NXDOMAIN", "nope.example.test", "A", "", "example.test.", []string{"; negative response, fully validated"}, -1, false},
 		{"Ed25519 empty non-terminal", "deep.example.test", "A", "", "example.test.", []string{"; negative response, fully validated", `NSEC \000.deep.example.test. RRSIG NSEC`}, -1, false},
+		{"Ed25519 wildcard NODATA", "x.wild.example.test", "MX", "", "example.test.", []string{"; negative response, fully validated", `NSEC \000.x.wild.example.test. A TXT RRSIG NSEC`}, -1, false},
+		{"Ed25519 CNAME chain", "chain.example.test", "AAAA", "", "example.test.", []string{"; fully validated", "CNAME\talias.example.test.", "2001:db8::80"}, -1, false},
+		{"Ed25519 MX with additional", "example.test", "MX", "", "example.test.", []string{"; fully validated", "MX\t10 mail.example.test."}, -1, false},
 		{"tampered steered", "www.cdn.test", "A", "203.0.113.0/24", "cdn.test.", []string{"resolution failed"}, -1, true},
 		{"tampered denial", "nope.cdn.test", "A", "", "cdn.test.", []string{"resolution failed"}, -1, true},
 	}
@@ -589,6 +593,13 @@ func TestResignAtDeadline(t *testing.T) {
 	})
 	first := s.st.Load()
 	due := first.dnssecDeadline()
+	reg := s.env.Metrics.(*prometheus.Registry)
+	for deadline := time.Now().Add(5 * time.Second); gaugeValue(t, reg, "outpost_dns_dnssec_timestamp_seconds", "cdn.test", "next_resign") != float64(due.Unix()); {
+		if time.Now().After(deadline) {
+			t.Fatal("next_resign gauge never showed the deadline")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
 	if want := first.now.Add(10 * 24 * time.Hour); !due.Equal(want) {
 		t.Fatalf("deadline %s, want signing time + validity - refresh = %s", due, want)
 	}
@@ -634,5 +645,149 @@ func TestReloadKeepsSignatures(t *testing.T) {
 	}
 	if c := st3.signers["cdn.test."]; !c.signTime.After(a.signTime) || c.sigs == a.sigs {
 		t.Errorf("reload after the refresh point kept the old signatures (signing time %s)", c.signTime)
+	}
+}
+
+// gaugeValue sums the gauges of name that have every one of labels among their label values.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && !slices.ContainsFunc(labels, func(l string) bool { return !hasLabel(m, l) }) {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// TestDSFromParent: with parent and child zone on one server, a DS query for the child's apex
+// is answered from the parent (its DS, signed by the parent's keys), not as NODATA from the
+// child.
+func TestDSFromParent(t *testing.T) {
+	text := signedZones + `
+[[dns.zones]]
+name = "sub.example.test"
+records = [
+  "@ IN SOA ns.sub.example.test. hostmaster.example.test. 1 7200 3600 1209600 60",
+  "@ IN NS ns.sub.example.test.",
+  "ns IN A 192.0.2.53",
+]
+`
+	text = strings.Replace(text, `  "ns.sub IN A 192.0.2.53",`, "  \"ns.sub IN A 192.0.2.53\",\n  \"sub IN DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\",", 1)
+	st, err := buildStateAt(loadDNS(t, text), t.TempDir(), nil, nil, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ask(t, st, "sub.example.test.", dns.TypeDS, "")
+	if !r.Authoritative || !hasType(r.Answer, dns.TypeDS) {
+		t.Fatalf("DS of a hosted child: AA %v, answer %v", r.Authoritative, r.Answer)
+	}
+	if err := verifyMsg(r, st.signers["example.test."].dnskeys, time.Now()); err != nil {
+		t.Errorf("DS not signed by the parent: %v", err)
+	}
+	if r := ask(t, st, "sub.example.test.", dns.TypeSOA, ""); !hasType(r.Answer, dns.TypeSOA) || r.Answer[0].(*dns.SOA).Ns != "ns.sub.example.test." {
+		t.Errorf("the child's own data: %v", r.Answer)
+	}
+}
+
+// rollZone is a signed zone whose every TTL is one second, so a rollover runs in seconds.
+const rollZone = `
+[dns]
+listen = "127.0.0.1:0"
+watch_interval = "100ms"
+[dns.rrl]
+enabled = false
+[[dns.zones]]
+name = "roll.test"
+records = [
+  "@ 1 IN SOA ns1.roll.test. hostmaster.roll.test. 1 7200 3600 1209600 1",
+  "@ 1 IN NS ns1.roll.test.",
+  "ns1 1 IN A 127.0.0.1",
+  "www 1 IN A 192.0.2.1",
+]
+[dns.zones.dnssec]
+enabled = true
+dnskey_ttl = "1s"
+propagation_delay = "1s"
+`
+
+// TestRolloverLive: a running server follows a rollover started by Rollover (as `outpost dns
+// rollover` does) by itself — the key files are picked up by the watcher, the new ZSK signs
+// at Activate and the old one leaves at Delete — and every answer on the way validates, with
+// miekg/dns at each poll and with delv once in each phase.
+func TestRolloverLive(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadDNS(t, rollZone)
+	ts := startServerCfg(t, cfg, dir)
+	get := func(name string, qtype uint16) *dns.Msg {
+		m := newQuery(name, qtype, true, "")
+		m.IsEdns0().SetDo()
+		return ts.exchange(t, "udp", m)
+	}
+	delv, hasDelv := exec.LookPath("delv")
+	check := func(phase string, withDelv bool) (keys int, zsk uint16) {
+		k := get("roll.test.", dns.TypeDNSKEY)
+		if err := verifyMsg(k, k.Answer, time.Now()); err != nil {
+			t.Fatalf("%s: DNSKEY: %v", phase, err)
+		}
+		for _, q := range []string{"www.roll.test.", "nope.roll.test."} {
+			r := get(q, dns.TypeA)
+			if err := verifyMsg(r, k.Answer, time.Now()); err != nil {
+				t.Fatalf("%s: %s: %v", phase, q, err)
+			}
+			if q == "www.roll.test." {
+				zsk = r.Answer[1].(*dns.RRSIG).KeyTag
+			}
+		}
+		if withDelv && hasDelv == nil {
+			_, port, _ := net.SplitHostPort(ts.addr)
+			out := clienttest.Run(t, 20*time.Second, delv, "@127.0.0.1", "-p", port, "-a", anchorFile(t, dir, "roll.test."), "+root=roll.test", "www.roll.test", "A")
+			if !strings.Contains(string(out), "; fully validated") {
+				t.Errorf("%s: delv:\n%s", phase, out)
+			}
+		}
+		return len(k.Answer) - 1, zsk // minus the RRSIG
+	}
+	keys, oldZSK := check("before", true)
+	if keys != 2 {
+		t.Fatalf("before: %d keys", keys)
+	}
+	plan, err := Rollover(cfg, dir, "roll.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(20 * time.Second); !seen["done"]; {
+		if time.Now().After(deadline) {
+			t.Fatalf("rollover did not finish: saw %v (plan %+v)", seen, plan)
+		}
+		keys, zsk := check("during", false)
+		phase := ""
+		switch {
+		case keys == 3 && zsk == oldZSK:
+			phase = "published"
+		case keys == 3 && zsk == plan.NewTag:
+			phase = "active"
+		case keys == 2 && zsk == plan.NewTag:
+			phase = "done"
+		case keys == 2 && zsk == oldZSK:
+			phase = "not yet"
+		default:
+			t.Fatalf("unexpected state: %d keys, ZSK %d (old %d, new %d)", keys, zsk, oldZSK, plan.NewTag)
+		}
+		if phase != "not yet" && !seen[phase] {
+			seen[phase] = true
+			check(phase, true)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server's state with a deadline
+	}
+	if !seen["published"] || !seen["active"] {
+		t.Errorf("phases seen: %v", seen)
 	}
 }

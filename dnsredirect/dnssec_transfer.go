@@ -27,27 +27,28 @@ func (st *state) signTransfer(z *zone, soa *dns.SOA, rrs []dns.RR) []dns.RR {
 		name := strings.ToLower(rr.Header().Name)
 		byName[name] = append(byName[name], rr)
 	}
-	var names []string
+	all := make([]string, 0, len(byName))
 	for name := range byName {
-		if cut, n := z.cutAbove(name); n == nil || cut == name { // glue below a cut has no NSEC
-			names = append(names, name)
+		all = append(all, name)
+	}
+	slices.SortFunc(all, canonicalCompare)
+	var chain []string // glue below a cut has no NSEC
+	for _, name := range all {
+		if cut, n := z.cutAbove(name); n == nil || cut == name {
+			chain = append(chain, name)
 		}
 	}
-	slices.SortFunc(names, canonicalCompare)
-	out := make([]dns.RR, 0, 3*len(rrs))
-	for i, name := range names {
+	for i, name := range chain {
 		nsec := &dns.NSEC{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeNSEC, Class: dns.ClassINET, Ttl: z.negTTL()},
-			NextDomain: names[(i+1)%len(names)], TypeBitMap: transferTypes(byName[name], z.nodes[name])}
+			NextDomain: chain[(i+1)%len(chain)], TypeBitMap: transferTypes(byName[name], z.nodes[name])}
 		byName[name] = append(byName[name], nsec)
 	}
-	for _, set := range rrsets(rrs) {
-		out = append(out, set...)
-	}
-	for _, name := range names {
+	out := make([]dns.RR, 0, 3*len(rrs))
+	for _, name := range all {
 		for _, set := range rrsets(byName[name]) {
 			h := set[0].Header()
-			if h.Rrtype == dns.TypeNSEC {
-				out = append(out, set...)
+			if h.Rrtype != dns.TypeSOA {
+				out = append(out, set...) // the SOA frames the transfer; its RRSIG goes here
 			}
 			if h.Rrtype == dns.TypeNSEC || st.signerOf(name, h.Rrtype) != nil {
 				out = append(out, zs.sign(set)...)

@@ -18,6 +18,7 @@ type metrics struct {
 	health  *prometheus.CounterVec // edge, state
 	rrl     *prometheus.CounterVec // action: drop, slip
 	reloads *prometheus.CounterVec // result
+	dnssec  *prometheus.GaugeVec   // zone, event: signature_expiration, next_resign (dnssec_server.go)
 
 	stepC          [numSteps]prometheus.Counter
 	rrlDrop, rrlTC prometheus.Counter
@@ -53,6 +54,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if err := register(reg, *c, func(existing prometheus.Collector) { *c = existing.(prometheus.Counter) }); err != nil {
 			return nil, err
 		}
+	}
+	m.dnssec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_dns_dnssec_timestamp_seconds",
+		Help: "Signed zones: when the signatures served expire, and when they are re-made (Unix time)."}, []string{"zone", "event"})
+	if err := register(reg, m.dnssec, func(existing prometheus.Collector) { m.dnssec = existing.(*prometheus.GaugeVec) }); err != nil {
+		return nil, err
 	}
 	for s := range numSteps {
 		m.stepC[s] = m.steps.WithLabelValues(s.String())

@@ -26,6 +26,9 @@ func (st *state) resolve(qname string, qtype uint16, sel *selection) result {
 	m := new(dns.Msg)
 	res := result{msg: m}
 	z := st.findZone(qname)
+	if qtype == dns.TypeDS && z != nil && z.origin == qname {
+		z = st.parentZone(z) // the DS of a zone is the parent's data (RFC 4035 §3.1.4.1)
+	}
 	if z == nil {
 		m.Rcode = dns.RcodeRefused
 		return res
@@ -181,6 +184,18 @@ func (st *state) addAdditional(m *dns.Msg) {
 			}
 		}
 	}
+}
+
+// parentZone is the zone above z when we serve it too, else z itself.
+func (st *state) parentZone(z *zone) *zone {
+	i, end := dns.NextLabel(z.origin, 0)
+	if end {
+		return z
+	}
+	if p := st.findZone(z.origin[i:]); p != nil {
+		return p
+	}
+	return z
 }
 
 // findZone returns the closest enclosing zone of name (lower-case, fully qualified).
