@@ -260,13 +260,7 @@ func (zs *zoneSigner) refreshAt() time.Time {
 func (zs *zoneSigner) publish() {
 	z := zs.zone
 	z.nodes[z.origin].rrsets[dns.TypeDNSKEY] = zs.dnskeys
-	z.records = append(z.records, zs.dnskeys...)
-	var b strings.Builder
-	for _, rr := range zs.dnskeys {
-		b.WriteString(rr.String())
-		b.WriteByte('\n')
-	}
-	z.digest += b.String()
+	z.records = append(z.records, zs.dnskeys...) // and so in the serial's content hash (transfer.go)
 }
 
 // sign returns the RRSIGs of one RRset: by the KSKs for the DNSKEY RRset, else by the ZSKs.

@@ -342,17 +342,8 @@ func (st *state) slowParse(pkt, out []byte, q *query, m *metrics) ([]byte, bool)
 		return headerReply(pkt, out, dns.RcodeFormatError), true
 	}
 	q.reset()
-	if len(msg.Question) > 0 {
-		qq := msg.Question[0]
-		q.name = []byte(strings.ToLower(dns.Fqdn(qq.Name)))
-		wire := make([]byte, maxNameWire+4)
-		n, err := dns.PackDomainName(dns.Fqdn(qq.Name), wire, 0, nil, false)
-		if err != nil {
-			return headerReply(pkt, out, dns.RcodeFormatError), true
-		}
-		binary.BigEndian.PutUint16(wire[n:], qq.Qtype)
-		binary.BigEndian.PutUint16(wire[n+2:], qq.Qclass)
-		q.question, q.qtype, q.qclass = wire[:n+4], qq.Qtype, qq.Qclass
+	if len(msg.Question) > 0 && !q.setQuestion(msg.Question[0]) {
+		return headerReply(pkt, out, dns.RcodeFormatError), true
 	}
 	if msg.Opcode != dns.OpcodeQuery {
 		return headerReply(pkt, out, dns.RcodeNotImplemented), true
@@ -369,6 +360,20 @@ func (st *state) slowParse(pkt, out []byte, q *query, m *metrics) ([]byte, bool)
 		}
 	}
 	return nil, false
+}
+
+// setQuestion fills q's question from a parsed one (false: the name does not pack).
+func (q *query) setQuestion(qq dns.Question) bool {
+	q.name = []byte(strings.ToLower(dns.Fqdn(qq.Name)))
+	wire := make([]byte, maxNameWire+4)
+	n, err := dns.PackDomainName(dns.Fqdn(qq.Name), wire, 0, nil, false)
+	if err != nil {
+		return false
+	}
+	binary.BigEndian.PutUint16(wire[n:], qq.Qtype)
+	binary.BigEndian.PutUint16(wire[n+2:], qq.Qclass)
+	q.question, q.qtype, q.qclass = wire[:n+4], qq.Qtype, qq.Qclass
+	return true
 }
 
 // fillECS copies a parsed ECS option into q, validating it as parseECS does.

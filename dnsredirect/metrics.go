@@ -23,6 +23,7 @@ type metrics struct {
 	stepC          [numSteps]prometheus.Counter
 	rrlDrop, rrlTC prometheus.Counter
 	dropped        prometheus.Counter
+	tap            *tapMetrics // dnstap.go
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,7 +64,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.stepC[s] = m.steps.WithLabelValues(s.String())
 	}
 	m.rrlDrop, m.rrlTC = m.rrl.WithLabelValues("drop"), m.rrl.WithLabelValues("slip")
-	return m, nil
+	var err error
+	m.tap, err = newTapMetrics(reg)
+	return m, err
 }
 
 // register registers c, or adopts the collector already registered under its name (a second

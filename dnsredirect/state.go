@@ -47,6 +47,7 @@ type state struct {
 	cache     *answerCache
 	decisions decisionCache             // steering candidates by client network
 	counters  map[string]*queryCounters // by zone origin; "" for names outside our zones
+	serials   map[string]zoneSerial     // by zone origin: the serial served and its content (transfer.go)
 	noZone    *queryCounters
 	log       *slog.Logger
 
@@ -84,6 +85,7 @@ type dynName struct {
 	pool    *pool
 	ttl     uint32
 	answers int
+	xfr     transferView // what a zone transfer carries for it (transfer.go)
 }
 
 // fileStamp is a watched file's modification time and size when it was loaded.
@@ -115,6 +117,7 @@ func buildStateAt(cfg config.DNSConfig, dataDir string, prev *state, hs *healthS
 	st.xfrAllow, _ = config.ParsePrefixes("dns.transfer.allow", cfg.Transfer.Allow)
 	for _, f := range []func(*state, config.DNSConfig, string, *state, *healthSet, *metrics) error{
 		(*state).loadEdges, (*state).loadZones, (*state).loadDNSSEC, (*state).loadMaps, (*state).loadDatabases,
+		(*state).assignSerials,
 	} {
 		if err := f(st, cfg, dataDir, prev, hs, m); err != nil {
 			return nil, err
@@ -178,6 +181,7 @@ func (st *state) loadEdges(cfg config.DNSConfig, _ string, _ *state, hs *healthS
 		if dc.Answers > 0 {
 			d.answers = dc.Answers
 		}
+		d.xfr = st.transferViewOf(dc, d.pool)
 		if st.dyn[d.name] != nil {
 			return config.Errorf("dns.dynamic", "name %s appears twice", d.name)
 		}
