@@ -70,10 +70,15 @@ func (s *Server) releaseConnSlot() {
 // conn is one client connection: a reader that parses requests into slots of the pipeline
 // window, and an ordered writer shared by the slots (pipeline.go).
 type conn struct {
-	srv    *Server
-	nc     net.Conn
+	srv *Server
+	nc  net.Conn
+	// br and bw are the connection's read and write buffers while it has a request; both are
+	// nil while it idles (takeBuffers, releaseBuffers). src and dw are what they read from
+	// and write to.
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	src    connSource
+	dw     deadlineWriter
 	remote string     // client "ip:port"
 	local  string     // the proxy's "ip:port" the client connected to
 	ip     netip.Addr // client address, unmapped
@@ -132,16 +137,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c.ipStr = c.ip.String()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.br = bufio.NewReaderSize(nc, 8<<10)
-	c.bw = bufio.NewWriterSize(&deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}, 8<<10)
-	c.hbr = bufio.NewReaderSize(&c.hrd, 4<<10)
+	c.src.init(c)
+	c.dw = deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}
 	c.turn.L, c.room.L = &c.mu, &c.mu
-	c.ring = make([]*slot, s.cfg.PipelineWindow)
-	for i := range c.ring {
-		c.ring[i] = &slot{c: c}
-	}
-	c.stall = time.AfterFunc(time.Hour, c.checkStall)
-	c.stall.Stop()
+	c.ring = make([]*slot, s.cfg.PipelineWindow) // slots are made as the window first reaches them
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -166,8 +165,11 @@ func (c *conn) run() {
 // release ends one goroutine's work on the connection; the last one closes it.
 func (c *conn) release() {
 	if c.refs.Add(-1) == 0 {
-		c.stall.Stop()
+		if c.stall != nil {
+			c.stall.Stop()
+		}
 		c.closeNow()
+		c.releaseBuffers() // nothing works on the connection any more
 		s := c.srv
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -226,11 +228,12 @@ func (c *conn) nextRequest() (*slot, bool) {
 	if !c.waitRoom() {
 		return nil, false
 	}
-	if c.br.Buffered() == 0 {
+	if c.br == nil || c.br.Buffered() == 0 {
 		c.mu.Lock()
 		c.flushDeferredLocked()
 		var now time.Time // when the last response was completed, if nothing is in flight
-		if c.head == c.next {
+		quiet := c.head == c.next
+		if quiet {
 			now = c.doneAt
 		}
 		c.mu.Unlock()
@@ -242,7 +245,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 			// with nothing else runnable it returns at once.
 			runtime.Gosched()
 		}
-		if !c.waitFirstByte(now) {
+		if !c.waitFirstByte(now, quiet) {
 			return nil, false
 		}
 	}
@@ -261,9 +264,13 @@ func (c *conn) nextRequest() (*slot, bool) {
 	return s, true
 }
 
-// waitFirstByte waits (idle timeout) for the first byte of the next request. now is the
-// current time if the caller knows it (zero: read the clock).
-func (c *conn) waitFirstByte(now time.Time) bool {
+// waitFirstByte waits (idle timeout) for the first byte of the next request and reads what
+// has arrived into the read buffer. now is the current time if the caller knows it (zero: read
+// the clock). quiet means no response is in flight: then, if nothing has arrived yet, the
+// connection's buffers go back to their pools while it waits for readability (an idle
+// keep-alive connection costs its goroutine and a few hundred bytes), and are taken again
+// when the request comes.
+func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 	srv := c.srv
 	c.idle.Store(true)
 	defer c.idle.Store(false)
@@ -274,8 +281,82 @@ func (c *conn) waitFirstByte(now time.Time) bool {
 		now = time.Now()
 	}
 	c.armRead(now, srv.cfg.IdleTimeout)
+	if quiet && c.src.raw != nil {
+		if c.br != nil {
+			// The usual case when busy: the next request is already here; read it without
+			// waiting, and keep the buffers.
+			_, err := c.src.peekNoWait(c.br)
+			if err == nil {
+				return true
+			}
+			if !errors.Is(err, errWouldBlock) {
+				return false
+			}
+			c.releaseBuffers()
+			c.forgetRequests()
+		}
+		if !c.src.waitReadable() {
+			return false
+		}
+	}
+	c.takeBuffers()
 	_, err := c.br.Peek(1)
 	return err == nil
+}
+
+// Connection buffers, shared through pools by the connections that have a request.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+	headPool   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
+
+// takeBuffers gives the connection its read and write buffers (no-op when it has them).
+func (c *conn) takeBuffers() {
+	if c.br != nil {
+		return
+	}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(&c.src)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(&c.dw)
+	hbr := headPool.Get().(*bufio.Reader)
+	hbr.Reset(&c.hrd)
+	c.mu.Lock()
+	c.br, c.bw, c.hbr = br, bw, hbr
+	c.mu.Unlock()
+}
+
+// forgetRequests drops what the slots still hold of finished requests (the request, the
+// stored response they wrote), so that an idle connection keeps none of it alive. Only the
+// reader calls it, with no response in flight.
+func (c *conn) forgetRequests() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.ring {
+		if s != nil {
+			s.slotState = slotState{seq: s.seq, sExtra: s.sExtra[:0]}
+		}
+	}
+}
+
+// releaseBuffers gives the buffers back to their pools. The caller makes sure they are empty
+// and that nothing uses them until takeBuffers: the reader between requests with no response
+// in flight, or the connection's last goroutine.
+func (c *conn) releaseBuffers() {
+	c.mu.Lock()
+	br, bw, hbr := c.br, c.bw, c.hbr
+	c.br, c.bw, c.hbr = nil, nil, nil
+	c.mu.Unlock()
+	if br == nil {
+		return
+	}
+	br.Reset(nil)
+	readerPool.Put(br)
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	hbr.Reset(nil)
+	headPool.Put(hbr)
 }
 
 // headBuffered reports whether a whole request head is in the read buffer, so reading it

@@ -82,7 +82,12 @@ var _ cache.Fetcher = (*slot)(nil)
 // newSlot takes the next slot of the ring (waitRoom made sure it is free).
 func (c *conn) newSlot(start time.Time) *slot {
 	c.mu.Lock()
-	s := c.ring[c.next%uint64(len(c.ring))]
+	i := c.next % uint64(len(c.ring))
+	s := c.ring[i]
+	if s == nil { // the window reaches this far for the first time on this connection
+		s = &slot{c: c}
+		c.ring[i] = s
+	}
 	extra := s.sExtra[:0]
 	s.slotState = slotState{seq: c.next, start: start, sExtra: extra}
 	c.next++
@@ -236,6 +241,10 @@ const stallDelay = 5 * time.Millisecond
 func (c *conn) enterCache(seq uint64) {
 	c.inCache.Store(seq + 1)
 	if !c.stallArmed.Load() && c.stallArmed.CompareAndSwap(false, true) {
+		if c.stall == nil { // made on first use: the reader role is held by one goroutine at a time
+			c.stall = time.AfterFunc(time.Hour, c.checkStall)
+			c.stall.Stop() // armed below, after c.stall is set (Reset orders it before the callback)
+		}
 		c.stall.Reset(stallDelay)
 	}
 }
