@@ -157,7 +157,7 @@ func (c *Cache) streamFromDisk(w ResponseWriter, r *http.Request, lr lookupResul
 	defer f.Close()
 	c.stats.hits.Add(1)
 	c.stats.diskHits.Add(1)
-	body := io.NewSectionReader(f, bodyOffset, lr.e.size)
+	body := newFileBody(f, bodyOffset, lr.e.size) // sent with sendfile(2) by a proxy that can
 	return out, c.writeMade(w, r, lr.e.status, lr.e.header.Clone(), body, lr.e.size, lr.e, now, cs)
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,7 @@ type conn struct {
 	bw     *bufio.Writer
 	src    connSource
 	dw     deadlineWriter
+	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
 	remote string     // client "ip:port"
 	local  string     // the proxy's "ip:port" the client connected to
 	ip     netip.Addr // client address, unmapped
@@ -434,10 +436,16 @@ type deadlineWriter struct {
 	timeout time.Duration
 	writes  prometheus.Counter
 	dl      time.Time // the write deadline in force
+	// tail, when set, is written right after the next Write's bytes in the same writev (a
+	// stored body sent from the cache's memory: see writeStoredLocked).
+	tail []byte
+	vec  [2][]byte
+	bufs net.Buffers // vec's slices as WriteTo consumes them (a field: no allocation)
 }
 
-// Write writes p with a deadline no more than deadlineSlack earlier than write_timeout away.
-func (d *deadlineWriter) Write(p []byte) (int, error) {
+// arm counts a write and keeps its deadline no more than deadlineSlack earlier than
+// write_timeout away.
+func (d *deadlineWriter) arm() {
 	d.writes.Inc()
 	now := d.c.wnow
 	if now.IsZero() {
@@ -447,5 +455,81 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 		d.dl = t
 		_ = d.c.nc.SetWriteDeadline(t)
 	}
-	return d.c.nc.Write(p)
 }
+
+// Write writes p (and tail, if set) with the write deadline in force.
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.arm()
+	if d.tail == nil {
+		return d.c.nc.Write(p)
+	}
+	d.vec = [2][]byte{p, d.tail}
+	d.bufs = d.vec[:]
+	n, err := d.bufs.WriteTo(d.c.nc)
+	d.vec, d.bufs = [2][]byte{}, nil
+	return int(min(n, int64(len(p)))), err
+}
+
+// sendChunk is how much of a file body one sendfile(2) call may send: the write deadline is
+// re-armed between calls, so write_timeout bounds progress, not the whole body.
+const sendChunk = 1 << 20
+
+// bodyWriter writes a response body of a known length straight to the client, bypassing the
+// output buffer (which the caller flushed): a body that can write itself (io.WriterTo) is
+// handed bodyWriter, and a file body of the disk tier reaches the socket by sendfile(2)
+// through ReadFrom. It never lets more than the framed length through.
+type bodyWriter struct {
+	d    *deadlineWriter
+	left int64            // bytes the framing still allows
+	lr   io.LimitedReader // one sendfile chunk (a field: no allocation)
+}
+
+// errBodyOverrun is a body that has more bytes than its framing says.
+var errBodyOverrun = errors.New("proxy: response body longer than its Content-Length")
+
+// Write writes p, up to the framed length.
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	var over error
+	if int64(len(p)) > w.left {
+		p, over = p[:w.left], errBodyOverrun
+	}
+	n, err := w.d.Write(p)
+	w.left -= int64(n)
+	if err == nil {
+		err = over
+	}
+	return n, err
+}
+
+// ReadFrom sends r: with sendfile(2) when it is a file's section (an *io.LimitedReader over an
+// *os.File at its offset) and the client a TCP socket, else through Write.
+func (w *bodyWriter) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	var f *os.File
+	if ok {
+		f, ok = lr.R.(*os.File)
+	}
+	tc, isTCP := w.d.c.nc.(*net.TCPConn)
+	if !ok || !isTCP || lr.N > w.left {
+		return io.Copy(writerOnly{w}, r)
+	}
+	var total int64
+	for lr.N > 0 {
+		w.d.arm()
+		w.lr = io.LimitedReader{R: f, N: min(lr.N, sendChunk)}
+		n, err := tc.ReadFrom(&w.lr)
+		total += n
+		lr.N -= n
+		w.left -= n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break // the file ended early: the caller sees the short count
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }
