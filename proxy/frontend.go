@@ -78,6 +78,7 @@ type conn struct {
 	// and write to.
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	bufs   *connBuffers // br, bw and hbr while the connection has them
 	src    connSource
 	dw     deadlineWriter
 	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
@@ -271,7 +272,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 // the clock). quiet means no response is in flight: then, if nothing has arrived yet, the
 // connection's buffers go back to their pools while it waits for readability (an idle
 // keep-alive connection costs its goroutine and a few hundred bytes), and are taken again
-// when the request comes.
+// when the request comes (readFirst).
 func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 	srv := c.srv
 	c.idle.Store(true)
@@ -284,20 +285,7 @@ func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 	}
 	c.armRead(now, srv.cfg.IdleTimeout)
 	if quiet && c.src.raw != nil {
-		if c.br != nil {
-			// The usual case when busy: the next request is already here; read it without
-			// waiting, and keep the buffers.
-			_, err := c.src.peekNoWait(c.br)
-			if err == nil {
-				return true
-			}
-			if !errors.Is(err, errWouldBlock) {
-				return false
-			}
-			c.releaseBuffers()
-			c.forgetRequests()
-		}
-		if !c.src.waitReadable() {
+		if !c.src.readFirst() {
 			return false
 		}
 	}
@@ -306,35 +294,51 @@ func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 	return err == nil
 }
 
-// Connection buffers, shared through pools by the connections that have a request.
-var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
-	headPool   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
-)
-
-// takeBuffers gives the connection its read and write buffers (no-op when it has them).
-func (c *conn) takeBuffers() {
-	if c.br != nil {
+// idleBuffers gives the buffers back and drops the finished requests while the connection
+// waits for its next request (called by readFirst, from inside a raw read of the socket).
+// Nothing holds c.mu while it waits for the socket when no response is in flight; should
+// anything ever, the buffers are kept this once rather than risking a deadlock with a Close
+// under c.mu (which waits for this read).
+func (c *conn) idleBuffers() {
+	if !c.mu.TryLock() {
 		return
 	}
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(&c.src)
-	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(&c.dw)
-	hbr := headPool.Get().(*bufio.Reader)
-	hbr.Reset(&c.hrd)
+	defer c.mu.Unlock()
+	c.releaseBuffersLocked()
+	c.forgetRequestsLocked()
+}
+
+// connBuffers is what a connection needs only while it has a request: its read and write
+// buffers and the head re-parse buffer, shared through one pool by the connections that have
+// a request.
+type connBuffers struct {
+	br, hbr *bufio.Reader
+	bw      *bufio.Writer
+}
+
+var buffersPool = sync.Pool{New: func() any {
+	return &connBuffers{br: bufio.NewReaderSize(nil, 8<<10), hbr: bufio.NewReaderSize(nil, 4<<10),
+		bw: bufio.NewWriterSize(nil, 8<<10)}
+}}
+
+// takeBuffers gives the connection its buffers (no-op when it has them).
+func (c *conn) takeBuffers() {
+	if c.bufs != nil {
+		return
+	}
+	b := buffersPool.Get().(*connBuffers)
+	b.br.Reset(&c.src)
+	b.bw.Reset(&c.dw)
+	b.hbr.Reset(&c.hrd)
 	c.mu.Lock()
-	c.br, c.bw, c.hbr = br, bw, hbr
+	c.bufs, c.br, c.bw, c.hbr = b, b.br, b.bw, b.hbr
 	c.mu.Unlock()
 }
 
-// forgetRequests drops what the slots still hold of finished requests (the request, the
+// forgetRequestsLocked drops what the slots still hold of finished requests (the request, the
 // stored response they wrote), so that an idle connection keeps none of it alive. Only the
-// reader calls it, with no response in flight.
-func (c *conn) forgetRequests() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// reader calls it, with no response in flight and c.mu held.
+func (c *conn) forgetRequestsLocked() {
 	for _, s := range c.ring {
 		if s != nil {
 			s.slotState = slotState{seq: s.seq, sExtra: s.sExtra[:0]}
@@ -342,23 +346,27 @@ func (c *conn) forgetRequests() {
 	}
 }
 
-// releaseBuffers gives the buffers back to their pools. The caller makes sure they are empty
+// releaseBuffers gives the buffers back to their pool. The caller makes sure they are empty
 // and that nothing uses them until takeBuffers: the reader between requests with no response
 // in flight, or the connection's last goroutine.
 func (c *conn) releaseBuffers() {
 	c.mu.Lock()
-	br, bw, hbr := c.br, c.bw, c.hbr
-	c.br, c.bw, c.hbr = nil, nil, nil
+	c.releaseBuffersLocked()
 	c.mu.Unlock()
-	if br == nil {
+	c.src.dropChunk()
+}
+
+// releaseBuffersLocked is releaseBuffers with c.mu held.
+func (c *conn) releaseBuffersLocked() {
+	b := c.bufs
+	if b == nil {
 		return
 	}
-	br.Reset(nil)
-	readerPool.Put(br)
-	bw.Reset(nil)
-	writerPool.Put(bw)
-	hbr.Reset(nil)
-	headPool.Put(hbr)
+	c.bufs, c.br, c.bw, c.hbr = nil, nil, nil, nil
+	b.br.Reset(nil)
+	b.bw.Reset(nil)
+	b.hbr.Reset(nil)
+	buffersPool.Put(b)
 }
 
 // headBuffered reports whether a whole request head is in the read buffer, so reading it

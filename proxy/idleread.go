@@ -1,59 +1,60 @@
 package proxy
 
 import (
-	"errors"
 	"io"
+	"sync"
 	"syscall"
 )
 
-// errWouldBlock is what a read without waiting returns when nothing has arrived.
-var errWouldBlock = errors.New("proxy: no data yet")
-
 // connSource is what a connection's read buffer reads from: the socket. Between requests the
-// reader first reads without waiting (peekNoWait); only when nothing has arrived does it give
-// its buffers back and wait for the socket to become readable (waitReadable), which needs no
-// buffer. raw is nil for connections that are not sockets: they keep their buffers.
+// reader waits for the next request without holding its buffers (readFirst): it reads what
+// has arrived into a pooled chunk, and only when nothing has arrived does it give its buffers
+// back and wait for the socket to become readable. The read buffer, taken again, starts with
+// the chunk's bytes. raw is nil for connections that are not sockets: they keep their buffers.
 type connSource struct {
-	nc     io.Reader
-	raw    syscall.RawConn
-	noWait bool // the next Read must not wait
+	nc  io.Reader
+	raw syscall.RawConn
+	c   *conn
 
-	// The read in progress inside raw.Read (the callbacks are bound once, so reading
-	// allocates nothing).
-	p      []byte
-	n      int
-	err    error
-	one    [1]byte
-	waited bool // waitReadable found nothing and waits for the poller
-	readFn func(fd uintptr) bool
-	peekFn func(fd uintptr) bool
+	chunk    *[8 << 10]byte // holds pend
+	pend     []byte         // read by readFirst, not yet handed to the read buffer
+	err      error          // how readFirst's read ended, when it brought no bytes
+	released bool           // readFirst gave the connection's buffers back
+	firstFn  func(fd uintptr) bool
 }
 
-// Read reads from the socket; with noWait set it returns errWouldBlock instead of waiting.
+// chunkPool holds the chunks of first reads.
+var chunkPool = sync.Pool{New: func() any { return new([8 << 10]byte) }}
+
+// Read hands over what readFirst read, then reads from the socket.
 func (s *connSource) Read(p []byte) (int, error) {
-	if !s.noWait {
-		return s.nc.Read(p)
+	if len(s.pend) > 0 {
+		n := copy(p, s.pend)
+		s.pend = s.pend[n:]
+		if len(s.pend) == 0 {
+			s.dropChunk()
+		}
+		return n, nil
 	}
-	s.p = p
-	err := s.raw.Read(s.readFn)
-	n, rerr := s.n, s.err
-	s.p, s.err = nil, nil
-	if err != nil {
+	if err := s.err; err != nil {
+		s.err = nil
 		return 0, err
 	}
-	return n, rerr
+	return s.nc.Read(p)
 }
 
-// peekNoWait fills br with whatever has arrived, without waiting.
-func (s *connSource) peekNoWait(br interface{ Peek(int) ([]byte, error) }) ([]byte, error) {
-	s.noWait = true
-	defer func() { s.noWait = false }()
-	return br.Peek(1)
+// readFirst waits for the first bytes of the next request and reads what has arrived; on the
+// way, if the socket has nothing yet, it gives the connection's buffers back. false when the
+// wait failed (deadline, closed). Nothing may use the buffers meanwhile (see releaseBuffers).
+func (s *connSource) readFirst() bool {
+	s.released = false
+	return s.raw.Read(s.firstFn) == nil
 }
 
-// waitReadable waits until the socket has data (or end of stream, or an error) without
-// reading any: false when the wait failed (deadline, closed).
-func (s *connSource) waitReadable() bool {
-	s.waited = false
-	return s.raw.Read(s.peekFn) == nil
+// dropChunk gives the chunk back.
+func (s *connSource) dropChunk() {
+	if s.chunk != nil {
+		chunkPool.Put(s.chunk)
+		s.chunk, s.pend = nil, nil
+	}
 }

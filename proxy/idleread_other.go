@@ -2,6 +2,6 @@
 
 package proxy
 
-// init binds the source to c's connection; without a way to read without waiting, the
-// connection keeps its buffers while it idles.
-func (s *connSource) init(c *conn) { s.nc = c.nc }
+// init binds the source to c's connection; without raw socket reads the connection keeps its
+// buffers while it idles.
+func (s *connSource) init(c *conn) { s.nc, s.c = c.nc, c }
