@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // handle serves one request: refusals (unreadable request, policy), local answers, CONNECT
@@ -46,7 +48,7 @@ func (srv *Server) handle(s *slot) {
 // straight upstream.
 func (srv *Server) serveProxied(s *slot) {
 	r := s.req
-	stripHopByHop(r.Header)
+	wire.StripHopByHop(r.Header)
 	if perr := s.bufferChunked(); perr != nil {
 		s.writeError(perr)
 		return

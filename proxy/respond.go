@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"net/http/httputil"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 var (
@@ -158,9 +160,9 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 		w.str(" " + http.StatusText(code))
 	}
 	w.str("\r\n")
-	drop := connectionTokens(resp.Header)
+	drop := wire.ConnectionTokens(resp.Header)
 	for name, values := range resp.Header {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
+		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
 			continue
 		}
 		for _, v := range values {
@@ -314,7 +316,7 @@ func copyChunked(bw *bufio.Writer, resp *http.Response) (int64, error) {
 func trailerBlock(tr http.Header) string {
 	var b strings.Builder
 	for name, values := range tr {
-		if isHopByHop(name) || name == "Content-Length" {
+		if wire.IsHopByHop(name) || name == "Content-Length" {
 			continue
 		}
 		for _, v := range values {
@@ -349,7 +351,7 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 	}
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
 	for name, values := range h {
-		if isHopByHop(name) {
+		if wire.IsHopByHop(name) {
 			continue
 		}
 		for _, v := range values {

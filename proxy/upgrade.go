@@ -8,6 +8,8 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // HTTP/1.1 Upgrade (RFC 9110 §7.8), e.g. WebSocket, through reverse routes and forward
@@ -31,7 +33,7 @@ func isUpgrade(req *http.Request) bool {
 func (srv *Server) serveUpgrade(s *slot) {
 	r := s.req
 	protos := r.Header.Values("Upgrade")
-	stripHopByHop(r.Header)
+	wire.StripHopByHop(r.Header)
 	r.Header["Upgrade"] = protos
 	r.Header["Connection"] = []string{"Upgrade"}
 	var upConn atomic.Pointer[net.Conn]
@@ -66,9 +68,9 @@ func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	s.responding = true
 	w := headWriter{bw: c.bw}
 	w.str("HTTP/1.1 101 Switching Protocols\r\n")
-	drop := connectionTokens(resp.Header)
+	drop := wire.ConnectionTokens(resp.Header)
 	for name, values := range resp.Header {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
+		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
 			continue
 		}
 		for _, v := range values {
