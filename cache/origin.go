@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // forward goes to the origin for a request storage could not satisfy: a miss, or a stored
@@ -204,7 +206,7 @@ func (c *Cache) originError(w ResponseWriter, r *http.Request, err error, fwd st
 		status = http.StatusGatewayTimeout
 	}
 	c.log.Debug("cache: origin fetch failed", "url", r.URL.String(), "err", err)
-	msg := strconv.Itoa(status) + " " + statusText(status) + ": origin unreachable\n"
+	msg := strconv.Itoa(status) + " " + wire.Reason(status) + ": origin unreachable\n"
 	h := http.Header{hdrContentType: {"text/plain; charset=utf-8"}}
 	werr := c.writeMade(w, r, status, h, strings.NewReader(msg), int64(len(msg)), nil, c.now(), "fwd="+fwd+"; detail=origin-error")
 	return Outcome{Code: "TCP_MISS", Fetched: true}, werr

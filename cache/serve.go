@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // Cache-Status (RFC 9211) parameter strings, after "outpost; ".
@@ -217,7 +219,7 @@ func (c *Cache) writeMade(w ResponseWriter, r *http.Request, status int, h http.
 		h.Add(hdrCacheStatus, "outpost; "+cs)
 	}
 	resp := &http.Response{
-		Status: strconv.Itoa(status) + " " + statusText(status), StatusCode: status,
+		Status: wire.StatusText(status), StatusCode: status,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, ContentLength: length, Body: http.NoBody, Request: r,
 	}
