@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // tunnel serves CONNECT: dial the target (policy already allowed its port), answer 200, then
@@ -32,7 +35,7 @@ func (srv *Server) tunnel(s *slot) {
 	defer up.Close()
 	s.written, s.status, s.closeAfter = true, 200, true
 	c.mu.Lock()
-	_, _ = c.bw.WriteString("HTTP/1.1 200 Connection established\r\n")
+	_, _ = c.bw.Write(wire.AppendStatusLineReason(c.bw.AvailableBuffer(), http.StatusOK, "Connection established"))
 	_, _ = c.bw.Write(srv.viaLine)
 	_, _ = c.bw.WriteString("\r\n")
 	err = c.bw.Flush()

@@ -127,7 +127,7 @@ func (srv *Server) answerLocally(s *slot) {
 	case r.Method == http.MethodTrace:
 		srv.answerTrace(s)
 	case r.Method == http.MethodOptions:
-		head := "HTTP/1.1 200 OK\r\nAllow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
+		head := wire.StatusLine(http.StatusOK) + "Allow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
 		_ = s.WriteStored([]byte(head), nil, nil)
 	default:
 		srv.servePAC(s)
@@ -157,6 +157,6 @@ func (srv *Server) answerTrace(s *slot) {
 	}
 	_ = h.Write(&b)
 	b.WriteString("\r\n")
-	head := "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: " + itoa(b.Len()) + "\r\n"
+	head := wire.StatusLine(http.StatusOK) + "Content-Type: message/http\r\nContent-Length: " + itoa(b.Len()) + "\r\n"
 	_ = s.WriteStored([]byte(head), nil, b.Bytes())
 }

@@ -60,7 +60,7 @@ func (s *slot) writeStoredLocked(head, extra, body []byte) {
 		_, _ = bw.Write(body)
 		n += len(body)
 	}
-	s.status = statusOf(head)
+	s.status = wire.StatusOf(head)
 	s.ctype = fieldValue(head, "\r\nContent-Type:")
 	s.bytesOut += int64(n)
 }
@@ -92,14 +92,6 @@ func fieldValue(head []byte, prefix string) []byte {
 		v = v[:j]
 	}
 	return bytes.TrimSpace(v)
-}
-
-// statusOf reads the status code of a serialised status line ("HTTP/1.1 200 OK").
-func statusOf(head []byte) int {
-	if len(head) < 12 || !isDigit(head[9]) || !isDigit(head[10]) || !isDigit(head[11]) {
-		return 0
-	}
-	return int(head[9]-'0')*100 + int(head[10]-'0')*10 + int(head[11]-'0')
 }
 
 // WriteResponse streams a response that is not in memory (see cache.ResponseWriter): it waits
@@ -151,22 +143,14 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	w := headWriter{bw: s.c.bw}
 	code := resp.StatusCode
-	w.str("HTTP/1.1 ")
-	if st := resp.Status; len(st) > 4 && st[3] == ' ' && isDigit(st[0]) && isDigit(st[1]) && isDigit(st[2]) &&
-		int(st[0]-'0')*100+int(st[1]-'0')*10+int(st[2]-'0') == code {
-		w.str(st)
-	} else {
-		w.num(int64(code))
-		w.str(" " + http.StatusText(code))
-	}
-	w.str("\r\n")
+	w.bytes(wire.AppendStatusLineReason(w.bw.AvailableBuffer(), code, wire.ReasonOf(resp.Status, code)))
 	drop := wire.ConnectionTokens(resp.Header)
 	for name, values := range resp.Header {
 		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
 			continue
 		}
 		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
+			w.field(name, wire.SanitizeValue(v))
 		}
 	}
 	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
@@ -198,6 +182,12 @@ func (w *headWriter) str(v string) {
 	w.n += int64(len(v))
 }
 
+// bytes writes b (which may be the buffer's own free space).
+func (w *headWriter) bytes(b []byte) {
+	_, _ = w.bw.Write(b)
+	w.n += int64(len(b))
+}
+
 // num writes a decimal number.
 func (w *headWriter) num(v int64) {
 	b := strconv.AppendInt(w.tmp[:0], v, 10)
@@ -212,8 +202,6 @@ func (w *headWriter) field(name, value string) {
 	w.str(value)
 	w.str("\r\n")
 }
-
-var headerValueReplacer = strings.NewReplacer("\r", " ", "\n", " ", "\x00", " ")
 
 // copyBody streams the body with its framing. A body that ends early or fails leaves the
 // framing incomplete: the connection is then closed after whatever was written.
@@ -320,7 +308,7 @@ func trailerBlock(tr http.Header) string {
 			continue
 		}
 		for _, v := range values {
-			b.WriteString(name + ": " + headerValueReplacer.Replace(v) + "\r\n")
+			b.WriteString(name + ": " + wire.SanitizeValue(v) + "\r\n")
 		}
 	}
 	b.WriteString("\r\n")
@@ -331,8 +319,9 @@ func trailerBlock(tr http.Header) string {
 func (s *slot) writeError(perr *protoError) {
 	body := perr.msg + "\n"
 	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
-		perr.status, http.StatusText(perr.status), time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
+	b.WriteString(wire.StatusLine(perr.status))
+	fmt.Fprintf(&b, "Date: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
+		time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
 	_ = s.WriteStored([]byte(b.String()), nil, []byte(body))
 }
 
@@ -349,13 +338,13 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 	if s.seq != seq || s.owner == nil || s.responding || c.head != seq || c.broken {
 		return nil
 	}
-	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	_, _ = c.bw.WriteString(wire.StatusLine(code))
 	for name, values := range h {
 		if wire.IsHopByHop(name) {
 			continue
 		}
 		for _, v := range values {
-			fmt.Fprintf(c.bw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
+			fmt.Fprintf(c.bw, "%s: %s\r\n", name, wire.SanitizeValue(v))
 		}
 	}
 	_, _ = c.bw.WriteString("\r\n")
@@ -374,7 +363,8 @@ func (c *conn) writeContinue(s *slot) {
 	if c.broken || s == nil || s.responding {
 		return
 	}
-	_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	_, _ = c.bw.WriteString(wire.StatusLine(http.StatusContinue))
+	_, _ = c.bw.WriteString("\r\n")
 	if err := c.bw.Flush(); err != nil {
 		c.breakLocked()
 	}

@@ -67,17 +67,17 @@ func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	c.mu.Lock()
 	s.responding = true
 	w := headWriter{bw: c.bw}
-	w.str("HTTP/1.1 101 Switching Protocols\r\n")
+	w.str(wire.StatusLine(http.StatusSwitchingProtocols))
 	drop := wire.ConnectionTokens(resp.Header)
 	for name, values := range resp.Header {
 		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
 			continue
 		}
 		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
+			w.field(name, wire.SanitizeValue(v))
 		}
 	}
-	w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
+	w.field("Upgrade", wire.SanitizeValue(strings.Join(resp.Header.Values("Upgrade"), ", ")))
 	w.str("Connection: Upgrade\r\n")
 	w.str(string(srv.viaLine))
 	w.str("\r\n")
