@@ -25,7 +25,7 @@ func BenchmarkHit(b *testing.B) {
 	body := strings.Repeat("x", 1024)
 	h := newHarness(b, reply(200, body, "Cache-Control: max-age=3600", "Content-Type: text/plain", `ETag: "b"`), nil)
 	h.do(http.MethodGet, "/obj?v=1")
-	if res := h.do(http.MethodGet, "/obj?v=1"); res.out.Code != "TCP_MEM_HIT" {
+	if res := h.do(http.MethodGet, "/obj?v=1"); res.out.Code != CodeMemHit {
 		b.Fatalf("not a hit: %+v", res.out)
 	}
 	r := httptest0(h, "/obj?v=1")

@@ -80,7 +80,7 @@ func (c *Cache) lead(fl *flight, registered bool, w ResponseWriter, r *http.Requ
 			if out, served, werr := c.serveStaleOnError(w, r, lr, resp, err, fwd); served || err != nil {
 				return out, werr
 			}
-			return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+			return Outcome{Code: CodeMiss, Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
 		}
 		if err != nil {
 			c.abandon(fl, registered)
@@ -118,7 +118,7 @@ func (c *Cache) refreshed(fl *flight, registered bool, w ResponseWriter, r *http
 	}
 	fl.release()
 	lr.e = e
-	return c.serveStored(w, r, lr, c.now(), "fwd="+fwd+"; fwd-status=304; stored", Outcome{Code: "TCP_REFRESH_HIT", Fetched: true})
+	return c.serveStored(w, r, lr, c.now(), "fwd="+fwd+"; fwd-status=304; stored", Outcome{Code: CodeRefreshHit, Fetched: true})
 }
 
 // selects304 reports whether a 304 applies to the stored response (RFC 9111 §4.3.4): its
@@ -184,7 +184,7 @@ func (c *Cache) serveStaleOnError(w ResponseWriter, r *http.Request, lr lookupRe
 	}
 	c.stats.staleServed.Add(1)
 	cs := "fwd=" + fwd + "; fwd-status=" + status + "; detail=stale-if-error"
-	out, werr := c.serveStored(w, r, lr, c.now(), cs, Outcome{Code: "TCP_STALE_HIT", Hit: true, Fetched: true})
+	out, werr := c.serveStored(w, r, lr, c.now(), cs, Outcome{Code: CodeStaleHit, Hit: true, Fetched: true})
 	if errors.Is(werr, errSwapFail) {
 		if err != nil {
 			o, e := c.originError(w, r, err, fwd)
@@ -207,18 +207,18 @@ func (c *Cache) originError(w ResponseWriter, r *http.Request, err error, fwd st
 	msg := strconv.Itoa(status) + " " + statusText(status) + ": origin unreachable\n"
 	h := http.Header{hdrContentType: {"text/plain; charset=utf-8"}}
 	werr := c.writeMade(w, r, status, h, strings.NewReader(msg), int64(len(msg)), nil, c.now(), "fwd="+fwd+"; detail=origin-error")
-	return Outcome{Code: "TCP_MISS", Fetched: true}, werr
+	return Outcome{Code: CodeMiss, Fetched: true}, werr
 }
 
 // fresh handles a new response from the origin: stored and shared when RFC 9111 §3 allows,
 // otherwise passed to this client only.
 func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Request, h uint64, rq *reqDirectives, lr lookupResult, resp *http.Response, reqTime, respTime time.Time, fwd string) (Outcome, error) {
-	code := "TCP_MISS"
+	code := CodeMiss
 	if lr.e != nil {
-		code = "TCP_REFRESH_MISS"
+		code = CodeRefreshMiss
 		c.stats.refreshMisses.Add(1)
 		if rq.noCache || rq.pragmaNoCache {
-			code = "TCP_CLIENT_REFRESH_MISS"
+			code = CodeClientRefreshMiss
 		}
 	}
 	c.stats.misses.Add(1)
@@ -445,7 +445,7 @@ func (c *Cache) follow(fl *flight, w ResponseWriter, r *http.Request, f Fetcher,
 	case <-t.C:
 		return c.lead(newFlight(h, key), false, w, r, f, h, rq, lr, fwd)
 	case <-r.Context().Done():
-		return Outcome{Code: "TCP_MISS"}, r.Context().Err()
+		return Outcome{Code: CodeMiss}, r.Context().Err()
 	}
 	e := fl.e
 	if !fl.shareable || e == nil || secondaryKey(e.vary, r.Header) != e.secondary {
@@ -453,9 +453,9 @@ func (c *Cache) follow(fl *flight, w ResponseWriter, r *http.Request, f Fetcher,
 	}
 	c.stats.collapsed.Add(1)
 	if fl.refreshed {
-		return c.serveStored(w, r, lookupResult{e: e, disk: fl.disk}, c.now(), "fwd="+fwd+"; fwd-status=304; collapsed", Outcome{Code: "TCP_REFRESH_HIT"})
+		return c.serveStored(w, r, lookupResult{e: e, disk: fl.disk}, c.now(), "fwd="+fwd+"; fwd-status=304; collapsed", Outcome{Code: CodeRefreshHit})
 	}
-	return Outcome{Code: "TCP_MISS"}, c.respondFlight(w, r, fl, e, nil, e.size, "fwd="+fwd+"; collapsed")
+	return Outcome{Code: CodeMiss}, c.respondFlight(w, r, fl, e, nil, e.size, "fwd="+fwd+"; collapsed")
 }
 
 // forwardHead forwards a HEAD request that storage could not answer; a 200 whose validators
@@ -477,7 +477,7 @@ func (c *Cache) forwardHead(w ResponseWriter, r *http.Request, f Fetcher, lr loo
 			c.st.purge(lr.e.key, false)
 		}
 	}
-	return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+	return Outcome{Code: CodeMiss, Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
 }
 
 // headMatches reports whether a HEAD response describes the stored representation: same

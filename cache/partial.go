@@ -94,7 +94,7 @@ func (c *Cache) servePartial(w ResponseWriter, r *http.Request, f Fetcher, key s
 	usable := v == useFresh || v == useStale
 	if len(r.Header[hdrRange]) > 0 && r.Method == http.MethodGet {
 		if ranges, ok := c.wantRanges(r, e); usable && ok && len(ranges) > 0 && covers(e.partial, ranges) {
-			return c.serveRanges(w, r, lr, ranges, now, statusHit, Outcome{Code: "TCP_HIT", Hit: true})
+			return c.serveRanges(w, r, lr, ranges, now, statusHit, Outcome{Code: CodeHit, Hit: true})
 		}
 		return c.fetchRange(w, r, f, key, h, rq, lr)
 	}
@@ -121,7 +121,7 @@ func (c *Cache) fetchRange(w ResponseWriter, r *http.Request, f Fetcher, key str
 	}
 	defer resp.Body.Close()
 	c.stats.misses.Add(1)
-	out := Outcome{Code: "TCP_MISS", Fetched: true}
+	out := Outcome{Code: CodeMiss, Fetched: true}
 	cs := "fwd=" + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
 	e, body, ok := c.partialEntry(lr.e, key, h, r, rq, resp, reqTime, respTime)
 	if !ok {
@@ -207,5 +207,5 @@ func (c *Cache) completePartial(w ResponseWriter, r *http.Request, f Fetcher, ke
 	c.st.put(h, full, true)
 	c.stats.stored.Add(1)
 	c.stats.misses.Add(1)
-	return c.writeStored(w, r, full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: "TCP_MISS", Fetched: true})
+	return c.writeStored(w, r, full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: CodeMiss, Fetched: true})
 }

@@ -21,9 +21,9 @@ const (
 var errSwapFail = errors.New("cache: disk entry unreadable")
 
 // codeHit picks the result code of a hit: negative hits are stored error responses.
-func codeHit(e *entry, base string) Outcome {
+func codeHit(e *entry, base Code) Outcome {
 	if e.status >= 400 {
-		base = "TCP_NEGATIVE_HIT"
+		base = CodeNegativeHit
 	}
 	return Outcome{Code: base, Hit: true}
 }
@@ -53,7 +53,7 @@ func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key st
 		out, err = c.serveStored(w, r, lr, now, statusHit, codeHit(lr.e, hitCode(lr)))
 	case useStale:
 		c.stats.staleServed.Add(1)
-		out, err = c.serveStored(w, r, lr, now, "hit; detail=max-stale", Outcome{Code: "TCP_STALE_HIT", Hit: true})
+		out, err = c.serveStored(w, r, lr, now, "hit; detail=max-stale", Outcome{Code: CodeStaleHit, Hit: true})
 	case useStaleRevalidate:
 		bf, ok := f.(BackgroundFetcher)
 		if !ok {
@@ -61,7 +61,7 @@ func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key st
 		}
 		c.stats.staleServed.Add(1)
 		c.refreshInBackground(r, bf.Background(), key, h, rq, lr)
-		out, err = c.serveStored(w, r, lr, now, "hit; detail=stale-while-revalidate", Outcome{Code: "TCP_STALE_HIT", Hit: true})
+		out, err = c.serveStored(w, r, lr, now, "hit; detail=stale-while-revalidate", Outcome{Code: CodeStaleHit, Hit: true})
 	default:
 		if rq.onlyIfCached {
 			return c.onlyIfCached(w, r)
@@ -70,7 +70,7 @@ func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key st
 	}
 	if errors.Is(err, errSwapFail) {
 		out, err = c.forward(w, r, f, key, h, &rq, lookupResult{}, "miss")
-		out.Code = "TCP_SWAPFAIL_MISS"
+		out.Code = CodeSwapFailMiss
 	}
 	return out, err
 }
@@ -93,11 +93,11 @@ func (c *Cache) awaitFlight(r *http.Request, h uint64, key string) bool {
 }
 
 // hitCode is TCP_MEM_HIT for the memory tier, TCP_HIT for the disk tier.
-func hitCode(lr lookupResult) string {
+func hitCode(lr lookupResult) Code {
 	if lr.e.body != nil {
-		return "TCP_MEM_HIT"
+		return CodeMemHit
 	}
-	return "TCP_HIT"
+	return CodeHit
 }
 
 // fwdFor maps a reason to go forward to the Cache-Status fwd value (RFC 9211 §2.2), with the
@@ -121,7 +121,7 @@ func (c *Cache) serveStored(w ResponseWriter, r *http.Request, lr lookupResult, 
 		c.stats.notModified.Add(1)
 		if !out.Fetched {
 			c.stats.hits.Add(1)
-			out.Code = "TCP_IMS_HIT"
+			out.Code = CodeIMSHit
 		}
 		return out, c.writeMade(w, r, http.StatusNotModified, notModifiedHeader(e.header), nil, -1, e, now, cs)
 	case condPreconditionErr:
@@ -175,7 +175,7 @@ func (c *Cache) writeStored(w ResponseWriter, r *http.Request, e *entry, now tim
 	putBuf(xb)
 	if out.Hit {
 		c.stats.hits.Add(1)
-		if out.Code == "TCP_MEM_HIT" {
+		if out.Code == CodeMemHit {
 			c.stats.memHits.Add(1)
 		}
 	}
@@ -236,7 +236,7 @@ func (c *Cache) onlyIfCached(w ResponseWriter, r *http.Request) (Outcome, error)
 	msg := "504 Gateway Timeout: only-if-cached and no usable stored response\n"
 	h := http.Header{hdrContentType: {"text/plain; charset=utf-8"}}
 	err := c.writeMade(w, r, http.StatusGatewayTimeout, h, strings.NewReader(msg), int64(len(msg)), nil, c.now(), "fwd=miss; detail=only-if-cached")
-	return Outcome{Code: "TCP_MISS"}, err
+	return Outcome{Code: CodeMiss}, err
 }
 
 // wantRanges returns the satisfiable ranges of a Range request that storage should answer
@@ -268,7 +268,7 @@ func ifRangeMatches(ir string, e *entry) bool {
 // satisfiable, a single 206 part, or multipart/byteranges.
 func (c *Cache) serveRanges(w ResponseWriter, r *http.Request, lr lookupResult, ranges []byteRange, now time.Time, cs string, out Outcome) (Outcome, error) {
 	e := lr.e
-	out.Code = "TCP_HIT"
+	out.Code = CodeHit
 	if len(ranges) == 0 {
 		h := http.Header{hdrContentRange: {"bytes */" + strconv.FormatInt(e.size, 10)}}
 		return out, c.writeMade(w, r, http.StatusRequestedRangeNotSatisfiable, h, nil, 0, e, now, cs)

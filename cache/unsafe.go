@@ -32,7 +32,7 @@ func (c *Cache) serveUnsafe(w ResponseWriter, r *http.Request, f Fetcher) (Outco
 		return c.fresh(newFlight(h, key), false, w, get, h, &rq, lookupResult{}, resp, c.now(), c.now(), "method")
 	}
 	defer resp.Body.Close()
-	return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
+	return Outcome{Code: CodeMiss, Fetched: true}, c.writeOrigin(w, r, resp, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 }
 
 // postStorable reports a POST response that may serve later GETs: explicit freshness and a
@@ -95,7 +95,7 @@ func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
 		return c.writeMade(w, r, status, h, strings.NewReader(msg), int64(len(msg)), nil, now, cs)
 	}
 	if !c.purgeAllowed(r.RemoteAddr) {
-		return Outcome{Code: "TCP_DENIED"}, text(http.StatusForbidden, `{"error":"PURGE not allowed from this address"}`+"\n", "detail=purge-denied")
+		return Outcome{Code: CodeDenied}, text(http.StatusForbidden, `{"error":"PURGE not allowed from this address"}`+"\n", "detail=purge-denied")
 	}
 	n := c.st.purge(string(appendKey(nil, r.URL, r.Host)), false)
 	c.stats.purges.Add(1)
@@ -104,7 +104,7 @@ func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
 	if n == 0 {
 		status = http.StatusNotFound
 	}
-	return Outcome{Code: "NONE"}, text(status, string(body)+"\n", "detail=purge")
+	return Outcome{Code: CodeNone}, text(status, string(body)+"\n", "detail=purge")
 }
 
 // purgeAllowed checks a client's "ip:port" against cache.purge_allow.

@@ -35,16 +35,16 @@ func (f *fakeCache) Serve(w cache.ResponseWriter, r *http.Request, fe cache.Fetc
 	st, hit := f.store[key]
 	f.mu.Unlock()
 	if hit && r.Method == http.MethodGet {
-		return cache.Outcome{Code: "TCP_MEM_HIT", Hit: true}, w.WriteStored(st[0], []byte("Age: 0\r\nCache-Status: fake; hit\r\n"), st[1])
+		return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(st[0], []byte("Age: 0\r\nCache-Status: fake; hit\r\n"), st[1])
 	}
 	resp, err := fe.Fetch(r.Clone(r.Context()))
 	if err != nil {
-		return cache.Outcome{Code: "TCP_MISS", Fetched: true}, err
+		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return cache.Outcome{Code: "TCP_MISS", Fetched: true}, err
+		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
 	if r.Method == http.MethodGet && resp.StatusCode == 200 {
 		f.mu.Lock()
@@ -53,7 +53,7 @@ func (f *fakeCache) Serve(w cache.ResponseWriter, r *http.Request, fe cache.Fetc
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
-	return cache.Outcome{Code: "TCP_MISS", Fetched: true}, w.WriteResponse(resp)
+	return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, w.WriteResponse(resp)
 }
 
 // serialiseHead renders a stored head the way the seam describes it.
