@@ -197,5 +197,5 @@ func (c *Cache) serveRead(w ResponseWriter, r *http.Request, f Fetcher) (Outcome
 	}
 	key := string(kb.b)
 	putBuf(kb)
-	return c.serveLookup(w, r, f, key, h, now)
+	return c.newTxn(w, r, f, key, h, now).serveLookup()
 }
