@@ -12,8 +12,11 @@ import (
 // pools: the request has already passed policy and header hygiene, and hop-by-hop fields are
 // stripped from the response it returns. The caller closes the response body.
 //
-// The cache may add validators (If-None-Match, If-Modified-Since) or a Range to the request
-// before fetching; it always passes a request derived from the client's with Clone.
+// The Fetcher handed to Serve is bound to its request (the proxy's slot and the upstream pool
+// policy chose): it is valid while Serve runs, from any goroutine the cache starts, and not
+// after Serve returned; work that outlives Serve uses BackgroundFetcher. The cache may add
+// validators (If-None-Match, If-Modified-Since) or a Range to the request before fetching; it
+// always passes a request derived from the client's with Clone.
 type Fetcher interface {
 	Fetch(r *http.Request) (*http.Response, error)
 }

@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-	"unsafe"
 
 	"github.com/outpost-proxy/outpost/cache"
 )
@@ -43,12 +42,12 @@ type slotState struct {
 	body *bodyReader // the request body, nil when there is none
 
 	mode       mode
-	route      *route
+	pool       *pool // the upstream pool classify bound the request to (nil: none)
 	serial     bool          // starts only after its predecessors finished; keeps the reader role
 	closeAfter bool          // the connection closes after this response
 	closeEarly bool          // closeAfter as decided when the request was read (immutable)
 	detached   bool          // the reader role moved on while this request waited upstream (c.mu)
-	owner      *http.Request // the request this slot serves until finished (c.mu): see claim
+	active     bool          // the slot serves request seq until finish (c.mu)
 	proto10    bool          // the client spoke HTTP/1.0
 	isHEAD     bool
 	upgrade    bool        // an upgrade request (upgrade.go): serial, never cached
@@ -116,26 +115,8 @@ func (s *slot) setRequest(req *http.Request) {
 	}
 	s.closeEarly = s.closeAfter
 	c.mu.Lock()
-	s.owner = req
+	s.active = true
 	c.mu.Unlock()
-}
-
-// claim reports whether r (a request the cache derived with Clone) belongs to the request s is
-// serving now, and that request's sequence number. The cache may call the Fetcher from its own goroutines, even after the request
-// was answered and the slot reused (background revalidation); such calls must not touch the
-// slot. A clone shares the original's RequestURI string, so its data pointer identifies the
-// request without allocating.
-func (s *slot) claim(r *http.Request) (owned bool, seq uint64) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return s.owner != nil && sameRequest(s.owner, r), s.seq
-}
-
-// sameRequest reports whether b was cloned from a (or is a).
-func sameRequest(a, b *http.Request) bool {
-	return a == b || (len(a.RequestURI) > 0 && len(b.RequestURI) == len(a.RequestURI) &&
-		unsafe.StringData(a.RequestURI) == unsafe.StringData(b.RequestURI))
 }
 
 // fail makes the slot answer a request that could not be read, then close the connection.
@@ -212,7 +193,7 @@ func (s *slot) detach(seq uint64) {
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
-	if s.seq != seq || s.owner == nil || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
+	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
 		c.mu.Unlock()
 		return
 	}
@@ -288,12 +269,13 @@ func (s *slot) waitTurn() error {
 // finish ends the work on s. If s is the head, it writes every stashed response that follows,
 // flushes (or defers the flush, see the package comment) and advances the head; otherwise the
 // head will do that when its turn comes. It reports whether the reader role moved on while s
-// was worked on; from here on, late calls for s (claim) find no owner.
+// was worked on; from here on, late calls for seq (the stall watch, interim responses) find it
+// inactive.
 func (s *slot) finish() (detached bool) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.owner = nil
+	s.active = false
 	detached = s.detached
 	s.finished = true
 	if c.head != s.seq {

@@ -344,7 +344,7 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s.seq != seq || s.owner == nil || s.responding || c.head != seq || c.broken {
+	if s.seq != seq || !s.active || s.responding || c.head != seq || c.broken {
 		return nil
 	}
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
