@@ -41,7 +41,7 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool       // forward-proxy upstream (the URL's own host)
+	fwd    *pool // forward-proxy upstream (the URL's own host)
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
