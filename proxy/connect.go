@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -31,12 +32,11 @@ func (srv *Server) tunnel(s *slot) {
 	}
 	defer up.Close()
 	s.written, s.status, s.closeAfter = true, 200, true
-	c.mu.Lock()
-	_, _ = c.bw.WriteString("HTTP/1.1 200 Connection established\r\n")
-	_, _ = c.bw.Write(srv.viaLine)
-	_, _ = c.bw.WriteString("\r\n")
-	err = c.bw.Flush()
-	c.mu.Unlock()
+	err = s.writeNow(func(bw *bufio.Writer) {
+		_, _ = bw.WriteString("HTTP/1.1 200 Connection established\r\n")
+		_, _ = bw.Write(srv.viaLine)
+		_, _ = bw.WriteString("\r\n")
+	})
 	if err != nil {
 		c.closeNow()
 		return

@@ -30,21 +30,7 @@ func (s *slot) WriteStored(head, extra, body []byte) error {
 		return errWritten
 	}
 	s.written = true
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken {
-		return errBroken
-	}
-	s.responding = true
-	if c.head != s.seq {
-		s.stashed = true
-		s.sHead, s.sBody = head, body
-		s.sExtra = append(s.sExtra[:0], extra...)
-		return nil
-	}
-	s.writeStoredLocked(head, extra, body)
-	return nil
+	return s.writeOrStash(head, extra, body)
 }
 
 // writeStoredLocked copies a stored response into the output buffer (s is the head).
@@ -111,16 +97,7 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 		return err
 	}
 	s.written = true
-	c := s.c
-	c.mu.Lock()
-	s.responding = true
-	if c.dirty { // nothing deferred may be pending while the head streams without the lock
-		c.dirty = false
-		if err := c.bw.Flush(); err != nil {
-			c.breakLocked()
-		}
-	}
-	c.mu.Unlock()
+	s.beginStream()
 	code := resp.StatusCode
 	if code < 200 || code > 999 {
 		return fmt.Errorf("proxy: invalid final status %d", code)
@@ -227,10 +204,7 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 	s.bytesOut += n
 	if err != nil {
 		s.closeAfter = true
-		s.c.mu.Lock()
-		_ = s.c.bw.Flush()
-		s.c.breakLocked()
-		s.c.mu.Unlock()
+		s.c.abortStream()
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
 	return nil
@@ -338,28 +312,21 @@ func (s *slot) writeError(perr *protoError) {
 // client, when request seq is still served by s, at the head (an interim response cannot
 // overtake earlier responses) and its final response has not begun.
 func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error {
-	c := s.c
 	if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s.seq != seq || !s.active || s.responding || c.head != seq || c.broken {
-		return nil
-	}
-	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
-	for name, values := range h {
-		if isHopByHop(name) {
-			continue
+	s.c.beforeResponse(s, seq, func(bw *bufio.Writer) {
+		fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+		for name, values := range h {
+			if isHopByHop(name) {
+				continue
+			}
+			for _, v := range values {
+				fmt.Fprintf(bw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
+			}
 		}
-		for _, v := range values {
-			fmt.Fprintf(c.bw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
-		}
-	}
-	_, _ = c.bw.WriteString("\r\n")
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+		_, _ = bw.WriteString("\r\n")
+	})
 	return nil
 }
 
@@ -367,13 +334,8 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 // (Expect: 100-continue), unless the final response has begun. Only serial requests have
 // bodies, so s is the head.
 func (c *conn) writeContinue(s *slot) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken || s == nil || s.responding {
+	if s == nil {
 		return
 	}
-	_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+	c.beforeResponse(s, anySeq, func(bw *bufio.Writer) { _, _ = bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n") })
 }

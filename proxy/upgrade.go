@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -62,26 +63,24 @@ func (srv *Server) serveUpgrade(s *slot) {
 func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	c := s.c
 	s.written, s.status, s.closeAfter = true, http.StatusSwitchingProtocols, true
-	c.mu.Lock()
-	s.responding = true
-	w := headWriter{bw: c.bw}
-	w.str("HTTP/1.1 101 Switching Protocols\r\n")
-	drop := connectionTokens(resp.Header)
-	for name, values := range resp.Header {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
-			continue
+	err := s.writeNow(func(bw *bufio.Writer) {
+		w := headWriter{bw: bw}
+		w.str("HTTP/1.1 101 Switching Protocols\r\n")
+		drop := connectionTokens(resp.Header)
+		for name, values := range resp.Header {
+			if isHopByHop(name) || name == "Content-Length" || drop[name] {
+				continue
+			}
+			for _, v := range values {
+				w.field(name, headerValueReplacer.Replace(v))
+			}
 		}
-		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
-		}
-	}
-	w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
-	w.str("Connection: Upgrade\r\n")
-	w.str(string(srv.viaLine))
-	w.str("\r\n")
-	s.bytesOut += w.n
-	err := c.bw.Flush()
-	c.mu.Unlock()
+		w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
+		w.str("Connection: Upgrade\r\n")
+		w.str(string(srv.viaLine))
+		w.str("\r\n")
+		s.bytesOut += w.n
+	})
 	if err != nil {
 		c.closeNow()
 		return

@@ -423,7 +423,6 @@ func classifyError(err error) (int, string, string) {
 // writeUpstreamError answers a request whose upstream fetch failed (or that the cache could not
 // answer) with 502/504 and a short explanation.
 func (s *slot) writeUpstreamError(err error) {
-	s.c.mu.Lock()
 	if s.fetchErr != nil {
 		err = s.fetchErr
 	}
@@ -431,7 +430,6 @@ func (s *slot) writeUpstreamError(err error) {
 	if s.errKind == "" {
 		s.errKind = kind
 	}
-	s.c.mu.Unlock()
 	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
 	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		s.closeAfter = true
