@@ -135,15 +135,7 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 		w.str(" " + http.StatusText(code))
 	}
 	w.str("\r\n")
-	drop := connectionTokens(resp.Header)
-	for name, values := range resp.Header {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
-			continue
-		}
-		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
-		}
-	}
+	w.endToEnd(resp.Header)
 	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
 		w.str("Content-Length: ")
 		w.num(resp.ContentLength)
@@ -158,6 +150,20 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	w.n += int64(s.writeConnFields())
 	w.str("\r\n")
 	s.bytesOut += w.n
+}
+
+// endToEnd writes the end-to-end fields of h: without hop-by-hop fields, those Connection
+// names and Content-Length (the proxy frames the body itself), values sanitised.
+func (w *headWriter) endToEnd(h http.Header) {
+	drop := connectionTokens(h)
+	for name, values := range h {
+		if isHopByHop(name) || name == "Content-Length" || drop[name] {
+			continue
+		}
+		for _, v := range values {
+			w.field(name, headerValueReplacer.Replace(v))
+		}
+	}
 }
 
 // headWriter writes header text into the output buffer and counts it.

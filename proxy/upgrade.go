@@ -66,15 +66,7 @@ func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	err := s.writeNow(func(bw *bufio.Writer) {
 		w := headWriter{bw: bw}
 		w.str("HTTP/1.1 101 Switching Protocols\r\n")
-		drop := connectionTokens(resp.Header)
-		for name, values := range resp.Header {
-			if isHopByHop(name) || name == "Content-Length" || drop[name] {
-				continue
-			}
-			for _, v := range values {
-				w.field(name, headerValueReplacer.Replace(v))
-			}
-		}
+		w.endToEnd(resp.Header)
 		w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
 		w.str("Connection: Upgrade\r\n")
 		w.str(string(srv.viaLine))
