@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -34,12 +35,11 @@ func (srv *Server) tunnel(s *slot) {
 	}
 	defer up.Close()
 	s.written, s.status, s.closeAfter = true, 200, true
-	c.mu.Lock()
-	_, _ = c.bw.Write(wire.AppendStatusLineReason(c.bw.AvailableBuffer(), http.StatusOK, "Connection established"))
-	_, _ = c.bw.Write(srv.viaLine)
-	_, _ = c.bw.WriteString("\r\n")
-	err = c.bw.Flush()
-	c.mu.Unlock()
+	err = s.writeNow(func(bw *bufio.Writer) {
+		_, _ = bw.Write(wire.AppendStatusLineReason(bw.AvailableBuffer(), http.StatusOK, "Connection established"))
+		_, _ = bw.Write(srv.viaLine)
+		_, _ = bw.WriteString("\r\n")
+	})
 	if err != nil {
 		c.closeNow()
 		return

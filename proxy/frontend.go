@@ -87,33 +87,13 @@ type conn struct {
 	body    *bodyReader      // the body of the request just read (handed to its slot)
 	served  int
 
-	// Pipeline state (pipeline.go), guarded by mu.
-	mu     sync.Mutex
-	turn   sync.Cond // broadcast when head advances or the connection breaks
-	room   sync.Cond // broadcast when a slot is freed
-	ring   []*slot
-	next   uint64 // sequence number of the next slot to create
-	head   uint64 // sequence number of the slot allowed to write
-	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
-	broken bool   // a write failed or the connection was closed under us
-
-	// Stall watch (pipeline.go): a request worked on inline that stays inside the cache (waiting
-	// for another request's fetch, a slow disk, a slow client) hands the reader role on.
-	inCache    atomic.Uint64 // seq+1 of the request the reader took into the cache; 0 if none
-	stallSeen  atomic.Uint64 // inCache as the watch last saw it
-	stallArmed atomic.Bool
-	stall      *time.Timer
+	// The pipeline window and the stall watch (pipeline.go, which holds its locking rules).
+	pipeline
 
 	// Read deadline armed by the reader role (armRead); rdlSet is cleared by every other
 	// SetReadDeadline (setReadDeadline), which makes the reader arm its next one afresh.
 	rdl    time.Time
 	rdlSet atomic.Bool
-	// wnow is the time finish took for the response it flushes (c.mu), so the write deadline
-	// does not read the clock again; zero otherwise.
-	wnow time.Time
-	// doneAt is when the head last advanced (c.mu): with no request in flight, the reader
-	// takes it for the current time when it arms the idle deadline.
-	doneAt time.Time
 
 	idle      atomic.Bool  // the reader is waiting for the first byte of a request
 	refs      atomic.Int32 // goroutines working on this connection; the last closes it
@@ -133,13 +113,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.br = bufio.NewReaderSize(nc, 8<<10)
 	c.bw = bufio.NewWriterSize(&deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}, 8<<10)
-	c.turn.L, c.room.L = &c.mu, &c.mu
-	c.ring = make([]*slot, s.cfg.PipelineWindow)
-	for i := range c.ring {
-		c.ring[i] = &slot{c: c}
-	}
-	c.stall = time.AfterFunc(time.Hour, c.checkStall)
-	c.stall.Stop()
+	c.initPipeline(s.cfg.PipelineWindow)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -181,11 +155,7 @@ func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
 		c.cancel()
-		c.mu.Lock()
-		c.broken = true
-		c.turn.Broadcast()
-		c.room.Broadcast()
-		c.mu.Unlock()
+		c.shut()
 	})
 }
 
@@ -225,13 +195,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 		return nil, false
 	}
 	if c.br.Buffered() == 0 {
-		c.mu.Lock()
-		c.flushDeferredLocked()
-		var now time.Time // when the last response was completed, if nothing is in flight
-		if c.head == c.next {
-			now = c.doneAt
-		}
-		c.mu.Unlock()
+		now := c.flushIdle() // when the last response was completed, if nothing is in flight
 		if c.served > 0 {
 			// The client has only just got the last response: let the other connections'
 			// goroutines run first, so that by the time this one reads, its next request
@@ -333,11 +297,7 @@ const lingerTime = 500 * time.Millisecond
 // the connection then), and discards what the client still sends for a short while, so the
 // response is not lost to a TCP reset.
 func (c *conn) lingerClose(seq uint64) {
-	c.mu.Lock()
-	for c.head <= seq && !c.broken {
-		c.turn.Wait()
-	}
-	c.mu.Unlock()
+	c.waitWritten(seq)
 	c.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)
 }
@@ -356,7 +316,7 @@ type deadlineWriter struct {
 // Write writes p with a deadline no more than deadlineSlack earlier than write_timeout away.
 func (d *deadlineWriter) Write(p []byte) (int, error) {
 	d.writes.Inc()
-	now := d.c.wnow
+	now := d.c.finishTime()
 	if now.IsZero() {
 		now = time.Now()
 	}

@@ -41,8 +41,7 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool       // forward-proxy upstream (the URL's own host)
-	fwdBG  poolFetcher // fwd for the cache's background fetches (slot.Background)
+	fwd    *pool // forward-proxy upstream (the URL's own host)
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
@@ -81,9 +80,9 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err
 	}
-	s.fwdBG = poolFetcher{srv: s, pool: s.fwd}
+	s.fwd.bg.srv = s
 	for _, rt := range s.routes.routes {
-		rt.bg = poolFetcher{srv: s, pool: rt.pool}
+		rt.pool.bg.srv = s
 	}
 	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
 		return nil, err

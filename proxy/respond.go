@@ -32,21 +32,7 @@ func (s *slot) WriteStored(head, extra, body []byte) error {
 		return errWritten
 	}
 	s.written = true
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken {
-		return errBroken
-	}
-	s.responding = true
-	if c.head != s.seq {
-		s.stashed = true
-		s.sHead, s.sBody = head, body
-		s.sExtra = append(s.sExtra[:0], extra...)
-		return nil
-	}
-	s.writeStoredLocked(head, extra, body)
-	return nil
+	return s.writeOrStash(head, extra, body)
 }
 
 // writeStoredLocked copies a stored response into the output buffer (s is the head).
@@ -105,16 +91,7 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 		return err
 	}
 	s.written = true
-	c := s.c
-	c.mu.Lock()
-	s.responding = true
-	if c.dirty { // nothing deferred may be pending while the head streams without the lock
-		c.dirty = false
-		if err := c.bw.Flush(); err != nil {
-			c.breakLocked()
-		}
-	}
-	c.mu.Unlock()
+	s.beginStream()
 	code := resp.StatusCode
 	if code < 200 || code > 999 {
 		return fmt.Errorf("proxy: invalid final status %d", code)
@@ -144,15 +121,7 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	w := headWriter{bw: s.c.bw}
 	code := resp.StatusCode
 	w.bytes(wire.AppendStatusLineReason(w.bw.AvailableBuffer(), code, wire.ReasonOf(resp.Status, code)))
-	drop := wire.ConnectionTokens(resp.Header)
-	for name, values := range resp.Header {
-		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
-			continue
-		}
-		for _, v := range values {
-			w.field(name, wire.SanitizeValue(v))
-		}
-	}
+	w.endToEnd(resp.Header)
 	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
 		w.str("Content-Length: ")
 		w.num(resp.ContentLength)
@@ -167,6 +136,20 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	w.n += int64(s.writeConnFields())
 	w.str("\r\n")
 	s.bytesOut += w.n
+}
+
+// endToEnd writes the end-to-end fields of h: without hop-by-hop fields, those Connection
+// names and Content-Length (the proxy frames the body itself), values sanitised.
+func (w *headWriter) endToEnd(h http.Header) {
+	drop := wire.ConnectionTokens(h)
+	for name, values := range h {
+		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
+			continue
+		}
+		for _, v := range values {
+			w.field(name, wire.SanitizeValue(v))
+		}
+	}
 }
 
 // headWriter writes header text into the output buffer and counts it.
@@ -217,10 +200,7 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 	s.bytesOut += n
 	if err != nil {
 		s.closeAfter = true
-		s.c.mu.Lock()
-		_ = s.c.bw.Flush()
-		s.c.breakLocked()
-		s.c.mu.Unlock()
+		s.c.abortStream()
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
 	return nil
@@ -329,28 +309,21 @@ func (s *slot) writeError(perr *protoError) {
 // client, when request seq is still served by s, at the head (an interim response cannot
 // overtake earlier responses) and its final response has not begun.
 func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error {
-	c := s.c
 	if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s.seq != seq || s.owner == nil || s.responding || c.head != seq || c.broken {
-		return nil
-	}
-	_, _ = c.bw.WriteString(wire.StatusLine(code))
-	for name, values := range h {
-		if wire.IsHopByHop(name) {
-			continue
+	s.c.beforeResponse(s, seq, func(bw *bufio.Writer) {
+		_, _ = bw.WriteString(wire.StatusLine(code))
+		for name, values := range h {
+			if wire.IsHopByHop(name) {
+				continue
+			}
+			for _, v := range values {
+				fmt.Fprintf(bw, "%s: %s\r\n", name, wire.SanitizeValue(v))
+			}
 		}
-		for _, v := range values {
-			fmt.Fprintf(c.bw, "%s: %s\r\n", name, wire.SanitizeValue(v))
-		}
-	}
-	_, _ = c.bw.WriteString("\r\n")
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+		_, _ = bw.WriteString("\r\n")
+	})
 	return nil
 }
 
@@ -358,14 +331,8 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 // (Expect: 100-continue), unless the final response has begun. Only serial requests have
 // bodies, so s is the head.
 func (c *conn) writeContinue(s *slot) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken || s == nil || s.responding {
+	if s == nil {
 		return
 	}
-	_, _ = c.bw.WriteString(wire.StatusLine(http.StatusContinue))
-	_, _ = c.bw.WriteString("\r\n")
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+	c.beforeResponse(s, anySeq, func(bw *bufio.Writer) { _, _ = bw.WriteString(wire.StatusLine(http.StatusContinue) + "\r\n") })
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -64,26 +65,16 @@ func (srv *Server) serveUpgrade(s *slot) {
 func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	c := s.c
 	s.written, s.status, s.closeAfter = true, http.StatusSwitchingProtocols, true
-	c.mu.Lock()
-	s.responding = true
-	w := headWriter{bw: c.bw}
-	w.str(wire.StatusLine(http.StatusSwitchingProtocols))
-	drop := wire.ConnectionTokens(resp.Header)
-	for name, values := range resp.Header {
-		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
-			continue
-		}
-		for _, v := range values {
-			w.field(name, wire.SanitizeValue(v))
-		}
-	}
-	w.field("Upgrade", wire.SanitizeValue(strings.Join(resp.Header.Values("Upgrade"), ", ")))
-	w.str("Connection: Upgrade\r\n")
-	w.str(string(srv.viaLine))
-	w.str("\r\n")
-	s.bytesOut += w.n
-	err := c.bw.Flush()
-	c.mu.Unlock()
+	err := s.writeNow(func(bw *bufio.Writer) {
+		w := headWriter{bw: bw}
+		w.str(wire.StatusLine(http.StatusSwitchingProtocols))
+		w.endToEnd(resp.Header)
+		w.field("Upgrade", wire.SanitizeValue(strings.Join(resp.Header.Values("Upgrade"), ", ")))
+		w.str("Connection: Upgrade\r\n")
+		w.str(string(srv.viaLine))
+		w.str("\r\n")
+		s.bytesOut += w.n
+	})
 	if err != nil {
 		c.closeNow()
 		return

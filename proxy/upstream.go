@@ -65,6 +65,7 @@ type pool struct {
 	failTimeout time.Duration
 	rr          atomic.Uint64
 	tr          *http.Transport
+	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
 }
 
 // newPool builds a pool with its own persistent-connection transport.
@@ -83,8 +84,10 @@ func newPool(name string, origins []*origin, balance string, rewriteHost bool, c
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
-	return &pool{name: name, origins: origins, leastConn: balance == "least_conn",
+	p := &pool{name: name, origins: origins, leastConn: balance == "least_conn",
 		rewriteHost: rewriteHost, failTimeout: up.FailTimeout, tr: tr}
+	p.bg.pool = p
+	return p
 }
 
 // closeIdle closes the pool's idle connections.
@@ -115,58 +118,50 @@ func (p *pool) pick() *origin {
 	return best
 }
 
-// Fetch reaches the origin for the cache (cache.Fetcher). The request has passed policy and
-// hygiene; Fetch adds this hop's forwarding fields, picks the upstream and strips hop-by-hop
-// fields from the response. When the call is for the request s is serving, the reader role
-// moves on first, so the next pipelined requests are read and started while this one waits;
-// calls the cache makes on its own leave s alone.
+// Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
+// request to. The request has passed policy and hygiene; exchange adds this hop's forwarding
+// fields, and the response comes back without hop-by-hop fields. The reader role moves on
+// first, so the next pipelined requests are read and started while this one waits.
 //
-// The cache may share the fetch between clients (collapsing) and read the body after the
-// leading client's Serve returned, so a client's departure never cancels it: the exchange is
-// bounded by the pool's own limits instead (see watchdog).
+// The slot is the Fetcher only while the cache's Serve runs for its request (the seam's
+// contract); for work after that the cache takes Background. The cache may share the fetch
+// between clients (collapsing) and read the body after Serve returned, so a client's
+// departure never cancels it: the exchange is bounded by the pool's own limits (watchdog).
 func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
-	return s.fetch(r, context.WithoutCancel(r.Context()))
+	return s.fetch(r, context.Background())
 }
 
-// fetch sends r upstream under parent: the cache's fetches are detached from the client, the
-// direct path's (no cache, nothing shared) end with the client's connection.
+// fetch sends r upstream through s.pool under parent: the cache's fetches are detached from
+// the client, the direct path's (no cache, nothing shared) end with the client's connection.
+// It records the upstream and any failure for the log and the error answer.
 func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, error) {
-	owned, seq := s.claim(r)
+	seq := s.seq
+	s.detach(seq)
 	var interim func(int, textproto.MIMEHeader) error
-	if owned {
-		s.detach(seq)
-		if r.ProtoAtLeast(1, 1) {
-			interim = func(code int, h textproto.MIMEHeader) error { return s.writeInterim(seq, code, h) }
-		}
+	if !s.proto10 {
+		interim = func(code int, h textproto.MIMEHeader) error { return s.writeInterim(seq, code, h) }
 	}
-	srv := s.c.srv
-	p, err := srv.poolFor(r)
-	var resp *http.Response
-	upstream := r.URL.Host
-	if err == nil {
-		resp, upstream, err = srv.exchange(p, r, parent, interim)
+	if s.pool == nil {
+		return nil, errors.New("proxy: the request has no upstream pool")
 	}
-	if owned {
-		s.noteFetch(r, upstream, errKind(err), err)
+	resp, upstream, err := s.c.srv.exchange(s.pool, r, parent, interim)
+	s.upstream = upstream
+	if err != nil {
+		s.fetchErr, s.errKind = err, errKind(err)
 	}
 	return resp, err
 }
 
-// Background returns a Fetcher bound to the upstream pool of the request s serves, and not to
-// s or its connection (cache.BackgroundFetcher): the cache refreshes stale responses with it
+// Background returns the Fetcher of the pool s's request is bound to, which is not tied to s
+// or its connection (cache.BackgroundFetcher): the cache refreshes stale responses with it
 // after the client's response was written (stale-while-revalidate), when s may serve another
 // request or the client may be gone. It does not allocate.
-func (s *slot) Background() cache.Fetcher {
-	if s.mode == modeReverse && s.route != nil {
-		return &s.route.bg
-	}
-	return &s.c.srv.fwdBG
-}
+func (s *slot) Background() cache.Fetcher { return &s.pool.bg }
 
 var _ cache.BackgroundFetcher = (*slot)(nil)
 
 // poolFetcher fetches through one upstream pool on the cache's behalf, from nothing but the
-// request: no slot, no connection, no interim responses (slot.Background).
+// request: no slot, no connection, no interim responses (slot.Background). Each pool has one.
 type poolFetcher struct {
 	srv  *Server
 	pool *pool
@@ -185,34 +180,6 @@ func errKind(err error) string {
 	}
 	_, kind, _ := classifyError(err)
 	return kind
-}
-
-// noteFetch records an owned fetch's upstream and failure for the log and the error answer,
-// unless s has been finished in the meantime.
-func (s *slot) noteFetch(r *http.Request, upstream, kind string, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s.owner == nil || !sameRequest(s.owner, r) {
-		return
-	}
-	s.upstream = upstream
-	if err != nil {
-		s.fetchErr, s.errKind = err, kind
-	}
-}
-
-// poolFor picks r's upstream pool: the route's for reverse requests (origin-form RequestURI),
-// else the forward pool.
-func (srv *Server) poolFor(r *http.Request) (*pool, error) {
-	if !strings.HasPrefix(r.RequestURI, "/") {
-		return srv.fwd, nil
-	}
-	rt := srv.routes.lookup(r.URL.Host, r.URL.Path)
-	if rt == nil {
-		return nil, errors.New("proxy: no route for the request any more")
-	}
-	return rt.pool, nil
 }
 
 // exchange sends r through p (ftp:// URLs to the FTP gateway) with a context derived from
@@ -457,7 +424,6 @@ func classifyError(err error) (int, string, string) {
 // writeUpstreamError answers a request whose upstream fetch failed (or that the cache could not
 // answer) with 502/504 and a short explanation.
 func (s *slot) writeUpstreamError(err error) {
-	s.c.mu.Lock()
 	if s.fetchErr != nil {
 		err = s.fetchErr
 	}
@@ -465,7 +431,6 @@ func (s *slot) writeUpstreamError(err error) {
 	if s.errKind == "" {
 		s.errKind = kind
 	}
-	s.c.mu.Unlock()
 	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
 	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		s.closeAfter = true
