@@ -48,7 +48,7 @@ type Server struct {
 
 	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
 	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
-	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
+	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -93,8 +93,8 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
-	s.viaValue = "1.1 " + cfg.ViaPseudonym
-	s.viaLine = []byte("Via: " + s.viaValue + "\r\n")
+	s.forwarding = newForwarding(cfg)
+	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
