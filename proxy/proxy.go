@@ -46,8 +46,8 @@ type Server struct {
 	alog   *accessLog
 	m      *metrics
 
-	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
 	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
 	mu         sync.Mutex
