@@ -191,11 +191,11 @@ func (c *Cache) serveRead(w ResponseWriter, r *http.Request, f Fetcher) (Outcome
 		if e := c.st.memGet(h, kb.b, ""); e != nil && e.partial == nil {
 			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
 				putBuf(kb)
-				return c.writeStored(w, r, e, now, statusHit, codeHit(e, "TCP_MEM_HIT"))
+				return c.writeStored(w, r, e, now, statusHit, codeHit(e, CodeMemHit))
 			}
 		}
 	}
 	key := string(kb.b)
 	putBuf(kb)
-	return c.serveLookup(w, r, f, key, h, now)
+	return c.newTxn(w, r, f, key, h, now).serveLookup()
 }

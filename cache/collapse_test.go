@@ -75,7 +75,7 @@ func TestCollapse100(t *testing.T) {
 	if fetched != 1 || h.c.stats.collapsed.Load() != n-1 {
 		t.Fatalf("fetched %d, collapsed %d", fetched, h.c.stats.collapsed.Load())
 	}
-	if res := h.do("GET", "/big"); res.out.Code != "TCP_MEM_HIT" || res.body != string(body) {
+	if res := h.do("GET", "/big"); res.out.Code != CodeMemHit || res.body != string(body) {
 		t.Fatalf("after the flight: %+v", res.out)
 	}
 }
@@ -271,7 +271,7 @@ func TestStaleWhileRevalidateOnce(t *testing.T) {
 	for range 3 {
 		rw := &recorder{method: "GET"}
 		out, err := h.c.Serve(rw, httptest0(h, "/swr"), h)
-		if err != nil || out.Code != "TCP_STALE_HIT" || string(rw.body) != "v1" {
+		if err != nil || out.Code != CodeStaleHit || string(rw.body) != "v1" {
 			t.Fatalf("%+v %v %q", out, err, rw.body)
 		}
 	}

@@ -106,7 +106,7 @@ func (d harnessDriver) doFrom(remote, method, path string, hdr ...string) Respon
 	}
 	defer func() { d.h.remote = old }()
 	r := d.h.do(method, path, hdr...)
-	return Response{Status: r.status, Header: r.header, Body: r.body, Code: r.out.Code}
+	return Response{Status: r.status, Header: r.header, Body: r.body, Code: r.out.Code.String()}
 }
 
 func (d harnessDriver) Advance(dur time.Duration) { d.h.clk.Advance(dur) }

@@ -1,6 +1,9 @@
 package cache
 
-import "net/http"
+import (
+	"net/http"
+	"strconv"
+)
 
 // This file is the seam between the proxy and the cache. The proxy implements ResponseWriter
 // and Fetcher; the cache implements Handler. Neither side reaches past it.
@@ -9,8 +12,11 @@ import "net/http"
 // pools: the request has already passed policy and header hygiene, and hop-by-hop fields are
 // stripped from the response it returns. The caller closes the response body.
 //
-// The cache may add validators (If-None-Match, If-Modified-Since) or a Range to the request
-// before fetching; it always passes a request derived from the client's with Clone.
+// The Fetcher handed to Serve is bound to its request (the proxy's slot and the upstream pool
+// policy chose): it is valid while Serve runs, from any goroutine the cache starts, and not
+// after Serve returned; work that outlives Serve uses BackgroundFetcher. The cache may add
+// validators (If-None-Match, If-Modified-Since) or a Range to the request before fetching; it
+// always passes a request derived from the client's with Clone.
 type Fetcher interface {
 	Fetch(r *http.Request) (*http.Response, error)
 }
@@ -42,15 +48,51 @@ type ResponseWriter interface {
 
 // Outcome says what the cache did for one request, for the access log and metrics.
 type Outcome struct {
-	// Code is the Squid-style result code: TCP_HIT, TCP_MEM_HIT, TCP_MISS, TCP_REFRESH_HIT
-	// (revalidated, 304 from origin), TCP_REFRESH_MISS (revalidated, new 200), TCP_IMS_HIT
-	// (client's conditional answered from cache), TCP_STALE_HIT, TCP_NEGATIVE_HIT,
-	// TCP_CLIENT_REFRESH_MISS, TCP_DENIED, TCP_SWAPFAIL_MISS, NONE (purge and the like).
-	Code string
+	// Code is the Squid-style result code.
+	Code Code
 	// Hit is true when the response body came from storage without a fetch.
 	Hit bool
 	// Fetched is true when the origin was asked.
 	Fetched bool
+}
+
+// Code is a Squid-style result code (the access log's "TCP_MISS/200" column). The zero value
+// is CodeUnset: the cache did not answer the request.
+type Code uint8
+
+// Result codes. The cache answers with all but CodeTunnel, which the proxy logs for CONNECT
+// tunnels and protocol upgrades.
+const (
+	CodeUnset             Code = iota // not answered by the cache
+	CodeNone                          // NONE: answered without storage or origin (PURGE, local answers, refusals)
+	CodeMiss                          // TCP_MISS: fetched from the origin
+	CodeHit                           // TCP_HIT: served from storage (disk tier, ranges)
+	CodeMemHit                        // TCP_MEM_HIT: served from the memory tier
+	CodeRefreshHit                    // TCP_REFRESH_HIT: revalidated, the origin answered 304
+	CodeRefreshMiss                   // TCP_REFRESH_MISS: revalidated, the origin sent a new response
+	CodeClientRefreshMiss             // TCP_CLIENT_REFRESH_MISS: the client's no-cache forced a new response
+	CodeIMSHit                        // TCP_IMS_HIT: the client's conditional request answered from storage
+	CodeStaleHit                      // TCP_STALE_HIT: a stale response served (max-stale, stale-while-revalidate, stale-if-error)
+	CodeNegativeHit                   // TCP_NEGATIVE_HIT: a stored error response served
+	CodeSwapFailMiss                  // TCP_SWAPFAIL_MISS: the disk copy was unreadable, fetched instead
+	CodeDenied                        // TCP_DENIED: refused by policy
+	CodeTunnel                        // TCP_TUNNEL: a CONNECT tunnel or a protocol upgrade
+)
+
+var codeNames = [...]string{
+	CodeUnset: "-", CodeNone: "NONE", CodeMiss: "TCP_MISS", CodeHit: "TCP_HIT", CodeMemHit: "TCP_MEM_HIT",
+	CodeRefreshHit: "TCP_REFRESH_HIT", CodeRefreshMiss: "TCP_REFRESH_MISS",
+	CodeClientRefreshMiss: "TCP_CLIENT_REFRESH_MISS", CodeIMSHit: "TCP_IMS_HIT",
+	CodeStaleHit: "TCP_STALE_HIT", CodeNegativeHit: "TCP_NEGATIVE_HIT",
+	CodeSwapFailMiss: "TCP_SWAPFAIL_MISS", CodeDenied: "TCP_DENIED", CodeTunnel: "TCP_TUNNEL",
+}
+
+// String is the code as Squid logs it ("-" for CodeUnset).
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return "Code(" + strconv.Itoa(int(c)) + ")"
 }
 
 // Handler answers proxied requests through the cache, using f to reach the origin when it

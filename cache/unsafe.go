@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 )
 
 // serveUnsafe forwards a request with an unsafe or unknown method. A non-error response
@@ -15,24 +14,26 @@ import (
 // (RFC 9111 §4.4). A POST response that is explicitly fresh and names its own URI in
 // Content-Location is stored for later GETs (RFC 9110 §9.3.3).
 func (c *Cache) serveUnsafe(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
-	resp, err := f.Fetch(r.Clone(r.Context()))
-	if err != nil {
-		return c.originError(w, r, err, "method")
+	t := &txn{c: c, w: w, r: r, f: f, now: c.now(), rq: noDirectives, fwd: "method"}
+	if err := t.fetch(r.Clone(r.Context())); err != nil {
+		return t.originError(err)
 	}
+	resp := t.resp
 	c.stats.misses.Add(1)
 	if resp.StatusCode < 400 {
 		c.invalidate(r.URL, r.Host, resp.Header)
 	}
 	if r.Method == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(r, resp) {
-		key := string(appendKey(nil, r.URL, r.Host))
-		h := primaryHash(key)
-		rq := noDirectives
+		t.key = string(appendKey(nil, r.URL, r.Host))
+		t.h = primaryHash(t.key)
+		t.fl = newFlight(t.h, t.key)
 		get := r.Clone(r.Context())
 		get.Method = http.MethodGet
-		return c.fresh(newFlight(h, key), false, w, get, h, &rq, lookupResult{}, resp, c.now(), c.now(), "method")
+		t.r = get
+		return t.fresh()
 	}
 	defer resp.Body.Close()
-	return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
+	return Outcome{Code: CodeMiss, Fetched: true}, t.writeOrigin(resp, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 }
 
 // postStorable reports a POST response that may serve later GETs: explicit freshness and a
@@ -89,13 +90,10 @@ func sameOrigin(u, target *url.URL, host string) bool {
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
 // with the number of responses removed, or 404 when nothing was stored.
 func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
-	now := c.now()
-	text := func(status int, msg string, cs string) error {
-		h := http.Header{hdrContentType: {"application/json"}}
-		return c.writeMade(w, r, status, h, strings.NewReader(msg), int64(len(msg)), nil, now, cs)
-	}
+	t := &txn{c: c, w: w, r: r, now: c.now()}
 	if !c.purgeAllowed(r.RemoteAddr) {
-		return Outcome{Code: "TCP_DENIED"}, text(http.StatusForbidden, `{"error":"PURGE not allowed from this address"}`+"\n", "detail=purge-denied")
+		m := textBody(http.StatusForbidden, "application/json", `{"error":"PURGE not allowed from this address"}`+"\n")
+		return Outcome{Code: CodeDenied}, t.writeMade(m, nil, "detail=purge-denied")
 	}
 	n := c.st.purge(string(appendKey(nil, r.URL, r.Host)), false)
 	c.stats.purges.Add(1)
@@ -104,7 +102,7 @@ func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
 	if n == 0 {
 		status = http.StatusNotFound
 	}
-	return Outcome{Code: "NONE"}, text(status, string(body)+"\n", "detail=purge")
+	return Outcome{Code: CodeNone}, t.writeMade(textBody(status, "application/json", string(body)+"\n"), nil, "detail=purge")
 }
 
 // purgeAllowed checks a client's "ip:port" against cache.purge_allow.

@@ -114,8 +114,8 @@ func TestBackgroundRefresh(t *testing.T) {
 	}
 }
 
-// TestBackgroundFetcherIsNotTheSlot: Background returns a Fetcher bound to the route's pool
-// (or the forward pool), never the slot, without allocating.
+// TestBackgroundFetcherIsNotTheSlot: Background returns the Fetcher of the pool the request
+// is bound to (the route's, or the forward pool), never the slot, without allocating.
 func TestBackgroundFetcherIsNotTheSlot(t *testing.T) {
 	o := echoOrigin(t)
 	p := startProxy(t, reverseRoute(o), Options{})
@@ -124,21 +124,20 @@ func TestBackgroundFetcherIsNotTheSlot(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode mode
-		rt   *route
-		want cache.Fetcher
+		pool *pool
 	}{
-		{"reverse", modeReverse, rt, &rt.bg},
-		{"forward", modeForward, nil, &p.srv.fwdBG},
+		{"reverse", modeReverse, rt.pool},
+		{"forward", modeForward, p.srv.fwd},
 	} {
-		s.mode, s.route = tc.mode, tc.rt
-		if f := s.Background(); f != tc.want {
+		s.mode, s.pool = tc.mode, tc.pool
+		if f := s.Background(); f != cache.Fetcher(&tc.pool.bg) {
 			t.Errorf("%s: Background() = %T %p, want the pool's fetcher", tc.name, f, f)
 		}
 	}
 	if allocs := testing.AllocsPerRun(100, func() { _ = s.Background() }); allocs != 0 {
 		t.Errorf("Background allocates %.0f times", allocs)
 	}
-	if rt.bg.pool != rt.pool || p.srv.fwdBG.pool != p.srv.fwd {
+	if rt.pool.bg.pool != rt.pool || p.srv.fwd.bg.pool != p.srv.fwd || rt.pool.bg.srv != p.srv {
 		t.Error("background fetchers not bound to their pools")
 	}
 }

@@ -31,7 +31,7 @@ func (h *hitCache) Serve(w cache.ResponseWriter, r *http.Request, _ cache.Fetche
 	if r.Method == http.MethodHead {
 		body = nil
 	}
-	return cache.Outcome{Code: "TCP_MEM_HIT", Hit: true}, w.WriteStored(h.head, h.extra, body)
+	return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(h.head, h.extra, body)
 }
 
 // benchProxy starts a proxy for a benchmark, with the access log off.

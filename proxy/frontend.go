@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // acceptLoop accepts client connections until the listener is closed.
@@ -78,7 +79,7 @@ type conn struct {
 	// and write to.
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	bufs   *connBuffers // br, bw and hbr while the connection has them
+	bufs   *connBuffers // br and bw while the connection has them
 	src    connSource
 	dw     deadlineWriter
 	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
@@ -90,39 +91,17 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// Header reading (request.go), used only by the goroutine holding the reader role.
-	hdr    []byte
-	hrd    bytes.Reader
-	hbr    *bufio.Reader
-	body   *bodyReader // the body of the request just read (handed to its slot)
-	served int
+	reqHead wire.RequestHead // the request just read: indexes into the bytes read (request.go)
+	body    *bodyReader      // the body of the request just read (handed to its slot)
+	served  int
 
-	// Pipeline state (pipeline.go), guarded by mu.
-	mu     sync.Mutex
-	turn   sync.Cond // broadcast when head advances or the connection breaks
-	room   sync.Cond // broadcast when a slot is freed
-	ring   []*slot
-	next   uint64 // sequence number of the next slot to create
-	head   uint64 // sequence number of the slot allowed to write
-	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
-	broken bool   // a write failed or the connection was closed under us
-
-	// Stall watch (pipeline.go): a request worked on inline that stays inside the cache (waiting
-	// for another request's fetch, a slow disk, a slow client) hands the reader role on.
-	inCache    atomic.Uint64 // seq+1 of the request the reader took into the cache; 0 if none
-	stallSeen  atomic.Uint64 // inCache as the watch last saw it
-	stallArmed atomic.Bool
-	stall      *time.Timer
+	// The pipeline window and the stall watch (pipeline.go, which holds its locking rules).
+	pipeline
 
 	// Read deadline armed by the reader role (armRead); rdlSet is cleared by every other
 	// SetReadDeadline (setReadDeadline), which makes the reader arm its next one afresh.
 	rdl    time.Time
 	rdlSet atomic.Bool
-	// wnow is the time finish took for the response it flushes (c.mu), so the write deadline
-	// does not read the clock again; zero otherwise.
-	wnow time.Time
-	// doneAt is when the head last advanced (c.mu): with no request in flight, the reader
-	// takes it for the current time when it arms the idle deadline.
-	doneAt time.Time
 
 	idle      atomic.Bool  // the reader is waiting for the first byte of a request
 	refs      atomic.Int32 // goroutines working on this connection; the last closes it
@@ -142,8 +121,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.src.init(c)
 	c.dw = deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}
-	c.turn.L, c.room.L = &c.mu, &c.mu
-	c.ring = make([]*slot, s.cfg.PipelineWindow) // slots are made as the window first reaches them
+	c.initPipeline(s.cfg.PipelineWindow)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -188,11 +166,7 @@ func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
 		c.cancel()
-		c.mu.Lock()
-		c.broken = true
-		c.turn.Broadcast()
-		c.room.Broadcast()
-		c.mu.Unlock()
+		c.shut()
 	})
 }
 
@@ -232,14 +206,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 		return nil, false
 	}
 	if c.br == nil || c.br.Buffered() == 0 {
-		c.mu.Lock()
-		c.flushDeferredLocked()
-		var now time.Time // when the last response was completed, if nothing is in flight
-		quiet := c.head == c.next
-		if quiet {
-			now = c.doneAt
-		}
-		c.mu.Unlock()
+		now, quiet := c.flushIdle() // when the last response was completed, if nothing is in flight
 		if c.served > 0 {
 			// The client has only just got the last response: let the other connections'
 			// goroutines run first, so that by the time this one reads, its next request
@@ -309,16 +276,14 @@ func (c *conn) idleBuffers() {
 }
 
 // connBuffers is what a connection needs only while it has a request: its read and write
-// buffers and the head re-parse buffer, shared through one pool by the connections that have
-// a request.
+// buffers, shared through one pool by the connections that have a request.
 type connBuffers struct {
-	br, hbr *bufio.Reader
-	bw      *bufio.Writer
+	br *bufio.Reader
+	bw *bufio.Writer
 }
 
 var buffersPool = sync.Pool{New: func() any {
-	return &connBuffers{br: bufio.NewReaderSize(nil, 8<<10), hbr: bufio.NewReaderSize(nil, 4<<10),
-		bw: bufio.NewWriterSize(nil, 8<<10)}
+	return &connBuffers{br: bufio.NewReaderSize(nil, 8<<10), bw: bufio.NewWriterSize(nil, 8<<10)}
 }}
 
 // takeBuffers gives the connection its buffers (no-op when it has them).
@@ -329,9 +294,8 @@ func (c *conn) takeBuffers() {
 	b := buffersPool.Get().(*connBuffers)
 	b.br.Reset(&c.src)
 	b.bw.Reset(&c.dw)
-	b.hbr.Reset(&c.hrd)
 	c.mu.Lock()
-	c.bufs, c.br, c.bw, c.hbr = b, b.br, b.bw, b.hbr
+	c.bufs, c.br, c.bw = b, b.br, b.bw
 	c.mu.Unlock()
 }
 
@@ -362,10 +326,9 @@ func (c *conn) releaseBuffersLocked() {
 	if b == nil {
 		return
 	}
-	c.bufs, c.br, c.bw, c.hbr = nil, nil, nil, nil
+	c.bufs, c.br, c.bw = nil, nil, nil
 	b.br.Reset(nil)
 	b.bw.Reset(nil)
-	b.hbr.Reset(nil)
 	buffersPool.Put(b)
 }
 
@@ -426,11 +389,7 @@ const lingerTime = 500 * time.Millisecond
 // the connection then), and discards what the client still sends for a short while, so the
 // response is not lost to a TCP reset.
 func (c *conn) lingerClose(seq uint64) {
-	c.mu.Lock()
-	for c.head <= seq && !c.broken {
-		c.turn.Wait()
-	}
-	c.mu.Unlock()
+	c.waitWritten(seq)
 	c.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)
 }
@@ -455,7 +414,7 @@ type deadlineWriter struct {
 // write_timeout away.
 func (d *deadlineWriter) arm() {
 	d.writes.Inc()
-	now := d.c.wnow
+	now := d.c.finishTime()
 	if now.IsZero() {
 		now = time.Now()
 	}

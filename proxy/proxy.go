@@ -41,15 +41,14 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool       // forward-proxy upstream (the URL's own host)
-	fwdBG  poolFetcher // fwd for the cache's background fetches (slot.Background)
+	fwd    *pool // forward-proxy upstream (the URL's own host)
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
 
-	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
-	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
+	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -81,9 +80,9 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err
 	}
-	s.fwdBG = poolFetcher{srv: s, pool: s.fwd}
+	s.fwd.bg.srv = s
 	for _, rt := range s.routes.routes {
-		rt.bg = poolFetcher{srv: s, pool: rt.pool}
+		rt.pool.bg.srv = s
 	}
 	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
 		return nil, err
@@ -94,8 +93,8 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
-	s.viaValue = "1.1 " + cfg.ViaPseudonym
-	s.viaLine = []byte("Via: " + s.viaValue + "\r\n")
+	s.forwarding = newForwarding(cfg)
+	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }

@@ -26,16 +26,16 @@ func (stressCache) Serve(w cache.ResponseWriter, r *http.Request, f cache.Fetche
 		if r.Method == http.MethodHead {
 			body = nil
 		}
-		return cache.Outcome{Code: "TCP_MEM_HIT", Hit: true}, w.WriteStored(head, []byte("Age: 0\r\n"), body)
+		return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(head, []byte("Age: 0\r\n"), body)
 	case strings.HasPrefix(r.URL.Path, "/err/"):
-		return cache.Outcome{Code: "TCP_MISS"}, errors.New("stress: refused")
+		return cache.Outcome{Code: cache.CodeMiss}, errors.New("stress: refused")
 	}
 	resp, err := f.Fetch(r.Clone(r.Context()))
 	if err != nil {
-		return cache.Outcome{Code: "TCP_MISS", Fetched: true}, err
+		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
 	defer resp.Body.Close()
-	return cache.Outcome{Code: "TCP_MISS", Fetched: true}, w.WriteResponse(resp)
+	return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, w.WriteResponse(resp)
 }
 
 // TestPipelineStress: many connections pipelining random mixes of hits, slow and fast misses,
