@@ -46,6 +46,17 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"dns bad query type", []string{"dns", "--query", "a.test BOGUS", "127.0.0.1:53"}, "BOGUS"},
 		{"cache bad size", []string{"cache", "--sizes", "huge", "--proxies", "http://127.0.0.1:1"}, "--sizes"},
 		{"cache no proxy", []string{"cache", "--sizes", "1MiB"}, "--outpost"},
+		{"compare zero rounds", []string{"compare", "--rounds", "0"}, "--rounds"},
+		{"compare short duration", []string{"compare", "-d", "500ms"}, "--duration"},
+		{"compare bad duration", []string{"compare", "-d", "soon"}, "duration"},
+		{"compare zero connections", []string{"compare", "-c", "0"}, "--connections"},
+		{"compare unknown server", []string{"compare", "--servers", "outpost,apache"}, `unknown server "apache"`},
+		{"compare unknown scenario", []string{"compare", "--scenarios", "hit1k,slowloris"}, `unknown scenario "slowloris"`},
+		{"compare same cpu", []string{"compare", "--server-cpu", "1", "--load-cpu", "1"}, "two different CPUs"},
+		{"compare bad threshold", []string{"compare", "--disturbed", "0"}, "--disturbed"},
+		{"compare missing binary", []string{"compare", "--outpost", "/nonexistent/outpost"}, "--outpost"},
+		{"compare missing results", []string{"compare", "--results", "/nonexistent/RESULTS.md"}, "--results"},
+		{"compare with args", []string{"compare", "nginx"}, "unknown command"},
 		{"bench with args", []string{"whatever"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

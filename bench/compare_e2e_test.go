@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCompareEndToEnd runs `bench compare` for real with a 1 s duration and two rounds: the
+// origin, Outpost and the four peers, every scenario. It needs the peers installed and
+// OUTPOST_COMPARE=1 (it takes about two minutes and pins two CPUs, so CI does not run it).
+func TestCompareEndToEnd(t *testing.T) {
+	if os.Getenv("OUTPOST_COMPARE") != "1" {
+		t.Skip("set OUTPOST_COMPARE=1 to run the comparison against nginx, varnish, squid and trafficserver")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	addSbinToPath()
+	if pkgs, _ := missingPackages(CompareServers, lookTool); len(pkgs) > 0 {
+		t.Skipf("missing Debian packages: %s", strings.Join(pkgs, " "))
+	}
+	bin := filepath.Join(t.TempDir(), "outpost")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var log bytes.Buffer
+	o := CompareOptions{Outpost: bin, Rounds: 2, Duration: time.Second, Connections: 20, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15, Log: &log}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := RunCompare(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	for _, c := range res.Cells {
+		sc := scenarioByName(c.Scenario)
+		if c.Requests == 0 || c.Errors > 0 || c.ServerCPU <= 0 && c.Server != "origin" {
+			t.Errorf("round %d %s %s: %d requests, %d errors, %.2f CPU-s", c.Round, c.Scenario, c.Server, c.Requests, c.Errors, c.ServerCPU)
+		}
+		perReq := float64(c.OriginRequests) / float64(max(c.Requests, 1))
+		if sc.Hit && perReq > 0.01 || sc.Miss && c.Server != "origin" && perReq < 0.99 {
+			t.Errorf("round %d %s %s: %.3f origin requests per request", c.Round, c.Scenario, c.Server, perReq)
+		}
+	}
+	if want := 2 * (6*len(CompareServers) + 1 + 1); len(res.Cells) != want {
+		t.Errorf("%d cells, want %d", len(res.Cells), want)
+	}
+	if len(res.Summary) != len(Scenarios) || len(res.Targets) != 8 {
+		t.Errorf("%d summaries, %d targets", len(res.Summary), len(res.Targets))
+	}
+	var md bytes.Buffer
+	if err := WriteCompare(&md, res); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"| outpost |", "| nginx |", "| varnish |", "| squid |", "| trafficserver |", "| origin (direct) |"} {
+		if !strings.Contains(md.String(), w) {
+			t.Errorf("tables lack %q:\n%s", w, md.String())
+		}
+	}
+	// Everything it started is gone: its process groups and its work directory.
+	for _, g := range res.groups {
+		if err := syscall.Kill(-g, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process group %d still exists after the run (%v)", g, err)
+		}
+	}
+	if _, err := os.Stat(res.workDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work directory %s left behind (%v)", res.workDir, err)
+	}
+	t.Logf("\n%s", md.String())
+}
