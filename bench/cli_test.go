@@ -57,6 +57,9 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"compare missing binary", []string{"compare", "--outpost", "/nonexistent/outpost"}, "--outpost"},
 		{"compare missing results", []string{"compare", "--results", "/nonexistent/RESULTS.md"}, "--results"},
 		{"compare with args", []string{"compare", "nginx"}, "unknown command"},
+		{"compare bad nice", []string{"compare", "--nice", "-30"}, "--nice"},
+		{"compare missing baseline", []string{"compare", "--baseline", "/nonexistent/outpost-old"}, "--baseline"},
+		{"compare baseline as a server", []string{"compare", "--servers", "outpost,baseline"}, `unknown server "baseline"`},
 		{"bench with args", []string{"whatever"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,9 @@ import (
 type CompareOptions struct {
 	// Outpost is the binary measured (`BINARY proxy --config ...`).
 	Outpost string
+	// Baseline is another Outpost binary measured the same way in the same rounds (an earlier
+	// build, for before/after ratios); empty: none.
+	Baseline string
 	// Servers are the servers measured (default CompareServers); Scenarios the workloads.
 	Servers   []string
 	Scenarios []string
@@ -38,6 +41,9 @@ type CompareOptions struct {
 	// Threshold is the outside load (cores used by processes the run did not start) above which
 	// a cell, and its scenario's round, counts as disturbed.
 	Threshold float64
+	// Nice is the nice value of the servers, the origin and wrk (0: unchanged; negative values
+	// take CPU from everything else on a shared machine).
+	Nice int
 	// Install installs missing packages with apt-get.
 	Install bool
 	// Log receives progress lines (nil: none).
@@ -58,6 +64,9 @@ func (o *CompareOptions) Validate() error {
 	if o.ServerCPU < 0 || o.LoadCPU < 0 || o.ServerCPU == o.LoadCPU {
 		return usagef("--server-cpu and --load-cpu must be two different CPUs (got %d and %d)", o.ServerCPU, o.LoadCPU)
 	}
+	if o.Nice < -20 || o.Nice > 19 {
+		return usagef("--nice must be -20..19, not %d", o.Nice)
+	}
 	if o.Threshold <= 0 || o.Threshold > 2 {
 		return usagef("--disturbed must be in (0, 2] cores, not %g", o.Threshold)
 	}
@@ -65,9 +74,12 @@ func (o *CompareOptions) Validate() error {
 		o.Servers = slices.Clone(CompareServers)
 	}
 	for _, s := range o.Servers {
-		if !slices.Contains(CompareServers, s) {
+		if !slices.Contains(CompareServers, s) && (s != "baseline" || o.Baseline == "") {
 			return usagef("--servers: unknown server %q (want %s)", s, strings.Join(CompareServers, ","))
 		}
+	}
+	if o.Baseline != "" && !slices.Contains(o.Servers, "baseline") {
+		o.Servers = slices.Insert(o.Servers, min(1, len(o.Servers)), "baseline")
 	}
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = ScenarioNames()
@@ -100,17 +112,19 @@ type Cell struct {
 
 // CompareResult is a whole comparison run.
 type CompareResult struct {
-	Command  string            `json:"command"`
-	Date     time.Time         `json:"date"`
-	Commit   string            `json:"commit"`
-	Outpost  string            `json:"outpost"`
-	Versions map[string]string `json:"versions"`
-	Options  compareOptsJSON   `json:"options"`
-	Facts    []Fact            `json:"machine"`
-	Cells    []Cell            `json:"cells"`
-	Summary  []ScenarioSummary `json:"summary"`
-	Targets  []TargetCheck     `json:"targets"`
-	Elapsed  time.Duration     `json:"elapsed_ns"`
+	Command string    `json:"command"`
+	Date    time.Time `json:"date"`
+	Commit  string    `json:"commit"`
+	Outpost string    `json:"outpost"`
+	// BaselineCommit is the baseline binary's (empty without one).
+	BaselineCommit string            `json:"baseline_commit,omitempty"`
+	Versions       map[string]string `json:"versions"`
+	Options        compareOptsJSON   `json:"options"`
+	Facts          []Fact            `json:"machine"`
+	Cells          []Cell            `json:"cells"`
+	Summary        []ScenarioSummary `json:"summary"`
+	Targets        []TargetCheck     `json:"targets"`
+	Elapsed        time.Duration     `json:"elapsed_ns"`
 
 	// workDir and groups are what the run made and started (for tests to see them gone).
 	workDir string
@@ -172,6 +186,9 @@ func RunCompare(ctx context.Context, o CompareOptions) (*CompareResult, error) {
 	res.Date, res.Versions, res.Facts, res.Cells = start.UTC(), peerVersions(o.Servers), MachineFacts(), r.cells
 	res.Options = compareOptsJSON{o.Servers, o.Scenarios, o.Rounds, o.Duration, o.Connections, o.ServerCPU, o.LoadCPU, o.Threshold}
 	res.Outpost, res.Commit = binaryCommit(o.Outpost)
+	if o.Baseline != "" {
+		_, res.BaselineCommit = binaryCommit(o.Baseline)
+	}
 	res.Summary = Summarise(r.cells, o.Scenarios)
 	res.Targets = CheckTargets(res.Summary, r.cells)
 	res.Elapsed = time.Since(start)
@@ -204,12 +221,16 @@ func (r *compareRun) startAll(ctx context.Context) error {
 		return err
 	}
 	r.oport = ports[0]
-	if r.origin, err = r.start(ctx, "origin", serverEnv{port: r.oport, www: www, cpu: r.o.LoadCPU}); err != nil {
+	if r.origin, err = r.start(ctx, "origin", serverEnv{port: r.oport, www: www, cpu: r.o.LoadCPU, nice: r.o.Nice}); err != nil {
 		return err
 	}
 	for i, s := range r.o.Servers {
 		r.ports[s] = ports[i+1]
-		p, err := r.start(ctx, s, serverEnv{port: ports[i+1], origin: r.oport, cpu: r.o.ServerCPU, binary: r.o.Outpost})
+		bin := r.o.Outpost
+		if s == "baseline" {
+			bin = r.o.Baseline
+		}
+		p, err := r.start(ctx, s, serverEnv{port: ports[i+1], origin: r.oport, cpu: r.o.ServerCPU, nice: r.o.Nice, binary: bin})
 		if err != nil {
 			return err
 		}
@@ -273,11 +294,11 @@ func (r *compareRun) warm(ctx context.Context) error {
 			}
 		}
 	}
-	if p, ok := r.ports["outpost"]; ok {
-		proxy, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", p))
+	for _, s := range scenarioTargets(scenarioByName("forward"), r.o.Servers) {
+		proxy, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", r.ports[s]))
 		for range 2 {
 			if err := fetchOK(ctx, proxy, fmt.Sprintf("http://127.0.0.1:%d/obj.bin", r.oport)); err != nil {
-				return fmt.Errorf("warm outpost (forward): %w", err)
+				return fmt.Errorf("warm %s (forward): %w", s, err)
 			}
 		}
 	}
@@ -352,14 +373,11 @@ func scenarioByName(name string) Scenario {
 	return Scenario{}
 }
 
-// scenarioTargets are the servers a scenario measures: forward only Outpost, misslat also the
-// origin directly.
+// scenarioTargets are the servers a scenario measures: forward only Outpost (and its
+// baseline), misslat also the origin directly.
 func scenarioTargets(sc Scenario, servers []string) []string {
 	if sc.Forward {
-		if slices.Contains(servers, "outpost") {
-			return []string{"outpost"}
-		}
-		return nil
+		return slices.DeleteFunc(slices.Clone(servers), func(s string) bool { return s != "outpost" && s != "baseline" })
 	}
 	out := slices.Clone(servers)
 	if sc.Direct {
@@ -389,7 +407,7 @@ func (r *compareRun) measure(ctx context.Context, round int, sc Scenario, server
 	if err != nil {
 		return Cell{}, err
 	}
-	cmd := pinned(r.o.LoadCPU, "wrk", wrkArgs(sc, r.o.Connections, r.o.Duration, script, target)...)
+	cmd := pinned(r.o.LoadCPU, r.o.Nice, "wrk", wrkArgs(sc, r.o.Connections, r.o.Duration, script, target)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -39,8 +39,10 @@ or on Ctrl-C.`,
 				}
 				o.Outpost = exe
 			}
-			if fi, err := os.Stat(o.Outpost); err != nil || fi.IsDir() {
-				return usagef("--outpost %s: not an executable file", o.Outpost)
+			for flag, bin := range map[string]string{"--outpost": o.Outpost, "--baseline": o.Baseline} {
+				if fi, err := os.Stat(bin); bin != "" && (err != nil || fi.IsDir()) {
+					return usagef("%s %s: not an executable file", flag, bin)
+				}
 			}
 			if err := o.Validate(); err != nil {
 				return err
@@ -78,6 +80,8 @@ or on Ctrl-C.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Outpost, "outpost", "", "Outpost `BINARY` to measure (default: this one)")
+	f.StringVar(&o.Baseline, "baseline", "", "another Outpost `BINARY` (e.g. the build before a change) measured alike in the same rounds")
+	f.IntVar(&o.Nice, "nice", 0, "nice value for the servers, origin and wrk (negative: take the CPU from everything else)")
 	f.StringSliceVar(&o.Servers, "servers", nil, "servers to run (default all): outpost,nginx,varnish,squid,ats")
 	f.StringSliceVar(&o.Scenarios, "scenarios", nil, "scenarios to run (default all): hit1k,pipe16,hit1m,miss,close,forward,misslat")
 	f.IntVar(&o.Rounds, "rounds", 2, "rounds (each runs every scenario against every server)")

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ var Peers = []string{"nginx", "varnish", "squid", "ats"}
 // CompareServers are every server the comparison can run: Outpost and the peers.
 var CompareServers = append([]string{"outpost"}, Peers...)
 
+// serverOrderList is the tables' row order: Outpost, its baseline, the peers, the origin.
+var serverOrderList = append([]string{"outpost", "baseline"}, append(slices.Clone(Peers), "origin")...)
+
 // serverEnv is what a server's configuration is made from.
 type serverEnv struct {
 	dir    string // the server's own directory under the run's work directory
@@ -34,7 +38,8 @@ type serverEnv struct {
 	origin int    // the origin's port on 127.0.0.1
 	www    string // the origin's document root
 	cpu    int    // the CPU it is pinned to
-	binary string // Outpost's binary (outpost only)
+	nice   int    // its nice value (0: unchanged)
+	binary string // Outpost's binary (outpost and baseline only)
 }
 
 // serverSpec is one kind of server: the Debian package that provides it and how to configure
@@ -48,17 +53,23 @@ type serverSpec struct {
 }
 
 var serverSpecs = map[string]serverSpec{
-	"origin":  {name: "origin", label: "origin (direct)", binary: "nginx", pkgs: []string{"nginx-light", "nginx"}, command: originCommand},
-	"outpost": {name: "outpost", label: "outpost", command: outpostCommand},
-	"nginx":   {name: "nginx", label: "nginx", binary: "nginx", pkgs: []string{"nginx-light", "nginx"}, command: nginxCommand},
-	"varnish": {name: "varnish", label: "varnish", binary: "varnishd", pkgs: []string{"varnish"}, command: varnishCommand},
-	"squid":   {name: "squid", label: "squid", binary: "squid", pkgs: []string{"squid"}, command: squidCommand},
-	"ats":     {name: "ats", label: "trafficserver", binary: "traffic_server", pkgs: []string{"trafficserver"}, command: atsCommand},
+	"origin":   {name: "origin", label: "origin (direct)", binary: "nginx", pkgs: []string{"nginx-light", "nginx"}, command: originCommand},
+	"outpost":  {name: "outpost", label: "outpost", command: outpostCommand},
+	"baseline": {name: "baseline", label: "outpost (baseline)", command: outpostCommand},
+	"nginx":    {name: "nginx", label: "nginx", binary: "nginx", pkgs: []string{"nginx-light", "nginx"}, command: nginxCommand},
+	"varnish":  {name: "varnish", label: "varnish", binary: "varnishd", pkgs: []string{"varnish"}, command: varnishCommand},
+	"squid":    {name: "squid", label: "squid", binary: "squid", pkgs: []string{"squid"}, command: squidCommand},
+	"ats":      {name: "ats", label: "trafficserver", binary: "traffic_server", pkgs: []string{"trafficserver"}, command: atsCommand},
 }
 
-// pinned wraps a command line in taskset, so the server and everything it forks run on cpu.
-func pinned(cpu int, name string, args ...string) *exec.Cmd {
-	return exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
+// pinned wraps a command line in taskset, so the server and everything it forks run on cpu,
+// and in nice when nice is not 0.
+func pinned(cpu, nice int, name string, args ...string) *exec.Cmd {
+	args = append([]string{"-c", strconv.Itoa(cpu), name}, args...)
+	if nice != 0 {
+		return exec.Command("nice", append([]string{"-n", strconv.Itoa(nice), "taskset"}, args...)...)
+	}
+	return exec.Command("taskset", args...)
 }
 
 // originConf is the origin: nginx serving /obj.bin (1 KiB) and /obj1m.bin (1 MiB) with
@@ -106,7 +117,7 @@ func startNginx(e serverEnv, conf string) (*exec.Cmd, error) {
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return pinned(e.cpu, "nginx", "-e", filepath.Join(e.dir, "error.log"), "-c", file, "-p", e.dir), nil
+	return pinned(e.cpu, e.nice, "nginx", "-e", filepath.Join(e.dir, "error.log"), "-c", file, "-p", e.dir), nil
 }
 
 // outpostConf fills bench/reference/outpost.toml in.
@@ -120,7 +131,7 @@ func outpostCommand(e serverEnv) (*exec.Cmd, error) {
 	if err := os.WriteFile(conf, []byte(outpostConf(e)), 0o644); err != nil {
 		return nil, err
 	}
-	cmd := pinned(e.cpu, e.binary, "proxy", "--config", conf)
+	cmd := pinned(e.cpu, e.nice, e.binary, "proxy", "--config", conf)
 	cmd.Env = append(outpostFreeEnv(os.Environ()), "GOMAXPROCS=1")
 	return cmd, nil
 }
@@ -175,7 +186,7 @@ func varnishCommand(e serverEnv) (*exec.Cmd, error) {
 	if err := os.Chmod(work, 0o777); err != nil {
 		return nil, err
 	}
-	return pinned(e.cpu, "varnishd", varnishArgs(e)...), nil
+	return pinned(e.cpu, e.nice, "varnishd", varnishArgs(e)...), nil
 }
 
 // squidConf is Squid as an accelerator (reverse proxy) with a 256 MB memory cache, one
@@ -212,7 +223,7 @@ func squidCommand(e serverEnv) (*exec.Cmd, error) {
 	} else {
 		os.Chmod(e.dir, 0o777)
 	}
-	return pinned(e.cpu, "squid", "-N", "-f", conf), nil
+	return pinned(e.cpu, e.nice, "squid", "-N", "-f", conf), nil
 }
 
 // atsRecords are the records.config lines appended to the packaged defaults: one event
@@ -276,7 +287,7 @@ func atsCommand(e serverEnv) (*exec.Cmd, error) {
 	if err := chmodTree(root, 0o777); err != nil {
 		return nil, err
 	}
-	return pinned(e.cpu, "traffic_server", "--run-root="+yaml), nil
+	return pinned(e.cpu, e.nice, "traffic_server", "--run-root="+yaml), nil
 }
 
 // atsRunroot points a runroot.yaml's directories into root.

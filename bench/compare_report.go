@@ -36,6 +36,8 @@ type ServerSummary struct {
 	Errors           int64   `json:"errors"`
 	// AddedP50 is the p50 minus the direct-to-origin p50 of the same round (misslat only).
 	AddedP50 time.Duration `json:"added_p50_ns,omitempty"`
+	// VsBaseline is Outpost over its baseline binary, per round, median (with --baseline).
+	VsBaseline *Ratios `json:"vs_baseline,omitempty"`
 }
 
 // ScenarioSummary is one scenario over all rounds.
@@ -112,7 +114,7 @@ func summarise(ix cellIndex, cells []Cell, sc Scenario) (ScenarioSummary, bool) 
 			servers = append(servers, c.Server)
 		}
 		rounds[c.Round] = true
-		if c.Outside.Disturbed || sc.Forward && disturbedCell(ix.get("hit1k", "outpost", c.Round)) {
+		if c.Outside.Disturbed || sc.Forward && disturbedCell(ix.get("hit1k", c.Server, c.Round)) {
 			if !slices.Contains(s.Disturbed, c.Round) {
 				s.Disturbed = append(s.Disturbed, c.Round)
 			}
@@ -154,17 +156,41 @@ func summarise(ix cellIndex, cells []Cell, sc Scenario) (ScenarioSummary, bool) 
 	if sc.Forward {
 		s.Baseline = "outpost reverse (hit1k)"
 	}
+	if o := s.Row("outpost"); o != nil && s.Row("baseline") != nil {
+		vs := vsBaseline(ix, sc.Name, s.Used)
+		o.VsBaseline = &vs
+	}
 	return s, true
+}
+
+// vsBaseline is Outpost's values over its baseline binary's in the same round, median over the
+// rounds.
+func vsBaseline(ix cellIndex, scenario string, rounds []int) Ratios {
+	var rr [4][]float64
+	for _, r := range rounds {
+		c, b := ix.get(scenario, "outpost", r), ix.get(scenario, "baseline", r)
+		if c == nil || b == nil {
+			continue
+		}
+		mine := [4]float64{c.RequestsPerSec, c.RequestsPerCPU, float64(c.P50), float64(c.P99)}
+		base := [4]float64{b.RequestsPerSec, b.RequestsPerCPU, float64(b.P50), float64(b.P99)}
+		for i := range rr {
+			if base[i] > 0 && mine[i] > 0 {
+				rr[i] = append(rr[i], mine[i]/base[i])
+			}
+		}
+	}
+	return Ratios{median(rr[0]), median(rr[1]), median(rr[2]), median(rr[3])}
 }
 
 func disturbedCell(c *Cell) bool { return c != nil && c.Outside.Disturbed }
 
-// serverOrder sorts Outpost first, then the peers in table order, then the origin.
+// serverOrder sorts Outpost first, then its baseline, the peers in table order, the origin.
 func serverOrder(s string) int {
-	if i := slices.Index(CompareServers, s); i >= 0 {
+	if i := slices.Index(serverOrderList, s); i >= 0 {
 		return i
 	}
-	return len(CompareServers)
+	return len(serverOrderList)
 }
 
 func isPeer(s string) bool { return slices.Contains(Peers, s) }
@@ -225,7 +251,7 @@ func ratios(ix cellIndex, sc Scenario, server string, rounds []int) Ratios {
 		}
 		base := bestOfRound(ix, sc.Name, r)
 		if sc.Forward {
-			if h := ix.get("hit1k", "outpost", r); h != nil {
+			if h := ix.get("hit1k", server, r); h != nil {
 				base = [4]float64{h.RequestsPerSec, h.RequestsPerCPU, float64(h.P50), float64(h.P99)}
 			} else {
 				base = [4]float64{}
@@ -403,6 +429,10 @@ func joinInts(v []int) string {
 
 func summaryTable(sum []ScenarioSummary) *Table {
 	t := &Table{Header: []string{"scenario", "best peer", "best peer rate", "outpost rate", "ratio", "by req/CPU-s", "p50 ratio", "p99 ratio", "rounds"}}
+	withBaseline := slices.ContainsFunc(sum, func(s ScenarioSummary) bool { return s.Row("baseline") != nil })
+	if withBaseline {
+		t.Header = append(t.Header, "baseline rate", "outpost ÷ baseline", "÷ baseline by req/CPU-s", "p99 ÷ baseline")
+	}
 	for i := range sum {
 		s := &sum[i]
 		o := s.Row("outpost")
@@ -420,8 +450,15 @@ func summaryTable(sum []ScenarioSummary) *Table {
 		if best == "" {
 			best = "–"
 		}
-		t.Rows = append(t.Rows, []string{s.Scenario, best, bestRate, fmtRate(o, bytes), fmtRatio(o.Ratio.RequestsPerSec),
-			fmtRatio(o.Ratio.RequestsPerCPU), fmtRatio(o.Ratio.P50), fmtRatio(o.Ratio.P99), roundsShort(s)})
+		row := []string{s.Scenario, best, bestRate, fmtRate(o, bytes), fmtRatio(o.Ratio.RequestsPerSec),
+			fmtRatio(o.Ratio.RequestsPerCPU), fmtRatio(o.Ratio.P50), fmtRatio(o.Ratio.P99), roundsShort(s)}
+		if withBaseline {
+			row = append(row, "–", "–", "–", "–")
+			if b, vs := s.Row("baseline"), o.VsBaseline; b != nil && vs != nil {
+				row = append(row[:len(row)-4], fmtRate(b, bytes), fmtRatio(vs.RequestsPerSec), fmtRatio(vs.RequestsPerCPU), fmtRatio(vs.P99))
+			}
+		}
+		t.Rows = append(t.Rows, row)
 	}
 	return t
 }
@@ -598,6 +635,9 @@ func WriteCompare(w io.Writer, res *CompareResult) error {
 	fmt.Fprintf(&b, "## outpost bench compare, %s\n\n", res.Date.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "    %s\n\n", res.Command)
 	fmt.Fprintf(&b, "Outpost %s, commit %s. ", res.Outpost, res.Commit)
+	if res.BaselineCommit != "" {
+		fmt.Fprintf(&b, "Baseline Outpost (--baseline, measured alike in the same rounds): commit %s. ", res.BaselineCommit)
+	}
 	var vs []string
 	for _, s := range append(slices.Clone(res.Options.Servers), "origin", "wrk") {
 		if v, ok := res.Versions[s]; ok {

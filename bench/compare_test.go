@@ -258,6 +258,41 @@ func TestOutpostFreeEnv(t *testing.T) {
 	}
 }
 
+func TestPinned(t *testing.T) {
+	if got := strings.Join(pinned(1, 0, "wrk", "-t1").Args, " "); got != "taskset -c 1 wrk -t1" {
+		t.Errorf("got %q", got)
+	}
+	if got := strings.Join(pinned(0, -10, "nginx").Args, " "); got != "nice -n -10 taskset -c 0 nginx" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// TestBaseline: a second Outpost binary is a row of its own, no peer, and Outpost's ratios to
+// it are per round.
+func TestBaseline(t *testing.T) {
+	cells := append(syntheticCells(),
+		cell(1, "hit1k", "baseline", 40000, 45000, 600*us, 9000*us, false),
+		cell(3, "hit1k", "baseline", 60000, 90000, 600*us, 9000*us, false))
+	o := CompareOptions{Baseline: "/old", Rounds: 2, Duration: time.Second, Connections: 1, LoadCPU: 1, Threshold: 0.1}
+	if err := o.Validate(); err != nil || !slices.Equal(o.Servers, []string{"outpost", "baseline", "nginx", "varnish", "squid", "ats"}) {
+		t.Fatalf("servers %v, %v", o.Servers, err)
+	}
+	sum := Summarise(cells, []string{"hit1k"})
+	h := sum[0]
+	if h.BestPeer != "nginx" || h.Rows[1].Server != "baseline" {
+		t.Fatalf("best peer %s, rows %v", h.BestPeer, h.Rows)
+	}
+	vs := h.Row("outpost").VsBaseline
+	if vs == nil || math.Abs(vs.RequestsPerSec-(2+1.5)/2) > 1e-9 || math.Abs(vs.RequestsPerCPU-(2+1.1)/2) > 1e-9 {
+		t.Fatalf("vs baseline %+v, want 1.75 and 1.55", vs)
+	}
+	var b bytes.Buffer
+	WriteMarkdownTable(&b, summaryTable(sum))
+	if !strings.Contains(b.String(), "| outpost ÷ baseline |") || !strings.Contains(b.String(), "| 50.0k/s | 1.75 | 1.55 |") {
+		t.Errorf("summary:\n%s", b.String())
+	}
+}
+
 func TestMissingPackages(t *testing.T) {
 	have := map[string]bool{"taskset": true, "nginx": true, "squid": true}
 	look := func(b string) (string, bool) { return "/usr/bin/" + b, have[b] }
