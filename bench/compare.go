@@ -190,7 +190,7 @@ func RunCompare(ctx context.Context, o CompareOptions) (*CompareResult, error) {
 		_, res.BaselineCommit = binaryCommit(o.Baseline)
 	}
 	res.Summary = Summarise(r.cells, o.Scenarios)
-	res.Targets = CheckTargets(res.Summary, r.cells)
+	res.Targets = CheckTargets(res.Summary)
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
@@ -221,7 +221,8 @@ func (r *compareRun) startAll(ctx context.Context) error {
 		return err
 	}
 	r.oport = ports[0]
-	if r.origin, err = r.start(ctx, "origin", serverEnv{port: r.oport, www: www, cpu: r.o.LoadCPU, nice: r.o.Nice}); err != nil {
+	// start records the process (r.origin) before it waits, so close stops it on any error.
+	if _, err = r.start(ctx, "origin", serverEnv{port: r.oport, www: www, cpu: r.o.LoadCPU, nice: r.o.Nice}); err != nil {
 		return err
 	}
 	for i, s := range r.o.Servers {

@@ -32,7 +32,8 @@ func TestCompareEndToEnd(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	var log bytes.Buffer
-	o := CompareOptions{Outpost: bin, Rounds: 2, Duration: time.Second, Connections: 20, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15, Log: &log}
+	// The same binary as its own baseline: the before/after rows and ratios (~1) come out too.
+	o := CompareOptions{Outpost: bin, Baseline: bin, Rounds: 2, Duration: time.Second, Connections: 20, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15, Log: &log}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestCompareEndToEnd(t *testing.T) {
 			t.Errorf("round %d %s %s: %.3f origin requests per request", c.Round, c.Scenario, c.Server, perReq)
 		}
 	}
-	if want := 2 * (6*len(CompareServers) + 1 + 1); len(res.Cells) != want {
+	if want := 2 * (6*(len(CompareServers)+1) + 2 + 1); len(res.Cells) != want {
 		t.Errorf("%d cells, want %d", len(res.Cells), want)
 	}
 	if len(res.Summary) != len(Scenarios) || len(res.Targets) != 8 {
@@ -62,7 +63,10 @@ func TestCompareEndToEnd(t *testing.T) {
 	if err := WriteCompare(&md, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"| outpost |", "| nginx |", "| varnish |", "| squid |", "| trafficserver |", "| origin (direct) |"} {
+	if vs := res.Summary[0].Row("outpost").VsBaseline; vs == nil || vs.RequestsPerSec <= 0 {
+		t.Errorf("hit1k: no ratio to the baseline (%+v)", vs)
+	}
+	for _, w := range []string{"| outpost |", "| outpost (baseline) |", "| nginx |", "| varnish |", "| squid |", "| trafficserver |", "| origin (direct) |"} {
 		if !strings.Contains(md.String(), w) {
 			t.Errorf("tables lack %q:\n%s", w, md.String())
 		}

@@ -162,7 +162,9 @@ func peerVersions(servers []string) map[string]string {
 }
 
 // binaryCommit returns the Outpost binary's version and its VCS revision from its build
-// information, or, for a binary built without it (go run), the working tree's git commit.
+// information. A binary built without it (go run, GOFLAGS=-buildvcs=false) says so, naming
+// the commit of the working tree the run was started in, which is where it was most likely
+// built from.
 func binaryCommit(binary string) (version, commit string) {
 	if bi, err := buildinfo.ReadFile(binary); err == nil {
 		version = bi.Main.Version
@@ -184,12 +186,12 @@ func binaryCommit(binary string) (version, commit string) {
 	}
 	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
 	if err != nil {
-		return version, "unknown"
+		return version, "unknown (no VCS stamp in the binary, no git work tree here)"
 	}
-	commit = strings.TrimSpace(string(out)) + " (working tree"
+	commit = "not stamped in the binary; the working tree here is at " + strings.TrimSpace(string(out))
 	// Modified markdown (the results file being appended to) does not change the binary.
 	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)*.md").Output(); err == nil && len(st) > 0 {
-		commit += ", modified"
+		commit += " with uncommitted changes"
 	}
-	return version, commit + ")"
+	return version, commit
 }

@@ -336,7 +336,7 @@ type TargetCheck struct {
 
 // CheckTargets compares the summary with the targets of issue 11 (ratios in one run, one
 // server core each). Targets whose scenario did not run are left out.
-func CheckTargets(sum []ScenarioSummary, _ []Cell) []TargetCheck {
+func CheckTargets(sum []ScenarioSummary) []TargetCheck {
 	var out []TargetCheck
 	find := func(name string) *ScenarioSummary {
 		for i := range sum {

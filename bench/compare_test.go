@@ -390,7 +390,7 @@ func TestSummarise(t *testing.T) {
 		t.Errorf("the origin is no peer: best %q", m.BestPeer)
 	}
 
-	targets := CheckTargets(sum, nil)
+	targets := CheckTargets(sum)
 	byName := map[string]TargetCheck{}
 	for _, tc := range targets {
 		byName[tc.Target] = tc
@@ -441,7 +441,7 @@ func TestWriteCompare(t *testing.T) {
 	sum := Summarise(cells, []string{"hit1k", "forward", "misslat"})
 	res := &CompareResult{Command: "outpost bench compare --rounds 3", Date: time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC),
 		Commit: "abc123", Outpost: "(devel)", Versions: map[string]string{"nginx": "nginx-light 1.22"}, Cells: cells, Summary: sum,
-		Targets: CheckTargets(sum, cells), Facts: []Fact{{"CPUs", "2"}},
+		Targets: CheckTargets(sum), Facts: []Fact{{"CPUs", "2"}},
 		Options: compareOptsJSON{Servers: []string{"outpost", "nginx", "varnish"}, Scenarios: []string{"hit1k", "forward", "misslat"}, Rounds: 3, Duration: 5 * time.Second, Connections: 50, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15}}
 	var b bytes.Buffer
 	if err := WriteCompare(&b, res); err != nil {
