@@ -162,7 +162,8 @@ func peerVersions(servers []string) map[string]string {
 }
 
 // binaryCommit returns the Outpost binary's version and its VCS revision from its build
-// information. A binary built without it (go run, GOFLAGS=-buildvcs=false) says so, naming
+// information (or the version given with -ldflags "-X main.version=..."). A binary built
+// without either (go run, GOFLAGS=-buildvcs=false) says so, naming
 // the commit of the working tree the run was started in, which is where it was most likely
 // built from.
 func binaryCommit(binary string) (version, commit string) {
@@ -175,6 +176,11 @@ func binaryCommit(binary string) (version, commit string) {
 				rev = s.Value
 			case "vcs.modified":
 				modified = s.Value
+			case "-ldflags":
+				// -ldflags "-X main.version=V", as cmd/outpost documents for release builds.
+				if _, v, ok := strings.Cut(s.Value, "main.version="); ok && rev == "" {
+					rev = strings.Fields(strings.Trim(v, `'"`) + " ")[0]
+				}
 			}
 		}
 		if rev != "" {

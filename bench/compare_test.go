@@ -508,3 +508,23 @@ func TestPinGroup(t *testing.T) {
 		t.Errorf("second pin moved %d, %v; want nothing to do", moved, err)
 	}
 }
+
+// TestBinaryCommit reads the commit a binary was built from.
+func TestBinaryCommit(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	_, commit := binaryCommit(exe)
+	if commit == "" {
+		t.Error("empty commit")
+	}
+	bin := filepath.Join(t.TempDir(), "stamped")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=abc1234", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
+		t.Skipf("go build: %v\n%s", err, out)
+	}
+	// The -ldflags version, unless the toolchain stamped the VCS revision, which wins.
+	if _, commit := binaryCommit(bin); commit != "abc1234" && len(strings.Fields(commit)[0]) != 40 {
+		t.Errorf("commit = %q, want abc1234 (or a VCS revision)", commit)
+	}
+}
