@@ -212,6 +212,7 @@ func (r *compareRun) startAll(ctx context.Context) error {
 	if err := os.Chmod(r.work, 0o755); err != nil {
 		return err
 	}
+	r.logf("work directory %s", r.work)
 	www := filepath.Join(r.work, "www")
 	if err := writeObjects(www); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,4 +82,84 @@ func TestCompareEndToEnd(t *testing.T) {
 		t.Errorf("work directory %s left behind (%v)", res.workDir, err)
 	}
 	t.Logf("\n%s", md.String())
+}
+
+// TestCompareInterrupt: Ctrl-C in the middle of a cell stops every server the run started and
+// removes its directory. Gated like TestCompareEndToEnd.
+func TestCompareInterrupt(t *testing.T) {
+	if os.Getenv("OUTPOST_COMPARE") != "1" {
+		t.Skip("set OUTPOST_COMPARE=1 to run the comparison against nginx, varnish, squid and trafficserver")
+	}
+	addSbinToPath()
+	if pkgs, _ := missingPackages(CompareServers, lookTool); len(pkgs) > 0 {
+		t.Skipf("missing Debian packages: %s", strings.Join(pkgs, " "))
+	}
+	bin := filepath.Join(t.TempDir(), "outpost")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "bench", "compare", "--no-append", "-d", "30s", "--scenarios", "hit1k")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Read the log until the last server started, then interrupt during the first cell.
+	var pids []int
+	var log strings.Builder
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(pids) < 1+len(CompareServers) && time.Now().Before(deadline) {
+		n, err := stderr.Read(buf) // the run's progress lines, read as they come
+		log.Write(buf[:n])
+		if err != nil {
+			break
+		}
+		pids = startedPIDs(log.String())
+	}
+	if len(pids) < 1+len(CompareServers) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("servers did not start:\n%s", log.String())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	for { // the rest of the log, until the run exits and closes it
+		n, err := stderr.Read(buf)
+		log.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	err = cmd.Wait()
+	if err == nil {
+		t.Error("an interrupted run exited 0")
+	}
+	if _, dir, ok := strings.Cut(strings.Split(log.String(), "\n")[0], "work directory "); !ok {
+		t.Errorf("no work directory in the log:\n%s", log.String())
+	} else if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work directory %s left behind (%v)", dir, err)
+	}
+	for _, pg := range pids {
+		if err := syscall.Kill(-pg, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process group %d survived the interrupt (%v)", pg, err)
+		}
+	}
+}
+
+// startedPIDs reads the "started NAME (pid N)" lines of a run's log.
+func startedPIDs(log string) []int {
+	var pids []int
+	for _, l := range strings.Split(log, "\n") {
+		_, rest, ok := strings.Cut(l, "(pid ")
+		if !ok {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(rest, "%d)", &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

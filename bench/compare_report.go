@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -16,10 +17,35 @@ import (
 // Ratios are a server's values over the baseline's in the same round (the best peer's; for
 // forward, Outpost's reverse hit1k), median over the rounds used. NaN when there is none.
 type Ratios struct {
-	RequestsPerSec float64 `json:"requests_per_sec"`
-	RequestsPerCPU float64 `json:"requests_per_cpu_s"`
-	P50            float64 `json:"p50"`
-	P99            float64 `json:"p99"`
+	RequestsPerSec Metric `json:"requests_per_sec"`
+	RequestsPerCPU Metric `json:"requests_per_cpu_s"`
+	P50            Metric `json:"p50"`
+	P99            Metric `json:"p99"`
+}
+
+// Metric is a ratio or measured value that may be missing: NaN, which JSON encodes as null.
+type Metric float64
+
+// MarshalJSON encodes NaN and ±Inf as null (encoding/json refuses them).
+func (m Metric) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(m)) || math.IsInf(float64(m), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(m))
+}
+
+// UnmarshalJSON decodes null as NaN.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*m = Metric(math.NaN())
+		return nil
+	}
+	return json.Unmarshal(b, (*float64)(m))
+}
+
+// ratiosOf is the medians of four series of per-round ratios.
+func ratiosOf(rr [4][]float64) Ratios {
+	return Ratios{Metric(median(rr[0])), Metric(median(rr[1])), Metric(median(rr[2])), Metric(median(rr[3]))}
 }
 
 // ServerSummary is one server in one scenario: medians over the rounds used.
@@ -180,7 +206,7 @@ func vsBaseline(ix cellIndex, scenario string, rounds []int) Ratios {
 			}
 		}
 	}
-	return Ratios{median(rr[0]), median(rr[1]), median(rr[2]), median(rr[3])}
+	return ratiosOf(rr)
 }
 
 func disturbedCell(c *Cell) bool { return c != nil && c.Outside.Disturbed }
@@ -213,9 +239,9 @@ func medianRow(ix cellIndex, scenario, server string, rounds []int) ServerSummar
 		}
 		row.Errors += c.Errors
 	}
-	row.RequestsPerSec, row.BytesPerSec, row.RequestsPerCPU = median(rps), median(bps), median(cpu)
+	row.RequestsPerSec, row.BytesPerSec, row.RequestsPerCPU = zeroNaN(median(rps)), zeroNaN(median(bps)), zeroNaN(median(cpu))
 	row.P50, row.P99 = medianDuration(p50), medianDuration(p99)
-	row.OriginPerRequest = median(origin)
+	row.OriginPerRequest = zeroNaN(median(origin))
 	return row
 }
 
@@ -265,7 +291,7 @@ func ratios(ix cellIndex, sc Scenario, server string, rounds []int) Ratios {
 			}
 		}
 	}
-	return Ratios{median(rr[0]), median(rr[1]), median(rr[2]), median(rr[3])}
+	return ratiosOf(rr)
 }
 
 // bestOfRound is the best peer value of each measure in one round: max req/s, max req/CPU-s,
@@ -315,6 +341,14 @@ func median(v []float64) float64 {
 	}
 }
 
+// zeroNaN is v, or 0 for NaN (a rate with no cell to measure it).
+func zeroNaN(v float64) float64 {
+	if math.IsNaN(v) {
+		return 0
+	}
+	return v
+}
+
 func medianDuration(v []float64) time.Duration {
 	m := median(v)
 	if math.IsNaN(m) {
@@ -325,11 +359,11 @@ func medianDuration(v []float64) time.Duration {
 
 // TargetCheck is one of issue 11's targets against the run.
 type TargetCheck struct {
-	Target   string  `json:"target"`
-	Want     string  `json:"want"`
-	Measured string  `json:"measured"`
-	Value    float64 `json:"value"`
-	Met      bool    `json:"met"`
+	Target   string `json:"target"`
+	Want     string `json:"want"`
+	Measured string `json:"measured"`
+	Value    Metric `json:"value"`
+	Met      bool   `json:"met"`
 	// Note says when the value comes from disturbed rounds only.
 	Note string `json:"note,omitempty"`
 }
@@ -346,8 +380,8 @@ func CheckTargets(sum []ScenarioSummary) []TargetCheck {
 		}
 		return nil
 	}
-	add := func(s *ScenarioSummary, target, want string, v float64, met bool, measured string) {
-		tc := TargetCheck{Target: target, Want: want, Value: v, Met: met && !math.IsNaN(v), Measured: measured}
+	add := func(s *ScenarioSummary, target, want string, v Metric, met bool, measured string) {
+		tc := TargetCheck{Target: target, Want: want, Value: v, Met: met && !math.IsNaN(float64(v)), Measured: measured}
 		if s.AllDisturbed {
 			tc.Note = "every round disturbed"
 		}
@@ -366,7 +400,7 @@ func CheckTargets(sum []ScenarioSummary) []TargetCheck {
 		if scenarioByName(t.scenario).Bytes {
 			what = "bytes/s"
 		}
-		add(s, t.scenario+" "+what+" vs best peer", fmt.Sprintf("≥ %.1f", t.min), v, v >= t.min, fmtRatio(v)+" vs "+s.BestPeer)
+		add(s, t.scenario+" "+what+" vs best peer", fmt.Sprintf("≥ %.1f", t.min), v, float64(v) >= t.min, fmtRatio(v)+" vs "+s.BestPeer)
 	}
 	if s := find("forward"); s != nil && s.Row("outpost") != nil {
 		v := s.Row("outpost").Ratio.RequestsPerSec
@@ -378,7 +412,7 @@ func CheckTargets(sum []ScenarioSummary) []TargetCheck {
 	}
 	if s := find("misslat"); s != nil && s.Row("outpost") != nil && s.Row("origin") != nil {
 		d := s.Row("outpost").AddedP50
-		add(s, "miss p50 added over a direct origin fetch", "≤ 100µs", float64(d), d <= 100*time.Microsecond, fmtDur(d))
+		add(s, "miss p50 added over a direct origin fetch", "≤ 100µs", Metric(d), d <= 100*time.Microsecond, fmtDur(d))
 	}
 	return out
 }
@@ -582,7 +616,8 @@ func fmtCount(v float64) string {
 	}
 }
 
-func fmtRatio(v float64) string {
+func fmtRatio(m Metric) string {
+	v := float64(m)
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return "–"
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
@@ -283,7 +285,7 @@ func TestBaseline(t *testing.T) {
 		t.Fatalf("best peer %s, rows %v", h.BestPeer, h.Rows)
 	}
 	vs := h.Row("outpost").VsBaseline
-	if vs == nil || math.Abs(vs.RequestsPerSec-(2+1.5)/2) > 1e-9 || math.Abs(vs.RequestsPerCPU-(2+1.1)/2) > 1e-9 {
+	if vs == nil || math.Abs(float64(vs.RequestsPerSec)-(2+1.5)/2) > 1e-9 || math.Abs(float64(vs.RequestsPerCPU)-(2+1.1)/2) > 1e-9 {
 		t.Fatalf("vs baseline %+v, want 1.75 and 1.55", vs)
 	}
 	var b bytes.Buffer
@@ -359,13 +361,13 @@ func TestSummarise(t *testing.T) {
 		name      string
 		got, want float64
 	}{
-		{"req/s ratio", o.Ratio.RequestsPerSec, 1.55},
-		{"req/CPU-s ratio", o.Ratio.RequestsPerCPU, (90000.0/70000 + 99000.0/66000) / 2},
-		{"p99 ratio", o.Ratio.P99, (8000.0/1500 + 6000.0/2000) / 2},
-		{"p50 ratio", o.Ratio.P50, (500.0/700 + 400.0/600) / 2},
+		{"req/s ratio", float64(o.Ratio.RequestsPerSec), 1.55},
+		{"req/CPU-s ratio", float64(o.Ratio.RequestsPerCPU), (90000.0/70000 + 99000.0/66000) / 2},
+		{"p99 ratio", float64(o.Ratio.P99), (8000.0/1500 + 6000.0/2000) / 2},
+		{"p50 ratio", float64(o.Ratio.P50), (500.0/700 + 400.0/600) / 2},
 		{"req/s median", o.RequestsPerSec, 85000},
-		{"nginx ratio", h.Row("nginx").Ratio.RequestsPerSec, 1},
-		{"varnish ratio", h.Row("varnish").Ratio.RequestsPerSec, (0.8 + 0.5) / 2},
+		{"nginx ratio", float64(h.Row("nginx").Ratio.RequestsPerSec), 1},
+		{"varnish ratio", float64(h.Row("varnish").Ratio.RequestsPerSec), (0.8 + 0.5) / 2},
 	} {
 		if math.Abs(c.got-c.want) > 1e-9 {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
@@ -376,7 +378,7 @@ func TestSummarise(t *testing.T) {
 	if f.Baseline != "outpost reverse (hit1k)" || !slices.Equal(f.Used, []int{1, 2, 3}) {
 		t.Errorf("forward baseline %q used %v", f.Baseline, f.Used)
 	}
-	if got, want := f.Row("outpost").Ratio.RequestsPerSec, 0.9; math.Abs(got-want) > 1e-9 { // 0.9, 7.6, 0.9
+	if got, want := float64(f.Row("outpost").Ratio.RequestsPerSec), 0.9; math.Abs(got-want) > 1e-9 { // 0.9, 7.6, 0.9
 		t.Errorf("forward vs reverse = %v, want %v", got, want)
 	}
 	m := sum[2]
@@ -428,21 +430,60 @@ func TestMedian(t *testing.T) {
 			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
-	if !math.IsNaN(median(nil)) || fmtRatio(median(nil)) != "–" {
+	if !math.IsNaN(median(nil)) || fmtRatio(Metric(median(nil))) != "–" {
 		t.Error("median of nothing is NaN, shown as a dash")
 	}
 }
 
-// TestWriteCompare checks the markdown: the command, the disturbed marks, every table.
-func TestWriteCompare(t *testing.T) {
+// syntheticResult is a run of three rounds made of syntheticCells, one cell disturbed by "go".
+func syntheticResult() *CompareResult {
 	cells := syntheticCells()
 	cells[5].Outside.Top = []outsider{{"go", 1.2}}
 	cells[5].Outside.OutsideCores = 1.3
 	sum := Summarise(cells, []string{"hit1k", "forward", "misslat"})
-	res := &CompareResult{Command: "outpost bench compare --rounds 3", Date: time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC),
+	return &CompareResult{Command: "outpost bench compare --rounds 3", Date: time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC),
 		Commit: "abc123", Outpost: "(devel)", Versions: map[string]string{"nginx": "nginx-light 1.22"}, Cells: cells, Summary: sum,
 		Targets: CheckTargets(sum), Facts: []Fact{{"CPUs", "2"}},
 		Options: compareOptsJSON{Servers: []string{"outpost", "nginx", "varnish"}, Scenarios: []string{"hit1k", "forward", "misslat"}, Rounds: 3, Duration: 5 * time.Second, Connections: 50, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15}}
+}
+
+// TestCompareJSONAndReport: --json is the whole result, --report an HTML page of the tables.
+func TestCompareJSONAndReport(t *testing.T) {
+	res := syntheticResult()
+	// A run without peers has no ratios: NaN, which must encode (as null), not fail.
+	res.Summary[0].Rows[0].Ratio.P99 = Metric(math.NaN())
+	var b bytes.Buffer
+	if err := writeJSON(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Command string `json:"command"`
+		Cells   []struct {
+			Server  string      `json:"server"`
+			Outside Disturbance `json:"outside"`
+		} `json:"cells"`
+		Summary []ScenarioSummary `json:"summary"`
+		Targets []TargetCheck     `json:"targets"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Command != res.Command || len(back.Cells) != len(res.Cells) || !back.Cells[5].Outside.Disturbed || len(back.Summary) != 3 || len(back.Targets) != len(res.Targets) {
+		t.Errorf("JSON round trip: %s", b.String()[:min(600, b.Len())])
+	}
+	if !strings.Contains(b.String(), `"p99": null`) || !math.IsNaN(float64(back.Summary[0].Rows[0].Ratio.P99)) {
+		t.Error("a missing ratio is not null in JSON")
+	}
+	file := filepath.Join(t.TempDir(), "compare.html")
+	if err := compareReport(&cobra.Command{Use: "compare"}, res, file); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, file, "<!doctype html>", "Targets (issue 11)", "outpost (baseline)"[:7], "hit1k: 1 KiB hit")
+}
+
+// TestWriteCompare checks the markdown: the command, the disturbed marks, every table.
+func TestWriteCompare(t *testing.T) {
+	res := syntheticResult()
 	var b bytes.Buffer
 	if err := WriteCompare(&b, res); err != nil {
 		t.Fatal(err)
