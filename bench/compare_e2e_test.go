@@ -14,15 +14,12 @@ import (
 	"time"
 )
 
-// TestCompareEndToEnd runs `bench compare` for real with a 1 s duration and two rounds: the
-// origin, Outpost and the four peers, every scenario. It needs the peers installed and
-// OUTPOST_COMPARE=1 (it takes about two minutes and pins two CPUs, so CI does not run it).
-func TestCompareEndToEnd(t *testing.T) {
-	if os.Getenv("OUTPOST_COMPARE") != "1" {
-		t.Skip("set OUTPOST_COMPARE=1 to run the comparison against nginx, varnish, squid and trafficserver")
-	}
-	if testing.Short() {
-		t.Skip("-short")
+// compareBinary skips unless OUTPOST_COMPARE=1 and the peers are installed, and builds
+// outpost for the run.
+func compareBinary(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("OUTPOST_COMPARE") != "1" || testing.Short() {
+		t.Skip("set OUTPOST_COMPARE=1 (and no -short) to run the comparison against nginx, varnish, squid and trafficserver")
 	}
 	addSbinToPath()
 	if pkgs, _ := missingPackages(CompareServers, lookTool); len(pkgs) > 0 {
@@ -32,6 +29,14 @@ func TestCompareEndToEnd(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestCompareEndToEnd runs `bench compare` for real with a 1 s duration and two rounds: the
+// origin, Outpost and the four peers, every scenario. It needs the peers installed and
+// OUTPOST_COMPARE=1 (it takes about two minutes and pins two CPUs, so CI does not run it).
+func TestCompareEndToEnd(t *testing.T) {
+	bin := compareBinary(t)
 	var log bytes.Buffer
 	// The same binary as its own baseline: the before/after rows and ratios (~1) come out too.
 	o := CompareOptions{Outpost: bin, Baseline: bin, Rounds: 2, Duration: time.Second, Connections: 20, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15, Log: &log}
@@ -87,17 +92,7 @@ func TestCompareEndToEnd(t *testing.T) {
 // TestCompareInterrupt: Ctrl-C in the middle of a cell stops every server the run started and
 // removes its directory. Gated like TestCompareEndToEnd.
 func TestCompareInterrupt(t *testing.T) {
-	if os.Getenv("OUTPOST_COMPARE") != "1" {
-		t.Skip("set OUTPOST_COMPARE=1 to run the comparison against nginx, varnish, squid and trafficserver")
-	}
-	addSbinToPath()
-	if pkgs, _ := missingPackages(CompareServers, lookTool); len(pkgs) > 0 {
-		t.Skipf("missing Debian packages: %s", strings.Join(pkgs, " "))
-	}
-	bin := filepath.Join(t.TempDir(), "outpost")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := compareBinary(t)
 	cmd := exec.Command(bin, "bench", "compare", "--no-append", "-d", "30s", "--scenarios", "hit1k")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
