@@ -39,6 +39,7 @@ type upConn struct {
 	idleAt time.Time // when it went back to the pool
 	reused bool      // it carried an exchange before this one
 	tcp    syscall.RawConn
+	head   wire.ResponseHead // the last response head read, its buffers reused
 }
 
 // hostConns are one host's connections in a client.
@@ -465,7 +466,7 @@ func writeBody(uc *upConn, out *outRequest, n int64) error {
 // readResponse reads the final response head (passing interim 1xx responses on, at most
 // wire.MaxInterim of them) and frames its body.
 func (cl *client) readResponse(uc *upConn, out *outRequest, stop func() bool) (*http.Response, error) {
-	var head wire.ResponseHead
+	head := &uc.head
 	lim := wire.Limits{MaxBytes: maxResponseHead}
 	if cl.header > 0 {
 		_ = uc.nc.SetReadDeadline(time.Now().Add(cl.header))
@@ -491,7 +492,7 @@ func (cl *client) readResponse(uc *upConn, out *outRequest, stop func() bool) (*
 	if head.Bodiless(isHead) && uc.br.Buffered() > 0 && head.Status != http.StatusSwitchingProtocols {
 		return nil, fmt.Errorf("%w: a body after a %d response to %s", errBadResponse, head.Status, out.r.Method)
 	}
-	return cl.response(uc, out, &head, stop), nil
+	return cl.response(uc, out, head, stop), nil
 }
 
 // responseError wraps a head the origin got wrong as errBadResponse; a read failure stays what

@@ -89,6 +89,15 @@ func upstreamTLS(config.ProxyConfig) *tls.Config {
 		ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 }
 
+// originForm is the request-target sent upstream: the client's own when it was origin-form,
+// else the path and query of the absolute URL.
+func originForm(r *http.Request) string {
+	if len(r.RequestURI) > 0 && r.RequestURI[0] == '/' {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}
+
 // closeIdle closes the pool's idle connections.
 func (p *pool) closeIdle() { p.cl.closeIdle() }
 
@@ -215,7 +224,7 @@ func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, in
 func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
 	r := out.r
 	out.scheme, out.host, out.hostHdr = r.URL.Scheme, r.URL.Host, r.Host
-	out.target = r.URL.RequestURI()
+	out.target = originForm(r)
 	var o *origin
 	if p.origins != nil {
 		o = p.pick()
