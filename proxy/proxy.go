@@ -11,6 +11,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ type Options struct {
 	Cache cache.Handler
 	// FTP fetches ftp:// URLs for forward-proxy clients; nil means such requests get 501.
 	FTP cache.Fetcher
+	// UpstreamRoots are the certificate authorities https:// origins are verified against; nil
+	// means the system's roots.
+	UpstreamRoots *x509.CertPool
 }
 
 // Server is the proxy component.
@@ -76,6 +80,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		return nil, err
 	}
 	s.dialer = newDialer(cfg)
+	s.dialer.roots = opts.UpstreamRoots
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err

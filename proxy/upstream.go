@@ -25,6 +25,7 @@ import (
 type dialer struct {
 	d     net.Dialer
 	hosts map[string]string // lowercased name → ip
+	roots *x509.CertPool    // CAs for https:// origins (Options.UpstreamRoots); nil = the system's
 }
 
 // newDialer builds the dialer from configuration.
@@ -72,20 +73,17 @@ type pool struct {
 func newPool(name string, origins []*origin, balance string, rewriteHost bool, cfg config.ProxyConfig, d *dialer) *pool {
 	up := cfg.Upstream
 	lim := upstreamLimits{connect: up.ConnectTimeout, header: up.ResponseHeaderTimeout, idle: up.IdleConnTimeout,
-		maxIdle: up.MaxIdleConnsPerHost, maxConns: up.MaxConnsPerHost, tls: upstreamTLS(cfg)}
+		maxIdle: up.MaxIdleConnsPerHost, maxConns: up.MaxConnsPerHost, tls: upstreamTLS(d.roots)}
 	p := &pool{name: name, origins: origins, leastConn: balance == "least_conn",
 		rewriteHost: rewriteHost, failTimeout: up.FailTimeout, cl: newClient(d, lim)}
 	p.bg.pool = p
 	return p
 }
 
-// testRootCAs, when set (by tests), replaces the system roots for upstream TLS.
-var testRootCAs *x509.CertPool
-
 // upstreamTLS is the TLS configuration towards origins: HTTP/1.1, certificates verified against
-// the system roots, session resumption.
-func upstreamTLS(config.ProxyConfig) *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, RootCAs: testRootCAs,
+// roots (nil: the system's), session resumption.
+func upstreamTLS(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, RootCAs: roots,
 		ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 }
 
