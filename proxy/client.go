@@ -535,7 +535,7 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 		resp.Body = &switchedConn{Conn: uc.nc, br: uc.br, onEnd: out.done}
 		return resp
 	}
-	body := &upstreamBody{cl: cl, uc: uc, idle: out.idle, keep: head.KeepAlive(isHead) && !out.r.Close, stop: stop,
+	body := &upstreamBody{cl: cl, uc: uc, idle: out.idle, keep: head.KeepAlive(isHead), stop: stop,
 		onEnd: out.done}
 	body.framed.Reset(uc.br, head.BodyLength(isHead), head.Chunked, resp.Trailer)
 	if body.framed.Done() {
