@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,12 @@ type Options struct {
 	// Cache answers proxied requests; nil means no caching (every request goes upstream).
 	Cache cache.Handler
 	// FTP fetches ftp:// URLs for forward-proxy clients; nil means such requests get 501.
-	FTP cache.Fetcher
+	FTP RequestFetcher
+}
+
+// RequestFetcher answers one request in full: the FTP gateway (proxy/ftpgw) for ftp:// URLs.
+type RequestFetcher interface {
+	Fetch(r *http.Request) (*http.Response, error)
 }
 
 // Server is the proxy component.

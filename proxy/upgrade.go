@@ -9,6 +9,8 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
+
+	"github.com/outpost-proxy/outpost/cache"
 )
 
 // HTTP/1.1 Upgrade (RFC 9110 §7.8), e.g. WebSocket, through reverse routes and forward
@@ -39,7 +41,7 @@ func (srv *Server) serveUpgrade(s *slot) {
 	ctx := httptrace.WithClientTrace(s.c.ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) { upConn.Store(&info.Conn) },
 	})
-	resp, err := s.fetch(r, ctx)
+	resp, err := s.fetch(cache.Upstream{}, ctx)
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

@@ -118,22 +118,24 @@ func (p *pool) pick() *origin {
 }
 
 // Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
-// request to. The request has passed policy and hygiene; exchange adds this hop's forwarding
-// fields, and the response comes back without hop-by-hop fields. The reader role moves on
-// first, so the next pipelined requests are read and started while this one waits.
+// request to: the upstream request is built from the client's (which passed policy and
+// hygiene) with the cache's additions u; exchange adds this hop's forwarding fields, and the
+// response comes back without hop-by-hop fields. The reader role moves on first, so the next
+// pipelined requests are read and started while this one waits.
 //
 // The slot is the Fetcher only while the cache's Serve runs for its request (the seam's
 // contract); for work after that the cache takes Background. The cache may share the fetch
 // between clients (collapsing) and read the body after Serve returned, so a client's
 // departure never cancels it: the exchange is bounded by the pool's own limits (watchdog).
-func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
-	return s.fetch(r, context.Background())
+func (s *slot) Fetch(u cache.Upstream) (*http.Response, error) {
+	return s.fetch(u, context.Background())
 }
 
-// fetch sends r upstream through s.pool under parent: the cache's fetches are detached from
-// the client, the direct path's (no cache, nothing shared) end with the client's connection.
-// It records the upstream and any failure for the log and the error answer.
-func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, error) {
+// fetch sends the request upstream through s.pool under parent: the cache's fetches are
+// detached from the client, the direct path's (no cache, nothing shared) end with the
+// client's connection. It records the upstream and any failure for the log and the error
+// answer.
+func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, error) {
 	seq := s.seq
 	s.detach(seq)
 	var interim func(int, textproto.MIMEHeader) error
@@ -143,7 +145,7 @@ func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, e
 	if s.pool == nil {
 		return nil, errors.New("proxy: the request has no upstream pool")
 	}
-	resp, upstream, err := s.c.srv.exchange(s.pool, r, parent, interim)
+	resp, upstream, err := s.c.srv.exchange(s.pool, s.req, u, parent, interim)
 	s.upstream = upstream
 	if err != nil {
 		s.fetchErr, s.errKind = err, errKind(err)
@@ -151,24 +153,30 @@ func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, e
 	return resp, err
 }
 
-// Background returns the Fetcher of the pool s's request is bound to, which is not tied to s
-// or its connection (cache.BackgroundFetcher): the cache refreshes stale responses with it
-// after the client's response was written (stale-while-revalidate), when s may serve another
-// request or the client may be gone. It does not allocate.
-func (s *slot) Background() cache.Fetcher { return &s.pool.bg }
+// Background returns a copy of the request and a Fetcher for it through the same pool, tied
+// to neither s nor its connection (cache.BackgroundFetcher): the cache refreshes stale
+// responses with them after the client's response was written (stale-while-revalidate), when
+// s may serve another request or the client may be gone.
+func (s *slot) Background() (cache.Request, cache.Fetcher) {
+	r := s.req.Clone(context.Background())
+	r.RemoteAddr = s.c.remote
+	return cache.FromHTTP(r), &poolFetcher{srv: s.c.srv, pool: s.pool, r: r}
+}
 
 var _ cache.BackgroundFetcher = (*slot)(nil)
 
-// poolFetcher fetches through one upstream pool on the cache's behalf, from nothing but the
-// request: no slot, no connection, no interim responses (slot.Background). Each pool has one.
+// poolFetcher fetches one request through one upstream pool on the cache's behalf, detached
+// from any client: no slot, no connection, no interim responses (slot.Background).
 type poolFetcher struct {
 	srv  *Server
 	pool *pool
+	r    *http.Request
 }
 
-// Fetch sends r to the pool (ftp:// URLs to the FTP gateway), detached from any client.
-func (f *poolFetcher) Fetch(r *http.Request) (*http.Response, error) {
-	resp, _, err := f.srv.exchange(f.pool, r, context.WithoutCancel(r.Context()), nil)
+// Fetch sends the request with the cache's additions to the pool (ftp:// URLs to the FTP
+// gateway).
+func (f *poolFetcher) Fetch(u cache.Upstream) (*http.Response, error) {
+	resp, _, err := f.srv.exchange(f.pool, f.r, u, context.Background(), nil)
 	return resp, err
 }
 
@@ -181,11 +189,11 @@ func errKind(err error) string {
 	return kind
 }
 
-// exchange sends r through p (ftp:// URLs to the FTP gateway) with a context derived from
-// parent and bounded by a watchdog, and records the upstream metrics. It uses only its
-// arguments, so it serves the cache's background calls too. It returns the upstream's
-// host:port.
-func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, interim func(int, textproto.MIMEHeader) error) (*http.Response, string, error) {
+// exchange sends the client's request r with the cache's additions u through p (ftp:// URLs
+// to the FTP gateway) with a context derived from parent and bounded by a watchdog, and
+// records the upstream metrics. It uses only its arguments, so it serves the cache's
+// background calls too. It returns the upstream's host:port.
+func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent context.Context, interim func(int, textproto.MIMEHeader) error) (*http.Response, string, error) {
 	start := time.Now()
 	var resp *http.Response
 	var upstream string
@@ -195,11 +203,11 @@ func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, in
 		if srv.opts.FTP == nil {
 			err = errors.New("proxy: no FTP gateway")
 		} else {
-			resp, err = srv.opts.FTP.Fetch(r.WithContext(parent))
+			resp, err = srv.opts.FTP.Fetch(withAdditions(r.WithContext(parent), u))
 		}
 	} else {
 		ctx, wd := newWatchdog(parent, srv.cfg.Upstream.ConnectTimeout, srv.cfg.Upstream.ResponseHeaderTimeout, srv.cfg.Upstream.ReadTimeout)
-		out := srv.outgoing(r, ctx, interim)
+		out := srv.outgoing(r, u, ctx, interim)
 		if out.Body != nil && out.Body != http.NoBody && out.ContentLength != 0 {
 			out.Body = &progressBody{ReadCloser: out.Body, wd: wd}
 		}
@@ -258,25 +266,39 @@ func (p *pool) roundTrip(out *http.Request, wd *watchdog) (*http.Response, strin
 	return resp, upstream, nil
 }
 
-// outgoing derives the upstream request from r: a shallow copy with its own URL and header,
-// this hop's forwarding fields and context ctx. interim, when set, receives 1xx interim
-// responses.
-func (srv *Server) outgoing(r *http.Request, ctx context.Context, interim func(int, textproto.MIMEHeader) error) *http.Request {
+// outgoing derives the upstream request from the client's r: a shallow copy with its own URL
+// and header, the cache's additions u, this hop's forwarding fields and context ctx. interim,
+// when set, receives 1xx interim responses.
+func (srv *Server) outgoing(r *http.Request, u cache.Upstream, ctx context.Context, interim func(int, textproto.MIMEHeader) error) *http.Request {
 	if interim != nil {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: interim})
 	}
 	out := r.WithContext(ctx)
-	u := *r.URL
-	out.URL = &u
+	target := *r.URL
+	out.URL = &target
 	out.Header = r.Header.Clone()
 	if out.Header == nil {
 		out.Header = http.Header{}
 	}
+	out.Method = u.Method(r.Method)
+	u.ApplyHeader(out.Header)
 	out.RequestURI = ""
 	out.Close = false
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	srv.addForwarding(r, out)
 	return out
+}
+
+// withAdditions applies the cache's additions u to r (a shallow copy the caller owns): the
+// header is copied first when there are any.
+func withAdditions(r *http.Request, u cache.Upstream) *http.Request {
+	if u == (cache.Upstream{}) {
+		return r
+	}
+	r.Header = r.Header.Clone()
+	r.Method = u.Method(r.Method)
+	u.ApplyHeader(r.Header)
+	return r
 }
 
 // errUpstreamStalled ends an exchange in which the origin made no progress for the idle limit.
