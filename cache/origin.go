@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // This file is the miss: a request storage could not satisfy goes forward to the origin,
@@ -490,7 +492,7 @@ func (t *txn) originError(err error) (Outcome, error) {
 	}
 	t.c.log.Debug("cache: origin fetch failed", "key", t.key, "err", err)
 	t.now = t.c.now()
-	m := textBody(status, "text/plain; charset=utf-8", strconv.Itoa(status)+" "+statusText(status)+": origin unreachable\n")
+	m := textBody(status, "text/plain; charset=utf-8", wire.StatusText(status)+": origin unreachable\n")
 	return Outcome{Code: CodeMiss, Fetched: true}, t.writeMade(m, nil, "fwd="+t.fwd+"; detail=origin-error")
 }
 

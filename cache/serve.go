@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // Cache-Status (RFC 9211) parameter strings, after "outpost; ".
@@ -258,7 +260,7 @@ func (t *txn) writeMade(m made, e *entry, cs string) error {
 		m.header.Add(hdrCacheStatus, "outpost; "+cs)
 	}
 	resp := &http.Response{
-		Status: strconv.Itoa(m.status) + " " + statusText(m.status), StatusCode: m.status,
+		Status: wire.StatusText(m.status), StatusCode: m.status,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: m.header, ContentLength: m.length, Body: http.NoBody,
 	}

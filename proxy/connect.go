@@ -6,10 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // tunnel serves CONNECT: dial the target (policy already allowed its port), answer 200, then
@@ -33,7 +36,7 @@ func (srv *Server) tunnel(s *slot) {
 	defer up.Close()
 	s.written, s.status, s.closeAfter = true, 200, true
 	err = s.writeNow(func(bw *bufio.Writer) {
-		_, _ = bw.WriteString("HTTP/1.1 200 Connection established\r\n")
+		_, _ = bw.Write(wire.AppendStatusLineReason(bw.AvailableBuffer(), http.StatusOK, "Connection established"))
 		_, _ = bw.Write(srv.viaLine)
 		_, _ = bw.WriteString("\r\n")
 	})

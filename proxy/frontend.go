@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // acceptLoop accepts client connections until the listener is closed.
@@ -82,11 +83,9 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// Header reading (request.go), used only by the goroutine holding the reader role.
-	hdr    []byte
-	hrd    bytes.Reader
-	hbr    *bufio.Reader
-	body   *bodyReader // the body of the request just read (handed to its slot)
-	served int
+	reqHead wire.RequestHead // the request just read: indexes into the bytes read (request.go)
+	body    *bodyReader      // the body of the request just read (handed to its slot)
+	served  int
 
 	// The pipeline window and the stall watch (pipeline.go, which holds its locking rules).
 	pipeline
@@ -114,7 +113,6 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.br = bufio.NewReaderSize(nc, 8<<10)
 	c.bw = bufio.NewWriterSize(&deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}, 8<<10)
-	c.hbr = bufio.NewReaderSize(&c.hrd, 4<<10)
 	c.initPipeline(s.cfg.PipelineWindow)
 	s.mu.Lock()
 	if s.closing.Load() {

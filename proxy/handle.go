@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/outpost-proxy/outpost/cache"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // handle serves one request: refusals (unreadable request, policy), local answers, CONNECT
@@ -48,7 +49,7 @@ func (srv *Server) handle(s *slot) {
 // straight upstream.
 func (srv *Server) serveProxied(s *slot) {
 	r := s.req
-	stripHopByHop(r.Header)
+	wire.StripHopByHop(r.Header)
 	if perr := s.bufferChunked(); perr != nil {
 		s.writeError(perr)
 		return
@@ -148,7 +149,7 @@ func (srv *Server) answerLocally(s *slot) {
 	case r.Method == http.MethodTrace:
 		srv.answerTrace(s)
 	case r.Method == http.MethodOptions:
-		head := "HTTP/1.1 200 OK\r\nAllow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
+		head := wire.StatusLine(http.StatusOK) + "Allow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
 		_ = s.WriteStored([]byte(head), nil, nil)
 	default:
 		srv.servePAC(s)
@@ -178,6 +179,6 @@ func (srv *Server) answerTrace(s *slot) {
 	}
 	_ = h.Write(&b)
 	b.WriteString("\r\n")
-	head := "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: " + itoa(b.Len()) + "\r\n"
+	head := wire.StatusLine(http.StatusOK) + "Content-Type: message/http\r\nContent-Length: " + itoa(b.Len()) + "\r\n"
 	_ = s.WriteStored([]byte(head), nil, b.Bytes())
 }

@@ -11,56 +11,6 @@ import (
 // hop; Via records every proxy and lets us detect loops; Max-Forwards counts down for OPTIONS
 // and TRACE; X-Forwarded-For / Forwarded tell the origin who asked.
 
-// hopByHop are the fields that never cross the proxy (canonical form).
-var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// isHopByHop reports whether the canonical field name is hop-by-hop.
-func isHopByHop(name string) bool {
-	for _, h := range hopByHop {
-		if h == name {
-			return true
-		}
-	}
-	return false
-}
-
-// stripHopByHop removes hop-by-hop fields and the fields that Connection names, in place. It
-// does not allocate when Connection is absent.
-func stripHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				h.Del(tok)
-			}
-		}
-	}
-	if len(h) == 0 {
-		return
-	}
-	for _, name := range hopByHop {
-		if _, ok := h[name]; ok {
-			delete(h, name)
-		}
-	}
-}
-
-// connectionTokens returns the canonical names listed in Connection (nil when absent).
-func connectionTokens(h http.Header) map[string]bool {
-	var m map[string]bool
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				if m == nil {
-					m = map[string]bool{}
-				}
-				m[http.CanonicalHeaderKey(tok)] = true
-			}
-		}
-	}
-	return m
-}
-
 // hasToken reports whether a comma-separated field contains token (case-insensitive).
 func hasToken(values []string, token string) bool {
 	for _, v := range values {

@@ -187,7 +187,7 @@ func (c *conn) newSlot(start time.Time) *slot {
 func (s *slot) setRequest(req *http.Request) {
 	c := s.c
 	s.req = req
-	s.reqBytes = int64(len(c.hdr))
+	s.reqBytes = int64(len(c.reqHead.Bytes()))
 	if s.body = c.body; s.body != nil {
 		s.body.s = s
 	}

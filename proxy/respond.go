@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"net/http/httputil"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 var (
@@ -44,7 +46,7 @@ func (s *slot) writeStoredLocked(head, extra, body []byte) {
 		_, _ = bw.Write(body)
 		n += len(body)
 	}
-	s.status = statusOf(head)
+	s.status = wire.StatusOf(head)
 	s.ctype = fieldValue(head, "\r\nContent-Type:")
 	s.bytesOut += int64(n)
 }
@@ -76,14 +78,6 @@ func fieldValue(head []byte, prefix string) []byte {
 		v = v[:j]
 	}
 	return bytes.TrimSpace(v)
-}
-
-// statusOf reads the status code of a serialised status line ("HTTP/1.1 200 OK").
-func statusOf(head []byte) int {
-	if len(head) < 12 || !isDigit(head[9]) || !isDigit(head[10]) || !isDigit(head[11]) {
-		return 0
-	}
-	return int(head[9]-'0')*100 + int(head[10]-'0')*10 + int(head[11]-'0')
 }
 
 // WriteResponse streams a response that is not in memory (see cache.ResponseWriter): it waits
@@ -126,15 +120,7 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	w := headWriter{bw: s.c.bw}
 	code := resp.StatusCode
-	w.str("HTTP/1.1 ")
-	if st := resp.Status; len(st) > 4 && st[3] == ' ' && isDigit(st[0]) && isDigit(st[1]) && isDigit(st[2]) &&
-		int(st[0]-'0')*100+int(st[1]-'0')*10+int(st[2]-'0') == code {
-		w.str(st)
-	} else {
-		w.num(int64(code))
-		w.str(" " + http.StatusText(code))
-	}
-	w.str("\r\n")
+	w.bytes(wire.AppendStatusLineReason(w.bw.AvailableBuffer(), code, wire.ReasonOf(resp.Status, code)))
 	w.endToEnd(resp.Header)
 	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
 		w.str("Content-Length: ")
@@ -155,13 +141,13 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 // endToEnd writes the end-to-end fields of h: without hop-by-hop fields, those Connection
 // names and Content-Length (the proxy frames the body itself), values sanitised.
 func (w *headWriter) endToEnd(h http.Header) {
-	drop := connectionTokens(h)
+	drop := wire.ConnectionTokens(h)
 	for name, values := range h {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
+		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
 			continue
 		}
 		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
+			w.field(name, wire.SanitizeValue(v))
 		}
 	}
 }
@@ -179,6 +165,12 @@ func (w *headWriter) str(v string) {
 	w.n += int64(len(v))
 }
 
+// bytes writes b (which may be the buffer's own free space).
+func (w *headWriter) bytes(b []byte) {
+	_, _ = w.bw.Write(b)
+	w.n += int64(len(b))
+}
+
 // num writes a decimal number.
 func (w *headWriter) num(v int64) {
 	b := strconv.AppendInt(w.tmp[:0], v, 10)
@@ -193,8 +185,6 @@ func (w *headWriter) field(name, value string) {
 	w.str(value)
 	w.str("\r\n")
 }
-
-var headerValueReplacer = strings.NewReplacer("\r", " ", "\n", " ", "\x00", " ")
 
 // copyBody streams the body with its framing. A body that ends early or fails leaves the
 // framing incomplete: the connection is then closed after whatever was written.
@@ -294,11 +284,11 @@ func copyChunked(bw *bufio.Writer, resp *http.Response) (int64, error) {
 func trailerBlock(tr http.Header) string {
 	var b strings.Builder
 	for name, values := range tr {
-		if isHopByHop(name) || name == "Content-Length" {
+		if wire.IsHopByHop(name) || name == "Content-Length" {
 			continue
 		}
 		for _, v := range values {
-			b.WriteString(name + ": " + headerValueReplacer.Replace(v) + "\r\n")
+			b.WriteString(name + ": " + wire.SanitizeValue(v) + "\r\n")
 		}
 	}
 	b.WriteString("\r\n")
@@ -309,8 +299,9 @@ func trailerBlock(tr http.Header) string {
 func (s *slot) writeError(perr *protoError) {
 	body := perr.msg + "\n"
 	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
-		perr.status, http.StatusText(perr.status), time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
+	b.WriteString(wire.StatusLine(perr.status))
+	fmt.Fprintf(&b, "Date: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
+		time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
 	_ = s.WriteStored([]byte(b.String()), nil, []byte(body))
 }
 
@@ -322,13 +313,13 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 		return nil
 	}
 	s.c.beforeResponse(s, seq, func(bw *bufio.Writer) {
-		fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+		_, _ = bw.WriteString(wire.StatusLine(code))
 		for name, values := range h {
-			if isHopByHop(name) {
+			if wire.IsHopByHop(name) {
 				continue
 			}
 			for _, v := range values {
-				fmt.Fprintf(bw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
+				fmt.Fprintf(bw, "%s: %s\r\n", name, wire.SanitizeValue(v))
 			}
 		}
 		_, _ = bw.WriteString("\r\n")
@@ -343,5 +334,5 @@ func (c *conn) writeContinue(s *slot) {
 	if s == nil {
 		return
 	}
-	c.beforeResponse(s, anySeq, func(bw *bufio.Writer) { _, _ = bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n") })
+	c.beforeResponse(s, anySeq, func(bw *bufio.Writer) { _, _ = bw.WriteString(wire.StatusLine(http.StatusContinue) + "\r\n") })
 }

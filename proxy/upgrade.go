@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/outpost-proxy/outpost/cache"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // HTTP/1.1 Upgrade (RFC 9110 §7.8), e.g. WebSocket, through reverse routes and forward
@@ -34,7 +35,7 @@ func isUpgrade(req *http.Request) bool {
 func (srv *Server) serveUpgrade(s *slot) {
 	r := s.req
 	protos := r.Header.Values("Upgrade")
-	stripHopByHop(r.Header)
+	wire.StripHopByHop(r.Header)
 	r.Header["Upgrade"] = protos
 	r.Header["Connection"] = []string{"Upgrade"}
 	var upConn atomic.Pointer[net.Conn]
@@ -67,9 +68,9 @@ func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	s.written, s.status, s.closeAfter = true, http.StatusSwitchingProtocols, true
 	err := s.writeNow(func(bw *bufio.Writer) {
 		w := headWriter{bw: bw}
-		w.str("HTTP/1.1 101 Switching Protocols\r\n")
+		w.str(wire.StatusLine(http.StatusSwitchingProtocols))
 		w.endToEnd(resp.Header)
-		w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
+		w.field("Upgrade", wire.SanitizeValue(strings.Join(resp.Header.Values("Upgrade"), ", ")))
 		w.str("Connection: Upgrade\r\n")
 		w.str(string(srv.viaLine))
 		w.str("\r\n")

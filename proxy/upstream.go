@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // dialer opens upstream connections, applying proxy.resolve overrides.
@@ -254,13 +255,13 @@ func (p *pool) roundTrip(out *http.Request, wd *watchdog) (*http.Response, strin
 		// The origin switched protocols (an upgrade request, upgrade.go): the connection is
 		// the caller's now, and the tunnel's idle timeout bounds it instead of the watchdog.
 		protos := resp.Header.Values("Upgrade")
-		stripHopByHop(resp.Header)
+		wire.StripHopByHop(resp.Header)
 		resp.Header["Upgrade"] = protos
 		wd.timer.Stop()
 		resp.Body = &switchedBody{ReadWriteCloser: rwc, o: o}
 		return resp, upstream, nil
 	}
-	stripHopByHop(resp.Header)
+	wire.StripHopByHop(resp.Header)
 	wd.progress()
 	resp.Body = &upstreamBody{ReadCloser: resp.Body, o: o, wd: wd}
 	return resp, upstream, nil
