@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -71,10 +72,17 @@ func (s *Server) releaseConnSlot() {
 // conn is one client connection: a reader that parses requests into slots of the pipeline
 // window, and an ordered writer shared by the slots (pipeline.go).
 type conn struct {
-	srv    *Server
-	nc     net.Conn
+	srv *Server
+	nc  net.Conn
+	// br and bw are the connection's read and write buffers while it has a request; both are
+	// nil while it idles (takeBuffers, releaseBuffers). src and dw are what they read from
+	// and write to.
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	bufs   *connBuffers // br and bw while the connection has them
+	src    connSource
+	dw     deadlineWriter
+	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
 	remote string     // client "ip:port"
 	local  string     // the proxy's "ip:port" the client connected to
 	ip     netip.Addr // client address, unmapped
@@ -111,8 +119,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c.ipStr = c.ip.String()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.br = bufio.NewReaderSize(nc, 8<<10)
-	c.bw = bufio.NewWriterSize(&deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}, 8<<10)
+	c.src.init(c)
+	c.dw = deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}
 	c.initPipeline(s.cfg.PipelineWindow)
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -138,8 +146,11 @@ func (c *conn) run() {
 // release ends one goroutine's work on the connection; the last one closes it.
 func (c *conn) release() {
 	if c.refs.Add(-1) == 0 {
-		c.stall.Stop()
+		if c.stall != nil {
+			c.stall.Stop()
+		}
 		c.closeNow()
+		c.releaseBuffers() // nothing works on the connection any more
 		s := c.srv
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -194,8 +205,8 @@ func (c *conn) nextRequest() (*slot, bool) {
 	if !c.waitRoom() {
 		return nil, false
 	}
-	if c.br.Buffered() == 0 {
-		now := c.flushIdle() // when the last response was completed, if nothing is in flight
+	if c.br == nil || c.br.Buffered() == 0 {
+		now, quiet := c.flushIdle() // quiet: nothing in flight; now: when the last response was completed
 		if c.served > 0 {
 			// The client has only just got the last response: let the other connections'
 			// goroutines run first, so that by the time this one reads, its next request
@@ -204,7 +215,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 			// with nothing else runnable it returns at once.
 			runtime.Gosched()
 		}
-		if !c.waitFirstByte(now) {
+		if !c.waitFirstByte(now, quiet) {
 			return nil, false
 		}
 	}
@@ -223,9 +234,13 @@ func (c *conn) nextRequest() (*slot, bool) {
 	return s, true
 }
 
-// waitFirstByte waits (idle timeout) for the first byte of the next request. now is the
-// current time if the caller knows it (zero: read the clock).
-func (c *conn) waitFirstByte(now time.Time) bool {
+// waitFirstByte waits (idle timeout) for the first byte of the next request and reads what
+// has arrived into the read buffer. now is the current time if the caller knows it (zero: read
+// the clock). quiet means no response is in flight: then, if nothing has arrived yet, the
+// connection's buffers go back to their pools while it waits for readability (an idle
+// keep-alive connection costs its goroutine and a few hundred bytes), and are taken again
+// when the request comes (readFirst).
+func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 	srv := c.srv
 	c.idle.Store(true)
 	defer c.idle.Store(false)
@@ -236,8 +251,86 @@ func (c *conn) waitFirstByte(now time.Time) bool {
 		now = time.Now()
 	}
 	c.armRead(now, srv.cfg.IdleTimeout)
+	if quiet && c.src.raw != nil {
+		if !c.src.readFirst() {
+			return false
+		}
+	}
+	c.takeBuffers()
 	_, err := c.br.Peek(1)
 	return err == nil
+}
+
+// idleBuffers gives the buffers back and drops the finished requests while the connection
+// waits for its next request (called by readFirst, from inside a raw read of the socket).
+// Nothing holds c.mu while it waits for the socket when no response is in flight; should
+// anything ever, the buffers are kept this once rather than risking a deadlock with a Close
+// under c.mu (which waits for this read).
+func (c *conn) idleBuffers() {
+	if !c.mu.TryLock() {
+		return
+	}
+	defer c.mu.Unlock()
+	c.releaseBuffersLocked()
+	c.forgetRequestsLocked()
+}
+
+// connBuffers is what a connection needs only while it has a request: its read and write
+// buffers and the head re-parse buffer, shared through one pool by the connections that have
+// a request.
+type connBuffers struct {
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+var buffersPool = sync.Pool{New: func() any {
+	return &connBuffers{br: bufio.NewReaderSize(nil, 8<<10), bw: bufio.NewWriterSize(nil, 8<<10)}
+}}
+
+// takeBuffers gives the connection its buffers (no-op when it has them).
+func (c *conn) takeBuffers() {
+	if c.bufs != nil {
+		return
+	}
+	b := buffersPool.Get().(*connBuffers)
+	b.br.Reset(&c.src)
+	b.bw.Reset(&c.dw)
+	c.mu.Lock()
+	c.bufs, c.br, c.bw = b, b.br, b.bw
+	c.mu.Unlock()
+}
+
+// forgetRequestsLocked drops what the slots still hold of finished requests (the request, the
+// stored response they wrote), so that an idle connection keeps none of it alive. Only the
+// reader calls it, with no response in flight and c.mu held.
+func (c *conn) forgetRequestsLocked() {
+	for _, s := range c.ring {
+		if s != nil {
+			s.slotState = slotState{seq: s.seq, sExtra: s.sExtra[:0]}
+		}
+	}
+}
+
+// releaseBuffers gives the buffers back to their pool. The caller makes sure they are empty
+// and that nothing uses them until takeBuffers: the reader between requests with no response
+// in flight, or the connection's last goroutine.
+func (c *conn) releaseBuffers() {
+	c.mu.Lock()
+	c.releaseBuffersLocked()
+	c.mu.Unlock()
+	c.src.dropChunk()
+}
+
+// releaseBuffersLocked is releaseBuffers with c.mu held.
+func (c *conn) releaseBuffersLocked() {
+	b := c.bufs
+	if b == nil {
+		return
+	}
+	c.bufs, c.br, c.bw = nil, nil, nil
+	b.br.Reset(nil)
+	b.bw.Reset(nil)
+	buffersPool.Put(b)
 }
 
 // headBuffered reports whether a whole request head is in the read buffer, so reading it
@@ -311,10 +404,16 @@ type deadlineWriter struct {
 	timeout time.Duration
 	writes  prometheus.Counter
 	dl      time.Time // the write deadline in force
+	// tail, when set, is written right after the next Write's bytes in the same writev (a
+	// stored body sent from the cache's memory: see writeStoredLocked).
+	tail []byte
+	vec  [2][]byte
+	bufs net.Buffers // vec's slices as WriteTo consumes them (a field: no allocation)
 }
 
-// Write writes p with a deadline no more than deadlineSlack earlier than write_timeout away.
-func (d *deadlineWriter) Write(p []byte) (int, error) {
+// arm counts a write and keeps its deadline no more than deadlineSlack earlier than
+// write_timeout away.
+func (d *deadlineWriter) arm() {
 	d.writes.Inc()
 	now := d.c.finishTime()
 	if now.IsZero() {
@@ -324,5 +423,81 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 		d.dl = t
 		_ = d.c.nc.SetWriteDeadline(t)
 	}
-	return d.c.nc.Write(p)
 }
+
+// Write writes p (and tail, if set) with the write deadline in force.
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.arm()
+	if d.tail == nil {
+		return d.c.nc.Write(p)
+	}
+	d.vec = [2][]byte{p, d.tail}
+	d.bufs = d.vec[:]
+	n, err := d.bufs.WriteTo(d.c.nc)
+	d.vec, d.bufs = [2][]byte{}, nil
+	return int(min(n, int64(len(p)))), err
+}
+
+// sendChunk is how much of a file body one sendfile(2) call may send: the write deadline is
+// re-armed between calls, so write_timeout bounds progress, not the whole body.
+const sendChunk = 1 << 20
+
+// bodyWriter writes a response body of a known length straight to the client, bypassing the
+// output buffer (which the caller flushed): a body that can write itself (io.WriterTo) is
+// handed bodyWriter, and a file body of the disk tier reaches the socket by sendfile(2)
+// through ReadFrom. It never lets more than the framed length through.
+type bodyWriter struct {
+	d    *deadlineWriter
+	left int64            // bytes the framing still allows
+	lr   io.LimitedReader // one sendfile chunk (a field: no allocation)
+}
+
+// errBodyOverrun is a body that has more bytes than its framing says.
+var errBodyOverrun = errors.New("proxy: response body longer than its Content-Length")
+
+// Write writes p, up to the framed length.
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	var over error
+	if int64(len(p)) > w.left {
+		p, over = p[:w.left], errBodyOverrun
+	}
+	n, err := w.d.Write(p)
+	w.left -= int64(n)
+	if err == nil {
+		err = over
+	}
+	return n, err
+}
+
+// ReadFrom sends r: with sendfile(2) when it is a file's section (an *io.LimitedReader over an
+// *os.File at its offset) and the client a TCP socket, else through Write.
+func (w *bodyWriter) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	var f *os.File
+	if ok {
+		f, ok = lr.R.(*os.File)
+	}
+	tc, isTCP := w.d.c.nc.(*net.TCPConn)
+	if !ok || !isTCP || lr.N > w.left {
+		return io.Copy(writerOnly{w}, r)
+	}
+	var total int64
+	for lr.N > 0 {
+		w.d.arm()
+		w.lr = io.LimitedReader{R: f, N: min(lr.N, sendChunk)}
+		n, err := tc.ReadFrom(&w.lr)
+		total += n
+		lr.N -= n
+		w.left -= n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break // the file ended early: the caller sees the short count
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }

@@ -47,6 +47,8 @@ import (
 //     and checked by its timer's goroutine; it takes mu only through detach.
 //   - The access-log buffer and the metrics child on conn (logBuf, mKey, mCounter) are used
 //     under mu too: finish records responses while it holds it.
+//   - The front end swaps the connection's buffers (br, bw) in and out under mu while no
+//     response is in flight (frontend.go takeBuffers, releaseBuffers, forgetRequestsLocked).
 type pipeline struct {
 	mu     sync.Mutex
 	turn   sync.Cond // broadcast when head advances or the connection breaks
@@ -72,15 +74,11 @@ type pipeline struct {
 	stall      *time.Timer
 }
 
-// initPipeline makes the window's ring of slots and the stall watch.
+// initPipeline makes the window's ring; its slots are made as the window first reaches them
+// (newSlot), the stall watch's timer on first use (enterCache).
 func (c *conn) initPipeline(window int) {
 	c.turn.L, c.room.L = &c.mu, &c.mu
 	c.ring = make([]*slot, window)
-	for i := range c.ring {
-		c.ring[i] = &slot{c: c}
-	}
-	c.stall = time.AfterFunc(time.Hour, c.checkStall)
-	c.stall.Stop()
 }
 
 // shut marks the pipeline broken (the connection is closing) and wakes every waiter.
@@ -92,16 +90,16 @@ func (c *conn) shut() {
 	c.mu.Unlock()
 }
 
-// flushIdle flushes deferred output before the reader waits for the next request, and returns
-// when the last response was completed if nothing is in flight (zero otherwise).
-func (c *conn) flushIdle() time.Time {
+// flushIdle flushes deferred output before the reader waits for the next request. quiet
+// reports that no request is in flight; then now is when the last response was completed.
+func (c *conn) flushIdle() (now time.Time, quiet bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flushDeferredLocked()
 	if c.head == c.next {
-		return c.doneAt
+		return c.doneAt, true
 	}
-	return time.Time{}
+	return time.Time{}, false
 }
 
 // waitWritten waits until the response of slot seq has been written (or the connection broke).
@@ -173,7 +171,12 @@ var _ cache.Fetcher = (*slot)(nil)
 // newSlot takes the next slot of the ring (waitRoom made sure it is free).
 func (c *conn) newSlot(start time.Time) *slot {
 	c.mu.Lock()
-	s := c.ring[c.next%uint64(len(c.ring))]
+	i := c.next % uint64(len(c.ring))
+	s := c.ring[i]
+	if s == nil { // the window reaches this far for the first time on this connection
+		s = &slot{c: c}
+		c.ring[i] = s
+	}
 	extra := s.sExtra[:0]
 	s.slotState = slotState{seq: c.next, start: start, sExtra: extra}
 	c.next++
@@ -309,6 +312,10 @@ const stallDelay = 5 * time.Millisecond
 func (c *conn) enterCache(seq uint64) {
 	c.inCache.Store(seq + 1)
 	if !c.stallArmed.Load() && c.stallArmed.CompareAndSwap(false, true) {
+		if c.stall == nil { // made on first use: the reader role is held by one goroutine at a time
+			c.stall = time.AfterFunc(time.Hour, c.checkStall)
+			c.stall.Stop() // armed below, after c.stall is set (Reset orders it before the callback)
+		}
 		c.stall.Reset(stallDelay)
 	}
 }

@@ -35,15 +35,32 @@ func (s *slot) WriteStored(head, extra, body []byte) error {
 	return s.writeOrStash(head, extra, body)
 }
 
-// writeStoredLocked copies a stored response into the output buffer (s is the head).
+// largeBody is the size from which a stored body is not copied into the output buffer but
+// written from the cache's memory, in one writev with what the buffer holds (see
+// deadlineWriter.tail).
+const largeBody = 4 << 10
+
+// writeStoredLocked writes a stored response into the output buffer (s is the head). A large
+// body leaves at once, with the buffered output before it, in one writev and without a copy.
 func (s *slot) writeStoredLocked(head, extra, body []byte) {
-	bw := s.c.bw
+	c := s.c
+	bw := c.bw
 	_, _ = bw.Write(head)
 	_, _ = bw.Write(extra)
 	n := len(head) + len(extra) + 2 + s.writeConnFields()
 	_, _ = bw.WriteString("\r\n")
-	if !s.isHEAD && len(body) > 0 {
+	switch {
+	case s.isHEAD || len(body) == 0:
+	case len(body) < largeBody:
 		_, _ = bw.Write(body)
+		n += len(body)
+	default:
+		c.dw.tail = body
+		err := bw.Flush()
+		c.dw.tail = nil
+		if err != nil {
+			c.breakLocked()
+		}
 		n += len(body)
 	}
 	s.status = wire.StatusOf(head)
@@ -192,9 +209,12 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 	bw := s.c.bw
 	var err error
 	var n int64
-	if chunked {
+	switch wt, direct := resp.Body.(io.WriterTo); {
+	case chunked:
 		n, err = copyChunked(bw, resp)
-	} else {
+	case direct && resp.ContentLength >= largeBody:
+		n, err = s.c.writeBodyDirect(wt, resp.ContentLength)
+	default:
 		n, err = copyStreaming(bw, resp.Body, resp.ContentLength)
 	}
 	s.bytesOut += n
@@ -204,6 +224,22 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
 	return nil
+}
+
+// writeBodyDirect sends a body of length n that can write itself (a file of the disk tier, a
+// body in memory) straight to the client after what the output buffer holds: a file by
+// sendfile(2), memory without a copy.
+func (c *conn) writeBodyDirect(wt io.WriterTo, n int64) (int64, error) {
+	if err := c.bw.Flush(); err != nil {
+		return 0, err
+	}
+	c.bodyW = bodyWriter{d: &c.dw, left: n}
+	written, err := wt.WriteTo(&c.bodyW)
+	c.bodyW = bodyWriter{}
+	if err == nil && written < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return written, err
 }
 
 // copyStreaming copies limit bytes (everything up to EOF when limit < 0) from src to bw,

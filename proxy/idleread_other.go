@@ -1,0 +1,7 @@
+//go:build !unix
+
+package proxy
+
+// init binds the source to c's connection; without raw socket reads the connection keeps its
+// buffers while it idles.
+func (s *connSource) init(c *conn) { s.nc, s.c = c.nc, c }

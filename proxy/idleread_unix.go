@@ -1,0 +1,51 @@
+//go:build unix
+
+package proxy
+
+import (
+	"io"
+	"syscall"
+)
+
+// init binds the source to c's socket.
+func (s *connSource) init(c *conn) {
+	s.nc, s.c = c.nc, c
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+			s.firstFn = s.firstRead
+		}
+	}
+}
+
+// firstRead is readFirst's raw read callback (bound once: reading allocates nothing). Each call
+// reads without waiting; when nothing has arrived it gives the buffers back (once) and has the
+// poller wait for readability, then it is called again.
+func (s *connSource) firstRead(fd uintptr) bool {
+	for {
+		if s.chunk == nil {
+			s.chunk = chunkPool.Get().(*[8 << 10]byte)
+		}
+		n, err := syscall.Read(int(fd), s.chunk[:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			s.dropChunk()
+			if !s.released {
+				s.released = true
+				s.c.idleBuffers()
+			}
+			return false
+		case err != nil:
+			s.dropChunk()
+			s.err = err
+		case n == 0:
+			s.dropChunk()
+			s.err = io.EOF
+		default:
+			s.pend = s.chunk[:n]
+		}
+		return true
+	}
+}
