@@ -11,8 +11,65 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
+
+// This file is a request's way through the cache, top to bottom: Serve, the fast memory hit,
+// the general path (txn: directives, the index, the freshness decision) and the answers made
+// from storage. A miss continues in origin.go.
+
+// Serve answers one proxied request (see Handler).
+func (c *Cache) Serve(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	switch r.Method() {
+	case http.MethodGet, http.MethodHead:
+		return c.serveRead(w, r, f)
+	case "PURGE":
+		return c.servePurge(w, r)
+	default:
+		return c.serveUnsafe(w, r, f)
+	}
+}
+
+// noDirectives is a request without Cache-Control or Pragma.
+var noDirectives = reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
+
+// changesHit are the request fields that change how a fresh hit is served: cache directives,
+// preconditions and ranges.
+var changesHit = [...]string{hdrCacheControl, hdrPragma, hdrRange, hdrIfNoneMatch, hdrIfModifiedSince,
+	hdrIfMatch, hdrIfUnmodifiedSince}
+
+// plainRequest reports a request without any of the fields in changesHit.
+func plainRequest(r fields) bool {
+	for _, f := range changesHit {
+		if r.Values(f) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// serveRead serves GET and HEAD. The fast path — a plain request for a fresh object without
+// Vary in memory — builds the key in a pooled buffer, checks freshness and writes the stored
+// head and body with WriteStored, without allocating.
+func (c *Cache) serveRead(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	kb := getBuf()
+	kb.b = normalizeKey(r.AppendURL(kb.b[:0]), 0)
+	h := xxhash.Sum64(kb.b)
+	now := c.now()
+	if plainRequest(r) {
+		if e := c.st.memGet(h, kb.b, ""); e != nil && e.partial == nil {
+			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
+				putBuf(kb)
+				return c.writeStored(w, r.Method(), e, now, statusHit, codeHit(e, CodeMemHit))
+			}
+		}
+	}
+	key := string(kb.b)
+	putBuf(kb)
+	return c.newTxn(w, r, f, key, h, now).serveLookup()
+}
 
 // Cache-Status (RFC 9211) parameter strings, after "outpost; ".
 const (
