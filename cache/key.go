@@ -100,39 +100,39 @@ func appendKey(b []byte, u *url.URL, host string) []byte {
 // dropped, an empty path written as "/". GET and HEAD share it. It does not allocate when b
 // has room for one more byte.
 func normalizeKey(b []byte, start int) []byte {
-	u := b[start:]
-	sep := bytes.Index(u, []byte("://"))
-	if sep < 0 {
+	colon := bytes.IndexByte(b[start:], ':')
+	if colon < 0 || !bytes.HasPrefix(b[start+colon:], []byte("://")) {
 		return b
 	}
-	lowerInPlace(u[:sep])
-	scheme := string(u[:sep]) // compared only: no allocation
+	sep := start + colon
+	lowerInPlace(b[start:sep])
 	hostStart := sep + 3
-	hostEnd := len(u)
-	if k := bytes.IndexAny(u[hostStart:], "/?"); k >= 0 {
-		hostEnd = hostStart + k
+	hostEnd := hostStart
+	for hostEnd < len(b) && b[hostEnd] != '/' && b[hostEnd] != '?' {
+		hostEnd++
 	}
-	lowerInPlace(u[hostStart:hostEnd])
-	host := u[hostStart:hostEnd]
+	lowerInPlace(b[hostStart:hostEnd])
+	host, scheme := b[hostStart:hostEnd], b[start:sep]
 	cut := 0
 	switch {
 	case bytes.HasSuffix(host, []byte(":")):
 		cut = 1
-	case scheme == "http" && bytes.HasSuffix(host, []byte(":80")):
+	case string(scheme) == "http" && bytes.HasSuffix(host, []byte(":80")):
 		cut = 3
-	case scheme == "https" && bytes.HasSuffix(host, []byte(":443")):
+	case string(scheme) == "https" && bytes.HasSuffix(host, []byte(":443")):
 		cut = 4
 	}
 	if cut > 0 {
-		u = append(u[:hostEnd-cut], u[hostEnd:]...)
+		copy(b[hostEnd-cut:], b[hostEnd:])
+		b = b[:len(b)-cut]
 		hostEnd -= cut
 	}
-	if hostEnd == len(u) || u[hostEnd] != '/' {
-		u = append(u, 0)
-		copy(u[hostEnd+1:], u[hostEnd:])
-		u[hostEnd] = '/'
+	if hostEnd == len(b) || b[hostEnd] != '/' {
+		b = append(b, 0)
+		copy(b[hostEnd+1:], b[hostEnd:])
+		b[hostEnd] = '/'
 	}
-	return append(b[:start], u...)
+	return b
 }
 
 // lowerInPlace lowercases ASCII letters in b.

@@ -23,6 +23,9 @@ type Request interface {
 	// line), nil without allocating when the field is absent and non-nil when it is present,
 	// even empty.
 	Values(name string) []string
+	// HasAny reports whether any of the header fields with the canonical names is present
+	// (the fast hit asks once for every field that changes how a hit is served).
+	HasAny(names []string) bool
 	// RemoteAddr is the client's "ip:port".
 	RemoteAddr() string
 	// Done is closed when the client has gone (nil when that is not known).
@@ -143,6 +146,7 @@ const (
 	CodeTunnel                        // TCP_TUNNEL: a CONNECT tunnel or a protocol upgrade
 )
 
+// codeNames are the codes as Squid logs them, by Code.
 var codeNames = [...]string{
 	CodeUnset: "-", CodeNone: "NONE", CodeMiss: "TCP_MISS", CodeHit: "TCP_HIT", CodeMemHit: "TCP_MEM_HIT",
 	CodeRefreshHit: "TCP_REFRESH_HIT", CodeRefreshMiss: "TCP_REFRESH_MISS",
@@ -193,6 +197,37 @@ func (h httpRequest) AppendURL(b []byte) []byte { return AppendTargetURL(b, h.r.
 
 // Values returns r.Header[name] (name is canonical).
 func (h httpRequest) Values(name string) []string { return h.r.Header[name] }
+
+// HasAny reports whether r.Header has any of the canonical names.
+func (h httpRequest) HasAny(names []string) bool { return HeaderHasAny(h.r.Header, names) }
+
+// HeaderHasAny reports whether h has any of the canonical names. It does not allocate: a small
+// header is scanned by name, a large one looked up name by name.
+func HeaderHasAny(h http.Header, names []string) bool {
+	if len(h) > 2*len(names) {
+		for _, n := range names {
+			if _, ok := h[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	var lens uint64 // the names' lengths, as bits: most field names are skipped by length
+	for _, n := range names {
+		lens |= 1 << (len(n) & 63)
+	}
+	for k := range h {
+		if lens&(1<<(len(k)&63)) == 0 {
+			continue
+		}
+		for _, n := range names {
+			if k == n {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // RemoteAddr returns r.RemoteAddr.
 func (h httpRequest) RemoteAddr() string { return h.r.RemoteAddr }

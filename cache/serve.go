@@ -41,14 +41,7 @@ var changesHit = [...]string{hdrCacheControl, hdrPragma, hdrRange, hdrIfNoneMatc
 	hdrIfMatch, hdrIfUnmodifiedSince}
 
 // plainRequest reports a request without any of the fields in changesHit.
-func plainRequest(r fields) bool {
-	for _, f := range changesHit {
-		if r.Values(f) != nil {
-			return false
-		}
-	}
-	return true
-}
+func plainRequest(r Request) bool { return !r.HasAny(changesHit[:]) }
 
 // serveRead serves GET and HEAD. The fast path — a plain request for a fresh object without
 // Vary in memory — builds the key in a pooled buffer, checks freshness and writes the stored

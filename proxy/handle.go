@@ -88,6 +88,9 @@ func (s *slot) AppendURL(b []byte) []byte { return cache.AppendTargetURL(b, s.re
 // Values returns the values of the header field with the canonical name, nil when absent.
 func (s *slot) Values(name string) []string { return s.req.Header[name] }
 
+// HasAny reports whether any of the header fields with the canonical names is present.
+func (s *slot) HasAny(names []string) bool { return cache.HeaderHasAny(s.req.Header, names) }
+
 // RemoteAddr returns the client's "ip:port".
 func (s *slot) RemoteAddr() string { return s.c.remote }
 
