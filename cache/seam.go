@@ -58,6 +58,14 @@ func (u Upstream) Method(client string) string {
 	return client
 }
 
+// ChangesHeader reports whether ApplyHeader would change h.
+func (u Upstream) ChangesHeader(h http.Header) bool {
+	if u.IfNoneMatch != "" || u.IfModifiedSince != "" || u.Range != "" || u.IfRange != "" {
+		return true
+	}
+	return u.Store && HeaderHasAny(h, storeDrops[:])
+}
+
 // ApplyHeader turns h, a copy of the client's header (after hygiene), into the upstream
 // request's header.
 func (u Upstream) ApplyHeader(h http.Header) {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,6 @@ type conn struct {
 	dw     deadlineWriter
 	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
 	remote string     // client "ip:port"
-	local  string     // the proxy's "ip:port" the client connected to
 	ip     netip.Addr // client address, unmapped
 	ipStr  string
 	ctx    context.Context // upstream requests; cancelled when the connection closes
@@ -113,11 +113,15 @@ type conn struct {
 
 // newConn registers a new client connection, or returns nil when shutting down.
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), local: nc.LocalAddr().String()}
+	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String()}
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
 		c.ip = ap.Addr().Unmap()
 	}
-	c.ipStr = c.ip.String()
+	if c.ip.Is4() && c.remote[0] != '[' {
+		c.ipStr = c.remote[:strings.LastIndexByte(c.remote, ':')] // the same text, not another copy
+	} else {
+		c.ipStr = c.ip.String()
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.src.init(c)
 	c.dw = deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}
@@ -136,6 +140,9 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.refs.Store(1)
 	return c
 }
+
+// localAddr is the proxy's "ip:port" the client connected to.
+func (c *conn) localAddr() string { return c.nc.LocalAddr().String() }
 
 // run is the connection's first goroutine: it holds the reader role.
 func (c *conn) run() {
@@ -276,8 +283,7 @@ func (c *conn) idleBuffers() {
 }
 
 // connBuffers is what a connection needs only while it has a request: its read and write
-// buffers and the head re-parse buffer, shared through one pool by the connections that have
-// a request.
+// buffers, shared through one pool by the connections that have a request.
 type connBuffers struct {
 	br *bufio.Reader
 	bw *bufio.Writer

@@ -19,18 +19,34 @@ import (
 	"time"
 )
 
-// idleClientEnv makes the test binary an idle-connection client (see runIdleClient): its value
-// is "addr count".
+// idleClientEnv makes the test binary a client of the proxy in a child process (see
+// runIdleClient), so that the client side's memory and allocations do not count against the
+// proxy's: its value is "addr count" or "addr count close".
 const idleClientEnv = "OUTPOST_IDLE_CLIENT"
 
 // runIdleClient opens count keep-alive connections to addr, sends one request on each and
-// reads its response, prints "ready" and holds the connections until stdin closes. It runs in
-// a child process so that the client side's memory does not count against the proxy's.
+// reads its response, prints "ready" and holds the connections until stdin closes. With
+// "close" it makes the count connections one after another, closing each after its response.
 func runIdleClient(spec string) error {
-	addr, n, ok := strings.Cut(spec, " ")
-	count, err := strconv.Atoi(n)
-	if !ok || err != nil {
+	fields := strings.Fields(spec)
+	var count int
+	var err error
+	if len(fields) >= 2 {
+		count, err = strconv.Atoi(fields[1])
+	}
+	if len(fields) < 2 || len(fields) > 3 || err != nil {
 		return fmt.Errorf("bad %s %q", idleClientEnv, spec)
+	}
+	addr := fields[0]
+	if len(fields) == 3 {
+		for i := range count {
+			nc, err := oneRequest(addr)
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			nc.Close()
+		}
+		return nil
 	}
 	raiseFileLimit(count + 64)
 	conns := make([]net.Conn, count)
@@ -251,4 +267,23 @@ func BenchmarkIdleConns10k(b *testing.B) {
 		per = idleConnCost(b, 10_000)
 	}
 	b.ReportMetric(per, "RSS-B/conn")
+}
+
+// BenchmarkNewConnection: a new connection per request (connect, one 1 KiB cache hit, close),
+// the client in a child process, so allocs/op and B/op are the proxy's alone (accept, the
+// connection's state, the request, the close), plus the child's start-up spread over b.N.
+func BenchmarkNewConnection(b *testing.B) {
+	p := benchProxy(b, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://127.0.0.1:1\"]\n", Options{Cache: newHitCache()})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), idleClientEnv+"="+p.addr+" "+strconv.Itoa(b.N)+" close")
+	cmd.Stderr = os.Stderr
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, "the connections to close", func() bool { return p.srv.connCount() == 0 })
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "conn/s")
 }

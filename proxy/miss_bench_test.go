@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -88,19 +89,24 @@ func runSerial(b *testing.B, addr string, respLen int) {
 	defer nc.Close()
 	reqs := missRequests(4096)
 	buf := make([]byte, respLen)
+	lat := make([]time.Duration, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
+		t0 := time.Now()
 		if _, err := nc.Write(reqs[i%len(reqs)]); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := io.ReadFull(nc, buf); err != nil {
 			b.Fatal(err)
 		}
+		lat[i] = time.Since(t0)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 }
 
 // BenchmarkMiss: a miss each request (no-store, a new URL) through the real proxy and the

@@ -75,7 +75,8 @@ type pipeline struct {
 }
 
 // initPipeline makes the window's ring; its slots are made as the window first reaches them
-// (newSlot), the stall watch's timer on first use (enterCache).
+// (newSlot) and the stall watch's timer on first use (enterCache), so that a connection that
+// never pipelines costs one slot.
 func (c *conn) initPipeline(window int) {
 	c.turn.L, c.room.L = &c.mu, &c.mu
 	c.ring = make([]*slot, window)

@@ -298,7 +298,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		s.mode = modeLocal
 	default:
 		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
-			r.Host = s.c.local
+			r.Host = s.c.localAddr()
 		}
 		rt := srv.routes.lookup(r.Host, r.URL.Path)
 		if pac && (rt == nil || srv.isSelf(r.Host)) {

@@ -11,6 +11,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ type Options struct {
 	Cache cache.Handler
 	// FTP fetches ftp:// URLs for forward-proxy clients; nil means such requests get 501.
 	FTP RequestFetcher
+	// UpstreamRoots are the certificate authorities https:// origins are verified against; nil
+	// means the system's roots.
+	UpstreamRoots *x509.CertPool
 }
 
 // RequestFetcher answers one request in full: the FTP gateway (proxy/ftpgw) for ftp:// URLs.
@@ -52,9 +56,9 @@ type Server struct {
 	alog   *accessLog
 	m      *metrics
 
-	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
-	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
+	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -82,6 +86,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		return nil, err
 	}
 	s.dialer = newDialer(cfg)
+	s.dialer.roots = opts.UpstreamRoots
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err
@@ -99,8 +104,8 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
-	s.viaValue = "1.1 " + cfg.ViaPseudonym
-	s.viaLine = []byte("Via: " + s.viaValue + "\r\n")
+	s.forwarding = newForwarding(cfg)
+	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
