@@ -167,6 +167,7 @@ func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, 
 func (s *slot) Background() (cache.Request, cache.Fetcher) {
 	r := s.req.Clone(context.Background())
 	r.RemoteAddr = s.c.remote
+	r.Body, r.ContentLength = http.NoBody, 0 // the client's body belongs to its connection
 	return cache.FromHTTP(r), &poolFetcher{srv: s.c.srv, pool: s.pool, r: r}
 }
 

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -50,5 +52,44 @@ func TestNormalizeKey(t *testing.T) {
 		if got := string(normalizeKey(b, len("prefix "))); got != "prefix "+tc.want {
 			t.Errorf("normalizeKey(%q) = %q, want %q", tc.in, got, "prefix "+tc.want)
 		}
+	}
+}
+
+// TestUpstreamAdditions: how the request sent to the origin differs from the client's — a
+// fetch for storage goes as a GET without the client's preconditions and Range, then takes
+// the cache's validators or Range; no additions leave the request as it came.
+func TestUpstreamAdditions(t *testing.T) {
+	client := func() http.Header {
+		return http.Header{"If-None-Match": {`"c"`}, "If-Modified-Since": {"x"}, "If-Match": {`"m"`},
+			"If-Unmodified-Since": {"y"}, "Range": {"bytes=0-1"}, "If-Range": {`"r"`}, "Accept": {"*/*"}}
+	}
+	for _, tc := range []struct {
+		name    string
+		u       Upstream
+		method  string
+		want    http.Header
+		changes bool
+	}{
+		{"as it came", Upstream{}, http.MethodHead, client(), false},
+		{"for storage", Upstream{Store: true}, http.MethodGet, http.Header{"Accept": {"*/*"}}, true},
+		{"revalidation", Upstream{Store: true, IfNoneMatch: `"s"`, IfModifiedSince: "z"}, http.MethodGet,
+			http.Header{"Accept": {"*/*"}, "If-None-Match": {`"s"`}, "If-Modified-Since": {"z"}}, true},
+		{"the rest of a partial", Upstream{Store: true, Range: "bytes=5-", IfRange: `"p"`}, http.MethodGet,
+			http.Header{"Accept": {"*/*"}, "Range": {"bytes=5-"}, "If-Range": {`"p"`}}, true},
+	} {
+		h := client()
+		if got := tc.u.ChangesHeader(h); got != tc.changes {
+			t.Errorf("%s: ChangesHeader = %v", tc.name, got)
+		}
+		tc.u.ApplyHeader(h)
+		if m := tc.u.Method(http.MethodHead); m != tc.method {
+			t.Errorf("%s: method %s, want %s", tc.name, m, tc.method)
+		}
+		if !reflect.DeepEqual(h, tc.want) {
+			t.Errorf("%s: header %v, want %v", tc.name, h, tc.want)
+		}
+	}
+	if (Upstream{Store: true}).ChangesHeader(http.Header{"Accept": {"*/*"}}) {
+		t.Error("a fetch for storage changes a header without preconditions")
 	}
 }
