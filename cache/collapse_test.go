@@ -284,3 +284,33 @@ func TestStaleWhileRevalidateOnce(t *testing.T) {
 		t.Fatalf("after the refresh: %+v %q", res.out, res.body)
 	}
 }
+
+// TestOverflowWaitsForLeader: an overflowing flight (too large for every tier: a full disk,
+// say) waits for the leader's reader while the leader holds its reference, instead of
+// abandoning the body before the leader started reading; it abandons it once the leader
+// leaves without reading.
+func TestOverflowWaitsForLeader(t *testing.T) {
+	fl := newFlight(1, "k")
+	fl.refs.Add(1) // the leader's reference, taken before the pump starts
+	fl.overflowNow()
+	done := make(chan error, 1)
+	go func() { done <- fl.write([]byte("abc")) }()
+	r := fl.reader()
+	if err := <-done; err != nil {
+		t.Fatalf("write with the leader's reader coming: %v", err)
+	}
+	fl.finish(nil)
+	if b, err := io.ReadAll(r); err != nil || string(b) != "abc" {
+		t.Fatalf("leader read %q, %v", b, err)
+	}
+	r.Close()
+
+	fl = newFlight(2, "k2")
+	fl.refs.Add(1)
+	fl.overflowNow()
+	go func() { done <- fl.write([]byte("abc")) }()
+	fl.release() // the leader answered without the body (a 304, say)
+	if err := <-done; !errors.Is(err, errAbandoned) {
+		t.Fatalf("write after the leader left: %v, want errAbandoned", err)
+	}
+}

@@ -282,5 +282,6 @@ type counters struct {
 	diskEvictions         atomic.Uint64 // disk-tier evictions
 	diskCorrupt           atomic.Uint64 // disk entries dropped for a bad checksum or size
 	diskDropped           atomic.Uint64 // disk writes dropped because the queue was full
+	diskRefused           atomic.Uint64 // disk writes refused or failed for a full file system
 	invalidations, purges atomic.Uint64 // §4.4 invalidations / PURGE and admin purges
 }

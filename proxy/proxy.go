@@ -95,7 +95,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	for _, rt := range s.routes.routes {
 		rt.pool.bg.srv = s
 	}
-	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
+	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
 	if s.m, err = newMetrics(env.Metrics); err != nil {
