@@ -97,7 +97,6 @@ func (t *txn) fetch(u Upstream) error {
 // lead performs the flight's fetch and answers its own client; a registered flight is also
 // published to followers.
 func (t *txn) lead() (Outcome, error) {
-	c := t.c
 	err := t.fetch(forStorage(t.lr.e))
 	if err == nil && t.resp.StatusCode == http.StatusNotModified && t.lr.e != nil {
 		if selects304(t.resp.Header, t.lr.e) {
@@ -125,7 +124,6 @@ func (t *txn) lead() (Outcome, error) {
 			return t.originError(err)
 		}
 	}
-	_ = c
 	return t.fresh()
 }
 
