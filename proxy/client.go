@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ type upConn struct {
 	idleAt time.Time // when it went back to the pool
 	reused bool      // it carried an exchange before this one
 	tcp    syscall.RawConn
+	head   wire.ResponseHead // the last response head read, its buffers reused
 }
 
 // hostConns are one host's connections in a client.
@@ -65,6 +67,9 @@ type client struct {
 
 // newClient builds the client of one pool.
 func newClient(d *dialer, cfg upstreamLimits) *client {
+	if cfg.maxIdle == 0 {
+		cfg.maxIdle = 2 // net/http's default for max_idle_conns_per_host = 0
+	}
 	return &client{d: d, tls: cfg.tls, connect: cfg.connect, header: cfg.header, idleTimeout: cfg.idle,
 		maxIdle: cfg.maxIdle, maxConns: cfg.maxConns, hosts: map[string]*hostConns{}}
 }
@@ -80,6 +85,7 @@ type upstreamLimits struct {
 func hostKey(scheme, host string) (key, addr string) {
 	addr = host
 	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 		port := "80"
 		if scheme == "https" {
 			port = "443"
@@ -115,7 +121,7 @@ func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error)
 	for len(h.idle) > 0 {
 		uc := h.idle[len(h.idle)-1]
 		h.idle = h.idle[:len(h.idle)-1]
-		if now.Sub(uc.idleAt) < cl.idleTimeout && uc.alive() {
+		if (cl.idleTimeout <= 0 || now.Sub(uc.idleAt) < cl.idleTimeout) && uc.alive() {
 			cl.mu.Unlock()
 			uc.reused = true
 			return uc, nil
@@ -158,7 +164,10 @@ func waitSlot(ctx context.Context, slots chan struct{}, max time.Duration) error
 // dial connects to addr (TLS for https, with SNI and certificate verification), bounded by
 // connect_timeout.
 func (cl *client) dial(ctx context.Context, scheme, key, addr string) (*upConn, error) {
-	dctx, cancel := context.WithTimeout(ctx, cl.connect)
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if cl.connect > 0 {
+		dctx, cancel = context.WithTimeout(ctx, cl.connect)
+	}
 	defer cancel()
 	nc, err := cl.d.DialContext(dctx, "tcp", addr)
 	if err != nil {
@@ -218,7 +227,7 @@ func (cl *client) put(uc *upConn) {
 		return
 	}
 	h.idle = append(h.idle, uc)
-	if cl.reaper == nil {
+	if cl.reaper == nil && cl.idleTimeout > 0 {
 		cl.reaper = time.AfterFunc(cl.idleTimeout, cl.reap)
 	}
 	cl.mu.Unlock()
@@ -332,19 +341,18 @@ func (cl *client) exchange(ctx context.Context, uc *upConn, out *outRequest) (*h
 	}
 	werr := writeRequest(uc, out)
 	if werr != nil {
-		return nil, cl.failed(uc, out, stop, werr)
+		return nil, cl.failed(uc, out, stop, werr, true)
 	}
-	_ = uc.nc.SetWriteDeadline(time.Time{})
 	resp, err := cl.readResponse(uc, out, stop)
 	if err != nil {
-		return nil, cl.failed(uc, out, stop, err)
+		return nil, cl.failed(uc, out, stop, err, false)
 	}
 	return resp, nil
 }
 
 // failed ends a failed exchange: stops the cancellation hook and says whether a retry on a new
-// connection is safe.
-func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error) error {
+// connection is safe (inWrite: the failure was in writing the request).
+func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error, inWrite bool) error {
 	if stop != nil {
 		stop()
 	}
@@ -353,10 +361,21 @@ func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err erro
 		return body.err
 	}
 	bodyless := out.r.Body == nil || out.r.Body == http.NoBody
-	if uc.reused && bodyless && isStaleConnError(err) {
+	if uc.reused && bodyless && isStaleConnError(err) && (inWrite || (idempotent(out.r.Method) && len(uc.head.Bytes()) == 0)) {
 		return &retryable{err: err}
 	}
 	return err
+}
+
+// idempotent reports the methods a client may repeat after a failure (RFC 9110 §9.2.2) that
+// the proxy retries on a new connection; others are retried only when the request could not
+// even be written.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // isStaleConnError reports the failures of a connection the origin had already closed.
@@ -371,7 +390,8 @@ type bodyError struct{ err error }
 // Error renders the failure.
 func (e *bodyError) Error() string { return e.err.Error() }
 
-// writeRequest writes the request head and body to uc.
+// writeRequest writes the request head and body to uc. With a progress limit every write has
+// its deadline set afresh (none is cleared: the next write sets its own).
 func writeRequest(uc *upConn, out *outRequest) error {
 	r := out.r
 	n := outgoingLength(r)
@@ -465,7 +485,7 @@ func writeBody(uc *upConn, out *outRequest, n int64) error {
 // readResponse reads the final response head (passing interim 1xx responses on, at most
 // wire.MaxInterim of them) and frames its body.
 func (cl *client) readResponse(uc *upConn, out *outRequest, stop func() bool) (*http.Response, error) {
-	var head wire.ResponseHead
+	head := &uc.head
 	lim := wire.Limits{MaxBytes: maxResponseHead}
 	if cl.header > 0 {
 		_ = uc.nc.SetReadDeadline(time.Now().Add(cl.header))
@@ -491,7 +511,7 @@ func (cl *client) readResponse(uc *upConn, out *outRequest, stop func() bool) (*
 	if head.Bodiless(isHead) && uc.br.Buffered() > 0 && head.Status != http.StatusSwitchingProtocols {
 		return nil, fmt.Errorf("%w: a body after a %d response to %s", errBadResponse, head.Status, out.r.Method)
 	}
-	return cl.response(uc, out, &head, stop), nil
+	return cl.response(uc, out, head, stop), nil
 }
 
 // responseError wraps a head the origin got wrong as errBadResponse; a read failure stays what
@@ -526,7 +546,9 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 	if isHead {
 		resp.ContentLength = head.ContentLength
 	}
-	_ = uc.nc.SetReadDeadline(time.Time{})
+	if code == http.StatusSwitchingProtocols || (out.idle == 0 && cl.header > 0) {
+		_ = uc.nc.SetReadDeadline(time.Time{}) // the header wait's deadline must not bound the body
+	}
 	if code == http.StatusSwitchingProtocols {
 		if stop != nil {
 			stop() // the tunnel is bounded by its own idle timeout (upgrade.go)
@@ -534,7 +556,7 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 		resp.Body = &switchedConn{Conn: uc.nc, br: uc.br, onEnd: out.done}
 		return resp
 	}
-	body := &upstreamBody{cl: cl, uc: uc, idle: out.idle, keep: head.KeepAlive(isHead) && !out.r.Close, stop: stop,
+	body := &upstreamBody{cl: cl, uc: uc, idle: out.idle, keep: head.KeepAlive(isHead), stop: stop,
 		onEnd: out.done}
 	body.framed.Reset(uc.br, head.BodyLength(isHead), head.Chunked, resp.Trailer)
 	if body.framed.Done() {
@@ -611,7 +633,9 @@ func (b *upstreamBody) finish() {
 		return
 	}
 	if b.stopHook() && b.keep {
-		_ = b.uc.nc.SetReadDeadline(time.Time{})
+		if b.cl.header == 0 && b.idle > 0 { // else the next exchange sets its own before reading
+			_ = b.uc.nc.SetReadDeadline(time.Time{})
+		}
 		b.cl.put(b.uc)
 	} else {
 		b.cl.discard(b.uc)

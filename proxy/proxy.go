@@ -11,11 +11,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +32,15 @@ type Options struct {
 	// Cache answers proxied requests; nil means no caching (every request goes upstream).
 	Cache cache.Handler
 	// FTP fetches ftp:// URLs for forward-proxy clients; nil means such requests get 501.
-	FTP cache.Fetcher
+	FTP RequestFetcher
+	// UpstreamRoots are the certificate authorities https:// origins are verified against; nil
+	// means the system's roots.
+	UpstreamRoots *x509.CertPool
+}
+
+// RequestFetcher answers one request in full: the FTP gateway (proxy/ftpgw) for ftp:// URLs.
+type RequestFetcher interface {
+	Fetch(r *http.Request) (*http.Response, error)
 }
 
 // Server is the proxy component.
@@ -76,6 +86,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		return nil, err
 	}
 	s.dialer = newDialer(cfg)
+	s.dialer.roots = opts.UpstreamRoots
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err
@@ -84,7 +95,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	for _, rt := range s.routes.routes {
 		rt.pool.bg.srv = s
 	}
-	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
+	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
 	if s.m, err = newMetrics(env.Metrics); err != nil {
