@@ -447,7 +447,7 @@ func (r *compareRun) window(ctx context.Context, wrk *exec.Cmd) (cellWindow, err
 	}
 	var out strings.Builder
 	wrk.Stdout, wrk.Stderr = &out, &out
-	wrk.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	wrk.SysProcAttr = ownGroup()
 	if w.cpu0, err = readCPUStat(); err != nil {
 		return w, err
 	}
