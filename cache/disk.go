@@ -562,5 +562,31 @@ func (d *diskStore) openFile(it *diskItem) (*os.File, error) {
 	return f, nil
 }
 
+// fileBody is the body of a disk-tier entry read from its file (opened by openFile): a reader
+// of its section, and an io.WriterTo that hands the writer the file itself at the body's
+// offset (an *io.LimitedReader over the *os.File), so that a socket sends it with
+// sendfile(2) instead of copying it through memory.
+type fileBody struct {
+	*io.SectionReader
+	f   *os.File
+	off int64 // where the body starts in the file
+}
+
+// newFileBody returns the body of n bytes at off in f.
+func newFileBody(f *os.File, off, n int64) *fileBody {
+	return &fileBody{SectionReader: io.NewSectionReader(f, off, n), f: f, off: off}
+}
+
+// WriteTo writes the rest of the body to w, from the file's own offset.
+func (b *fileBody) WriteTo(w io.Writer) (int64, error) {
+	pos, _ := b.Seek(0, io.SeekCurrent)
+	if _, err := b.f.Seek(b.off+pos, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("cache: disk body: %w", err)
+	}
+	n, err := io.Copy(w, &io.LimitedReader{R: b.f, N: b.Size() - pos})
+	_, _ = b.Seek(pos+n, io.SeekStart)
+	return n, err
+}
+
 // bodyOffset is where the body starts in an entry file.
 const bodyOffset = int64(len(diskMagic))

@@ -67,11 +67,11 @@ func TestDiskRestart(t *testing.T) {
 	h := newHarness(t, sizedOrigin, diskConfig(dir))
 	paths := []string{"/small?n=1000", "/medium?n=60000", "/large?n=300000", "/large2?n=1048576"}
 	for _, p := range paths {
-		if res := h.do("GET", p); res.status != 200 || res.out.Code != "TCP_MISS" {
+		if res := h.do("GET", p); res.status != 200 || res.out.Code != CodeMiss {
 			t.Fatalf("%s: %d %s", p, res.status, res.out.Code)
 		}
 	}
-	if res := h.do("GET", "/large?n=300000"); !res.out.Hit || res.out.Code != "TCP_HIT" {
+	if res := h.do("GET", "/large?n=300000"); !res.out.Hit || res.out.Code != CodeHit {
 		t.Fatalf("large object not served from disk before restart: %+v", res.out)
 	}
 	reopen(t, h, diskConfig(dir))
@@ -254,15 +254,15 @@ func TestDiskRevalidate(t *testing.T) {
 	h.do("GET", "/big")
 	h.clk.Advance(20 * time.Second)
 	res := h.do("GET", "/big")
-	if res.out.Code != "TCP_REFRESH_HIT" || res.body != string(body) || h.originCount() != 2 {
+	if res.out.Code != CodeRefreshHit || res.body != string(body) || h.originCount() != 2 {
 		t.Fatalf("revalidation: %+v, %d bytes, origin %d", res.out, len(res.body), h.originCount())
 	}
 	h.clk.Advance(5 * time.Second)
-	if res := h.do("GET", "/big"); res.out.Code != "TCP_HIT" || res.body != string(body) || h.originCount() != 2 {
+	if res := h.do("GET", "/big"); res.out.Code != CodeHit || res.body != string(body) || h.originCount() != 2 {
 		t.Fatalf("after refresh: %+v, origin %d", res.out, h.originCount())
 	}
 	reopen(t, h, diskConfig(dir)) // the refreshed metadata was written to the file
-	if res := h.do("GET", "/big"); res.out.Code != "TCP_HIT" || res.body != string(body) || h.originCount() != 2 {
+	if res := h.do("GET", "/big"); res.out.Code != CodeHit || res.body != string(body) || h.originCount() != 2 {
 		t.Fatalf("after restart: %+v, origin %d", res.out, h.originCount())
 	}
 }
@@ -280,7 +280,7 @@ func TestDiskLRUCountsMemoryHits(t *testing.T) {
 	for i := range 20 {
 		h.clk.Advance(time.Second)
 		h.do("GET", fmt.Sprintf("/cold%d?n=100000", i))
-		if res := h.do("GET", "/hot?n=100000"); res.out.Code != "TCP_MEM_HIT" {
+		if res := h.do("GET", "/hot?n=100000"); res.out.Code != CodeMemHit {
 			t.Fatalf("hot object not a memory hit: %+v", res.out)
 		}
 	}

@@ -2,11 +2,11 @@ package cache
 
 import (
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // entry is one stored response. It is immutable once built: a refresh (304) or a new response
@@ -41,13 +41,9 @@ func (e *entry) touch(now time.Time) {
 	}
 }
 
-// hopByHop are the fields RFC 9110 §7.6.1 lets only the next hop see, plus the framing fields
-// the cache recomputes. They are never stored.
-var hopByHop = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding",
-	"Upgrade", "Proxy-Authenticate", "Proxy-Authentication-Info", "Proxy-Authorization",
-	hdrContentLength, hdrAge,
-}
+// notStored are the fields a cache never keeps: the hop-by-hop ones (RFC 9110 §7.6.1, wire's
+// one list) plus the framing and age fields the cache recomputes.
+var notStored = append(wire.HopByHop(), hdrContentLength, hdrAge)
 
 // storedHeader copies the fields a cache keeps (RFC 9111 §3.1): without hop-by-hop fields,
 // fields named in Connection, Age and framing, the targeted field meant for Outpost, and the
@@ -60,7 +56,7 @@ func storedHeader(h http.Header, d *respDirectives, stripCDN bool, received time
 			out.Del(strings.TrimSpace(f))
 		}
 	}
-	for _, f := range hopByHop {
+	for _, f := range notStored {
 		delete(out, f)
 	}
 	delete(out, hdrOutpostCC)
@@ -84,58 +80,16 @@ func bodyAllowed(status int) bool {
 	return status >= 200 && status != 204 && status != 304
 }
 
-// serializeHead renders the status line and fields once, for WriteStored.
+// serializeHead renders the status line and fields once (names sorted, values sanitised),
+// for WriteStored.
 func serializeHead(status int, h http.Header, size int64) []byte {
-	names := make([]string, 0, len(h))
-	n := 64
-	for k, vs := range h {
-		names = append(names, k)
-		for _, v := range vs {
-			n += len(k) + len(v) + 4
-		}
-	}
-	slices.Sort(names)
-	b := make([]byte, 0, n)
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	b = append(b, statusText(status)...)
-	b = append(b, "\r\n"...)
-	for _, k := range names {
-		for _, v := range h[k] {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, sanitizeValue(v)...)
-			b = append(b, "\r\n"...)
-		}
-	}
+	b := make([]byte, 0, 64+wire.HeaderSize(h))
+	b = wire.AppendStatusLine(b, status)
+	b = wire.AppendHeader(b, h, true, nil)
 	if bodyAllowed(status) {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, size, 10)
-		b = append(b, "\r\n"...)
+		b = wire.AppendContentLength(b, size)
 	}
 	return b
-}
-
-// statusText is the reason phrase, "Status N" for codes without one.
-func statusText(status int) string {
-	if t := http.StatusText(status); t != "" {
-		return t
-	}
-	return "Status " + strconv.Itoa(status)
-}
-
-// sanitizeValue replaces CR, LF and NUL so a stored value cannot split the head.
-func sanitizeValue(v string) string {
-	if !strings.ContainsAny(v, "\r\n\x00") {
-		return v
-	}
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == 0 {
-			return ' '
-		}
-		return r
-	}, v)
 }
 
 // cost is the entry's memory charge: head, body, key and an estimate of the parsed header.

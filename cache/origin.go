@@ -8,249 +8,145 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
+// This file is the miss: a request storage could not satisfy goes forward to the origin,
+// leading a flight (one fetch that collapsed requests share) or following one, and the
+// response is stored and streamed as it arrives (pump). Each step is a method of the
+// request's txn (serve.go).
+
 // forward goes to the origin for a request storage could not satisfy: a miss, or a stored
-// response (lr.e) that must be validated. Concurrent GETs for one key share one fetch.
-func (c *Cache) forward(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, fwd string) (Outcome, error) {
-	if r.Method == http.MethodHead {
-		return c.forwardHead(w, r, f, lr, fwd)
+// response (t.lr.e) that must be validated. Concurrent GETs for one key share one fetch.
+func (t *txn) forward(fwd string) (Outcome, error) {
+	t.fwd = fwd
+	if t.r.Method() == http.MethodHead {
+		return t.forwardHead()
 	}
-	if len(r.Header[hdrRange]) > 0 && lr.e == nil {
-		return c.fetchRange(w, r, f, key, h, rq, lr)
+	if t.r.Values(hdrRange) != nil && t.lr.e == nil {
+		return t.fetchRange()
 	}
-	if c.cfg.Collapse && !rq.noStore {
-		fl, leader := c.flights.join(h, key)
+	if t.c.cfg.Collapse && !t.rq.noStore {
+		fl, leader := t.c.flights.join(t.h, t.key)
 		if !leader {
-			return c.follow(fl, w, r, f, key, h, rq, lr, fwd)
+			return t.follow(fl)
 		}
-		return c.lead(fl, true, w, r, f, h, rq, lr, fwd)
+		t.fl, t.registered = fl, true
+		return t.lead()
 	}
-	return c.lead(newFlight(h, key), false, w, r, f, h, rq, lr, fwd)
+	return t.alone()
 }
 
-// originRequest derives the request sent to the origin for storage: a GET without the
-// client's preconditions and Range (the cache answers those itself), with the stored
-// response's validators when revalidating (RFC 9111 §4.3.1), and a context that a departing
-// client does not cancel (others may share the fetch).
-func originRequest(r *http.Request, stale *entry) *http.Request {
-	req := r.Clone(context.WithoutCancel(r.Context()))
-	req.Method = http.MethodGet
-	for _, f := range []string{hdrIfNoneMatch, hdrIfModifiedSince, hdrIfMatch, hdrIfUnmodifiedSince, hdrRange, hdrIfRange} {
-		delete(req.Header, f)
+// alone leads a fetch of its own that nobody else joins.
+func (t *txn) alone() (Outcome, error) {
+	t.fl, t.registered = newFlight(t.h, t.key), false
+	return t.lead()
+}
+
+// follow waits for another request's flight and is served from it; on a timeout, a failed
+// fetch, an unshareable response or a different Vary selection it goes to the origin alone.
+func (t *txn) follow(fl *flight) (Outcome, error) {
+	c, r := t.c, t.r
+	fl.followers.Add(1)
+	timer := time.NewTimer(c.cfg.CollapseTimeout)
+	defer timer.Stop()
+	select {
+	case <-fl.ready:
+	case <-timer.C:
+		return t.alone()
+	case <-r.Done():
+		return Outcome{Code: CodeMiss}, errClientGone
 	}
+	e := fl.e
+	if !fl.shareable || e == nil || secondaryKey(e.vary, r) != e.secondary {
+		return t.alone()
+	}
+	c.stats.collapsed.Add(1)
+	t.now = c.now()
+	if fl.refreshed {
+		t.lr = lookupResult{e: e, disk: fl.disk}
+		return t.serveStored("fwd="+t.fwd+"; fwd-status=304; collapsed", Outcome{Code: CodeRefreshHit})
+	}
+	return Outcome{Code: CodeMiss}, t.respondFlight(fl, e, nil, "fwd="+t.fwd+"; collapsed")
+}
+
+// forStorage is the fetch the cache stores: a GET without the client's preconditions and
+// Range (the cache answers those itself), with the stored response's validators when
+// revalidating (RFC 9111 §4.3.1).
+func forStorage(stale *entry) Upstream {
+	u := Upstream{Store: true}
 	if stale != nil {
-		if stale.etag != "" {
-			req.Header.Set(hdrIfNoneMatch, stale.etag)
-		}
-		if stale.lastMod != "" {
-			req.Header.Set(hdrIfModifiedSince, stale.lastMod)
-		}
+		u.IfNoneMatch, u.IfModifiedSince = stale.etag, stale.lastMod
 	}
-	return req
+	return u
 }
 
-// lead performs a flight's fetch and answers its own client; registered flights are also
+// fetch asks the origin through the Fetcher and records the response and its timing
+// (RFC 9111 §4.2.3 needs both ends of the exchange).
+func (t *txn) fetch(u Upstream) error {
+	t.reqTime = t.c.now()
+	resp, err := t.f.Fetch(u)
+	t.respTime = t.c.now()
+	t.resp = resp
+	return err
+}
+
+// lead performs the flight's fetch and answers its own client; a registered flight is also
 // published to followers.
-func (c *Cache) lead(fl *flight, registered bool, w ResponseWriter, r *http.Request, f Fetcher, h uint64, rq *reqDirectives, lr lookupResult, fwd string) (Outcome, error) {
-	req := originRequest(r, lr.e)
-	reqTime := c.now()
-	resp, err := f.Fetch(req)
-	respTime := c.now()
-	if err == nil && resp.StatusCode == http.StatusNotModified && lr.e != nil {
-		if selects304(resp.Header, lr.e) {
-			return c.refreshed(fl, registered, w, r, lr, resp, reqTime, respTime, fwd)
+func (t *txn) lead() (Outcome, error) {
+	err := t.fetch(forStorage(t.lr.e))
+	if err == nil && t.resp.StatusCode == http.StatusNotModified && t.lr.e != nil {
+		if selects304(t.resp.Header, t.lr.e) {
+			return t.refreshed()
 		}
 		// The 304 is about another representation (RFC 9111 §4.3.4): ask again unconditionally.
-		resp.Body.Close()
-		lr = lookupResult{}
-		reqTime = c.now()
-		resp, err = f.Fetch(originRequest(r, nil))
-		respTime = c.now()
+		t.resp.Body.Close()
+		t.lr = lookupResult{}
+		err = t.fetch(forStorage(nil))
 	}
+	resp := t.resp
 	if err != nil || resp.StatusCode >= 500 && resp.StatusCode <= 504 {
-		if c.staleAllowed(lr, rq, err) {
-			c.abandon(fl, registered)
+		if t.staleAllowed(err) {
+			t.abandon()
 			if resp != nil {
 				defer resp.Body.Close()
 			}
-			if out, served, werr := c.serveStaleOnError(w, r, lr, resp, err, fwd); served || err != nil {
+			if out, served, werr := t.serveStaleOnError(err); served || err != nil {
 				return out, werr
 			}
-			return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+			return Outcome{Code: CodeMiss, Fetched: true}, t.writeOrigin(resp, "fwd="+t.fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
 		}
 		if err != nil {
-			c.abandon(fl, registered)
-			return c.originError(w, r, err, fwd)
+			t.abandon()
+			return t.originError(err)
 		}
 	}
-	return c.fresh(fl, registered, w, r, h, rq, lr, resp, reqTime, respTime, fwd)
+	return t.fresh()
 }
 
-// abandon publishes a failed flight: followers go to the origin themselves.
-func (c *Cache) abandon(fl *flight, registered bool) {
-	select {
-	case <-fl.ready:
-	default:
-		fl.publish(nil, false, false)
-	}
-	if registered {
-		c.flights.leave(fl)
-	}
-	fl.release()
-}
-
-// refreshed handles a 304 to a revalidation: the stored header is updated (RFC 9111 §4.3.4)
-// and the stored response served, to this client and to followers.
-func (c *Cache) refreshed(fl *flight, registered bool, w ResponseWriter, r *http.Request, lr lookupResult, resp *http.Response, reqTime, respTime time.Time, fwd string) (Outcome, error) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	e := c.updatedEntry(lr.e, resp.Header, reqTime, respTime)
-	c.storeRefreshed(lr, e)
-	c.stats.refreshHits.Add(1)
-	fl.disk = lr.disk
-	fl.publish(e, true, true)
-	if registered {
-		c.flights.leave(fl)
-	}
-	fl.release()
-	lr.e = e
-	return c.serveStored(w, r, lr, c.now(), "fwd="+fwd+"; fwd-status=304; stored", Outcome{Code: "TCP_REFRESH_HIT", Fetched: true})
-}
-
-// selects304 reports whether a 304 applies to the stored response (RFC 9111 §4.3.4): its
-// strong validator, when it has one, must match the stored one.
-func selects304(h http.Header, e *entry) bool {
-	etag := h.Get(hdrETag)
-	if etag == "" || e.etag == "" {
-		return true
-	}
-	return etagMatch(etag, e.etag, false)
-}
-
-// updatedEntry applies a 304's (or HEAD response's) header to a stored response
-// (RFC 9111 §3.2, §4.3.4): its fields replace the stored ones except framing fields.
-func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time.Time) *entry {
-	d := parseResponseDirectives(upd)
-	merged := old.header.Clone()
-	for k, v := range storedHeader(upd, &d, c.cfg.StripCDNCacheControl, respTime) {
-		if k == hdrContentRange {
-			continue // framing of a partial response, not of the stored one
-		}
-		merged[k] = v
-	}
-	e := *old
-	e.header = merged
-	dm := parseResponseDirectives(merged)
-	e.timing = newTiming(upd, reqTime, respTime)
-	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.heur)
-	e.policy, e.heuristic = newPolicy(&dm, lifetime), heur
-	return e.build()
-}
-
-// storeRefreshed puts a refreshed entry back: in memory with its body, or as updated disk
-// metadata for a disk-only object.
-func (c *Cache) storeRefreshed(lr lookupResult, e *entry) {
-	if e.body != nil {
-		c.st.put(primaryHash(e.key), e, true)
-		return
-	}
-	if lr.disk != nil {
-		c.st.disk.updateMeta(lr.disk, e)
-	}
-}
-
-// staleAllowed says whether a stale stored response may be served because the origin failed
-// (err set) or answered 5xx (RFC 5861 §4, RFC 9111 §4.2.4).
-func (c *Cache) staleAllowed(lr lookupResult, rq *reqDirectives, err error) bool {
-	if lr.e == nil {
-		return false
-	}
-	window := time.Duration(-1)
-	if (err == nil && c.cfg.StaleOn5xx) || (err != nil && c.cfg.StaleOnError) {
-		window = c.cfg.StaleMax
-	}
-	return staleOnErrorAllowed(lr.e.timing, lr.e.policy, rq, c.now(), window)
-}
-
-// serveStaleOnError serves the stale response; served is false when its disk copy failed.
-func (c *Cache) serveStaleOnError(w ResponseWriter, r *http.Request, lr lookupResult, resp *http.Response, err error, fwd string) (Outcome, bool, error) {
-	status := "502"
-	if err == nil {
-		status = strconv.Itoa(resp.StatusCode)
-	}
-	c.stats.staleServed.Add(1)
-	cs := "fwd=" + fwd + "; fwd-status=" + status + "; detail=stale-if-error"
-	out, werr := c.serveStored(w, r, lr, c.now(), cs, Outcome{Code: "TCP_STALE_HIT", Hit: true, Fetched: true})
-	if errors.Is(werr, errSwapFail) {
-		if err != nil {
-			o, e := c.originError(w, r, err, fwd)
-			return o, false, e
-		}
-		return Outcome{}, false, nil
-	}
-	return out, true, werr
-}
-
-// originError answers a failed fetch: 504 for a timeout, 502 otherwise (never a dropped
-// connection).
-func (c *Cache) originError(w ResponseWriter, r *http.Request, err error, fwd string) (Outcome, error) {
-	status := http.StatusBadGateway
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		status = http.StatusGatewayTimeout
-	}
-	c.log.Debug("cache: origin fetch failed", "url", r.URL.String(), "err", err)
-	msg := strconv.Itoa(status) + " " + statusText(status) + ": origin unreachable\n"
-	h := http.Header{hdrContentType: {"text/plain; charset=utf-8"}}
-	werr := c.writeMade(w, r, status, h, strings.NewReader(msg), int64(len(msg)), nil, c.now(), "fwd="+fwd+"; detail=origin-error")
-	return Outcome{Code: "TCP_MISS", Fetched: true}, werr
-}
-
-// fresh handles a new response from the origin: stored and shared when RFC 9111 §3 allows,
-// otherwise passed to this client only.
-func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Request, h uint64, rq *reqDirectives, lr lookupResult, resp *http.Response, reqTime, respTime time.Time, fwd string) (Outcome, error) {
-	code := "TCP_MISS"
-	if lr.e != nil {
-		code = "TCP_REFRESH_MISS"
-		c.stats.refreshMisses.Add(1)
-		if rq.noCache || rq.pragmaNoCache {
-			code = "TCP_CLIENT_REFRESH_MISS"
-		}
-	}
-	c.stats.misses.Add(1)
-	out := Outcome{Code: code, Fetched: true}
-	cs := "fwd=" + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+// fresh handles a new response from the origin (t.resp): stored and shared when RFC 9111 §3
+// allows, otherwise passed to this client only.
+func (t *txn) fresh() (Outcome, error) {
+	c, r, resp, fl := t.c, t.r, t.resp, t.fl
+	out := t.missOutcome()
+	cs := "fwd=" + t.fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
 	d := parseResponseDirectives(resp.Header)
-	why := storable(resp.StatusCode, resp.Header, &d, rq, len(r.Header[hdrAuthorization]) > 0)
+	why := storable(resp.StatusCode, resp.Header, &d, &t.rq, r.Values(hdrAuthorization) != nil)
 	if why == (Reason{}) {
 		why = c.sizeCheck(resp.ContentLength)
 	}
 	var e *entry
 	if why == (Reason{}) {
-		e = c.newEntry(fl.key, h, r, resp, &d, reqTime, respTime)
+		e = t.newEntry(&d)
 		if e.policy.lifetime == 0 && !e.heuristic && e.etag == "" && e.lastMod == "" && !explicitFreshness(resp.Header, &d) {
 			why = NotStoredNoFreshness
 		}
 	}
 	if why != (Reason{}) {
-		c.stats.notStored.Add(1)
-		c.abandon(fl, registered)
-		if lr.e != nil && resp.StatusCode < 500 {
-			c.st.purge(lr.e.key, false) // the origin no longer lets this be stored
-		}
-		defer resp.Body.Close()
-		if evalConditions(r.Header, r.Method, resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
-			// The client's own validators still match: answer its conditional request.
-			h := notModifiedHeader(resp.Header)
-			h.Add(hdrCacheStatus, "outpost; "+cs+"; detail="+why.Token)
-			return out, w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
-				Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody, Request: r})
-		}
-		return out, c.writeOrigin(w, r, resp, cs+"; detail="+why.Token)
+		return out, t.passOn(why, cs)
 	}
 	fl.expect = resp.ContentLength
 	fl.publish(e, true, false)
@@ -259,17 +155,72 @@ func (c *Cache) fresh(fl *flight, registered bool, w ResponseWriter, r *http.Req
 	}
 	fl.refs.Add(1)
 	c.pumps.Add(1)
-	go c.pump(fl, registered, resp.Body, e, h)
+	go c.pump(fl, t.registered, resp.Body, e, t.h)
 	defer fl.release()
-	if lr.e != nil && resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax && c.staleAllowed(lr, rq, io.ErrUnexpectedEOF) {
+	if t.lr.e != nil && resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax && t.staleAllowed(io.ErrUnexpectedEOF) {
 		// A revalidation that may fall back to the stale response takes the whole new body
 		// first: an origin failing mid-body then still leaves this client a complete response.
 		if err := fl.wait(); err != nil {
-			out, _, werr := c.serveStaleOnError(w, r, lr, nil, err, fwd)
+			out, _, werr := t.serveStaleOnError(err)
 			return out, werr
 		}
 	}
-	return out, c.respondFlight(w, r, fl, e, c.leaderHeader(resp.Header, respTime), resp.ContentLength, cs+"; stored")
+	t.now = c.now()
+	return out, t.respondFlight(fl, e, c.leaderHeader(resp.Header, t.respTime), cs+"; stored")
+}
+
+// missOutcome counts a new response from the origin and names it: a miss, or the new
+// response to a revalidation (forced by the client's no-cache or not).
+func (t *txn) missOutcome() Outcome {
+	code := CodeMiss
+	if t.lr.e != nil {
+		code = CodeRefreshMiss
+		t.c.stats.refreshMisses.Add(1)
+		if t.rq.noCache || t.rq.pragmaNoCache {
+			code = CodeClientRefreshMiss
+		}
+	}
+	t.c.stats.misses.Add(1)
+	return Outcome{Code: code, Fetched: true}
+}
+
+// passOn answers with an origin response that is not stored (why says which rule): followers
+// go to the origin themselves, a stored response the origin no longer lets be stored goes,
+// and the client's own validators may still turn it into a 304.
+func (t *txn) passOn(why Reason, cs string) error {
+	c, r, resp := t.c, t.r, t.resp
+	c.stats.notStored.Add(1)
+	t.abandon()
+	if t.lr.e != nil && resp.StatusCode < 500 {
+		c.st.purge(t.lr.e.key, false) // the origin no longer lets this be stored
+	}
+	defer resp.Body.Close()
+	if evalConditions(r, r.Method(), resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
+		// The client's own validators still match: answer its conditional request.
+		h := notModifiedHeader(resp.Header)
+		h.Add(hdrCacheStatus, "outpost; "+cs+"; detail="+why.Token)
+		return t.w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody})
+	}
+	return t.writeOrigin(resp, cs+"; detail="+why.Token)
+}
+
+// newEntry builds the stored form of the origin's response (without its body).
+func (t *txn) newEntry(d *respDirectives) *entry {
+	c, resp := t.c, t.resp
+	hdr := storedHeader(resp.Header, d, c.cfg.StripCDNCacheControl, t.respTime)
+	vary := varyNames(resp.Header)
+	sec := secondaryKey(vary, t.r)
+	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, t.respTime, c.heur)
+	e := &entry{
+		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
+		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
+		timing: newTiming(resp.Header, t.reqTime, t.respTime), policy: newPolicy(d, lifetime), heuristic: heur,
+		used: new(atomic.Int64),
+	}
+	e.used.Store(t.respTime.Unix())
+	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
+	return e
 }
 
 // leaderHeader is the header of the response as the client that fetched it receives it: the
@@ -299,21 +250,24 @@ func (c *Cache) sizeCheck(length int64) Reason {
 	return Reason{}
 }
 
-// newEntry builds the stored form of a response (without its body).
-func (c *Cache) newEntry(key string, h uint64, r *http.Request, resp *http.Response, d *respDirectives, reqTime, respTime time.Time) *entry {
-	hdr := storedHeader(resp.Header, d, c.cfg.StripCDNCacheControl, respTime)
-	vary := varyNames(resp.Header)
-	sec := secondaryKey(vary, r.Header)
-	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, respTime, c.heur)
-	e := &entry{
-		key: key, secondary: sec, item: itemKey(h, key, sec), vary: vary,
-		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
-		timing: newTiming(resp.Header, reqTime, respTime), policy: newPolicy(d, lifetime), heuristic: heur,
-		used: new(atomic.Int64),
+// respondFlight answers the client from a flight's response, streaming the body as it
+// arrives (or with a 304/412 when the client's preconditions say so). h is the header to
+// send (nil: the stored one).
+func (t *txn) respondFlight(fl *flight, e *entry, h http.Header, cs string) error {
+	r := t.r
+	switch evalConditions(r, r.Method(), e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
+	case condNotModified:
+		return t.writeMade(made{status: http.StatusNotModified, header: notModifiedHeader(e.header), length: -1}, e, cs)
+	case condPreconditionErr:
+		return t.writeMade(made{status: http.StatusPreconditionFailed, header: http.Header{}}, e, cs)
 	}
-	e.used.Store(respTime.Unix())
-	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
-	return e
+	body := fl.reader()
+	defer body.Close()
+	length := e.size // the declared length, as the flight expects it (-1 when unknown)
+	if h == nil {
+		h = e.header.Clone()
+	}
+	return t.writeMade(made{status: e.status, header: h, body: body, length: length}, e, cs)
 }
 
 // pump reads the origin body into the flight, then stores the complete response.
@@ -416,68 +370,149 @@ func (c *Cache) fill(fl *flight, body io.Reader, declared int64) error {
 	}
 }
 
-// respondFlight answers one client from a flight's response, streaming the body as it arrives
-// (or with a 304/412 when the client's preconditions say so).
-func (c *Cache) respondFlight(w ResponseWriter, r *http.Request, fl *flight, e *entry, h http.Header, length int64, cs string) error {
-	now := c.now()
-	switch evalConditions(r.Header, r.Method, e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
-	case condNotModified:
-		return c.writeMade(w, r, http.StatusNotModified, notModifiedHeader(e.header), nil, -1, e, now, cs)
-	case condPreconditionErr:
-		return c.writeMade(w, r, http.StatusPreconditionFailed, http.Header{}, nil, 0, e, now, cs)
-	}
-	body := fl.reader()
-	defer body.Close()
-	if h == nil {
-		h = e.header.Clone()
-	}
-	return c.writeMade(w, r, e.status, h, body, length, e, now, cs)
-}
-
-// follow waits for another request's flight and is served from it; on a timeout, a failed
-// fetch, an unshareable response or a different Vary selection it goes to the origin alone.
-func (c *Cache) follow(fl *flight, w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, fwd string) (Outcome, error) {
-	fl.followers.Add(1)
-	t := time.NewTimer(c.cfg.CollapseTimeout)
-	defer t.Stop()
+// abandon publishes a failed flight: followers go to the origin themselves.
+func (t *txn) abandon() {
+	fl := t.fl
 	select {
 	case <-fl.ready:
-	case <-t.C:
-		return c.lead(newFlight(h, key), false, w, r, f, h, rq, lr, fwd)
-	case <-r.Context().Done():
-		return Outcome{Code: "TCP_MISS"}, r.Context().Err()
+	default:
+		fl.publish(nil, false, false)
 	}
-	e := fl.e
-	if !fl.shareable || e == nil || secondaryKey(e.vary, r.Header) != e.secondary {
-		return c.lead(newFlight(h, key), false, w, r, f, h, rq, lr, fwd)
+	if t.registered {
+		t.c.flights.leave(fl)
 	}
-	c.stats.collapsed.Add(1)
-	if fl.refreshed {
-		return c.serveStored(w, r, lookupResult{e: e, disk: fl.disk}, c.now(), "fwd="+fwd+"; fwd-status=304; collapsed", Outcome{Code: "TCP_REFRESH_HIT"})
+	fl.release()
+}
+
+// refreshed handles a 304 to a revalidation: the stored header is updated (RFC 9111 §4.3.4)
+// and the stored response served, to this client and to followers.
+func (t *txn) refreshed() (Outcome, error) {
+	c, fl, resp := t.c, t.fl, t.resp
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	e := c.updatedEntry(t.lr.e, resp.Header, t.reqTime, t.respTime)
+	c.storeRefreshed(t.lr, e)
+	c.stats.refreshHits.Add(1)
+	fl.disk = t.lr.disk
+	fl.publish(e, true, true)
+	if t.registered {
+		c.flights.leave(fl)
 	}
-	return Outcome{Code: "TCP_MISS"}, c.respondFlight(w, r, fl, e, nil, e.size, "fwd="+fwd+"; collapsed")
+	fl.release()
+	t.lr.e, t.now = e, c.now()
+	return t.serveStored("fwd="+t.fwd+"; fwd-status=304; stored", Outcome{Code: CodeRefreshHit, Fetched: true})
+}
+
+// selects304 reports whether a 304 applies to the stored response (RFC 9111 §4.3.4): its
+// strong validator, when it has one, must match the stored one.
+func selects304(h http.Header, e *entry) bool {
+	etag := h.Get(hdrETag)
+	if etag == "" || e.etag == "" {
+		return true
+	}
+	return etagMatch(etag, e.etag, false)
+}
+
+// updatedEntry applies a 304's (or HEAD response's) header to a stored response
+// (RFC 9111 §3.2, §4.3.4): its fields replace the stored ones except framing fields.
+func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time.Time) *entry {
+	d := parseResponseDirectives(upd)
+	merged := old.header.Clone()
+	for k, v := range storedHeader(upd, &d, c.cfg.StripCDNCacheControl, respTime) {
+		if k == hdrContentRange {
+			continue // framing of a partial response, not of the stored one
+		}
+		merged[k] = v
+	}
+	e := *old
+	e.header = merged
+	dm := parseResponseDirectives(merged)
+	e.timing = newTiming(upd, reqTime, respTime)
+	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.heur)
+	e.policy, e.heuristic = newPolicy(&dm, lifetime), heur
+	return e.build()
+}
+
+// storeRefreshed puts a refreshed entry back: in memory with its body, or as updated disk
+// metadata for a disk-only object.
+func (c *Cache) storeRefreshed(lr lookupResult, e *entry) {
+	if e.body != nil {
+		c.st.put(primaryHash(e.key), e, true)
+		return
+	}
+	if lr.disk != nil {
+		c.st.disk.updateMeta(lr.disk, e)
+	}
+}
+
+// staleAllowed says whether the stale stored response may be served because the origin
+// failed (err set) or answered 5xx (RFC 5861 §4, RFC 9111 §4.2.4).
+func (t *txn) staleAllowed(err error) bool {
+	c := t.c
+	if t.lr.e == nil {
+		return false
+	}
+	window := time.Duration(-1)
+	if (err == nil && c.cfg.StaleOn5xx) || (err != nil && c.cfg.StaleOnError) {
+		window = c.cfg.StaleMax
+	}
+	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.policy, &t.rq, c.now(), window)
+}
+
+// serveStaleOnError serves the stale response after a failed fetch (err) or a 5xx (t.resp);
+// served is false when its disk copy failed.
+func (t *txn) serveStaleOnError(err error) (Outcome, bool, error) {
+	status := "502"
+	if err == nil {
+		status = strconv.Itoa(t.resp.StatusCode)
+	}
+	t.c.stats.staleServed.Add(1)
+	t.now = t.c.now()
+	cs := "fwd=" + t.fwd + "; fwd-status=" + status + "; detail=stale-if-error"
+	out, werr := t.serveStored(cs, Outcome{Code: CodeStaleHit, Hit: true, Fetched: true})
+	if errors.Is(werr, errSwapFail) {
+		if err != nil {
+			o, e := t.originError(err)
+			return o, false, e
+		}
+		return Outcome{}, false, nil
+	}
+	return out, true, werr
+}
+
+// originError answers a failed fetch: 504 for a timeout, 502 otherwise (never a dropped
+// connection).
+func (t *txn) originError(err error) (Outcome, error) {
+	status := http.StatusBadGateway
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		status = http.StatusGatewayTimeout
+	}
+	t.c.log.Debug("cache: origin fetch failed", "key", t.key, "err", err)
+	t.now = t.c.now()
+	m := textBody(status, "text/plain; charset=utf-8", wire.StatusText(status)+": origin unreachable\n")
+	return Outcome{Code: CodeMiss, Fetched: true}, t.writeMade(m, nil, "fwd="+t.fwd+"; detail=origin-error")
 }
 
 // forwardHead forwards a HEAD request that storage could not answer; a 200 whose validators
 // match the stored response freshens its header (RFC 9111 §4.3.5), one that does not match
 // removes it.
-func (c *Cache) forwardHead(w ResponseWriter, r *http.Request, f Fetcher, lr lookupResult, fwd string) (Outcome, error) {
-	reqTime := c.now()
-	resp, err := f.Fetch(r.Clone(r.Context()))
-	respTime := c.now()
-	if err != nil {
-		return c.originError(w, r, err, fwd)
+func (t *txn) forwardHead() (Outcome, error) {
+	c := t.c
+	if err := t.fetch(Upstream{}); err != nil {
+		return t.originError(err)
 	}
+	resp := t.resp
 	defer resp.Body.Close()
 	c.stats.misses.Add(1)
-	if lr.e != nil && resp.StatusCode == http.StatusOK {
-		if headMatches(resp, lr.e) {
-			c.storeRefreshed(lr, c.updatedEntry(lr.e, resp.Header, reqTime, respTime))
+	if t.lr.e != nil && resp.StatusCode == http.StatusOK {
+		if headMatches(resp, t.lr.e) {
+			c.storeRefreshed(t.lr, c.updatedEntry(t.lr.e, resp.Header, t.reqTime, t.respTime))
 		} else {
-			c.st.purge(lr.e.key, false)
+			c.st.purge(t.lr.e.key, false)
 		}
 	}
-	return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
+	return Outcome{Code: CodeMiss, Fetched: true}, t.writeOrigin(resp, "fwd="+t.fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
 }
 
 // headMatches reports whether a HEAD response describes the stored representation: same
@@ -494,32 +529,41 @@ func headMatches(resp *http.Response, e *entry) bool {
 
 // writeOrigin sends an origin response that is not stored, with our Cache-Status and without
 // the targeted fields meant for us.
-func (c *Cache) writeOrigin(w ResponseWriter, r *http.Request, resp *http.Response, cs string) error {
+func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 	resp.Header = resp.Header.Clone()
 	delete(resp.Header, hdrOutpostCC)
-	if c.cfg.StripCDNCacheControl {
+	if t.c.cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}
 	resp.Header.Add(hdrCacheStatus, "outpost; "+cs)
-	return w.WriteResponse(resp)
+	return t.w.WriteResponse(resp)
 }
 
-// refreshInBackground revalidates a stale response after serving it (stale-while-revalidate,
-// RFC 5861 §3), at most once at a time per stored response.
-func (c *Cache) refreshInBackground(r *http.Request, f Fetcher, key string, h uint64, rq reqDirectives, lr lookupResult) {
+// refreshInBackground revalidates the stale response t.lr after serving it
+// (stale-while-revalidate, RFC 5861 §3) for r through f (a BackgroundFetcher's), at most once
+// at a time per stored response. The revalidation is a txn of its own, answering nobody.
+func (t *txn) refreshInBackground(r Request, f Fetcher) {
+	c, item := t.c, t.lr.e.item
 	if c.closed.Load() {
 		return
 	}
-	if _, busy := c.refreshing.LoadOrStore(lr.e.item, struct{}{}); busy {
+	if _, busy := c.refreshing.LoadOrStore(item, struct{}{}); busy {
 		return
 	}
-	req := r.Clone(context.WithoutCancel(r.Context()))
-	req.Method = http.MethodGet
+	bg := &txn{c: c, w: discard{}, r: asGET{r}, f: f, key: t.key, h: t.h, now: t.now, rq: noDirectives, lr: t.lr, fwd: "stale"}
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		defer c.refreshing.Delete(lr.e.item)
-		rq := noDirectives
-		_, _ = c.lead(newFlight(h, key), false, discard{}, req, f, h, &rq, lr, "stale")
+		defer c.refreshing.Delete(item)
+		_, _ = bg.alone()
 	}()
 }
+
+// errClientGone ends a request whose client went away while it waited.
+var errClientGone = errors.New("cache: the client went away")
+
+// asGET is a request seen as a GET (a fetch the cache makes for storage on its behalf).
+type asGET struct{ Request }
+
+// Method is GET.
+func (asGET) Method() string { return http.MethodGet }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // This file stores and combines partial content (RFC 9111 §3.3, §3.4): a 206 to a single-range
@@ -87,65 +86,68 @@ func covers(cover []byteRange, ranges []byteRange) bool {
 	return true
 }
 
-// servePartial handles a request that found a partial entry.
-func (c *Cache) servePartial(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult, now time.Time) (Outcome, error) {
-	e := lr.e
-	v, _ := decide(e.timing, e.policy, rq, now)
+// servePartial handles a request that found a partial entry (t.lr).
+func (t *txn) servePartial() (Outcome, error) {
+	c, r, e := t.c, t.r, t.lr.e
+	v, _ := decide(e.timing, e.policy, &t.rq, t.now)
 	usable := v == useFresh || v == useStale
-	if len(r.Header[hdrRange]) > 0 && r.Method == http.MethodGet {
+	if r.Values(hdrRange) != nil && r.Method() == http.MethodGet {
 		if ranges, ok := c.wantRanges(r, e); usable && ok && len(ranges) > 0 && covers(e.partial, ranges) {
-			return c.serveRanges(w, r, lr, ranges, now, statusHit, Outcome{Code: "TCP_HIT", Hit: true})
+			return t.serveRanges(ranges, statusHit, Outcome{Code: CodeHit, Hit: true})
 		}
-		return c.fetchRange(w, r, f, key, h, rq, lr)
+		return t.fetchRange()
 	}
-	if r.Method == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 && strongValidator(e.header) {
-		return c.completePartial(w, r, f, key, h, rq, lr)
+	if r.Method() == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 && strongValidator(e.header) {
+		return t.completePartial()
 	}
-	return c.forward(w, r, f, key, h, rq, lookupResult{}, "partial")
+	t.lr = lookupResult{}
+	return t.forward("partial")
 }
 
 // fetchRange forwards a range request and stores a single-part 206 it gets back.
-func (c *Cache) fetchRange(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult) (Outcome, error) {
-	fwd := "uri-miss"
-	if lr.e != nil {
-		fwd = "partial"
+func (t *txn) fetchRange() (Outcome, error) {
+	c := t.c
+	t.fwd = "uri-miss"
+	if t.lr.e != nil {
+		t.fwd = "partial"
 	}
-	reqTime := c.now()
-	resp, err := f.Fetch(r.Clone(r.Context()))
-	respTime := c.now()
-	if err != nil {
-		return c.originError(w, r, err, fwd)
+	if err := t.fetch(Upstream{}); err != nil {
+		return t.originError(err)
 	}
+	resp := t.resp
 	if resp.StatusCode == http.StatusOK {
-		return c.fresh(newFlight(h, key), false, w, r, h, rq, lookupResult{}, resp, reqTime, respTime, fwd)
+		t.lr, t.fl, t.registered = lookupResult{}, newFlight(t.h, t.key), false
+		return t.fresh()
 	}
 	defer resp.Body.Close()
 	c.stats.misses.Add(1)
-	out := Outcome{Code: "TCP_MISS", Fetched: true}
-	cs := "fwd=" + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
-	e, body, ok := c.partialEntry(lr.e, key, h, r, rq, resp, reqTime, respTime)
+	out := Outcome{Code: CodeMiss, Fetched: true}
+	cs := "fwd=" + t.fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+	e, body, ok := t.partialEntry(t.lr.e)
 	if !ok {
 		if resp.StatusCode == http.StatusPartialContent {
 			cs += "; detail=" + NotStoredPartial.Token
 		}
-		return out, c.writeOrigin(w, r, resp, cs)
+		return out, t.writeOrigin(resp, cs)
 	}
 	if body == nil {
-		return c.originError(w, r, io.ErrUnexpectedEOF, fwd)
+		return t.originError(io.ErrUnexpectedEOF)
 	}
-	c.st.put(h, e, e.partial == nil)
+	c.st.put(t.h, e, e.partial == nil)
 	c.stats.stored.Add(1)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return out, c.writeOrigin(w, r, resp, cs+"; stored")
+	return out, t.writeOrigin(resp, cs+"; stored")
 }
 
-// partialEntry reads a storable 206 and combines it with old. ok is false when the response
-// is not storable (it is then passed on as received); body is nil when it was cut short.
-func (c *Cache) partialEntry(old *entry, key string, h uint64, r *http.Request, rq *reqDirectives, resp *http.Response, reqTime, respTime time.Time) (e *entry, body []byte, ok bool) {
+// partialEntry reads a storable 206 (t.resp) and combines it with old. ok is false when the
+// response is not storable (it is then passed on as received); body is nil when it was cut
+// short.
+func (t *txn) partialEntry(old *entry) (e *entry, body []byte, ok bool) {
+	c, resp := t.c, t.resp
 	part, total, valid := parseContentRange(resp.Header.Get(hdrContentRange))
 	d := parseResponseDirectives(resp.Header)
 	if resp.StatusCode != http.StatusPartialContent || !valid || c.st.mem == nil || total > c.st.memMax ||
-		storable(http.StatusOK, resp.Header, &d, rq, len(r.Header[hdrAuthorization]) > 0) != (Reason{}) {
+		storable(http.StatusOK, resp.Header, &d, &t.rq, t.r.Values(hdrAuthorization) != nil) != (Reason{}) {
 		return nil, nil, false
 	}
 	n := part.end - part.start + 1
@@ -161,7 +163,7 @@ func (c *Cache) partialEntry(old *entry, key string, h uint64, r *http.Request, 
 		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
 		return nil, nil, false
 	}
-	e = c.newEntry(key, h, r, resp, &d, reqTime, respTime)
+	e = t.newEntry(&d)
 	delete(e.header, hdrContentRange)
 	e.status, e.size = http.StatusOK, total
 	buf := make([]byte, total)
@@ -181,31 +183,30 @@ func (c *Cache) partialEntry(old *entry, key string, h uint64, r *http.Request, 
 
 // completePartial answers a full GET for a held prefix by asking the origin for the rest
 // (with If-Range, RFC 9110 §13.1.5) and combining the two.
-func (c *Cache) completePartial(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, rq *reqDirectives, lr lookupResult) (Outcome, error) {
-	e := lr.e
-	req := originRequest(r, nil)
-	req.Header.Set(hdrRange, "bytes="+strconv.FormatInt(e.partial[0].end+1, 10)+"-")
-	if e.etag != "" {
-		req.Header.Set(hdrIfRange, e.etag)
-	} else {
-		req.Header.Set(hdrIfRange, e.lastMod)
+func (t *txn) completePartial() (Outcome, error) {
+	c, e := t.c, t.lr.e
+	u := forStorage(nil)
+	u.Range = "bytes=" + strconv.FormatInt(e.partial[0].end+1, 10) + "-"
+	u.IfRange = e.etag
+	if u.IfRange == "" {
+		u.IfRange = e.lastMod
 	}
-	reqTime := c.now()
-	resp, err := f.Fetch(req)
-	respTime := c.now()
-	if err != nil {
-		return c.originError(w, r, err, "partial")
+	t.fwd = "partial"
+	if err := t.fetch(u); err != nil {
+		return t.originError(err)
 	}
-	if resp.StatusCode == http.StatusOK {
-		return c.fresh(newFlight(h, key), false, w, r, h, rq, lookupResult{}, resp, reqTime, respTime, "partial")
+	if t.resp.StatusCode == http.StatusOK {
+		t.lr, t.fl, t.registered = lookupResult{}, newFlight(t.h, t.key), false
+		return t.fresh()
 	}
-	full, _, ok := c.partialEntry(e, key, h, r, rq, resp, reqTime, respTime)
-	resp.Body.Close()
+	full, _, ok := t.partialEntry(e)
+	t.resp.Body.Close()
+	t.lr = lookupResult{}
 	if !ok || full == nil || full.partial != nil {
-		return c.forward(w, r, f, key, h, rq, lookupResult{}, "partial")
+		return t.forward("partial")
 	}
-	c.st.put(h, full, true)
+	c.st.put(t.h, full, true)
 	c.stats.stored.Add(1)
 	c.stats.misses.Add(1)
-	return c.writeStored(w, r, full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: "TCP_MISS", Fetched: true})
+	return c.writeStored(t.w, t.r.Method(), full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: CodeMiss, Fetched: true})
 }

@@ -106,7 +106,7 @@ func (d harnessDriver) doFrom(remote, method, path string, hdr ...string) Respon
 	}
 	defer func() { d.h.remote = old }()
 	r := d.h.do(method, path, hdr...)
-	return Response{Status: r.status, Header: r.header, Body: r.body, Code: r.out.Code}
+	return Response{Status: r.status, Header: r.header, Body: r.body, Code: r.out.Code.String()}
 }
 
 func (d harnessDriver) Advance(dur time.Duration) { d.h.clk.Advance(dur) }
@@ -629,7 +629,7 @@ func TestIncompleteNotStored(t *testing.T) {
 	}, nil)
 	r := httptest0(h, "/r")
 	rw := &recorder{method: "GET"}
-	_, _ = h.c.Serve(rw, r, h)
+	_, _ = h.serve(rw, r)
 	h.settle()
 	h.c.flights.mu.Lock()
 	n := len(h.c.flights.m)

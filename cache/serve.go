@@ -10,7 +10,59 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
+
+// This file is a request's way through the cache, top to bottom: Serve, the fast memory hit,
+// the general path (txn: directives, the index, the freshness decision) and the answers made
+// from storage. A miss continues in origin.go.
+
+// Serve answers one proxied request (see Handler).
+func (c *Cache) Serve(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	switch r.Method() {
+	case http.MethodGet, http.MethodHead:
+		return c.serveRead(w, r, f)
+	case "PURGE":
+		return c.servePurge(w, r)
+	default:
+		return c.serveUnsafe(w, r, f)
+	}
+}
+
+// noDirectives is a request without Cache-Control or Pragma.
+var noDirectives = reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
+
+// changesHit are the request fields that change how a fresh hit is served: cache directives,
+// preconditions and ranges.
+var changesHit = [...]string{hdrCacheControl, hdrPragma, hdrRange, hdrIfNoneMatch, hdrIfModifiedSince,
+	hdrIfMatch, hdrIfUnmodifiedSince}
+
+// plainRequest reports a request without any of the fields in changesHit.
+func plainRequest(r Request) bool { return !r.HasAny(changesHit[:]) }
+
+// serveRead serves GET and HEAD. The fast path — a plain request for a fresh object without
+// Vary in memory — builds the key in a pooled buffer, checks freshness and writes the stored
+// head and body with WriteStored, without allocating.
+func (c *Cache) serveRead(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	kb := getBuf()
+	kb.b = normalizeKey(r.AppendURL(kb.b[:0]), 0)
+	h := xxhash.Sum64(kb.b)
+	now := c.now()
+	if plainRequest(r) {
+		if e := c.st.memGet(h, kb.b, ""); e != nil && e.partial == nil {
+			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
+				putBuf(kb)
+				return c.writeStored(w, r.Method(), e, now, statusHit, codeHit(e, CodeMemHit))
+			}
+		}
+	}
+	key := string(kb.b)
+	putBuf(kb)
+	return c.newTxn(w, r, f, key, h, now).serveLookup()
+}
 
 // Cache-Status (RFC 9211) parameter strings, after "outpost; ".
 const (
@@ -21,63 +73,95 @@ const (
 var errSwapFail = errors.New("cache: disk entry unreadable")
 
 // codeHit picks the result code of a hit: negative hits are stored error responses.
-func codeHit(e *entry, base string) Outcome {
+func codeHit(e *entry, base Code) Outcome {
 	if e.status >= 400 {
-		base = "TCP_NEGATIVE_HIT"
+		base = CodeNegativeHit
 	}
 	return Outcome{Code: base, Hit: true}
 }
 
+// txn is one request on the general path (everything but the fast memory hit in cache.go):
+// the writer, the request, its key and directives and what storage holds for it, then, when it
+// goes to the origin, its Cache-Status fwd value, its flight and the fetch's outcome. The
+// functions of serve.go, origin.go and partial.go are its methods; it lives for one Serve call
+// (a background revalidation makes its own).
+type txn struct {
+	c   *Cache
+	w   ResponseWriter
+	r   Request
+	f   Fetcher
+	key string // primary key
+	h   uint64 // its hash
+	now time.Time
+	rq  reqDirectives
+	lr  lookupResult // the stored response found, if any
+
+	// Going forward (origin.go).
+	fwd        string  // Cache-Status fwd value (RFC 9211 §2.2)
+	fl         *flight // the fetch this request leads or follows
+	registered bool    // fl is in the flight group (others may follow it)
+	resp       *http.Response
+	reqTime    time.Time // when the fetch was sent
+	respTime   time.Time // when its response header arrived
+}
+
+// newTxn starts the general path for r.
+func (c *Cache) newTxn(w ResponseWriter, r Request, f Fetcher, key string, h uint64, now time.Time) *txn {
+	return &txn{c: c, w: w, r: r, f: f, key: key, h: h, now: now, rq: parseRequestDirectives(r)}
+}
+
 // serveLookup is the general GET/HEAD path: request directives, the index (Vary, disk tier),
 // the freshness decision, then serving from storage or going forward to the origin.
-func (c *Cache) serveLookup(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, now time.Time) (Outcome, error) {
-	rq := parseRequestDirectives(r.Header)
-	lr := c.st.lookup(h, key, r.Header)
-	if lr.e == nil && (r.Method == http.MethodHead || len(r.Header[hdrRange]) > 0) && c.awaitFlight(r, h, key) {
-		lr = c.st.lookup(h, key, r.Header) // HEAD and Range do not join flights: wait, then look again
+func (t *txn) serveLookup() (Outcome, error) {
+	c, r := t.c, t.r
+	t.lr = c.st.lookup(t.h, t.key, r)
+	if t.lr.e == nil && (r.Method() == http.MethodHead || r.Values(hdrRange) != nil) && c.awaitFlight(r, t.h, t.key) {
+		t.lr = c.st.lookup(t.h, t.key, r) // HEAD and Range do not join flights: wait, then look again
 	}
-	if lr.e == nil {
-		if rq.onlyIfCached {
-			return c.onlyIfCached(w, r)
+	if t.lr.e == nil {
+		if t.rq.onlyIfCached {
+			return t.onlyIfCached()
 		}
-		return c.forward(w, r, f, key, h, &rq, lookupResult{}, lr.miss)
+		return t.forward(t.lr.miss)
 	}
-	if lr.e.partial != nil {
-		return c.servePartial(w, r, f, key, h, &rq, lr, now)
+	if t.lr.e.partial != nil {
+		return t.servePartial()
 	}
-	v, why := decide(lr.e.timing, lr.e.policy, &rq, now)
+	v, why := decide(t.lr.e.timing, t.lr.e.policy, &t.rq, t.now)
 	var out Outcome
 	var err error
 	switch v {
 	case useFresh:
-		out, err = c.serveStored(w, r, lr, now, statusHit, codeHit(lr.e, hitCode(lr)))
+		out, err = t.serveStored(statusHit, codeHit(t.lr.e, hitCode(t.lr)))
 	case useStale:
 		c.stats.staleServed.Add(1)
-		out, err = c.serveStored(w, r, lr, now, "hit; detail=max-stale", Outcome{Code: "TCP_STALE_HIT", Hit: true})
+		out, err = t.serveStored("hit; detail=max-stale", Outcome{Code: CodeStaleHit, Hit: true})
 	case useStaleRevalidate:
-		bf, ok := f.(BackgroundFetcher)
+		bf, ok := t.f.(BackgroundFetcher)
 		if !ok {
-			return c.forward(w, r, f, key, h, &rq, lr, fwdFor(why))
+			return t.forward(fwdFor(why))
 		}
 		c.stats.staleServed.Add(1)
-		c.refreshInBackground(r, bf.Background(), key, h, rq, lr)
-		out, err = c.serveStored(w, r, lr, now, "hit; detail=stale-while-revalidate", Outcome{Code: "TCP_STALE_HIT", Hit: true})
+		br, bfetch := bf.Background()
+		t.refreshInBackground(br, bfetch)
+		out, err = t.serveStored("hit; detail=stale-while-revalidate", Outcome{Code: CodeStaleHit, Hit: true})
 	default:
-		if rq.onlyIfCached {
-			return c.onlyIfCached(w, r)
+		if t.rq.onlyIfCached {
+			return t.onlyIfCached()
 		}
-		return c.forward(w, r, f, key, h, &rq, lr, fwdFor(why))
+		return t.forward(fwdFor(why))
 	}
 	if errors.Is(err, errSwapFail) {
-		out, err = c.forward(w, r, f, key, h, &rq, lookupResult{}, "miss")
-		out.Code = "TCP_SWAPFAIL_MISS"
+		t.lr = lookupResult{}
+		out, err = t.forward("miss")
+		out.Code = CodeSwapFailMiss
 	}
 	return out, err
 }
 
 // awaitFlight waits (at most collapse_timeout) for a fetch of key in progress to finish and
 // reports whether there was one.
-func (c *Cache) awaitFlight(r *http.Request, h uint64, key string) bool {
+func (c *Cache) awaitFlight(r Request, h uint64, key string) bool {
 	fl := c.flights.get(h, key)
 	if fl == nil {
 		return false
@@ -87,17 +171,17 @@ func (c *Cache) awaitFlight(r *http.Request, h uint64, key string) bool {
 	select {
 	case <-fl.left:
 	case <-t.C:
-	case <-r.Context().Done():
+	case <-r.Done():
 	}
 	return true
 }
 
 // hitCode is TCP_MEM_HIT for the memory tier, TCP_HIT for the disk tier.
-func hitCode(lr lookupResult) string {
+func hitCode(lr lookupResult) Code {
 	if lr.e.body != nil {
-		return "TCP_MEM_HIT"
+		return CodeMemHit
 	}
-	return "TCP_HIT"
+	return CodeHit
 }
 
 // fwdFor maps a reason to go forward to the Cache-Status fwd value (RFC 9211 §2.2), with the
@@ -112,43 +196,44 @@ func fwdFor(why Reason) string {
 	return "stale; detail=" + why.Token
 }
 
-// serveStored answers from a stored response: a 304 or 412 for preconditions, a 206 or 416 for
-// ranges, or the whole response, from memory or from the disk tier.
-func (c *Cache) serveStored(w ResponseWriter, r *http.Request, lr lookupResult, now time.Time, cs string, out Outcome) (Outcome, error) {
-	e := lr.e
-	switch evalConditions(r.Header, r.Method, e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
+// serveStored answers from the stored response t.lr: a 304 or 412 for preconditions, a 206 or
+// 416 for ranges, or the whole response, from memory or from the disk tier.
+func (t *txn) serveStored(cs string, out Outcome) (Outcome, error) {
+	c, r, e := t.c, t.r, t.lr.e
+	switch evalConditions(r, r.Method(), e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
 	case condNotModified:
 		c.stats.notModified.Add(1)
 		if !out.Fetched {
 			c.stats.hits.Add(1)
-			out.Code = "TCP_IMS_HIT"
+			out.Code = CodeIMSHit
 		}
-		return out, c.writeMade(w, r, http.StatusNotModified, notModifiedHeader(e.header), nil, -1, e, now, cs)
+		return out, t.writeMade(made{status: http.StatusNotModified, header: notModifiedHeader(e.header), length: -1}, e, cs)
 	case condPreconditionErr:
-		return out, c.writeMade(w, r, http.StatusPreconditionFailed, http.Header{}, nil, 0, e, now, cs)
+		return out, t.writeMade(made{status: http.StatusPreconditionFailed, header: http.Header{}}, e, cs)
 	}
 	if ranges, ok := c.wantRanges(r, e); ok {
-		return c.serveRanges(w, r, lr, ranges, now, cs, out)
+		return t.serveRanges(ranges, cs, out)
 	}
-	if e.body != nil || e.size == 0 && lr.disk == nil {
-		return c.writeStored(w, r, e, now, cs, out)
+	if e.body != nil || e.size == 0 && t.lr.disk == nil {
+		return c.writeStored(t.w, r.Method(), e, t.now, cs, out)
 	}
 	if c.st.mem != nil && e.size <= c.st.memMax {
-		body, err := c.st.disk.readAll(lr.disk)
+		body, err := c.st.disk.readAll(t.lr.disk)
 		if err != nil {
-			c.st.disk.drop(lr.disk, err)
+			c.st.disk.drop(t.lr.disk, err)
 			return out, errSwapFail
 		}
 		e = e.withBody(body)
 		c.st.put(primaryHash(e.key), e, false)
 		c.stats.diskHits.Add(1)
-		return c.writeStored(w, r, e, now, cs, out)
+		return c.writeStored(t.w, r.Method(), e, t.now, cs, out)
 	}
-	return c.streamFromDisk(w, r, lr, now, cs, out)
+	return t.streamFromDisk(cs, out)
 }
 
 // streamFromDisk sends a large disk-tier object without loading it into memory.
-func (c *Cache) streamFromDisk(w ResponseWriter, r *http.Request, lr lookupResult, now time.Time, cs string, out Outcome) (Outcome, error) {
+func (t *txn) streamFromDisk(cs string, out Outcome) (Outcome, error) {
+	c, lr := t.c, t.lr
 	f, err := c.st.disk.openFile(lr.disk)
 	if err != nil {
 		c.st.disk.drop(lr.disk, err)
@@ -157,25 +242,25 @@ func (c *Cache) streamFromDisk(w ResponseWriter, r *http.Request, lr lookupResul
 	defer f.Close()
 	c.stats.hits.Add(1)
 	c.stats.diskHits.Add(1)
-	body := io.NewSectionReader(f, bodyOffset, lr.e.size)
-	return out, c.writeMade(w, r, lr.e.status, lr.e.header.Clone(), body, lr.e.size, lr.e, now, cs)
+	body := newFileBody(f, bodyOffset, lr.e.size) // sent with sendfile(2) by a proxy that can
+	return out, t.writeMade(made{status: lr.e.status, header: lr.e.header.Clone(), body: body, length: lr.e.size}, lr.e, cs)
 }
 
 // writeStored writes an in-memory entry with its pre-serialised head: Age and Cache-Status are
-// formatted into a pooled buffer passed as extra.
-func (c *Cache) writeStored(w ResponseWriter, r *http.Request, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
+// formatted into a pooled buffer passed as extra. The fast path calls it without a txn.
+func (c *Cache) writeStored(w ResponseWriter, method string, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
 	e.touch(now)
 	xb := getBuf()
 	xb.b = appendStatusFields(xb.b[:0], e, now, cs)
 	body := e.body
-	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+	if method == http.MethodHead || !bodyAllowed(e.status) {
 		body = nil
 	}
 	err := w.WriteStored(e.head, xb.b, body)
 	putBuf(xb)
 	if out.Hit {
 		c.stats.hits.Add(1)
-		if out.Code == "TCP_MEM_HIT" {
+		if out.Code == CodeMemHit {
 			c.stats.memHits.Add(1)
 		}
 	}
@@ -208,45 +293,56 @@ func addStatusFields(h http.Header, e *entry, now time.Time, cs string) {
 	}
 }
 
-// writeMade writes a response the cache makes (304, 412, 206, 416, 504, a disk stream). When e
-// is set, Age and Cache-Status describe it.
-func (c *Cache) writeMade(w ResponseWriter, r *http.Request, status int, h http.Header, body io.Reader, length int64, e *entry, now time.Time, cs string) error {
+// made is a response the cache makes (304, 412, 206, 416, 504, a disk stream, an error).
+type made struct {
+	status int
+	header http.Header
+	body   io.Reader // nil: none
+	length int64     // Content-Length, -1 when unknown or bodiless
+}
+
+// writeMade writes a response the cache makes. When e is set, Age and Cache-Status describe
+// it.
+func (t *txn) writeMade(m made, e *entry, cs string) error {
 	if e != nil {
-		addStatusFields(h, e, now, cs)
+		addStatusFields(m.header, e, t.now, cs)
 	} else {
-		h.Add(hdrCacheStatus, "outpost; "+cs)
+		m.header.Add(hdrCacheStatus, "outpost; "+cs)
 	}
 	resp := &http.Response{
-		Status: strconv.Itoa(status) + " " + statusText(status), StatusCode: status,
+		Status: wire.StatusText(m.status), StatusCode: m.status,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, ContentLength: length, Body: http.NoBody, Request: r,
+		Header: m.header, ContentLength: m.length, Body: http.NoBody,
 	}
-	if body != nil && r.Method != http.MethodHead && bodyAllowed(status) {
-		resp.Body = io.NopCloser(body)
+	if m.body != nil && t.r.Method() != http.MethodHead && bodyAllowed(m.status) {
+		resp.Body = io.NopCloser(m.body)
 	}
-	if !bodyAllowed(status) {
+	if !bodyAllowed(m.status) {
 		resp.ContentLength = -1
 	}
-	return w.WriteResponse(resp)
+	return t.w.WriteResponse(resp)
+}
+
+// textBody is a small plain-text (or JSON) body the cache makes.
+func textBody(status int, ctype, msg string) made {
+	return made{status: status, header: http.Header{hdrContentType: {ctype}}, body: strings.NewReader(msg), length: int64(len(msg))}
 }
 
 // onlyIfCached answers a request with only-if-cached that storage cannot satisfy with 504
 // (RFC 9111 §5.2.1.7).
-func (c *Cache) onlyIfCached(w ResponseWriter, r *http.Request) (Outcome, error) {
-	msg := "504 Gateway Timeout: only-if-cached and no usable stored response\n"
-	h := http.Header{hdrContentType: {"text/plain; charset=utf-8"}}
-	err := c.writeMade(w, r, http.StatusGatewayTimeout, h, strings.NewReader(msg), int64(len(msg)), nil, c.now(), "fwd=miss; detail=only-if-cached")
-	return Outcome{Code: "TCP_MISS"}, err
+func (t *txn) onlyIfCached() (Outcome, error) {
+	m := textBody(http.StatusGatewayTimeout, "text/plain; charset=utf-8", "504 Gateway Timeout: only-if-cached and no usable stored response\n")
+	return Outcome{Code: CodeMiss}, t.writeMade(m, nil, "fwd=miss; detail=only-if-cached")
 }
 
 // wantRanges returns the satisfiable ranges of a Range request that storage should answer
 // (RFC 9110 §14.2): GET, a stored 200, and an If-Range that still matches (§13.1.5).
-func (c *Cache) wantRanges(r *http.Request, e *entry) ([]byteRange, bool) {
-	v := r.Header[hdrRange]
-	if len(v) != 1 || r.Method != http.MethodGet || e.status != http.StatusOK {
+func (c *Cache) wantRanges(r Request, e *entry) ([]byteRange, bool) {
+	v := r.Values(hdrRange)
+	if len(v) != 1 || r.Method() != http.MethodGet || e.status != http.StatusOK {
 		return nil, false
 	}
-	if ir := r.Header.Get(hdrIfRange); ir != "" && !ifRangeMatches(ir, e) {
+	if ir := firstValue(r, hdrIfRange); ir != "" && !ifRangeMatches(ir, e) {
 		return nil, false
 	}
 	return parseRange(v[0], e.size)
@@ -264,14 +360,14 @@ func ifRangeMatches(ir string, e *entry) bool {
 	return err == nil && err2 == nil && t.Equal(lm)
 }
 
-// serveRanges answers a range request from a stored full response: 416 when nothing is
-// satisfiable, a single 206 part, or multipart/byteranges.
-func (c *Cache) serveRanges(w ResponseWriter, r *http.Request, lr lookupResult, ranges []byteRange, now time.Time, cs string, out Outcome) (Outcome, error) {
-	e := lr.e
-	out.Code = "TCP_HIT"
+// serveRanges answers a range request from the stored full response t.lr: 416 when nothing
+// is satisfiable, a single 206 part, or multipart/byteranges.
+func (t *txn) serveRanges(ranges []byteRange, cs string, out Outcome) (Outcome, error) {
+	c, lr, e := t.c, t.lr, t.lr.e
+	out.Code = CodeHit
 	if len(ranges) == 0 {
 		h := http.Header{hdrContentRange: {"bytes */" + strconv.FormatInt(e.size, 10)}}
-		return out, c.writeMade(w, r, http.StatusRequestedRangeNotSatisfiable, h, nil, 0, e, now, cs)
+		return out, t.writeMade(made{status: http.StatusRequestedRangeNotSatisfiable, header: h}, e, cs)
 	}
 	var src io.ReaderAt
 	if e.body != nil {
@@ -290,11 +386,12 @@ func (c *Cache) serveRanges(w ResponseWriter, r *http.Request, lr lookupResult, 
 	if len(ranges) == 1 {
 		rg := ranges[0]
 		h.Set(hdrContentRange, contentRange(rg, e.size))
-		return out, c.writeMade(w, r, http.StatusPartialContent, h, io.NewSectionReader(src, rg.start, rg.end-rg.start+1), rg.end-rg.start+1, e, now, cs)
+		n := rg.end - rg.start + 1
+		return out, t.writeMade(made{status: http.StatusPartialContent, header: h, body: io.NewSectionReader(src, rg.start, n), length: n}, e, cs)
 	}
 	body, n, ctype := multipartRanges(src, ranges, e.size, e.header.Get(hdrContentType))
 	h.Set(hdrContentType, ctype)
-	return out, c.writeMade(w, r, http.StatusPartialContent, h, body, n, e, now, cs)
+	return out, t.writeMade(made{status: http.StatusPartialContent, header: h, body: body, length: n}, e, cs)
 }
 
 // multipartRanges streams a multipart/byteranges body (RFC 9110 §14.6) and its exact length.

@@ -84,7 +84,7 @@ type lookupResult struct {
 }
 
 // lookup finds the stored response for a request's primary key and Vary'd fields.
-func (s *store) lookup(h uint64, key string, reqHeader map[string][]string) lookupResult {
+func (s *store) lookup(h uint64, key string, req fields) lookupResult {
 	s.mu.RLock()
 	rec := s.index[h]
 	var vary []string
@@ -97,7 +97,7 @@ func (s *store) lookup(h uint64, key string, reqHeader map[string][]string) look
 	if rec == nil {
 		return lookupResult{miss: "uri-miss"}
 	}
-	sec := secondaryKey(vary, reqHeader)
+	sec := secondaryKey(vary, req)
 	k := itemKey(h, key, sec)
 	if e := s.memGetString(k, key, sec); e != nil {
 		return lookupResult{e: e}

@@ -7,37 +7,41 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 )
 
 // serveUnsafe forwards a request with an unsafe or unknown method. A non-error response
 // invalidates the target URI and the same-origin URIs in Location and Content-Location
 // (RFC 9111 §4.4). A POST response that is explicitly fresh and names its own URI in
 // Content-Location is stored for later GETs (RFC 9110 §9.3.3).
-func (c *Cache) serveUnsafe(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
-	resp, err := f.Fetch(r.Clone(r.Context()))
-	if err != nil {
-		return c.originError(w, r, err, "method")
+func (c *Cache) serveUnsafe(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	t := &txn{c: c, w: w, r: r, f: f, now: c.now(), rq: noDirectives, fwd: "method"}
+	t.key = string(normalizeKey(r.AppendURL(nil), 0))
+	if err := t.fetch(Upstream{}); err != nil {
+		return t.originError(err)
 	}
+	resp := t.resp
 	c.stats.misses.Add(1)
-	if resp.StatusCode < 400 {
-		c.invalidate(r.URL, r.Host, resp.Header)
+	target, err := url.Parse(t.key)
+	if err != nil {
+		target = &url.URL{}
 	}
-	if r.Method == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(r, resp) {
-		key := string(appendKey(nil, r.URL, r.Host))
-		h := primaryHash(key)
-		rq := noDirectives
-		get := r.Clone(r.Context())
-		get.Method = http.MethodGet
-		return c.fresh(newFlight(h, key), false, w, get, h, &rq, lookupResult{}, resp, c.now(), c.now(), "method")
+	if resp.StatusCode < 400 {
+		c.invalidate(target, resp.Header)
+	}
+	if r.Method() == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(target, t.key, resp) {
+		t.h = primaryHash(t.key)
+		t.fl = newFlight(t.h, t.key)
+		t.r = asGET{r}
+		return t.fresh()
 	}
 	defer resp.Body.Close()
-	return Outcome{Code: "TCP_MISS", Fetched: true}, c.writeOrigin(w, r, resp, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
+	return Outcome{Code: CodeMiss, Fetched: true}, t.writeOrigin(resp, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 }
 
 // postStorable reports a POST response that may serve later GETs: explicit freshness and a
-// Content-Location equal to the request's URI (RFC 9110 §9.3.3, RFC 9111 §4).
-func (c *Cache) postStorable(r *http.Request, resp *http.Response) bool {
+// Content-Location equal to the request's URI (target, whose key is key) (RFC 9110 §9.3.3,
+// RFC 9111 §4).
+func (c *Cache) postStorable(target *url.URL, key string, resp *http.Response) bool {
 	d := parseResponseDirectives(resp.Header)
 	if !explicitFreshness(resp.Header, &d) {
 		return false
@@ -46,15 +50,16 @@ func (c *Cache) postStorable(r *http.Request, resp *http.Response) bool {
 	if loc == "" {
 		return false
 	}
-	u, err := r.URL.Parse(loc)
-	return err == nil && sameOrigin(u, r.URL, r.Host) && keyOf(u) == string(appendKey(nil, r.URL, r.Host))
+	u, err := target.Parse(loc)
+	return err == nil && sameOrigin(u, target, "") && keyOf(u) == key
 }
 
 // invalidate removes the stored responses for the target URI and the same-origin URIs named
 // by Location and Content-Location (RFC 9111 §4.4).
-func (c *Cache) invalidate(target *url.URL, host string, h http.Header) {
+func (c *Cache) invalidate(target *url.URL, h http.Header) {
 	c.stats.invalidations.Add(1)
-	c.st.purge(string(appendKey(nil, target, host)), false)
+	host := target.Host
+	c.st.purge(keyOf(target), false)
 	for _, f := range []string{hdrLocation, hdrContentLocation} {
 		v := h.Get(f)
 		if v == "" {
@@ -88,23 +93,20 @@ func sameOrigin(u, target *url.URL, host string) bool {
 
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
 // with the number of responses removed, or 404 when nothing was stored.
-func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
-	now := c.now()
-	text := func(status int, msg string, cs string) error {
-		h := http.Header{hdrContentType: {"application/json"}}
-		return c.writeMade(w, r, status, h, strings.NewReader(msg), int64(len(msg)), nil, now, cs)
+func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
+	t := &txn{c: c, w: w, r: r, now: c.now()}
+	if !c.purgeAllowed(r.RemoteAddr()) {
+		m := textBody(http.StatusForbidden, "application/json", `{"error":"PURGE not allowed from this address"}`+"\n")
+		return Outcome{Code: CodeDenied}, t.writeMade(m, nil, "detail=purge-denied")
 	}
-	if !c.purgeAllowed(r.RemoteAddr) {
-		return Outcome{Code: "TCP_DENIED"}, text(http.StatusForbidden, `{"error":"PURGE not allowed from this address"}`+"\n", "detail=purge-denied")
-	}
-	n := c.st.purge(string(appendKey(nil, r.URL, r.Host)), false)
+	n := c.st.purge(string(normalizeKey(r.AppendURL(nil), 0)), false)
 	c.stats.purges.Add(1)
 	body, _ := json.Marshal(map[string]int{"purged": n})
 	status := http.StatusOK
 	if n == 0 {
 		status = http.StatusNotFound
 	}
-	return Outcome{Code: "NONE"}, text(status, string(body)+"\n", "detail=purge")
+	return Outcome{Code: CodeNone}, t.writeMade(textBody(status, "application/json", string(body)+"\n"), nil, "detail=purge")
 }
 
 // purgeAllowed checks a client's "ip:port" against cache.purge_allow.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 	"github.com/outpost-proxy/outpost/internal/diskspace"
 	"github.com/prometheus/client_golang/prometheus"
@@ -235,18 +236,18 @@ func (srv *Server) record(s *slot, buf *[]byte, now time.Time) {
 }
 
 // resultCode is the Squid result code: the cache's when it answered, else what the proxy did.
-func resultCode(s *slot) string {
+func resultCode(s *slot) cache.Code {
 	switch {
-	case s.outcome.Code != "":
+	case s.outcome.Code != cache.CodeUnset:
 		return s.outcome.Code
 	case s.mode == modeConnect && s.status == 200, s.upgrade && s.status == 101:
-		return "TCP_TUNNEL"
+		return cache.CodeTunnel
 	case s.status == 403 || s.status == 407:
-		return "TCP_DENIED"
+		return cache.CodeDenied
 	case s.perr != nil || s.mode == modeLocal:
-		return "NONE"
+		return cache.CodeNone
 	}
-	return "TCP_MISS"
+	return cache.CodeMiss
 }
 
 // appendSquid renders Squid's native format:
@@ -262,7 +263,7 @@ func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
 	b = append(b, ' ')
 	b = append(b, s.c.ipStr...)
 	b = append(b, ' ')
-	b = append(b, resultCode(s)...)
+	b = append(b, resultCode(s).String()...)
 	b = append(b, '/')
 	b = appendPad3(b, s.status)
 	b = append(b, ' ')
@@ -323,7 +324,7 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 	b = append(b, "\" \""...)
 	b = appendQuoted(b, ua)
 	b = append(b, "\" "...)
-	b = append(b, resultCode(s)...)
+	b = append(b, resultCode(s).String()...)
 	b = append(b, ' ')
 	b = appendDash(b, s.upstream)
 	b = append(b, ' ')

@@ -1,14 +1,18 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // tunnel serves CONNECT: dial the target (policy already allowed its port), answer 200, then
@@ -31,12 +35,11 @@ func (srv *Server) tunnel(s *slot) {
 	}
 	defer up.Close()
 	s.written, s.status, s.closeAfter = true, 200, true
-	c.mu.Lock()
-	_, _ = c.bw.WriteString("HTTP/1.1 200 Connection established\r\n")
-	_, _ = c.bw.Write(srv.viaLine)
-	_, _ = c.bw.WriteString("\r\n")
-	err = c.bw.Flush()
-	c.mu.Unlock()
+	err = s.writeNow(func(bw *bufio.Writer) {
+		_, _ = bw.Write(wire.AppendStatusLineReason(bw.AvailableBuffer(), http.StatusOK, "Connection established"))
+		_, _ = bw.Write(srv.viaLine)
+		_, _ = bw.WriteString("\r\n")
+	})
 	if err != nil {
 		c.closeNow()
 		return

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-proxy/outpost/internal/component"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // acceptLoop accepts client connections until the listener is closed.
@@ -70,51 +73,35 @@ func (s *Server) releaseConnSlot() {
 // conn is one client connection: a reader that parses requests into slots of the pipeline
 // window, and an ordered writer shared by the slots (pipeline.go).
 type conn struct {
-	srv    *Server
-	nc     net.Conn
+	srv *Server
+	nc  net.Conn
+	// br and bw are the connection's read and write buffers while it has a request; both are
+	// nil while it idles (takeBuffers, releaseBuffers). src and dw are what they read from
+	// and write to.
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	bufs   *connBuffers // br and bw while the connection has them
+	src    connSource
+	dw     deadlineWriter
+	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
 	remote string     // client "ip:port"
-	local  string     // the proxy's "ip:port" the client connected to
 	ip     netip.Addr // client address, unmapped
 	ipStr  string
 	ctx    context.Context // upstream requests; cancelled when the connection closes
 	cancel context.CancelFunc
 
 	// Header reading (request.go), used only by the goroutine holding the reader role.
-	hdr    []byte
-	hrd    bytes.Reader
-	hbr    *bufio.Reader
-	body   *bodyReader // the body of the request just read (handed to its slot)
-	served int
+	reqHead wire.RequestHead // the request just read: indexes into the bytes read (request.go)
+	body    *bodyReader      // the body of the request just read (handed to its slot)
+	served  int
 
-	// Pipeline state (pipeline.go), guarded by mu.
-	mu     sync.Mutex
-	turn   sync.Cond // broadcast when head advances or the connection breaks
-	room   sync.Cond // broadcast when a slot is freed
-	ring   []*slot
-	next   uint64 // sequence number of the next slot to create
-	head   uint64 // sequence number of the slot allowed to write
-	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
-	broken bool   // a write failed or the connection was closed under us
-
-	// Stall watch (pipeline.go): a request worked on inline that stays inside the cache (waiting
-	// for another request's fetch, a slow disk, a slow client) hands the reader role on.
-	inCache    atomic.Uint64 // seq+1 of the request the reader took into the cache; 0 if none
-	stallSeen  atomic.Uint64 // inCache as the watch last saw it
-	stallArmed atomic.Bool
-	stall      *time.Timer
+	// The pipeline window and the stall watch (pipeline.go, which holds its locking rules).
+	pipeline
 
 	// Read deadline armed by the reader role (armRead); rdlSet is cleared by every other
 	// SetReadDeadline (setReadDeadline), which makes the reader arm its next one afresh.
 	rdl    time.Time
 	rdlSet atomic.Bool
-	// wnow is the time finish took for the response it flushes (c.mu), so the write deadline
-	// does not read the clock again; zero otherwise.
-	wnow time.Time
-	// doneAt is when the head last advanced (c.mu): with no request in flight, the reader
-	// takes it for the current time when it arms the idle deadline.
-	doneAt time.Time
 
 	idle      atomic.Bool  // the reader is waiting for the first byte of a request
 	refs      atomic.Int32 // goroutines working on this connection; the last closes it
@@ -126,22 +113,19 @@ type conn struct {
 
 // newConn registers a new client connection, or returns nil when shutting down.
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), local: nc.LocalAddr().String()}
+	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String()}
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
 		c.ip = ap.Addr().Unmap()
 	}
-	c.ipStr = c.ip.String()
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.br = bufio.NewReaderSize(nc, 8<<10)
-	c.bw = bufio.NewWriterSize(&deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}, 8<<10)
-	c.hbr = bufio.NewReaderSize(&c.hrd, 4<<10)
-	c.turn.L, c.room.L = &c.mu, &c.mu
-	c.ring = make([]*slot, s.cfg.PipelineWindow)
-	for i := range c.ring {
-		c.ring[i] = &slot{c: c}
+	if c.ip.Is4() && c.remote[0] != '[' {
+		c.ipStr = c.remote[:strings.LastIndexByte(c.remote, ':')] // the same text, not another copy
+	} else {
+		c.ipStr = c.ip.String()
 	}
-	c.stall = time.AfterFunc(time.Hour, c.checkStall)
-	c.stall.Stop()
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.src.init(c)
+	c.dw = deadlineWriter{c: c, timeout: s.cfg.WriteTimeout, writes: s.m.clientWrites}
+	c.initPipeline(s.cfg.PipelineWindow)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -157,6 +141,9 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	return c
 }
 
+// localAddr is the proxy's "ip:port" the client connected to.
+func (c *conn) localAddr() string { return c.nc.LocalAddr().String() }
+
 // run is the connection's first goroutine: it holds the reader role.
 func (c *conn) run() {
 	defer c.release()
@@ -166,8 +153,11 @@ func (c *conn) run() {
 // release ends one goroutine's work on the connection; the last one closes it.
 func (c *conn) release() {
 	if c.refs.Add(-1) == 0 {
-		c.stall.Stop()
+		if c.stall != nil {
+			c.stall.Stop()
+		}
 		c.closeNow()
+		c.releaseBuffers() // nothing works on the connection any more
 		s := c.srv
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -183,11 +173,7 @@ func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
 		c.cancel()
-		c.mu.Lock()
-		c.broken = true
-		c.turn.Broadcast()
-		c.room.Broadcast()
-		c.mu.Unlock()
+		c.shut()
 	})
 }
 
@@ -209,12 +195,12 @@ func (c *conn) readLoop() {
 			return
 		}
 		// s belongs to the ring again once finished: use what work captured.
-		detached, closeAfter, seq := c.work(s)
-		if detached {
+		done := c.work(s)
+		if done.detached {
 			return // another goroutine holds the reader role now
 		}
-		if closeAfter {
-			c.lingerClose(seq)
+		if done.closeAfter {
+			c.lingerClose(done)
 			return
 		}
 	}
@@ -226,14 +212,8 @@ func (c *conn) nextRequest() (*slot, bool) {
 	if !c.waitRoom() {
 		return nil, false
 	}
-	if c.br.Buffered() == 0 {
-		c.mu.Lock()
-		c.flushDeferredLocked()
-		var now time.Time // when the last response was completed, if nothing is in flight
-		if c.head == c.next {
-			now = c.doneAt
-		}
-		c.mu.Unlock()
+	if c.br == nil || c.br.Buffered() == 0 {
+		now, quiet := c.flushIdle() // quiet: nothing in flight; now: when the last response was completed
 		if c.served > 0 {
 			// The client has only just got the last response: let the other connections'
 			// goroutines run first, so that by the time this one reads, its next request
@@ -242,7 +222,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 			// with nothing else runnable it returns at once.
 			runtime.Gosched()
 		}
-		if !c.waitFirstByte(now) {
+		if !c.waitFirstByte(now, quiet) {
 			return nil, false
 		}
 	}
@@ -261,9 +241,13 @@ func (c *conn) nextRequest() (*slot, bool) {
 	return s, true
 }
 
-// waitFirstByte waits (idle timeout) for the first byte of the next request. now is the
-// current time if the caller knows it (zero: read the clock).
-func (c *conn) waitFirstByte(now time.Time) bool {
+// waitFirstByte waits (idle timeout) for the first byte of the next request and reads what
+// has arrived into the read buffer. now is the current time if the caller knows it (zero: read
+// the clock). quiet means no response is in flight: then, if nothing has arrived yet, the
+// connection's buffers go back to their pools while it waits for readability (an idle
+// keep-alive connection costs its goroutine and a few hundred bytes), and are taken again
+// when the request comes (readFirst).
+func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 	srv := c.srv
 	c.idle.Store(true)
 	defer c.idle.Store(false)
@@ -274,8 +258,85 @@ func (c *conn) waitFirstByte(now time.Time) bool {
 		now = time.Now()
 	}
 	c.armRead(now, srv.cfg.IdleTimeout)
+	if quiet && c.src.raw != nil {
+		if !c.src.readFirst() {
+			return false
+		}
+	}
+	c.takeBuffers()
 	_, err := c.br.Peek(1)
 	return err == nil
+}
+
+// idleBuffers gives the buffers back and drops the finished requests while the connection
+// waits for its next request (called by readFirst, from inside a raw read of the socket).
+// Nothing holds c.mu while it waits for the socket when no response is in flight; should
+// anything ever, the buffers are kept this once rather than risking a deadlock with a Close
+// under c.mu (which waits for this read).
+func (c *conn) idleBuffers() {
+	if !c.mu.TryLock() {
+		return
+	}
+	defer c.mu.Unlock()
+	c.releaseBuffersLocked()
+	c.forgetRequestsLocked()
+}
+
+// connBuffers is what a connection needs only while it has a request: its read and write
+// buffers, shared through one pool by the connections that have a request.
+type connBuffers struct {
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+var buffersPool = sync.Pool{New: func() any {
+	return &connBuffers{br: bufio.NewReaderSize(nil, 8<<10), bw: bufio.NewWriterSize(nil, 8<<10)}
+}}
+
+// takeBuffers gives the connection its buffers (no-op when it has them).
+func (c *conn) takeBuffers() {
+	if c.bufs != nil {
+		return
+	}
+	b := buffersPool.Get().(*connBuffers)
+	b.br.Reset(&c.src)
+	b.bw.Reset(&c.dw)
+	c.mu.Lock()
+	c.bufs, c.br, c.bw = b, b.br, b.bw
+	c.mu.Unlock()
+}
+
+// forgetRequestsLocked drops what the slots still hold of finished requests (the request, the
+// stored response they wrote), so that an idle connection keeps none of it alive. Only the
+// reader calls it, with no response in flight and c.mu held.
+func (c *conn) forgetRequestsLocked() {
+	for _, s := range c.ring {
+		if s != nil {
+			s.slotState = slotState{seq: s.seq, sExtra: s.sExtra[:0]}
+		}
+	}
+}
+
+// releaseBuffers gives the buffers back to their pool. The caller makes sure they are empty
+// and that nothing uses them until takeBuffers: the reader between requests with no response
+// in flight, or the connection's last goroutine.
+func (c *conn) releaseBuffers() {
+	c.mu.Lock()
+	c.releaseBuffersLocked()
+	c.mu.Unlock()
+	c.src.dropChunk()
+}
+
+// releaseBuffersLocked is releaseBuffers with c.mu held.
+func (c *conn) releaseBuffersLocked() {
+	b := c.bufs
+	if b == nil {
+		return
+	}
+	c.bufs, c.br, c.bw = nil, nil, nil
+	b.br.Reset(nil)
+	b.bw.Reset(nil)
+	buffersPool.Put(b)
 }
 
 // headBuffered reports whether a whole request head is in the read buffer, so reading it
@@ -315,31 +376,40 @@ func (c *conn) setReadDeadline(t time.Time) {
 	_ = c.nc.SetReadDeadline(t)
 }
 
+// workDone is what the reader needs to know about a request work finished (its slot may be
+// reused at once).
+type workDone struct {
+	detached   bool   // the reader role moved on while the request was worked on
+	closeAfter bool   // the connection ends after this response
+	clientEnd  bool   // the client itself asked to end it, and sent no body
+	seq        uint64 // the request's slot sequence number
+}
+
 // work runs one request to completion in the calling goroutine (handle.go), then finishes its
-// slot: the response is in order in the output buffer or stashed for the head to write. It
-// returns what the caller needs to know about s, which may be reused as soon as it finished.
-func (c *conn) work(s *slot) (detached, closeAfter bool, seq uint64) {
+// slot: the response is in order in the output buffer or stashed for the head to write.
+func (c *conn) work(s *slot) workDone {
 	if s.serial {
 		c.waitDrained(s)
 	}
 	c.srv.handle(s)
-	closeAfter, seq = s.closeAfter, s.seq
-	detached = s.finish()
-	return detached, closeAfter, seq
+	done := workDone{closeAfter: s.closeAfter, seq: s.seq,
+		clientEnd: s.perr == nil && s.req != nil && s.body == nil && wantsClose(s.req, s.proto10)}
+	done.detached = s.finish()
+	return done
 }
 
 // lingerTime bounds how long a closing connection keeps reading what the client still sends.
 const lingerTime = 500 * time.Millisecond
 
-// lingerClose waits until slot seq, the connection's final response, is written (finish half-closes
-// the connection then), and discards what the client still sends for a short while, so the
-// response is not lost to a TCP reset.
-func (c *conn) lingerClose(seq uint64) {
-	c.mu.Lock()
-	for c.head <= seq && !c.broken {
-		c.turn.Wait()
+// lingerClose waits until the connection's final response is written (finish half-closes the
+// connection then), and discards what the client still sends for a short while, so the
+// response is not lost to a TCP reset. Like nginx, it does not linger when nothing suggests
+// more is coming: the client asked to close, sent no body, and nothing it sent is unread.
+func (c *conn) lingerClose(done workDone) {
+	c.waitWritten(done.seq)
+	if done.clientEnd && (c.br == nil || c.br.Buffered() == 0) && c.src.nothingPending() {
+		return
 	}
-	c.mu.Unlock()
 	c.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)
 }
@@ -353,12 +423,18 @@ type deadlineWriter struct {
 	timeout time.Duration
 	writes  prometheus.Counter
 	dl      time.Time // the write deadline in force
+	// tail, when set, is written right after the next Write's bytes in the same writev (a
+	// stored body sent from the cache's memory: see writeStoredLocked).
+	tail []byte
+	vec  [2][]byte
+	bufs net.Buffers // vec's slices as WriteTo consumes them (a field: no allocation)
 }
 
-// Write writes p with a deadline no more than deadlineSlack earlier than write_timeout away.
-func (d *deadlineWriter) Write(p []byte) (int, error) {
+// arm counts a write and keeps its deadline no more than deadlineSlack earlier than
+// write_timeout away.
+func (d *deadlineWriter) arm() {
 	d.writes.Inc()
-	now := d.c.wnow
+	now := d.c.finishTime()
 	if now.IsZero() {
 		now = time.Now()
 	}
@@ -366,5 +442,81 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 		d.dl = t
 		_ = d.c.nc.SetWriteDeadline(t)
 	}
-	return d.c.nc.Write(p)
 }
+
+// Write writes p (and tail, if set) with the write deadline in force.
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.arm()
+	if d.tail == nil {
+		return d.c.nc.Write(p)
+	}
+	d.vec = [2][]byte{p, d.tail}
+	d.bufs = d.vec[:]
+	n, err := d.bufs.WriteTo(d.c.nc)
+	d.vec, d.bufs = [2][]byte{}, nil
+	return int(min(n, int64(len(p)))), err
+}
+
+// sendChunk is how much of a file body one sendfile(2) call may send: the write deadline is
+// re-armed between calls, so write_timeout bounds progress, not the whole body.
+const sendChunk = 1 << 20
+
+// bodyWriter writes a response body of a known length straight to the client, bypassing the
+// output buffer (which the caller flushed): a body that can write itself (io.WriterTo) is
+// handed bodyWriter, and a file body of the disk tier reaches the socket by sendfile(2)
+// through ReadFrom. It never lets more than the framed length through.
+type bodyWriter struct {
+	d    *deadlineWriter
+	left int64            // bytes the framing still allows
+	lr   io.LimitedReader // one sendfile chunk (a field: no allocation)
+}
+
+// errBodyOverrun is a body that has more bytes than its framing says.
+var errBodyOverrun = errors.New("proxy: response body longer than its Content-Length")
+
+// Write writes p, up to the framed length.
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	var over error
+	if int64(len(p)) > w.left {
+		p, over = p[:w.left], errBodyOverrun
+	}
+	n, err := w.d.Write(p)
+	w.left -= int64(n)
+	if err == nil {
+		err = over
+	}
+	return n, err
+}
+
+// ReadFrom sends r: with sendfile(2) when it is a file's section (an *io.LimitedReader over an
+// *os.File at its offset) and the client a TCP socket, else through Write.
+func (w *bodyWriter) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	var f *os.File
+	if ok {
+		f, ok = lr.R.(*os.File)
+	}
+	tc, isTCP := w.d.c.nc.(*net.TCPConn)
+	if !ok || !isTCP || lr.N > w.left {
+		return io.Copy(writerOnly{w}, r)
+	}
+	var total int64
+	for lr.N > 0 {
+		w.d.arm()
+		w.lr = io.LimitedReader{R: f, N: min(lr.N, sendChunk)}
+		n, err := tc.ReadFrom(&w.lr)
+		total += n
+		lr.N -= n
+		w.left -= n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break // the file ended early: the caller sees the short count
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }

@@ -5,61 +5,14 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // Header hygiene, RFC 9110 §7.6: hop-by-hop fields and those named in Connection stay on their
 // hop; Via records every proxy and lets us detect loops; Max-Forwards counts down for OPTIONS
 // and TRACE; X-Forwarded-For / Forwarded tell the origin who asked.
-
-// hopByHop are the fields that never cross the proxy (canonical form).
-var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// isHopByHop reports whether the canonical field name is hop-by-hop.
-func isHopByHop(name string) bool {
-	for _, h := range hopByHop {
-		if h == name {
-			return true
-		}
-	}
-	return false
-}
-
-// stripHopByHop removes hop-by-hop fields and the fields that Connection names, in place. It
-// does not allocate when Connection is absent.
-func stripHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				h.Del(tok)
-			}
-		}
-	}
-	if len(h) == 0 {
-		return
-	}
-	for _, name := range hopByHop {
-		if _, ok := h[name]; ok {
-			delete(h, name)
-		}
-	}
-}
-
-// connectionTokens returns the canonical names listed in Connection (nil when absent).
-func connectionTokens(h http.Header) map[string]bool {
-	var m map[string]bool
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				if m == nil {
-					m = map[string]bool{}
-				}
-				m[http.CanonicalHeaderKey(tok)] = true
-			}
-		}
-	}
-	return m
-}
 
 // hasToken reports whether a comma-separated field contains token (case-insensitive).
 func hasToken(values []string, token string) bool {
@@ -107,40 +60,98 @@ func maxForwards(h http.Header) int {
 	return n
 }
 
-// addForwarding adds the fields an upstream request carries from this hop (taken from r, the
-// client's request or a clone of it): Via with the client's protocol version, Max-Forwards
-// decremented (OPTIONS, TRACE), X-Forwarded-For and Forwarded as configured. Expect is dropped:
-// the proxy answered it itself.
-func (srv *Server) addForwarding(r, out *http.Request) {
-	h := out.Header
-	via := srv.viaValue
+// forwarding is what this hop adds to an upstream request (RFC 9110 §7.6): Via with the
+// client's protocol version, Max-Forwards decremented (OPTIONS, TRACE), X-Forwarded-For and
+// Forwarded as configured. Expect is dropped: the proxy answered it itself.
+type forwarding struct {
+	via10, via11   string // "1.0 <pseudonym>", "1.1 <pseudonym>"
+	xff, forwarded bool
+}
+
+// newForwarding builds the forwarding settings from configuration.
+func newForwarding(cfg config.ProxyConfig) forwarding {
+	return forwarding{via10: "1.0 " + cfg.ViaPseudonym, via11: "1.1 " + cfg.ViaPseudonym,
+		xff: cfg.XForwardedFor, forwarded: cfg.Forwarded}
+}
+
+// appendHeader appends r's end-to-end fields (hop-by-hop ones were stripped by policy; those an
+// upgrade re-added stay) and this hop's forwarding fields. Host and the framing fields are the
+// caller's.
+func (f *forwarding) appendHeader(b []byte, r *http.Request) []byte {
+	countdown := r.Method == http.MethodOptions || r.Method == http.MethodTrace
+	for name, values := range r.Header {
+		switch name {
+		case "Host", "Content-Length", "Transfer-Encoding", "Expect", "Via", "X-Forwarded-For":
+			continue
+		case "Max-Forwards":
+			if countdown {
+				continue
+			}
+		case "User-Agent":
+			if len(values) == 1 && values[0] == "" {
+				continue
+			}
+		}
+		for _, v := range values {
+			b = wire.AppendField(b, name, v)
+		}
+	}
+	return f.appendOwn(b, r, countdown)
+}
+
+// appendOwn appends Via, Max-Forwards, X-Forwarded-For and Forwarded.
+func (f *forwarding) appendOwn(b []byte, r *http.Request, countdown bool) []byte {
+	h := r.Header
+	for _, v := range h["Via"] {
+		b = wire.AppendField(b, "Via", v)
+	}
+	via := f.via11
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		via = "1.0 " + srv.cfg.ViaPseudonym
+		via = f.via10
 	}
-	clientIP := r.RemoteAddr
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		clientIP = ap.Addr().Unmap().String()
-	}
-	h["Via"] = append(h["Via"], via)
-	if out.Method == http.MethodOptions || out.Method == http.MethodTrace {
+	b = wire.AppendField(b, "Via", via)
+	if countdown {
 		if n := maxForwards(h); n > 0 {
-			h.Set("Max-Forwards", strconv.Itoa(n-1))
+			b = append(b, "Max-Forwards: "...)
+			b = strconv.AppendInt(b, int64(n-1), 10)
+			b = append(b, "\r\n"...)
+		} else if v := h["Max-Forwards"]; len(v) > 0 {
+			b = wire.AppendField(b, "Max-Forwards", v[0])
 		}
 	}
-	if srv.cfg.XForwardedFor {
-		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+clientIP)
-		} else {
-			h.Set("X-Forwarded-For", clientIP)
+	if !f.xff && !f.forwarded {
+		return b
+	}
+	ip := clientIP(r.RemoteAddr)
+	if f.xff {
+		b = append(b, "X-Forwarded-For: "...)
+		for _, v := range h["X-Forwarded-For"] {
+			b = append(b, wire.SanitizeValue(v)...)
+			b = append(b, ", "...)
+		}
+		b = append(b, ip...)
+		b = append(b, "\r\n"...)
+	}
+	if f.forwarded {
+		b = wire.AppendField(b, "Forwarded", forwardedElement(ip, r.Host))
+	}
+	return b
+}
+
+// clientIP returns the address of an "ip:port" (IPv4-mapped addresses unmapped), without
+// allocating in the common case.
+func clientIP(remote string) string {
+	host := remote
+	if i := strings.LastIndexByte(remote, ':'); i >= 0 {
+		host = remote[:i]
+	}
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+		if a, err := netip.ParseAddr(host); err == nil {
+			return a.Unmap().String()
 		}
 	}
-	if srv.cfg.Forwarded {
-		h.Add("Forwarded", forwardedElement(clientIP, r.Host))
-	}
-	h.Del("Expect")
-	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = []string{""} // keep net/http from adding its own
-	}
+	return host
 }
 
 // forwardedElement renders one RFC 7239 element.

@@ -12,6 +12,13 @@ import (
 // TestMain fails the run when goroutines of this package outlive the tests (leaked
 // connections, tunnels, flushers).
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(idleClientEnv); spec != "" { // a child process of idleConnCost
+		if err := runIdleClient(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "idle client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := waitForLeaks(5 * time.Second); leaked != "" {

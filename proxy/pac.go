@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // pacPath is where the proxy serves its proxy auto-config file.
@@ -21,7 +24,7 @@ func (srv *Server) servePAC(s *slot) {
 		}
 	}
 	script := pacScript(proxy, srv.cfg.PAC.Direct, srv.cfg.PAC.FallbackDirect)
-	head := "HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\nCache-Control: max-age=300\r\nContent-Length: " +
+	head := wire.StatusLine(http.StatusOK) + "Content-Type: application/x-ns-proxy-autoconfig\r\nCache-Control: max-age=300\r\nContent-Length: " +
 		strconv.Itoa(len(script)) + "\r\n"
 	_ = s.WriteStored([]byte(head), nil, []byte(script))
 }

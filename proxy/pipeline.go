@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/outpost-proxy/outpost/cache"
 )
@@ -28,9 +30,97 @@ import (
 // flush is deferred (dirty) until the reader would block, so several responses leave in one
 // write.
 
+// pipeline is one connection's response window, embedded in conn. Locking rules, all of them
+// (no other file touches these fields; they call the methods below):
+//
+//   - mu guards every field of pipeline but the stall watch, and the slot fields marked (c.mu).
+//     Slot fields not marked belong to the goroutine working on the request.
+//   - turn is broadcast when head advances or the connection breaks; room when a slot is freed.
+//     Both wait on mu.
+//   - Only the head slot writes to the connection's output buffer (bw): under mu, except while
+//     it streams a response (WriteResponse → copyBody), when it writes without mu. That is safe
+//     because nobody else writes until head advances, and beginStream flushed any deferred
+//     output (dirty) first.
+//   - broken is set once (a write failed, the connection ended or closed) and never cleared;
+//     every wait loop ends on it.
+//   - The stall watch (inCache, stallSeen, stallArmed) is atomics only, armed by the reader
+//     and checked by its timer's goroutine; it takes mu only through detach.
+//   - The access-log buffer and the metrics child on conn (logBuf, mKey, mCounter) are used
+//     under mu too: finish records responses while it holds it.
+//   - The front end swaps the connection's buffers (br, bw) in and out under mu while no
+//     response is in flight (frontend.go takeBuffers, releaseBuffers, forgetRequestsLocked).
+type pipeline struct {
+	mu     sync.Mutex
+	turn   sync.Cond // broadcast when head advances or the connection breaks
+	room   sync.Cond // broadcast when a slot is freed
+	ring   []*slot
+	next   uint64 // sequence number of the next slot to create
+	head   uint64 // sequence number of the slot allowed to write
+	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
+	broken bool   // a write failed or the connection was closed under us
+
+	// wnow is the time finish took for the response it flushes, so the write deadline does
+	// not read the clock again; zero otherwise.
+	wnow time.Time
+	// doneAt is when the head last advanced: with no request in flight, the reader takes it
+	// for the current time when it arms the idle deadline.
+	doneAt time.Time
+
+	// Stall watch: a request worked on inline that stays inside the cache (waiting for another
+	// request's fetch, a slow disk, a slow client) hands the reader role on.
+	inCache    atomic.Uint64 // seq+1 of the request the reader took into the cache; 0 if none
+	stallSeen  atomic.Uint64 // inCache as the watch last saw it
+	stallArmed atomic.Bool
+	stall      *time.Timer
+}
+
+// initPipeline makes the window's ring; its slots are made as the window first reaches them
+// (newSlot) and the stall watch's timer on first use (enterCache), so that a connection that
+// never pipelines costs one slot.
+func (c *conn) initPipeline(window int) {
+	c.turn.L, c.room.L = &c.mu, &c.mu
+	c.ring = make([]*slot, window)
+}
+
+// shut marks the pipeline broken (the connection is closing) and wakes every waiter.
+func (c *conn) shut() {
+	c.mu.Lock()
+	c.broken = true
+	c.turn.Broadcast()
+	c.room.Broadcast()
+	c.mu.Unlock()
+}
+
+// flushIdle flushes deferred output before the reader waits for the next request. quiet
+// reports that no request is in flight; then now is when the last response was completed.
+func (c *conn) flushIdle() (now time.Time, quiet bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flushDeferredLocked()
+	if c.head == c.next {
+		return c.doneAt, true
+	}
+	return time.Time{}, false
+}
+
+// waitWritten waits until the response of slot seq has been written (or the connection broke).
+func (c *conn) waitWritten(seq uint64) {
+	c.mu.Lock()
+	for c.head <= seq && !c.broken {
+		c.turn.Wait()
+	}
+	c.mu.Unlock()
+}
+
+// finishTime is the time finish took for the output being written now, zero outside finish
+// (the writer runs under mu then, or is the streaming head, which finish does not overlap).
+func (c *conn) finishTime() time.Time { return c.wnow }
+
 // slot is one request's place in the pipeline and its response writer; it implements
-// cache.ResponseWriter and cache.Fetcher. Slots are reused: c never changes, the state is
-// reset for each request.
+// cache.ResponseWriter and, while the cache's Serve runs for it, cache.Fetcher. Slots are
+// reused: c never changes, the state is reset for each request. Fields marked (c.mu) are the
+// pipeline's (see pipeline); the others belong to the goroutine working on the request, and
+// the head reads them under c.mu once the slot is finished (the access log).
 type slot struct {
 	c *conn
 	slotState
@@ -43,25 +133,25 @@ type slotState struct {
 	body *bodyReader // the request body, nil when there is none
 
 	mode       mode
-	route      *route
-	serial     bool          // starts only after its predecessors finished; keeps the reader role
-	closeAfter bool          // the connection closes after this response
-	closeEarly bool          // closeAfter as decided when the request was read (immutable)
-	detached   bool          // the reader role moved on while this request waited upstream (c.mu)
-	owner      *http.Request // the request this slot serves until finished (c.mu): see claim
-	proto10    bool          // the client spoke HTTP/1.0
+	pool       *pool // the upstream pool classify bound the request to (nil: none)
+	serial     bool  // starts only after its predecessors finished; keeps the reader role
+	closeAfter bool  // the connection closes after this response
+	closeEarly bool  // closeAfter as decided when the request was read (immutable)
+	detached   bool  // the reader role moved on while this request waited upstream (c.mu)
+	active     bool  // the slot serves request seq until finish (c.mu)
+	proto10    bool  // the client spoke HTTP/1.0
 	isHEAD     bool
 	upgrade    bool        // an upgrade request (upgrade.go): serial, never cached
 	perr       *protoError // the request could not be read
 
 	// Response state.
 	written    bool
-	responding bool // the response has begun (guarded by c.mu): no more 100 Continue
-	finished   bool // work on it is over (stashed responses wait for the head)
-	stashed    bool
-	sHead      []byte
-	sBody      []byte
-	sExtra     []byte
+	responding bool   // the response has begun (c.mu): no more interim responses
+	finished   bool   // work on it is over; stashed responses wait for the head (c.mu)
+	stashed    bool   // sHead, sExtra, sBody hold a response for the head to write (c.mu)
+	sHead      []byte // (c.mu)
+	sBody      []byte // (c.mu)
+	sExtra     []byte // (c.mu)
 
 	// For the access log and metrics.
 	start    time.Time
@@ -82,7 +172,12 @@ var _ cache.Fetcher = (*slot)(nil)
 // newSlot takes the next slot of the ring (waitRoom made sure it is free).
 func (c *conn) newSlot(start time.Time) *slot {
 	c.mu.Lock()
-	s := c.ring[c.next%uint64(len(c.ring))]
+	i := c.next % uint64(len(c.ring))
+	s := c.ring[i]
+	if s == nil { // the window reaches this far for the first time on this connection
+		s = &slot{c: c}
+		c.ring[i] = s
+	}
 	extra := s.sExtra[:0]
 	s.slotState = slotState{seq: c.next, start: start, sExtra: extra}
 	c.next++
@@ -96,7 +191,7 @@ func (c *conn) newSlot(start time.Time) *slot {
 func (s *slot) setRequest(req *http.Request) {
 	c := s.c
 	s.req = req
-	s.reqBytes = int64(len(c.hdr))
+	s.reqBytes = int64(len(c.reqHead.Bytes()))
 	if s.body = c.body; s.body != nil {
 		s.body.s = s
 	}
@@ -116,26 +211,8 @@ func (s *slot) setRequest(req *http.Request) {
 	}
 	s.closeEarly = s.closeAfter
 	c.mu.Lock()
-	s.owner = req
+	s.active = true
 	c.mu.Unlock()
-}
-
-// claim reports whether r (a request the cache derived with Clone) belongs to the request s is
-// serving now, and that request's sequence number. The cache may call the Fetcher from its own goroutines, even after the request
-// was answered and the slot reused (background revalidation); such calls must not touch the
-// slot. A clone shares the original's RequestURI string, so its data pointer identifies the
-// request without allocating.
-func (s *slot) claim(r *http.Request) (owned bool, seq uint64) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return s.owner != nil && sameRequest(s.owner, r), s.seq
-}
-
-// sameRequest reports whether b was cloned from a (or is a).
-func sameRequest(a, b *http.Request) bool {
-	return a == b || (len(a.RequestURI) > 0 && len(b.RequestURI) == len(a.RequestURI) &&
-		unsafe.StringData(a.RequestURI) == unsafe.StringData(b.RequestURI))
 }
 
 // fail makes the slot answer a request that could not be read, then close the connection.
@@ -212,7 +289,7 @@ func (s *slot) detach(seq uint64) {
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
-	if s.seq != seq || s.owner == nil || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
+	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
 		c.mu.Unlock()
 		return
 	}
@@ -236,6 +313,10 @@ const stallDelay = 5 * time.Millisecond
 func (c *conn) enterCache(seq uint64) {
 	c.inCache.Store(seq + 1)
 	if !c.stallArmed.Load() && c.stallArmed.CompareAndSwap(false, true) {
+		if c.stall == nil { // made on first use: the reader role is held by one goroutine at a time
+			c.stall = time.AfterFunc(time.Hour, c.checkStall)
+			c.stall.Stop() // armed below, after c.stall is set (Reset orders it before the callback)
+		}
 		c.stall.Reset(stallDelay)
 	}
 }
@@ -288,12 +369,13 @@ func (s *slot) waitTurn() error {
 // finish ends the work on s. If s is the head, it writes every stashed response that follows,
 // flushes (or defers the flush, see the package comment) and advances the head; otherwise the
 // head will do that when its turn comes. It reports whether the reader role moved on while s
-// was worked on; from here on, late calls for s (claim) find no owner.
+// was worked on; from here on, late calls for seq (the stall watch, interim responses) find it
+// inactive.
 func (s *slot) finish() (detached bool) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.owner = nil
+	s.active = false
 	detached = s.detached
 	s.finished = true
 	if c.head != s.seq {
@@ -353,4 +435,81 @@ func (c *conn) endLocked() {
 func (s *slot) complete(now time.Time) {
 	c := s.c
 	c.srv.record(s, &c.logBuf, now)
+}
+
+// writeOrStash writes a stored response into the output buffer when s is the head, or keeps
+// it for the head to write in order: head and body by reference (they are immutable), extra
+// copied into the slot's own buffer.
+func (s *slot) writeOrStash(head, extra, body []byte) error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken {
+		return errBroken
+	}
+	s.responding = true
+	if c.head != s.seq {
+		s.stashed = true
+		s.sHead, s.sBody = head, body
+		s.sExtra = append(s.sExtra[:0], extra...)
+		return nil
+	}
+	s.writeStoredLocked(head, extra, body)
+	return nil
+}
+
+// beginStream starts a streamed response at the head (waitTurn returned): no more interim
+// responses, and deferred output leaves first, since the head then writes without mu.
+func (s *slot) beginStream() {
+	c := s.c
+	c.mu.Lock()
+	s.responding = true
+	if c.dirty {
+		c.dirty = false
+		if err := c.bw.Flush(); err != nil {
+			c.breakLocked()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// abortStream flushes what a failed streamed response wrote and breaks the connection: the
+// body's framing is incomplete, so nothing may follow it.
+func (c *conn) abortStream() {
+	c.mu.Lock()
+	_ = c.bw.Flush()
+	c.breakLocked()
+	c.mu.Unlock()
+}
+
+// anySeq passed to beforeResponse means the request s serves at the time.
+const anySeq = ^uint64(0)
+
+// beforeResponse writes an interim response (100 Continue, 102, 103) with write and flushes
+// it, provided s still serves request seq, s is the head (an interim response cannot overtake
+// earlier responses), the connection is whole and s's final response has not begun.
+func (c *conn) beforeResponse(s *slot, seq uint64, write func(*bufio.Writer)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if seq == anySeq {
+		seq = s.seq
+	}
+	if s.seq != seq || !s.active || s.responding || c.head != seq || c.broken {
+		return
+	}
+	write(c.bw)
+	if err := c.bw.Flush(); err != nil {
+		c.breakLocked()
+	}
+}
+
+// writeNow writes a final response head with write and flushes it, for the serial requests
+// that take the connection over afterwards (CONNECT's 200, an upgrade's 101): s is the head.
+func (s *slot) writeNow(write func(*bufio.Writer)) error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.responding = true
+	write(c.bw)
+	return c.bw.Flush()
 }

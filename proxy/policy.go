@@ -287,7 +287,7 @@ func (srv *Server) classify(s *slot) *protoError {
 	case r.Method == http.MethodConnect:
 		s.mode = modeConnect
 	case r.URL.Scheme != "":
-		s.mode = modeForward
+		s.mode, s.pool = modeForward, srv.fwd
 		if r.URL.User != nil && r.URL.Scheme != "ftp" {
 			return bad("userinfo in an http(s) URL is not accepted (RFC 9110 §4.2.4)")
 		}
@@ -298,7 +298,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		s.mode = modeLocal
 	default:
 		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
-			r.Host = s.c.local
+			r.Host = s.c.localAddr()
 		}
 		rt := srv.routes.lookup(r.Host, r.URL.Path)
 		if pac && (rt == nil || srv.isSelf(r.Host)) {
@@ -308,7 +308,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		if rt == nil {
 			return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", r.Host)
 		}
-		s.mode, s.route = modeReverse, rt
+		s.mode, s.pool = modeReverse, rt.pool
 		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host) // allocates only for upper case
 	}
 	return nil

@@ -11,11 +11,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +32,15 @@ type Options struct {
 	// Cache answers proxied requests; nil means no caching (every request goes upstream).
 	Cache cache.Handler
 	// FTP fetches ftp:// URLs for forward-proxy clients; nil means such requests get 501.
-	FTP cache.Fetcher
+	FTP RequestFetcher
+	// UpstreamRoots are the certificate authorities https:// origins are verified against; nil
+	// means the system's roots.
+	UpstreamRoots *x509.CertPool
+}
+
+// RequestFetcher answers one request in full: the FTP gateway (proxy/ftpgw) for ftp:// URLs.
+type RequestFetcher interface {
+	Fetch(r *http.Request) (*http.Response, error)
 }
 
 // Server is the proxy component.
@@ -41,15 +51,14 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool       // forward-proxy upstream (the URL's own host)
-	fwdBG  poolFetcher // fwd for the cache's background fetches (slot.Background)
+	fwd    *pool // forward-proxy upstream (the URL's own host)
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
 
-	viaLine       []byte // "Via: 1.1 <pseudonym>\r\n", appended to every response
-	keepAliveLine []byte // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
-	viaValue      string // "1.1 <pseudonym>", appended to upstream requests
+	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
+	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -77,13 +86,14 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		return nil, err
 	}
 	s.dialer = newDialer(cfg)
+	s.dialer.roots = opts.UpstreamRoots
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
 	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
 		return nil, err
 	}
-	s.fwdBG = poolFetcher{srv: s, pool: s.fwd}
+	s.fwd.bg.srv = s
 	for _, rt := range s.routes.routes {
-		rt.bg = poolFetcher{srv: s, pool: rt.pool}
+		rt.pool.bg.srv = s
 	}
 	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
@@ -94,8 +104,8 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
-	s.viaValue = "1.1 " + cfg.ViaPseudonym
-	s.viaLine = []byte("Via: " + s.viaValue + "\r\n")
+	s.forwarding = newForwarding(cfg)
+	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }

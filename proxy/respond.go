@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"net/http/httputil"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 var (
@@ -30,35 +30,38 @@ func (s *slot) WriteStored(head, extra, body []byte) error {
 		return errWritten
 	}
 	s.written = true
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken {
-		return errBroken
-	}
-	s.responding = true
-	if c.head != s.seq {
-		s.stashed = true
-		s.sHead, s.sBody = head, body
-		s.sExtra = append(s.sExtra[:0], extra...)
-		return nil
-	}
-	s.writeStoredLocked(head, extra, body)
-	return nil
+	return s.writeOrStash(head, extra, body)
 }
 
-// writeStoredLocked copies a stored response into the output buffer (s is the head).
+// largeBody is the size from which a stored body is not copied into the output buffer but
+// written from the cache's memory, in one writev with what the buffer holds (see
+// deadlineWriter.tail).
+const largeBody = 4 << 10
+
+// writeStoredLocked writes a stored response into the output buffer (s is the head). A large
+// body leaves at once, with the buffered output before it, in one writev and without a copy.
 func (s *slot) writeStoredLocked(head, extra, body []byte) {
-	bw := s.c.bw
+	c := s.c
+	bw := c.bw
 	_, _ = bw.Write(head)
 	_, _ = bw.Write(extra)
 	n := len(head) + len(extra) + 2 + s.writeConnFields()
 	_, _ = bw.WriteString("\r\n")
-	if !s.isHEAD && len(body) > 0 {
+	switch {
+	case s.isHEAD || len(body) == 0:
+	case len(body) < largeBody:
 		_, _ = bw.Write(body)
 		n += len(body)
+	default:
+		c.dw.tail = body
+		err := bw.Flush()
+		c.dw.tail = nil
+		if err != nil {
+			c.breakLocked()
+		}
+		n += len(body)
 	}
-	s.status = statusOf(head)
+	s.status = wire.StatusOf(head)
 	s.ctype = fieldValue(head, "\r\nContent-Type:")
 	s.bytesOut += int64(n)
 }
@@ -92,14 +95,6 @@ func fieldValue(head []byte, prefix string) []byte {
 	return bytes.TrimSpace(v)
 }
 
-// statusOf reads the status code of a serialised status line ("HTTP/1.1 200 OK").
-func statusOf(head []byte) int {
-	if len(head) < 12 || !isDigit(head[9]) || !isDigit(head[10]) || !isDigit(head[11]) {
-		return 0
-	}
-	return int(head[9]-'0')*100 + int(head[10]-'0')*10 + int(head[11]-'0')
-}
-
 // WriteResponse streams a response that is not in memory (see cache.ResponseWriter): it waits
 // for the slot's turn, writes the status line and end-to-end fields, frames the body
 // (Content-Length, chunked for HTTP/1.1, close-delimited for HTTP/1.0) and copies it.
@@ -111,16 +106,7 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 		return err
 	}
 	s.written = true
-	c := s.c
-	c.mu.Lock()
-	s.responding = true
-	if c.dirty { // nothing deferred may be pending while the head streams without the lock
-		c.dirty = false
-		if err := c.bw.Flush(); err != nil {
-			c.breakLocked()
-		}
-	}
-	c.mu.Unlock()
+	s.beginStream()
 	code := resp.StatusCode
 	if code < 200 || code > 999 {
 		return fmt.Errorf("proxy: invalid final status %d", code)
@@ -149,24 +135,8 @@ func (s *slot) WriteResponse(resp *http.Response) error {
 func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	w := headWriter{bw: s.c.bw}
 	code := resp.StatusCode
-	w.str("HTTP/1.1 ")
-	if st := resp.Status; len(st) > 4 && st[3] == ' ' && isDigit(st[0]) && isDigit(st[1]) && isDigit(st[2]) &&
-		int(st[0]-'0')*100+int(st[1]-'0')*10+int(st[2]-'0') == code {
-		w.str(st)
-	} else {
-		w.num(int64(code))
-		w.str(" " + http.StatusText(code))
-	}
-	w.str("\r\n")
-	drop := connectionTokens(resp.Header)
-	for name, values := range resp.Header {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
-			continue
-		}
-		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
-		}
-	}
+	w.bytes(wire.AppendStatusLineReason(w.bw.AvailableBuffer(), code, wire.ReasonOf(resp.Status, code)))
+	w.endToEnd(resp.Header)
 	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
 		w.str("Content-Length: ")
 		w.num(resp.ContentLength)
@@ -183,6 +153,20 @@ func (s *slot) writeResponseHead(resp *http.Response, chunked bool) {
 	s.bytesOut += w.n
 }
 
+// endToEnd writes the end-to-end fields of h: without hop-by-hop fields, those Connection
+// names and Content-Length (the proxy frames the body itself), values sanitised.
+func (w *headWriter) endToEnd(h http.Header) {
+	drop := wire.ConnectionTokens(h)
+	for name, values := range h {
+		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
+			continue
+		}
+		for _, v := range values {
+			w.field(name, wire.SanitizeValue(v))
+		}
+	}
+}
+
 // headWriter writes header text into the output buffer and counts it.
 type headWriter struct {
 	bw  *bufio.Writer
@@ -194,6 +178,12 @@ type headWriter struct {
 func (w *headWriter) str(v string) {
 	_, _ = w.bw.WriteString(v)
 	w.n += int64(len(v))
+}
+
+// bytes writes b (which may be the buffer's own free space).
+func (w *headWriter) bytes(b []byte) {
+	_, _ = w.bw.Write(b)
+	w.n += int64(len(b))
 }
 
 // num writes a decimal number.
@@ -211,29 +201,43 @@ func (w *headWriter) field(name, value string) {
 	w.str("\r\n")
 }
 
-var headerValueReplacer = strings.NewReplacer("\r", " ", "\n", " ", "\x00", " ")
-
 // copyBody streams the body with its framing. A body that ends early or fails leaves the
 // framing incomplete: the connection is then closed after whatever was written.
 func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 	bw := s.c.bw
 	var err error
 	var n int64
-	if chunked {
+	switch wt, direct := resp.Body.(io.WriterTo); {
+	case chunked:
 		n, err = copyChunked(bw, resp)
-	} else {
+	case direct && resp.ContentLength >= largeBody:
+		n, err = s.c.writeBodyDirect(wt, resp.ContentLength)
+	default:
 		n, err = copyStreaming(bw, resp.Body, resp.ContentLength)
 	}
 	s.bytesOut += n
 	if err != nil {
 		s.closeAfter = true
-		s.c.mu.Lock()
-		_ = s.c.bw.Flush()
-		s.c.breakLocked()
-		s.c.mu.Unlock()
+		s.c.abortStream()
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
 	return nil
+}
+
+// writeBodyDirect sends a body of length n that can write itself (a file of the disk tier, a
+// body in memory) straight to the client after what the output buffer holds: a file by
+// sendfile(2), memory without a copy.
+func (c *conn) writeBodyDirect(wt io.WriterTo, n int64) (int64, error) {
+	if err := c.bw.Flush(); err != nil {
+		return 0, err
+	}
+	c.bodyW = bodyWriter{d: &c.dw, left: n}
+	written, err := wt.WriteTo(&c.bodyW)
+	c.bodyW = bodyWriter{}
+	if err == nil && written < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return written, err
 }
 
 // copyStreaming copies limit bytes (everything up to EOF when limit < 0) from src to bw,
@@ -284,7 +288,7 @@ var chunkBufs = sync.Pool{New: func() any { return new([16 << 10]byte) }}
 func copyChunked(bw *bufio.Writer, resp *http.Response) (int64, error) {
 	buf := chunkBufs.Get().(*[16 << 10]byte)
 	defer chunkBufs.Put(buf)
-	cw := httputil.NewChunkedWriter(bw)
+	cw := wire.NewChunkedWriter(bw)
 	var n int64
 	for {
 		m, rerr := resp.Body.Read(buf[:])
@@ -312,25 +316,19 @@ func copyChunked(bw *bufio.Writer, resp *http.Response) (int64, error) {
 
 // trailerBlock renders the trailer section after the last chunk, with its final CRLF.
 func trailerBlock(tr http.Header) string {
-	var b strings.Builder
-	for name, values := range tr {
-		if isHopByHop(name) || name == "Content-Length" {
-			continue
-		}
-		for _, v := range values {
-			b.WriteString(name + ": " + headerValueReplacer.Replace(v) + "\r\n")
-		}
-	}
-	b.WriteString("\r\n")
-	return b.String()
+	b := wire.AppendHeader(nil, tr, false, func(name string) bool {
+		return wire.IsHopByHop(name) || name == "Content-Length"
+	})
+	return string(append(b, "\r\n"...))
 }
 
 // writeError answers with a short plain-text error response generated by the proxy.
 func (s *slot) writeError(perr *protoError) {
 	body := perr.msg + "\n"
 	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
-		perr.status, http.StatusText(perr.status), time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
+	b.WriteString(wire.StatusLine(perr.status))
+	fmt.Fprintf(&b, "Date: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s",
+		time.Now().UTC().Format(http.TimeFormat), len(body), perr.extra)
 	_ = s.WriteStored([]byte(b.String()), nil, []byte(body))
 }
 
@@ -338,28 +336,21 @@ func (s *slot) writeError(perr *protoError) {
 // client, when request seq is still served by s, at the head (an interim response cannot
 // overtake earlier responses) and its final response has not begun.
 func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error {
-	c := s.c
 	if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s.seq != seq || s.owner == nil || s.responding || c.head != seq || c.broken {
-		return nil
-	}
-	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
-	for name, values := range h {
-		if isHopByHop(name) {
-			continue
+	s.c.beforeResponse(s, seq, func(bw *bufio.Writer) {
+		_, _ = bw.WriteString(wire.StatusLine(code))
+		for name, values := range h {
+			if wire.IsHopByHop(name) {
+				continue
+			}
+			for _, v := range values {
+				fmt.Fprintf(bw, "%s: %s\r\n", name, wire.SanitizeValue(v))
+			}
 		}
-		for _, v := range values {
-			fmt.Fprintf(c.bw, "%s: %s\r\n", name, headerValueReplacer.Replace(v))
-		}
-	}
-	_, _ = c.bw.WriteString("\r\n")
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+		_, _ = bw.WriteString("\r\n")
+	})
 	return nil
 }
 
@@ -367,13 +358,8 @@ func (s *slot) writeInterim(seq uint64, code int, h textproto.MIMEHeader) error 
 // (Expect: 100-continue), unless the final response has begun. Only serial requests have
 // bodies, so s is the head.
 func (c *conn) writeContinue(s *slot) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken || s == nil || s.responding {
+	if s == nil {
 		return
 	}
-	_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+	c.beforeResponse(s, anySeq, func(bw *bufio.Writer) { _, _ = bw.WriteString(wire.StatusLine(http.StatusContinue) + "\r\n") })
 }

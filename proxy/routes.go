@@ -13,7 +13,6 @@ type route struct {
 	host   string // lowercased exact host, "*.suffix" or "*"
 	prefix string // path prefix ("" = all)
 	pool   *pool
-	bg     poolFetcher // the route's pool for the cache's background fetches (slot.Background)
 }
 
 // routeTable finds the route for an origin-form request: the exact host first, then the

@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -27,33 +27,42 @@ type fakeCache struct {
 
 func newFakeCache() *fakeCache { return &fakeCache{store: map[string][2][]byte{}} }
 
-func (f *fakeCache) Serve(w cache.ResponseWriter, r *http.Request, fe cache.Fetcher) (cache.Outcome, error) {
-	key := r.URL.String()
+func (f *fakeCache) Serve(w cache.ResponseWriter, r cache.Request, fe cache.Fetcher) (cache.Outcome, error) {
+	key := string(r.AppendURL(nil))
 	f.mu.Lock()
 	f.urls = append(f.urls, key)
-	f.remotes = append(f.remotes, r.RemoteAddr)
+	f.remotes = append(f.remotes, r.RemoteAddr())
 	st, hit := f.store[key]
 	f.mu.Unlock()
-	if hit && r.Method == http.MethodGet {
-		return cache.Outcome{Code: "TCP_MEM_HIT", Hit: true}, w.WriteStored(st[0], []byte("Age: 0\r\nCache-Status: fake; hit\r\n"), st[1])
+	if hit && r.Method() == http.MethodGet {
+		return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(st[0], []byte("Age: 0\r\nCache-Status: fake; hit\r\n"), st[1])
 	}
-	resp, err := fe.Fetch(r.Clone(r.Context()))
+	resp, err := fe.Fetch(cache.Upstream{})
 	if err != nil {
-		return cache.Outcome{Code: "TCP_MISS", Fetched: true}, err
+		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return cache.Outcome{Code: "TCP_MISS", Fetched: true}, err
+		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
-	if r.Method == http.MethodGet && resp.StatusCode == 200 {
+	if r.Method() == http.MethodGet && resp.StatusCode == 200 {
 		f.mu.Lock()
 		f.store[key] = [2][]byte{serialiseHead(resp, len(body)), body}
 		f.mu.Unlock()
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
-	return cache.Outcome{Code: "TCP_MISS", Fetched: true}, w.WriteResponse(resp)
+	return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, w.WriteResponse(resp)
+}
+
+// pathOf is the path of a cache request's URL.
+func pathOf(r cache.Request) string {
+	u, err := url.Parse(string(r.AppendURL(nil)))
+	if err != nil {
+		return ""
+	}
+	return u.Path
 }
 
 // serialiseHead renders a stored head the way the seam describes it.
@@ -163,37 +172,44 @@ func TestCacheErrorWithoutWrite(t *testing.T) {
 	}
 }
 
-// backgroundCache answers from memory and revalidates in the background, calling the Fetcher
-// from its own goroutines both before and after Serve returns (as stale-while-revalidate
-// does); the slot may be reused by then.
+// backgroundCache answers from memory and fetches from its own goroutines as the real cache
+// may: one fetch through the request's Fetcher on another goroutine while Serve runs (the
+// seam's contract), one through Background after Serve returned, when the slot may serve
+// another request already (as stale-while-revalidate does).
 type backgroundCache struct {
 	hit *hitCache
 	wg  sync.WaitGroup
 }
 
-func (b *backgroundCache) Serve(w cache.ResponseWriter, r *http.Request, f cache.Fetcher) (cache.Outcome, error) {
-	early := make(chan struct{})
-	for _, wait := range []bool{false, true} {
-		req := r.Clone(context.WithoutCancel(r.Context()))
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			if wait {
-				<-early // after Serve returned
-				time.Sleep(time.Millisecond)
-			}
-			if resp, err := f.Fetch(req); err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		}()
+func (b *backgroundCache) Serve(w cache.ResponseWriter, r cache.Request, f cache.Fetcher) (cache.Outcome, error) {
+	fetch := func(f cache.Fetcher) {
+		if resp, err := f.Fetch(cache.Upstream{Store: true}); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
 	}
+	during := make(chan struct{})
+	go func() {
+		defer close(during)
+		fetch(f)
+	}()
+	<-during
+	_, bg := f.(cache.BackgroundFetcher).Background()
+	early := make(chan struct{})
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		<-early // after Serve returned
+		time.Sleep(time.Millisecond)
+		fetch(bg)
+	}()
 	defer close(early)
 	return b.hit.Serve(w, r, f)
 }
 
-// TestCacheBackgroundFetches: Fetcher calls the cache makes on its own goroutines reach the
-// origin and never disturb the pipeline (no second reader, no response out of order).
+// TestCacheBackgroundFetches: fetches the cache makes on its own goroutines, during Serve
+// and after it (Background), reach the origin and never disturb the pipeline (no second
+// reader, no response out of order).
 func TestCacheBackgroundFetches(t *testing.T) {
 	o := echoOrigin(t)
 	bc := &backgroundCache{hit: newHitCacheSize(32)}

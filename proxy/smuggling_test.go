@@ -137,7 +137,6 @@ func FuzzReadRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fc := &fakeConn{Reader: bytes.NewReader(data)}
 		c := &conn{srv: srv, nc: fc, br: bufio.NewReaderSize(fc, 512)}
-		c.hbr = bufio.NewReaderSize(&c.hrd, 512)
 		for range 8 {
 			if _, err := c.br.Peek(1); err != nil {
 				return

@@ -1,13 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"strings"
-	"sync/atomic"
+
+	"github.com/outpost-proxy/outpost/cache"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // HTTP/1.1 Upgrade (RFC 9110 §7.8), e.g. WebSocket, through reverse routes and forward
@@ -31,14 +32,10 @@ func isUpgrade(req *http.Request) bool {
 func (srv *Server) serveUpgrade(s *slot) {
 	r := s.req
 	protos := r.Header.Values("Upgrade")
-	stripHopByHop(r.Header)
+	wire.StripHopByHop(r.Header)
 	r.Header["Upgrade"] = protos
 	r.Header["Connection"] = []string{"Upgrade"}
-	var upConn atomic.Pointer[net.Conn]
-	ctx := httptrace.WithClientTrace(s.c.ctx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { upConn.Store(&info.Conn) },
-	})
-	resp, err := s.fetch(r, ctx)
+	resp, err := s.fetch(cache.Upstream{}, s.c.ctx)
 	if err != nil {
 		s.writeUpstreamError(err)
 		return
@@ -48,13 +45,12 @@ func (srv *Server) serveUpgrade(s *slot) {
 		_ = s.WriteResponse(resp)
 		return
 	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	nc := upConn.Load()
-	if !ok || nc == nil {
+	up, ok := resp.Body.(net.Conn) // the upstream client's switchedConn (client.go)
+	if !ok {
 		s.writeUpstreamError(errors.New("proxy: the origin switched protocols without a usable connection"))
 		return
 	}
-	srv.spliceUpgraded(s, resp, &switchedConn{Conn: *nc, rwc: rwc})
+	srv.spliceUpgraded(s, resp, up)
 }
 
 // spliceUpgraded writes the 101 to the client, then copies bytes both ways (the client's
@@ -62,26 +58,16 @@ func (srv *Server) serveUpgrade(s *slot) {
 func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	c := s.c
 	s.written, s.status, s.closeAfter = true, http.StatusSwitchingProtocols, true
-	c.mu.Lock()
-	s.responding = true
-	w := headWriter{bw: c.bw}
-	w.str("HTTP/1.1 101 Switching Protocols\r\n")
-	drop := connectionTokens(resp.Header)
-	for name, values := range resp.Header {
-		if isHopByHop(name) || name == "Content-Length" || drop[name] {
-			continue
-		}
-		for _, v := range values {
-			w.field(name, headerValueReplacer.Replace(v))
-		}
-	}
-	w.field("Upgrade", headerValueReplacer.Replace(strings.Join(resp.Header.Values("Upgrade"), ", ")))
-	w.str("Connection: Upgrade\r\n")
-	w.str(string(srv.viaLine))
-	w.str("\r\n")
-	s.bytesOut += w.n
-	err := c.bw.Flush()
-	c.mu.Unlock()
+	err := s.writeNow(func(bw *bufio.Writer) {
+		w := headWriter{bw: bw}
+		w.str(wire.StatusLine(http.StatusSwitchingProtocols))
+		w.endToEnd(resp.Header)
+		w.field("Upgrade", wire.SanitizeValue(strings.Join(resp.Header.Values("Upgrade"), ", ")))
+		w.str("Connection: Upgrade\r\n")
+		w.str(string(srv.viaLine))
+		w.str("\r\n")
+		s.bytesOut += w.n
+	})
 	if err != nil {
 		c.closeNow()
 		return
@@ -90,54 +76,4 @@ func (srv *Server) spliceUpgraded(s *slot, resp *http.Response, up net.Conn) {
 	s.bytesOut += out
 	srv.m.bytesIn.Add(float64(in))
 	c.closeNow()
-}
-
-// switchedConn is the origin's connection after 101: reads, writes and half-close go through
-// the transport's writable body (which holds bytes the transport already buffered); deadlines
-// are set on the connection itself.
-type switchedConn struct {
-	net.Conn
-	rwc io.ReadWriteCloser
-}
-
-// Read reads from the switched body.
-func (u *switchedConn) Read(p []byte) (int, error) { return u.rwc.Read(p) }
-
-// Write writes to the switched body.
-func (u *switchedConn) Write(p []byte) (int, error) { return u.rwc.Write(p) }
-
-// Close closes the connection.
-func (u *switchedConn) Close() error { return u.rwc.Close() }
-
-// CloseWrite half-closes the connection towards the origin (when the connection can).
-func (u *switchedConn) CloseWrite() error {
-	if cw, ok := u.rwc.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
-}
-
-// switchedBody is an origin's writable body after 101: it holds no watchdog (the tunnel has
-// its own idle timeout) and counts the connection out of its origin's in-flight total on Close.
-type switchedBody struct {
-	io.ReadWriteCloser
-	o    *origin // nil for the forward pool
-	done atomic.Bool
-}
-
-// Close closes the connection once and releases the origin.
-func (b *switchedBody) Close() error {
-	err := b.ReadWriteCloser.Close()
-	if !b.done.Swap(true) && b.o != nil {
-		b.o.active.Add(-1)
-	}
-	return err
-}
-
-// CloseWrite half-closes towards the origin.
-func (b *switchedBody) CloseWrite() error {
-	if cw, ok := b.ReadWriteCloser.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
 }

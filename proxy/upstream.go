@@ -3,12 +3,12 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -18,12 +18,14 @@ import (
 
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // dialer opens upstream connections, applying proxy.resolve overrides.
 type dialer struct {
 	d     net.Dialer
 	hosts map[string]string // lowercased name → ip
+	roots *x509.CertPool    // CAs for https:// origins (Options.UpstreamRoots); nil = the system's
 }
 
 // newDialer builds the dialer from configuration.
@@ -54,8 +56,8 @@ type origin struct {
 	downUntil atomic.Int64 // unix nanos until which the origin is skipped after a failure
 }
 
-// pool is an upstream connection pool: a route's origins, or the forward proxy's "the URL's own
-// host" (origins nil).
+// pool is an upstream pool: a route's origins, or the forward proxy's "the URL's own host"
+// (origins nil), with its client's persistent connections (client.go).
 type pool struct {
 	name        string
 	origins     []*origin
@@ -63,31 +65,39 @@ type pool struct {
 	rewriteHost bool
 	failTimeout time.Duration
 	rr          atomic.Uint64
-	tr          *http.Transport
+	cl          *client
+	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
 }
 
-// newPool builds a pool with its own persistent-connection transport.
+// newPool builds a pool with its own connections.
 func newPool(name string, origins []*origin, balance string, rewriteHost bool, cfg config.ProxyConfig, d *dialer) *pool {
 	up := cfg.Upstream
-	tr := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            d.DialContext,
-		TLSHandshakeTimeout:    up.ConnectTimeout,
-		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
-		MaxIdleConns:           0,
-		MaxIdleConnsPerHost:    up.MaxIdleConnsPerHost,
-		MaxConnsPerHost:        up.MaxConnsPerHost,
-		IdleConnTimeout:        up.IdleConnTimeout,
-		ResponseHeaderTimeout:  up.ResponseHeaderTimeout,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 1 << 20,
+	lim := upstreamLimits{connect: up.ConnectTimeout, header: up.ResponseHeaderTimeout, idle: up.IdleConnTimeout,
+		maxIdle: up.MaxIdleConnsPerHost, maxConns: up.MaxConnsPerHost, tls: upstreamTLS(d.roots)}
+	p := &pool{name: name, origins: origins, leastConn: balance == "least_conn",
+		rewriteHost: rewriteHost, failTimeout: up.FailTimeout, cl: newClient(d, lim)}
+	p.bg.pool = p
+	return p
+}
+
+// upstreamTLS is the TLS configuration towards origins: HTTP/1.1, certificates verified against
+// roots (nil: the system's), session resumption.
+func upstreamTLS(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, RootCAs: roots,
+		ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+}
+
+// originForm is the request-target sent upstream: the client's own when it was origin-form,
+// else the path and query of the absolute URL.
+func originForm(r *http.Request) string {
+	if len(r.RequestURI) > 0 && r.RequestURI[0] == '/' {
+		return r.RequestURI
 	}
-	return &pool{name: name, origins: origins, leastConn: balance == "least_conn",
-		rewriteHost: rewriteHost, failTimeout: up.FailTimeout, tr: tr}
+	return r.URL.RequestURI()
 }
 
 // closeIdle closes the pool's idle connections.
-func (p *pool) closeIdle() { p.tr.CloseIdleConnections() }
+func (p *pool) closeIdle() { p.cl.closeIdle() }
 
 // pick chooses an origin: round-robin or least connections among those not marked down (all
 // of them when every one is down).
@@ -114,66 +124,67 @@ func (p *pool) pick() *origin {
 	return best
 }
 
-// Fetch reaches the origin for the cache (cache.Fetcher). The request has passed policy and
-// hygiene; Fetch adds this hop's forwarding fields, picks the upstream and strips hop-by-hop
-// fields from the response. When the call is for the request s is serving, the reader role
-// moves on first, so the next pipelined requests are read and started while this one waits;
-// calls the cache makes on its own leave s alone.
+// Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
+// request to: the upstream request is built from the client's (which passed policy and
+// hygiene) with the cache's additions u; exchange adds this hop's forwarding fields, and the
+// response comes back without hop-by-hop fields. The reader role moves on first, so the next
+// pipelined requests are read and started while this one waits.
 //
-// The cache may share the fetch between clients (collapsing) and read the body after the
-// leading client's Serve returned, so a client's departure never cancels it: the exchange is
-// bounded by the pool's own limits instead (see watchdog).
-func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
-	return s.fetch(r, context.WithoutCancel(r.Context()))
+// The slot is the Fetcher only while the cache's Serve runs for its request (the seam's
+// contract); for work after that the cache takes Background. The cache may share the fetch
+// between clients (collapsing) and read the body after Serve returned, so a client's
+// departure never cancels it: the exchange is bounded by the pool's own limits (watchdog).
+func (s *slot) Fetch(u cache.Upstream) (*http.Response, error) {
+	return s.fetch(u, context.Background())
 }
 
-// fetch sends r upstream under parent: the cache's fetches are detached from the client, the
-// direct path's (no cache, nothing shared) end with the client's connection.
-func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, error) {
-	owned, seq := s.claim(r)
-	var interim func(int, textproto.MIMEHeader) error
-	if owned {
-		s.detach(seq)
-		if r.ProtoAtLeast(1, 1) {
-			interim = func(code int, h textproto.MIMEHeader) error { return s.writeInterim(seq, code, h) }
-		}
+// fetch sends the request upstream through s.pool under parent: the cache's fetches are
+// detached from the client, the direct path's (no cache, nothing shared) end with the
+// client's connection. It records the upstream and any failure for the log and the error
+// answer.
+func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, error) {
+	seq := s.seq
+	s.detach(seq)
+	var interim func(int, http.Header)
+	if !s.proto10 {
+		interim = func(code int, h http.Header) { _ = s.writeInterim(seq, code, textproto.MIMEHeader(h)) }
 	}
-	srv := s.c.srv
-	p, err := srv.poolFor(r)
-	var resp *http.Response
-	upstream := r.URL.Host
-	if err == nil {
-		resp, upstream, err = srv.exchange(p, r, parent, interim)
+	if s.pool == nil {
+		return nil, errors.New("proxy: the request has no upstream pool")
 	}
-	if owned {
-		s.noteFetch(r, upstream, errKind(err), err)
+	resp, upstream, err := s.c.srv.exchange(s.pool, s.req, u, parent, interim)
+	s.upstream = upstream
+	if err != nil {
+		s.fetchErr, s.errKind = err, errKind(err)
 	}
 	return resp, err
 }
 
-// Background returns a Fetcher bound to the upstream pool of the request s serves, and not to
-// s or its connection (cache.BackgroundFetcher): the cache refreshes stale responses with it
-// after the client's response was written (stale-while-revalidate), when s may serve another
-// request or the client may be gone. It does not allocate.
-func (s *slot) Background() cache.Fetcher {
-	if s.mode == modeReverse && s.route != nil {
-		return &s.route.bg
-	}
-	return &s.c.srv.fwdBG
+// Background returns a copy of the request and a Fetcher for it through the same pool, tied
+// to neither s nor its connection (cache.BackgroundFetcher): the cache refreshes stale
+// responses with them after the client's response was written (stale-while-revalidate), when
+// s may serve another request or the client may be gone.
+func (s *slot) Background() (cache.Request, cache.Fetcher) {
+	r := s.req.Clone(context.Background())
+	r.RemoteAddr = s.c.remote
+	r.Body, r.ContentLength = http.NoBody, 0 // the client's body belongs to its connection
+	return cache.FromHTTP(r), &poolFetcher{srv: s.c.srv, pool: s.pool, r: r}
 }
 
 var _ cache.BackgroundFetcher = (*slot)(nil)
 
-// poolFetcher fetches through one upstream pool on the cache's behalf, from nothing but the
-// request: no slot, no connection, no interim responses (slot.Background).
+// poolFetcher fetches one request through one upstream pool on the cache's behalf, detached
+// from any client: no slot, no connection, no interim responses (slot.Background).
 type poolFetcher struct {
 	srv  *Server
 	pool *pool
+	r    *http.Request
 }
 
-// Fetch sends r to the pool (ftp:// URLs to the FTP gateway), detached from any client.
-func (f *poolFetcher) Fetch(r *http.Request) (*http.Response, error) {
-	resp, _, err := f.srv.exchange(f.pool, r, context.WithoutCancel(r.Context()), nil)
+// Fetch sends the request with the cache's additions to the pool (ftp:// URLs to the FTP
+// gateway).
+func (f *poolFetcher) Fetch(u cache.Upstream) (*http.Response, error) {
+	resp, _, err := f.srv.exchange(f.pool, f.r, u, context.Background(), nil)
 	return resp, err
 }
 
@@ -186,39 +197,12 @@ func errKind(err error) string {
 	return kind
 }
 
-// noteFetch records an owned fetch's upstream and failure for the log and the error answer,
-// unless s has been finished in the meantime.
-func (s *slot) noteFetch(r *http.Request, upstream, kind string, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s.owner == nil || !sameRequest(s.owner, r) {
-		return
-	}
-	s.upstream = upstream
-	if err != nil {
-		s.fetchErr, s.errKind = err, kind
-	}
-}
-
-// poolFor picks r's upstream pool: the route's for reverse requests (origin-form RequestURI),
-// else the forward pool.
-func (srv *Server) poolFor(r *http.Request) (*pool, error) {
-	if !strings.HasPrefix(r.RequestURI, "/") {
-		return srv.fwd, nil
-	}
-	rt := srv.routes.lookup(r.URL.Host, r.URL.Path)
-	if rt == nil {
-		return nil, errors.New("proxy: no route for the request any more")
-	}
-	return rt.pool, nil
-}
-
-// exchange sends r through p (ftp:// URLs to the FTP gateway) with a context derived from
-// parent and bounded by a watchdog, and records the upstream metrics. It uses only its
-// arguments, so it serves the cache's background calls too. It returns the upstream's
-// host:port.
-func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, interim func(int, textproto.MIMEHeader) error) (*http.Response, string, error) {
+// exchange sends the client's request r with the cache's additions u through p (ftp:// URLs
+// to the FTP gateway), under parent (a client's connection, or nothing for the cache's
+// detached fetches), and records the upstream metrics. It uses only its arguments, so it
+// serves the cache's background calls too. It returns the upstream's host:port.
+func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent context.Context, interim func(int, http.Header)) (*http.Response, string, error) {
+	r = withAdditions(r, u)
 	start := time.Now()
 	var resp *http.Response
 	var upstream string
@@ -231,12 +215,8 @@ func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, in
 			resp, err = srv.opts.FTP.Fetch(r.WithContext(parent))
 		}
 	} else {
-		ctx, wd := newWatchdog(parent, srv.cfg.Upstream.ConnectTimeout, srv.cfg.Upstream.ResponseHeaderTimeout, srv.cfg.Upstream.ReadTimeout)
-		out := srv.outgoing(r, ctx, interim)
-		if out.Body != nil && out.Body != http.NoBody && out.ContentLength != 0 {
-			out.Body = &progressBody{ReadCloser: out.Body, wd: wd}
-		}
-		resp, upstream, err = p.roundTrip(out, wd)
+		out := outRequest{r: r, fwd: srv.forwarding, interim: interim, idle: srv.cfg.Upstream.ReadTimeout}
+		resp, upstream, err = p.roundTrip(parent, &out)
 	}
 	srv.m.upstreamSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -245,181 +225,66 @@ func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, in
 	return resp, upstream, err
 }
 
-// roundTrip sends the upstream request to the pool: to one of the route's origins, or to the
-// URL's own host. It returns the upstream host:port it used. The response body, closed by the
-// caller, stops wd and releases the origin.
-func (p *pool) roundTrip(out *http.Request, wd *watchdog) (*http.Response, string, error) {
+// roundTrip sends the upstream request to the pool: to one of the route's origins (skipping
+// those that failed to connect within fail_timeout), or to the URL's own host. It returns the
+// upstream host:port it used. The response comes back without hop-by-hop fields (but for a
+// 101's Upgrade); its body, closed by the caller, releases the origin.
+func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
+	r := out.r
+	out.scheme, out.host, out.hostHdr = r.URL.Scheme, r.URL.Host, r.Host
+	out.target = originForm(r)
 	var o *origin
 	if p.origins != nil {
 		o = p.pick()
 		base := o.u
-		out.URL.Scheme, out.URL.Host = base.Scheme, base.Host
+		out.scheme, out.host = base.Scheme, base.Host
 		if base.Path != "" && base.Path != "/" {
-			out.URL.Path = strings.TrimSuffix(base.Path, "/") + out.URL.Path
-			out.URL.RawPath = ""
+			out.target = strings.TrimSuffix(base.Path, "/") + out.target
 		}
 		if p.rewriteHost {
-			out.Host = base.Host
+			out.hostHdr = base.Host
 		}
 		o.active.Add(1)
+		out.done = func() { o.active.Add(-1) }
 	}
-	upstream := out.URL.Host
-	resp, err := p.tr.RoundTrip(out)
+	if out.hostHdr == "" {
+		out.hostHdr = out.host
+	}
+	resp, err := p.cl.roundTrip(ctx, out)
 	if err != nil {
-		wd.stop()
 		if o != nil {
 			o.active.Add(-1)
 			if isConnectError(err) && p.failTimeout > 0 {
 				o.downUntil.Store(time.Now().Add(p.failTimeout).UnixNano())
 			}
 		}
-		return nil, upstream, fmt.Errorf("proxy: %s: %s %s: %w", p.name, out.Method, upstream, wd.explain(err))
+		return nil, out.host, fmt.Errorf("proxy: %s: %s %s: %w", p.name, r.Method, out.host, err)
 	}
-	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-		// The origin switched protocols (an upgrade request, upgrade.go): the connection is
-		// the caller's now, and the tunnel's idle timeout bounds it instead of the watchdog.
+	if resp.StatusCode == http.StatusSwitchingProtocols {
 		protos := resp.Header.Values("Upgrade")
-		stripHopByHop(resp.Header)
+		wire.StripHopByHop(resp.Header)
 		resp.Header["Upgrade"] = protos
-		wd.timer.Stop()
-		resp.Body = &switchedBody{ReadWriteCloser: rwc, o: o}
-		return resp, upstream, nil
+		return resp, out.host, nil
 	}
-	stripHopByHop(resp.Header)
-	wd.progress()
-	resp.Body = &upstreamBody{ReadCloser: resp.Body, o: o, wd: wd}
-	return resp, upstream, nil
+	wire.StripHopByHop(resp.Header)
+	return resp, out.host, nil
 }
 
-// outgoing derives the upstream request from r: a shallow copy with its own URL and header,
-// this hop's forwarding fields and context ctx. interim, when set, receives 1xx interim
-// responses.
-func (srv *Server) outgoing(r *http.Request, ctx context.Context, interim func(int, textproto.MIMEHeader) error) *http.Request {
-	if interim != nil {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: interim})
+// withAdditions returns the request to send for the client's r with the cache's additions u:
+// r itself when there are none, else a shallow copy with u's method, and a copy of the header
+// edited by u when u changes it.
+func withAdditions(r *http.Request, u cache.Upstream) *http.Request {
+	if u == (cache.Upstream{}) {
+		return r
 	}
-	out := r.WithContext(ctx)
-	u := *r.URL
-	out.URL = &u
-	out.Header = r.Header.Clone()
-	if out.Header == nil {
-		out.Header = http.Header{}
+	out := new(http.Request)
+	*out = *r
+	out.Method = u.Method(r.Method)
+	if u.ChangesHeader(r.Header) {
+		out.Header = r.Header.Clone()
+		u.ApplyHeader(out.Header)
 	}
-	out.RequestURI = ""
-	out.Close = false
-	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
-	srv.addForwarding(r, out)
 	return out
-}
-
-// errUpstreamStalled ends an exchange in which the origin made no progress for the idle limit.
-// It counts as a timeout (504, error:timeout).
-var errUpstreamStalled = fmt.Errorf("proxy: the origin made no progress within proxy.upstream.read_timeout: %w", context.DeadlineExceeded)
-
-// watchdog bounds one upstream exchange that no client can cancel. Connecting is bounded by
-// connect_timeout (the dialer) and waiting for the response header by response_header_timeout
-// (the transport); the watchdog cancels the exchange when neither the request body nor the
-// response body moves for the idle limit (read_timeout), so an origin that stalls mid-body,
-// or stops reading an upload, cannot hold a shared fetch forever. An idle limit of 0 leaves
-// the body unbounded.
-type watchdog struct {
-	idle   time.Duration // read_timeout; 0 = none
-	header time.Duration // the wait for the response header: the longer of the two limits
-	timer  *time.Timer
-	cancel context.CancelCauseFunc
-	fired  atomic.Bool
-}
-
-// newWatchdog starts a watchdog and returns the exchange's context. The first period covers
-// connecting and the header wait, so that the transport's own header timeout fires first.
-func newWatchdog(parent context.Context, connect, header, idle time.Duration) (context.Context, *watchdog) {
-	ctx, cancel := context.WithCancelCause(parent)
-	wd := &watchdog{idle: idle, header: max(header, idle), cancel: cancel}
-	wd.timer = time.AfterFunc(connect+wd.header, wd.expire)
-	return ctx, wd
-}
-
-// expire cancels the exchange (the timer ran out).
-func (wd *watchdog) expire() {
-	wd.fired.Store(true)
-	wd.cancel(errUpstreamStalled)
-}
-
-// progress restarts the idle period (or stops the timer when there is no idle limit).
-func (wd *watchdog) progress() {
-	if wd.idle > 0 {
-		wd.timer.Reset(wd.idle)
-	} else {
-		wd.timer.Stop()
-	}
-}
-
-// uploaded restarts the header wait: the request went out whole.
-func (wd *watchdog) uploaded() { wd.timer.Reset(wd.header) }
-
-// stop ends the watchdog and the exchange's context.
-func (wd *watchdog) stop() {
-	wd.timer.Stop()
-	wd.cancel(context.Canceled)
-}
-
-// explain replaces the error of an exchange the watchdog cut by errUpstreamStalled.
-func (wd *watchdog) explain(err error) error {
-	if err != nil && wd.fired.Load() {
-		return errUpstreamStalled
-	}
-	return err
-}
-
-// progressBody is a request body going upstream: each read is progress.
-type progressBody struct {
-	io.ReadCloser
-	wd *watchdog
-}
-
-// Read reads and restarts the idle period; at the end of the body the header wait starts.
-func (b *progressBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.wd.uploaded()
-	} else {
-		b.wd.progress()
-	}
-	return n, err
-}
-
-// upstreamBody is an origin's response body: reads are progress for the watchdog; Close stops
-// it and counts the request out of its origin's in-flight total (least_conn). It holds nothing
-// of the client's connection, so the cache may read it after the client's request is over.
-type upstreamBody struct {
-	io.ReadCloser
-	o    *origin // nil for the forward pool
-	wd   *watchdog
-	done atomic.Bool
-}
-
-// Read reads the origin's body, restarting the idle period.
-func (b *upstreamBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.wd.progress()
-	}
-	if err != nil && err != io.EOF {
-		err = b.wd.explain(err)
-	}
-	return n, err
-}
-
-// Close closes the body once, stops the watchdog and releases the origin.
-func (b *upstreamBody) Close() error {
-	err := b.ReadCloser.Close()
-	if !b.done.Swap(true) {
-		b.wd.stop()
-		if b.o != nil {
-			b.o.active.Add(-1)
-		}
-	}
-	return err
 }
 
 // isConnectError reports failures to establish a connection (the origin is down).
@@ -437,6 +302,8 @@ func classifyError(err error) (int, string, string) {
 	switch {
 	case errors.As(err, &perr):
 		return perr.status, "client_body", perr.msg
+	case errors.Is(err, errBadResponse):
+		return http.StatusBadGateway, "bad_response", "the origin sent an invalid response"
 	case errors.Is(err, context.Canceled):
 		return http.StatusBadGateway, "client_gone", "the request was cancelled"
 	case errors.As(err, &dnsErr):
@@ -456,7 +323,6 @@ func classifyError(err error) (int, string, string) {
 // writeUpstreamError answers a request whose upstream fetch failed (or that the cache could not
 // answer) with 502/504 and a short explanation.
 func (s *slot) writeUpstreamError(err error) {
-	s.c.mu.Lock()
 	if s.fetchErr != nil {
 		err = s.fetchErr
 	}
@@ -464,7 +330,6 @@ func (s *slot) writeUpstreamError(err error) {
 	if s.errKind == "" {
 		s.errKind = kind
 	}
-	s.c.mu.Unlock()
 	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
 	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		s.closeAfter = true

@@ -40,6 +40,7 @@ func (c *cli) serve(ctx context.Context, only []string) error {
 		return err
 	}
 	logger := logging.New(cfg.Log, c.stderr)
+	applyRuntime(cfg.Runtime, logger)
 	s, err := startSuite(ctx, cfg, only, logger)
 	if err != nil {
 		return err

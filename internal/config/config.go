@@ -27,14 +27,15 @@ type Config struct {
 	// GracePeriod bounds how long shutdown waits for in-flight work.
 	GracePeriod time.Duration `mapstructure:"grace_period"`
 
-	Log   LogConfig   `mapstructure:"log"`
-	Admin AdminConfig `mapstructure:"admin"`
-	Proxy ProxyConfig `mapstructure:"proxy"`
-	Cache CacheConfig `mapstructure:"cache"`
-	DNS   DNSConfig   `mapstructure:"dns"`
-	Web   WebConfig   `mapstructure:"web"`
-	FTP   FTPConfig   `mapstructure:"ftp"`
-	Mail  MailConfig  `mapstructure:"mail"`
+	Log     LogConfig     `mapstructure:"log"`
+	Runtime RuntimeConfig `mapstructure:"runtime"`
+	Admin   AdminConfig   `mapstructure:"admin"`
+	Proxy   ProxyConfig   `mapstructure:"proxy"`
+	Cache   CacheConfig   `mapstructure:"cache"`
+	DNS     DNSConfig     `mapstructure:"dns"`
+	Web     WebConfig     `mapstructure:"web"`
+	FTP     FTPConfig     `mapstructure:"ftp"`
+	Mail    MailConfig    `mapstructure:"mail"`
 }
 
 // Default returns the built-in defaults: every key has one, so environment overrides work for
@@ -44,6 +45,7 @@ func Default() Config {
 		DataDir:     "./var",
 		GracePeriod: 10 * time.Second,
 		Log:         defaultLog(),
+		Runtime:     defaultRuntime(),
 		Admin:       defaultAdmin(),
 		Proxy:       defaultProxy(),
 		Cache:       defaultCache(),
@@ -63,7 +65,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	for _, v := range []func() error{
-		c.Log.validate, c.Admin.validate, c.Proxy.validate, c.Cache.validate,
+		c.Log.validate, c.Runtime.validate, c.Admin.validate, c.Proxy.validate, c.Cache.validate,
 		c.DNS.validate, c.Web.validate, c.FTP.validate, c.Mail.validate,
 	} {
 		if err := v(); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // Gateway fetches ftp:// URLs. It is safe for concurrent use; every Fetch has an FTP control
@@ -288,8 +289,8 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 
 // errorResponse is a small, uncacheable HTML error page.
 func errorResponse(r *http.Request, code int, msg string) *http.Response {
-	body := "<!DOCTYPE html>\n<html><head><title>" + htmlEscape(http.StatusText(code)) + "</title></head><body><h1>" +
-		fmt.Sprint(code) + " " + htmlEscape(http.StatusText(code)) + "</h1><p>" + htmlEscape(msg) + "</p></body></html>\n"
+	body := "<!DOCTYPE html>\n<html><head><title>" + htmlEscape(wire.Reason(code)) + "</title></head><body><h1>" +
+		htmlEscape(wire.StatusText(code)) + "</h1><p>" + htmlEscape(msg) + "</p></body></html>\n"
 	h := http.Header{}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -299,7 +300,7 @@ func errorResponse(r *http.Request, code int, msg string) *http.Response {
 // newResponse builds an HTTP/1.1 response with an in-memory body (none for HEAD).
 func newResponse(r *http.Request, code int, h http.Header, body string) *http.Response {
 	resp := &http.Response{
-		Status:     fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		Status:     wire.StatusText(code),
 		StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, ContentLength: int64(len(body)), Request: r,
 		Body: io.NopCloser(strings.NewReader(body)),

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // serve answers the request on a logged-in session. On success the session belongs to the
@@ -60,10 +62,10 @@ func (s *session) file(r *http.Request, t *target) (*http.Response, error) {
 	}
 	if notModified(r, mtime) {
 		s.release(true)
-		return &http.Response{Status: "304 Not Modified", StatusCode: 304, Proto: "HTTP/1.1", ProtoMajor: 1,
+		return &http.Response{Status: wire.StatusText(http.StatusNotModified), StatusCode: 304, Proto: "HTTP/1.1", ProtoMajor: 1,
 			ProtoMinor: 1, Header: h, Body: http.NoBody, ContentLength: 0, Request: r}, nil
 	}
-	resp := &http.Response{Status: "200 OK", StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	resp := &http.Response{Status: wire.StatusText(http.StatusOK), StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, ContentLength: size, Request: r}
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
