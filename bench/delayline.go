@@ -29,11 +29,11 @@ func (l Link) RTT() time.Duration { return 2 * l.Delay }
 // Every chunk read at time t on one side is written on the other at t + Delay (plus its
 // transmission time when a bandwidth is set), independently of earlier chunks, in order.
 type DelayLine struct {
-	ln     net.Listener
-	target string
-	link   Link
-	up     *shaper // client → target
-	down   *shaper // target → client
+	ln   net.Listener
+	dial func() (net.Conn, error) // opens the connection to the target
+	link Link
+	up   *shaper // client → target
+	down *shaper // target → client
 
 	wg    sync.WaitGroup
 	quit  chan struct{} // closed by Close: pending deliveries are dropped
@@ -64,13 +64,20 @@ func NewDelayLine(listen, target string, link Link) (*DelayLine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delay line: listen %s: %w", listen, err)
 	}
-	d := &DelayLine{ln: ln, target: target, link: link, conns: map[net.Conn]struct{}{}, quit: make(chan struct{})}
+	return NewDelayLineOn(ln, func() (net.Conn, error) { return net.DialTimeout("tcp", target, 10*time.Second) }, link), nil
+}
+
+// NewDelayLineOn relays every connection accepted on ln to the connection dial opens, through
+// the emulated link; it takes ownership of ln. The lab uses it to listen and dial inside
+// network namespaces. link must not be negative.
+func NewDelayLineOn(ln net.Listener, dial func() (net.Conn, error), link Link) *DelayLine {
+	d := &DelayLine{ln: ln, dial: dial, link: link, conns: map[net.Conn]struct{}{}, quit: make(chan struct{})}
 	if link.Bandwidth > 0 {
 		d.up, d.down = &shaper{bps: float64(link.Bandwidth)}, &shaper{bps: float64(link.Bandwidth)}
 	}
 	d.wg.Add(1)
 	go d.serve()
-	return d, nil
+	return d
 }
 
 // Addr returns the address clients connect to.
@@ -142,7 +149,7 @@ func (d *DelayLine) untrack(cs ...net.Conn) {
 // accepted).
 func (d *DelayLine) relay(client net.Conn, accepted time.Time) {
 	defer d.wg.Done()
-	server, err := net.DialTimeout("tcp", d.target, 10*time.Second)
+	server, err := d.dial()
 	if err != nil {
 		client.Close()
 		return

@@ -18,6 +18,10 @@ type pageClient struct {
 	bytes        atomic.Int64  // response bytes received, for the bandwidth model
 	hits, misses atomic.Int64  // Cache-Status outcomes of the measured fetches
 	rtt          time.Duration // the client leg's RTT, which a new connection's handshake costs
+	// dialer opens connections (nil: net.DialTimeout); the lab dials inside a namespace.
+	dialer func(addr string) (net.Conn, error)
+	// onResponse, when set, sees every response read (the lab counts tiers' hits).
+	onResponse func(path string, resp *response)
 }
 
 // resetCounters zeroes the byte and Cache-Status counts.
@@ -29,7 +33,11 @@ func (c *pageClient) resetCounters() {
 
 // dial opens a connection to the client's address.
 func (c *pageClient) dial() (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", c.addr, 10*time.Second)
+	dial := c.dialer
+	if dial == nil {
+		dial = func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 10*time.Second) }
+	}
+	conn, err := dial(c.addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", c.addr, err)
 	}
@@ -66,6 +74,9 @@ func (c *pageClient) readOne(r *respReader, path string) (*response, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	c.bytes.Add(resp.wireSize)
+	if c.onResponse != nil {
+		c.onResponse(path, resp)
+	}
 	switch resp.cache {
 	case cacheHit:
 		c.hits.Add(1)

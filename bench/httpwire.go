@@ -38,6 +38,8 @@ type response struct {
 	cache    cacheOutcome // from Cache-Status
 	body     []byte       // the body, when the reader keeps bodies
 	wireSize int64        // head and body bytes as they came over the wire
+	// cacheStatus is the raw Cache-Status value (every cache's member), kept with bodies.
+	cacheStatus string
 }
 
 // respReader reads HTTP/1.x responses from a stream with few allocations. It understands what
@@ -141,6 +143,9 @@ func (r *respReader) readHead(resp *response) (chunked bool, cl int64, err error
 			}
 		case bytes.EqualFold(name, []byte("Cache-Status")):
 			resp.cache = parseCacheStatus(value)
+			if r.keepBody {
+				resp.cacheStatus = string(value)
+			}
 		}
 	}
 }

@@ -112,5 +112,5 @@ func (c *cli) mailCommand() *cobra.Command {
 
 // addExtraCommands adds the tools that are not servers.
 func addExtraCommands(root *cobra.Command) {
-	root.AddCommand(newBenchCmd(), newGeodbCmd())
+	root.AddCommand(newBenchCmd(), newGeodbCmd(), newLabCmd())
 }
