@@ -95,9 +95,13 @@ func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
 		m := textBody(http.StatusForbidden, "application/json", `{"error":"PURGE not allowed from this address"}`+"\n")
 		return Outcome{Code: CodeDenied}, t.writeMade(m, nil, "detail=purge-denied")
 	}
-	n := c.st.purge(string(appendKey(nil, r.URL, r.Host)), false)
+	dir, prefix := parsePurgeMarker(r.Header.Values(PurgeMarker))
+	n := 0
+	rep := c.purgeEverywhere(PurgeTarget{URL: r.URL, Prefix: prefix, Arrived: dir, Via: r.Header.Values("Via")}, func() {
+		n = c.st.purge(string(appendKey(nil, r.URL, r.Host)), prefix)
+	})
 	c.stats.purges.Add(1)
-	body, _ := json.Marshal(map[string]int{"purged": n})
+	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})
 	status := http.StatusOK
 	if n == 0 {
 		status = http.StatusNotFound

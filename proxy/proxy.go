@@ -45,7 +45,8 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool // forward-proxy upstream (the URL's own host)
+	fwd    *pool       // forward-proxy upstream (the URL's own host)
+	tier   *parentTier // [proxy.parents] (parents.go); nil = none
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
@@ -89,6 +90,8 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	for _, rt := range s.routes.routes {
 		rt.pool.bg.srv = s
 	}
+	s.useParents(newParentTier(cfg.Parents, s.dialer, s.log))
+	s.joinHierarchy()
 	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
 		return nil, err
 	}
@@ -143,6 +146,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if len(lns) == 0 {
 		return errors.New("proxy: Serve called before Listen")
 	}
+	s.tier.start()
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { errc <- s.acceptLoop(ln) }()
@@ -188,6 +192,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-finished
 		err = fmt.Errorf("proxy: shutdown: %w", ctx.Err())
 	}
+	s.tier.close()
 	s.fwd.closeIdle()
 	s.routes.closeIdle()
 	if cl, ok := s.opts.Cache.(io.Closer); ok && s.opts.Cache != nil {
