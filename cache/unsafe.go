@@ -88,7 +88,8 @@ func sameOrigin(u, target *url.URL, host string) bool {
 }
 
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
-// with the number of responses removed, or 404 when nothing was stored.
+// with the number of responses removed, or 404 when nothing was stored (and, with a fan-out,
+// no other cache took the purge). The fan-out (purgefanout.go) passes it on.
 func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, now: c.now()}
 	if !c.purgeAllowed(r.RemoteAddr) {
@@ -103,7 +104,7 @@ func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
 	c.stats.purges.Add(1)
 	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})
 	status := http.StatusOK
-	if n == 0 {
+	if n == 0 && (rep == nil || rep.Forwarded == 0) { // with a fan-out, another cache may have removed it here first
 		status = http.StatusNotFound
 	}
 	return Outcome{Code: CodeNone}, t.writeMade(textBody(status, "application/json", string(body)+"\n"), nil, "detail=purge")
