@@ -125,6 +125,7 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) error {
 		counter("admission_refused_total", "Memory-tier admissions refused.", st.admissionRefused.Load),
 		counter("disk_evictions_total", "Disk-tier evictions.", st.diskEvictions.Load),
 		counter("disk_corrupt_total", "Disk entries dropped as corrupt.", st.diskCorrupt.Load),
+		counter("disk_refused_total", "Objects the disk tier did not store because its file system was (nearly) full.", st.diskRefused.Load),
 		counter("stored_total", "Responses stored.", st.stored.Load),
 		counter("not_stored_total", "Responses not stored.", st.notStored.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "cache", Name: "memory_bytes", Help: "Bytes charged to the memory tier."},

@@ -32,11 +32,12 @@ func BenchmarkHit(b *testing.B) {
 	r.Header.Set("User-Agent", "bench")
 	r.Header.Set("Accept", "*/*")
 	w := &sink{buf: make([]byte, 0, 4096)}
+	req, f := FromHTTP(r), Fetcher(h.fetcher(r))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	for b.Loop() {
-		out, err := h.c.Serve(w, r, h)
+		out, err := h.c.Serve(w, req, f)
 		if err != nil || !out.Hit {
 			b.Fatalf("%+v %v", out, err)
 		}
@@ -53,9 +54,10 @@ func BenchmarkHitParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := httptest0(h, "/obj")
+		req, f := FromHTTP(r), Fetcher(h.fetcher(r))
 		w := &sink{buf: make([]byte, 0, 4096)}
 		for pb.Next() {
-			if out, _ := h.c.Serve(w, r, h); !out.Hit {
+			if out, _ := h.c.Serve(w, req, f); !out.Hit {
 				b.Fatal("miss")
 			}
 		}
@@ -69,10 +71,11 @@ func BenchmarkHitVary(b *testing.B) {
 	r := httptest0(h, "/v")
 	r.Header.Set("Accept-Encoding", "gzip")
 	w := &sink{}
+	req, f := FromHTTP(r), Fetcher(h.fetcher(r))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if out, _ := h.c.Serve(w, r, h); !out.Hit {
+		if out, _ := h.c.Serve(w, req, f); !out.Hit {
 			b.Fatal("miss")
 		}
 	}
@@ -85,7 +88,7 @@ type memFetcher struct {
 	body   []byte
 }
 
-func (f *memFetcher) Fetch(r *http.Request) (*http.Response, error) {
+func (f *memFetcher) Fetch(Upstream) (*http.Response, error) {
 	return &http.Response{
 		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: f.header.Clone(), ContentLength: int64(len(f.body)),
@@ -100,19 +103,21 @@ func benchMiss(b *testing.B, fields http.Header) {
 	f := &memFetcher{header: fields, body: bytes.Repeat([]byte("x"), 1024)}
 	rw := &drainWriter{}
 	reqs := make([]*http.Request, 0, 1024)
+	views := make([]Request, 0, 1024)
 	for i := range 1024 {
 		r := httptest0(h, "/miss?n="+strconv.Itoa(i))
 		r.Header.Set("User-Agent", "bench")
 		reqs = append(reqs, r)
+		views = append(views, FromHTTP(r))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
 		r := reqs[i%len(reqs)]
-		i++
 		h.c.st.purge(string(appendKey(nil, r.URL, r.Host)), false)
-		out, err := h.c.Serve(rw, r, f)
+		out, err := h.c.Serve(rw, views[i%len(views)], f)
+		i++
 		if err != nil || !out.Fetched {
 			b.Fatalf("%+v %v", out, err)
 		}

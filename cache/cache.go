@@ -6,7 +6,6 @@ package cache
 import (
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -125,78 +124,3 @@ func waitAtMost(wg *sync.WaitGroup, d time.Duration) bool {
 
 // primaryHash hashes a primary key as the request path does.
 func primaryHash(key string) uint64 { return xxhash.Sum64String(key) }
-
-// Serve answers one proxied request (see Handler).
-func (c *Cache) Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		return c.serveRead(w, r, f)
-	case "PURGE":
-		return c.servePurge(w, r)
-	default:
-		return c.serveUnsafe(w, r, f)
-	}
-}
-
-// noDirectives is a request without Cache-Control or Pragma.
-var noDirectives = reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
-
-// plainRequest reports a request with nothing that changes how a fresh hit is served: no
-// cache directives, preconditions or ranges. Small headers are scanned by name rather than
-// looked up seven times.
-func plainRequest(h http.Header) bool {
-	if len(h) > 12 {
-		for _, f := range [...]string{hdrCacheControl, hdrPragma, hdrIfNoneMatch, hdrIfModifiedSince,
-			hdrRange, hdrIfMatch, hdrIfUnmodifiedSince} {
-			if _, ok := h[f]; ok {
-				return false
-			}
-		}
-		return true
-	}
-	for k := range h {
-		if len(k) < 5 {
-			continue
-		}
-		switch k[0] {
-		case 'C':
-			if k == hdrCacheControl {
-				return false
-			}
-		case 'P':
-			if k == hdrPragma {
-				return false
-			}
-		case 'R':
-			if k == hdrRange {
-				return false
-			}
-		case 'I':
-			if len(k) > 3 && k[1] == 'f' && k[2] == '-' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// serveRead serves GET and HEAD. The fast path — a plain request for a fresh object without
-// Vary in memory — hashes the key in a pooled buffer, checks freshness and writes the stored
-// head and body with WriteStored, without allocating.
-func (c *Cache) serveRead(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
-	kb := getBuf()
-	kb.b = appendKey(kb.b[:0], r.URL, r.Host)
-	h := xxhash.Sum64(kb.b)
-	now := c.now()
-	if plainRequest(r.Header) {
-		if e := c.st.memGet(h, kb.b, ""); e != nil && e.partial == nil {
-			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
-				putBuf(kb)
-				return c.writeStored(w, r, e, now, statusHit, codeHit(e, CodeMemHit))
-			}
-		}
-	}
-	key := string(kb.b)
-	putBuf(kb)
-	return c.newTxn(w, r, f, key, h, now).serveLookup()
-}

@@ -40,6 +40,7 @@ type flight struct {
 	overflow bool
 
 	followers atomic.Int32 // requests waiting on or served by this flight
+	group     *flightGroup // where the flight is registered (nil: nowhere)
 }
 
 // newFlight makes an unpublished flight.
@@ -62,15 +63,18 @@ const windowMax = 1 << 20
 // write appends body bytes (pump only).
 func (fl *flight) write(p []byte) error {
 	if fl.spill != nil && !fl.overflow {
-		if _, err := fl.spill.Write(p); err != nil {
-			return err
+		if n, err := fl.spill.Write(p); err != nil {
+			fl.spillFailed(p, n) // a full disk: the clients still get their bodies
+			return nil
 		}
 		fl.mu.Lock()
 		fl.spillEnd += int64(len(p))
 	} else {
 		fl.mu.Lock()
 		if fl.overflow {
-			for len(fl.readers) > 0 && fl.n-fl.minOffset() > windowMax {
+			// Wait for room behind the slowest reader, and for the leader's reader when it
+			// holds its reference but has not opened it yet (nothing may be trimmed before).
+			for len(fl.readers) > 0 && fl.n-fl.minOffset() > windowMax || len(fl.readers) == 0 && fl.refs.Load() > 1 {
 				fl.cond.Wait()
 			}
 			if len(fl.readers) == 0 {
@@ -85,6 +89,24 @@ func (fl *flight) write(p []byte) error {
 	fl.cond.Broadcast()
 	fl.mu.Unlock()
 	return nil
+}
+
+// spillFailed turns a flight whose disk file could not take p (only its first n bytes were
+// written: the disk filled, say) into an overflowing one: the readers read [0, spillEnd) from
+// the file and the rest from the memory window, the response is not stored, and no new
+// request joins (it could not start from byte 0). Pump only.
+func (fl *flight) spillFailed(p []byte, n int) {
+	fl.mu.Lock()
+	fl.spillEnd += int64(n)
+	fl.n += int64(n)
+	fl.overflow = true
+	fl.buf, fl.base = append([]byte(nil), p[n:]...), fl.n
+	fl.n += int64(len(p) - n)
+	fl.cond.Broadcast()
+	fl.mu.Unlock()
+	if fl.group != nil {
+		fl.group.leave(fl)
+	}
 }
 
 // minOffset is the slowest reader's offset (n when there is none); fl.mu held.
@@ -164,18 +186,21 @@ func (fl *flight) reader() io.ReadCloser {
 		fl.readers = map[*flightReader]struct{}{}
 	}
 	fl.readers[r] = struct{}{}
+	fl.cond.Broadcast() // a pump waiting for its first reader
 	fl.mu.Unlock()
 	return r
 }
 
 // release drops one reference; the last one closes the spill file.
 func (fl *flight) release() {
-	if fl.refs.Add(-1) != 0 {
-		return
-	}
+	left := fl.refs.Add(-1)
 	fl.mu.Lock()
+	fl.cond.Broadcast() // a pump waiting for a reader that will not come
 	sp := fl.spill
 	fl.mu.Unlock()
+	if left != 0 {
+		return
+	}
 	if sp != nil {
 		_ = sp.f.Close()
 	}
@@ -259,6 +284,7 @@ func (g *flightGroup) join(h uint64, key string) (fl *flight, leader bool) {
 		g.m = map[uint64]*flight{}
 	}
 	fl = newFlight(h, key)
+	fl.group = g
 	g.m[h] = fl
 	return fl, true
 }

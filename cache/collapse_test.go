@@ -53,7 +53,7 @@ func TestCollapse100(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			results[i] = &recorder{method: "GET"}
-			outs[i], _ = h.c.Serve(results[i], httptest0(h, "/big"), h)
+			outs[i], _ = h.serve(results[i], httptest0(h, "/big"))
 		}()
 	}
 	waitFollowers(t, h, "/big", n-1)
@@ -94,7 +94,7 @@ func TestCollapseTimeout(t *testing.T) {
 	go func() {
 		defer close(done)
 		rw := &recorder{method: "GET"}
-		_, _ = h.c.Serve(rw, httptest0(h, "/slow"), h)
+		_, _ = h.serve(rw, httptest0(h, "/slow"))
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.originCount() == 0 && time.Now().Before(deadline) {
@@ -123,7 +123,7 @@ func TestCollapseUnshareable(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rw := &recorder{method: "GET"}
-			_, _ = h.c.Serve(rw, httptest0(h, "/p"), h)
+			_, _ = h.serve(rw, httptest0(h, "/p"))
 		}()
 	}
 	waitFollowers(t, h, "/p", 2)
@@ -159,7 +159,7 @@ func TestEndlessBodyAbandoned(t *testing.T) {
 			}
 		}
 	}, func(c *config.CacheConfig) { c.MaxObjectSize = 64 << 10 })
-	_, err := h.c.Serve(shortReader{n: 10000}, httptest0(h, "/endless"), h)
+	_, err := h.serve(shortReader{n: 10000}, httptest0(h, "/endless"))
 	if err == nil {
 		t.Fatal("expected the client's error")
 	}
@@ -239,7 +239,7 @@ func TestEndlessBodyBounded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, endless, tt.mod)
 			w := boundedReader{t: t, h: h, n: 4 << 20, limit: windowMax + 128<<10, spillLimit: tt.disk}
-			if _, err := h.c.Serve(w, httptest0(h, "/live"), h); err == nil || err.Error() != "client went away" {
+			if _, err := h.serve(w, httptest0(h, "/live")); err == nil || err.Error() != "client went away" {
 				t.Fatalf("the client did not read its 4 MiB: %v", err)
 			}
 			h.settle()
@@ -270,7 +270,7 @@ func TestStaleWhileRevalidateOnce(t *testing.T) {
 	h.clk.Advance(5 * time.Second)
 	for range 3 {
 		rw := &recorder{method: "GET"}
-		out, err := h.c.Serve(rw, httptest0(h, "/swr"), h)
+		out, err := h.serve(rw, httptest0(h, "/swr"))
 		if err != nil || out.Code != CodeStaleHit || string(rw.body) != "v1" {
 			t.Fatalf("%+v %v %q", out, err, rw.body)
 		}
@@ -282,5 +282,35 @@ func TestStaleWhileRevalidateOnce(t *testing.T) {
 	}
 	if res := h.do("GET", "/swr"); res.body != "v2" || !res.out.Hit {
 		t.Fatalf("after the refresh: %+v %q", res.out, res.body)
+	}
+}
+
+// TestOverflowWaitsForLeader: an overflowing flight (too large for every tier: a full disk,
+// say) waits for the leader's reader while the leader holds its reference, instead of
+// abandoning the body before the leader started reading; it abandons it once the leader
+// leaves without reading.
+func TestOverflowWaitsForLeader(t *testing.T) {
+	fl := newFlight(1, "k")
+	fl.refs.Add(1) // the leader's reference, taken before the pump starts
+	fl.overflowNow()
+	done := make(chan error, 1)
+	go func() { done <- fl.write([]byte("abc")) }()
+	r := fl.reader()
+	if err := <-done; err != nil {
+		t.Fatalf("write with the leader's reader coming: %v", err)
+	}
+	fl.finish(nil)
+	if b, err := io.ReadAll(r); err != nil || string(b) != "abc" {
+		t.Fatalf("leader read %q, %v", b, err)
+	}
+	r.Close()
+
+	fl = newFlight(2, "k2")
+	fl.refs.Add(1)
+	fl.overflowNow()
+	go func() { done <- fl.write([]byte("abc")) }()
+	fl.release() // the leader answered without the body (a 304, say)
+	if err := <-done; !errors.Is(err, errAbandoned) {
+		t.Fatalf("write after the leader left: %v, want errAbandoned", err)
 	}
 }

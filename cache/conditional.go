@@ -20,15 +20,15 @@ const (
 
 // evalConditions applies If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since to
 // a stored response with status, validators etag and lastMod and the given Date.
-func evalConditions(h http.Header, method string, status int, etag, lastMod, date string) condResult {
+func evalConditions(h fields, method string, status int, etag, lastMod, date string) condResult {
 	if status < 200 || status > 299 {
 		return condProceed // preconditions apply to the selected representation of a 2xx
 	}
-	if im := h[hdrIfMatch]; len(im) > 0 {
+	if im := h.Values(hdrIfMatch); len(im) > 0 {
 		if !etagListMatch(im, etag, true) {
 			return condPreconditionErr
 		}
-	} else if ius := h.Get(hdrIfUnmodifiedSince); ius != "" {
+	} else if ius := firstValue(h, hdrIfUnmodifiedSince); ius != "" {
 		if t, err := parseHTTPDate(ius); err == nil {
 			if lm, err := parseHTTPDate(lastMod); err == nil && lm.After(t) {
 				return condPreconditionErr
@@ -38,13 +38,13 @@ func evalConditions(h http.Header, method string, status int, etag, lastMod, dat
 	if method != http.MethodGet && method != http.MethodHead {
 		return condProceed
 	}
-	if inm := h[hdrIfNoneMatch]; len(inm) > 0 {
+	if inm := h.Values(hdrIfNoneMatch); len(inm) > 0 {
 		if etagListMatch(inm, etag, false) {
 			return condNotModified
 		}
 		return condProceed
 	}
-	if ims := h.Get(hdrIfModifiedSince); ims != "" {
+	if ims := firstValue(h, hdrIfModifiedSince); ims != "" {
 		t, err := parseHTTPDate(ims)
 		if err != nil {
 			return condProceed

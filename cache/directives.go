@@ -289,11 +289,11 @@ func parseRespLines(lines []string) respDirectives {
 
 // parseRequestDirectives reads the request's Cache-Control, and Pragma: no-cache when the
 // request has no Cache-Control (RFC 9111 §5.4). It does not allocate.
-func parseRequestDirectives(h http.Header) reqDirectives {
+func parseRequestDirectives(h fields) reqDirectives {
 	d := reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
-	cc := h[hdrCacheControl]
+	cc := h.Values(hdrCacheControl)
 	if len(cc) == 0 {
-		forEachDirective(h[hdrPragma], func(name, _ string) bool {
+		forEachDirective(h.Values(hdrPragma), func(name, _ string) bool {
 			if strings.EqualFold(name, "no-cache") {
 				d.pragmaNoCache = true
 			}

@@ -113,6 +113,7 @@ type diskStore struct {
 	queue  chan *entry
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	gate   *diskGate // admission while the file system fills (diskspace.go)
 }
 
 // openDisk creates the directory, deletes leftover temporary files and rebuilds the index by
@@ -124,6 +125,7 @@ func openDisk(d *diskStore, found func(*entry)) error {
 	d.items = map[uint64]*diskItem{}
 	d.pending, d.tomb = map[uint64]int{}, map[uint64]int{}
 	d.queue = make(chan *entry, 1024)
+	d.gate = newDiskGate(d.dir, d.log, d.stats, d.now)
 	err := filepath.WalkDir(d.dir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
@@ -275,7 +277,7 @@ func (d *diskStore) usage() (n int, bytes int64) {
 // enqueue hands an in-memory entry to the background writer; a full queue drops it (the entry
 // is still in memory; only the warm restart loses it).
 func (d *diskStore) enqueue(e *entry) {
-	if d.closed.Load() || e.size > d.maxObject {
+	if d.closed.Load() || e.size > d.maxObject || !d.gate.admit(e.size) {
 		return
 	}
 	d.mu.Lock()
@@ -325,7 +327,9 @@ func (d *diskStore) writer() {
 			if w != nil {
 				w.abort()
 			}
-			d.log.Warn("cache: disk write failed", "key", e.key, "err", err)
+			if !d.gate.failed(err) {
+				d.log.Warn("cache: disk write failed", "key", e.key, "err", err)
+			}
 		}
 	}
 }
@@ -371,7 +375,9 @@ func (d *diskStore) rewriteMeta(it *diskItem, e *entry) {
 		_ = w.f.Close()
 		if err != nil {
 			w.abort()
-			d.log.Warn("cache: disk metadata rewrite failed", "key", e.key, "err", err)
+			if !d.gate.failed(err) {
+				d.log.Warn("cache: disk metadata rewrite failed", "key", e.key, "err", err)
+			}
 		}
 	}()
 }
@@ -388,8 +394,12 @@ type diskWriter struct {
 
 // create starts a new entry file under a temporary name.
 func (d *diskStore) create() (*diskWriter, error) {
+	if !d.gate.admit(0) {
+		return nil, errDiskFull
+	}
 	f, err := os.CreateTemp(d.dir, tmpPrefix+"*")
 	if err != nil {
+		d.gate.failed(err)
 		return nil, fmt.Errorf("cache: disk tier: %w", err)
 	}
 	w := &diskWriter{d: d, f: f, name: f.Name(), crc: crc32.New(crcTable)}
@@ -407,6 +417,7 @@ func (w *diskWriter) Write(p []byte) (int, error) {
 	w.crc.Write(p[:n])
 	w.n.Add(int64(n))
 	if err != nil {
+		w.d.gate.failed(err)
 		return n, fmt.Errorf("cache: disk tier: %w", err)
 	}
 	return n, nil
@@ -433,13 +444,15 @@ func (w *diskWriter) commit(e *entry) error {
 	w.crc.Write(mb)
 	w.crc.Write(tr[:12])
 	binary.BigEndian.PutUint32(tr[12:16], w.crc.Sum32())
-	if _, err := w.f.Write(mb); err != nil {
-		return fmt.Errorf("cache: disk tier: %w", err)
+	_, err = w.f.Write(mb)
+	if err == nil {
+		_, err = w.f.Write(tr[:])
 	}
-	if _, err := w.f.Write(tr[:]); err != nil {
-		return fmt.Errorf("cache: disk tier: %w", err)
+	if err == nil {
+		err = w.f.Sync()
 	}
-	if err := w.f.Sync(); err != nil {
+	if err != nil {
+		w.d.gate.failed(err)
 		return fmt.Errorf("cache: disk tier: %w", err)
 	}
 	path := w.d.pathOf(e.item)

@@ -3,6 +3,7 @@ package cache
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -145,17 +146,37 @@ func (h *harness) lastSeen() seenRequest {
 	return h.seen[len(h.seen)-1]
 }
 
-// Fetch implements Fetcher against the origin.
-func (h *harness) Fetch(r *http.Request) (*http.Response, error) {
-	out := r.Clone(r.Context())
-	out.URL.Scheme, out.URL.Host = "http", h.target.Host
-	out.RequestURI = ""
-	out.Host = r.Host
-	return h.transport.RoundTrip(out)
+// fetcher is the harness's Fetcher for one request: it sends r with the cache's additions to
+// the origin.
+type fetcher struct {
+	h *harness
+	r *http.Request
 }
 
-// Background implements BackgroundFetcher: the harness's Fetcher is not tied to a request.
-func (h *harness) Background() Fetcher { return h }
+// fetcher binds a Fetcher to r.
+func (h *harness) fetcher(r *http.Request) fetcher { return fetcher{h: h, r: r} }
+
+// Fetch implements Fetcher against the origin.
+func (f fetcher) Fetch(u Upstream) (*http.Response, error) {
+	out := f.r.Clone(context.WithoutCancel(f.r.Context()))
+	out.Method = u.Method(f.r.Method)
+	u.ApplyHeader(out.Header)
+	out.URL.Scheme, out.URL.Host = "http", f.h.target.Host
+	out.RequestURI = ""
+	out.Host = f.r.Host
+	return f.h.transport.RoundTrip(out)
+}
+
+// Background implements BackgroundFetcher: a copy of the request, and a Fetcher for it.
+func (f fetcher) Background() (Request, Fetcher) {
+	r := f.r.Clone(context.WithoutCancel(f.r.Context()))
+	return FromHTTP(r), fetcher{h: f.h, r: r}
+}
+
+// serve sends r through the cache with a Fetcher bound to it.
+func (h *harness) serve(w ResponseWriter, r *http.Request) (Outcome, error) {
+	return h.c.Serve(w, FromHTTP(r), h.fetcher(r))
+}
 
 // result is one response as a client would see it.
 type result struct {
@@ -179,7 +200,7 @@ func (h *harness) do(method, path string, hdr ...string) result {
 		r.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	rw := &recorder{method: method}
-	out, err := h.c.Serve(rw, r, h)
+	out, err := h.serve(rw, r)
 	if err != nil {
 		h.t.Fatalf("%s %s: Serve: %v", method, path, err)
 	}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"net/http"
 	"net/url"
 	"slices"
@@ -9,6 +10,12 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 )
+
+// fields is read access to a request's header fields by canonical name (Request has it): nil
+// when absent.
+type fields interface {
+	Values(name string) []string
+}
 
 // Field names the cache reads or writes, in canonical form so map lookups need no conversion.
 const (
@@ -59,30 +66,21 @@ func putBuf(k *keyBuf) {
 	}
 }
 
-// appendKey appends the primary cache key of a request for u (RFC 9111 §4: the target URI):
-// scheme://host[:port]path[?query], scheme and host lowercased, default ports dropped, an empty
-// path written as "/". host is the request's Host, used when u has none. GET and HEAD share it.
-func appendKey(b []byte, u *url.URL, host string) []byte {
+// AppendTargetURL appends the target URI of a request for u in absolute form, as the cache's
+// Request.AppendURL gives it: scheme://host path?query, with the request's Host when u has no
+// host and "http" when it has no scheme; the path escaped, userinfo and fragment left out.
+func AppendTargetURL(b []byte, u *url.URL, host string) []byte {
 	scheme := u.Scheme
 	if scheme == "" {
 		scheme = "http"
 	}
-	b = appendLower(b, scheme)
+	b = append(b, scheme...)
 	b = append(b, "://"...)
 	if u.Host != "" {
 		host = u.Host
 	}
-	if strings.HasSuffix(host, ":") {
-		host = host[:len(host)-1]
-	} else if (scheme == "http" && strings.HasSuffix(host, ":80")) || (scheme == "https" && strings.HasSuffix(host, ":443")) {
-		host = host[:strings.LastIndexByte(host, ':')]
-	}
-	b = appendLower(b, host)
-	p := u.EscapedPath()
-	if p == "" || p[0] != '/' {
-		b = append(b, '/')
-	}
-	b = append(b, p...)
+	b = append(b, host...)
+	b = append(b, u.EscapedPath()...)
 	if u.RawQuery != "" || u.ForceQuery {
 		b = append(b, '?')
 		b = append(b, u.RawQuery...)
@@ -90,16 +88,60 @@ func appendKey(b []byte, u *url.URL, host string) []byte {
 	return b
 }
 
-// appendLower appends s in ASCII lower case.
-func appendLower(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b = append(b, c)
+// appendKey appends the primary cache key of a request for u (RFC 9111 §4: the target URI);
+// see normalizeKey.
+func appendKey(b []byte, u *url.URL, host string) []byte {
+	start := len(b)
+	return normalizeKey(AppendTargetURL(b, u, host), start)
+}
+
+// normalizeKey turns the absolute URL in b[start:] into the primary cache key in place:
+// scheme://host[:port]path[?query], scheme and host lowercased, an empty or default port
+// dropped, an empty path written as "/". GET and HEAD share it. It does not allocate when b
+// has room for one more byte.
+func normalizeKey(b []byte, start int) []byte {
+	colon := bytes.IndexByte(b[start:], ':')
+	if colon < 0 || !bytes.HasPrefix(b[start+colon:], []byte("://")) {
+		return b
+	}
+	sep := start + colon
+	lowerInPlace(b[start:sep])
+	hostStart := sep + 3
+	hostEnd := hostStart
+	for hostEnd < len(b) && b[hostEnd] != '/' && b[hostEnd] != '?' {
+		hostEnd++
+	}
+	lowerInPlace(b[hostStart:hostEnd])
+	host, scheme := b[hostStart:hostEnd], b[start:sep]
+	cut := 0
+	switch {
+	case bytes.HasSuffix(host, []byte(":")):
+		cut = 1
+	case string(scheme) == "http" && bytes.HasSuffix(host, []byte(":80")):
+		cut = 3
+	case string(scheme) == "https" && bytes.HasSuffix(host, []byte(":443")):
+		cut = 4
+	}
+	if cut > 0 {
+		copy(b[hostEnd-cut:], b[hostEnd:])
+		b = b[:len(b)-cut]
+		hostEnd -= cut
+	}
+	if hostEnd == len(b) || b[hostEnd] != '/' {
+		b = append(b, 0)
+		copy(b[hostEnd+1:], b[hostEnd:])
+		b[hostEnd] = '/'
 	}
 	return b
+}
+
+// lowerInPlace lowercases ASCII letters in b.
+func lowerInPlace(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
 }
 
 // keyOf returns the primary key of a URL as a string (slow paths: purge, invalidation).
@@ -145,7 +187,7 @@ func varyStar(h http.Header) bool {
 
 // secondaryKey renders the request's values of the Vary'd fields (RFC 9111 §4.1), normalised:
 // lines combined, whitespace around commas removed. An absent field differs from an empty one.
-func secondaryKey(names []string, reqHeader http.Header) string {
+func secondaryKey(names []string, req fields) string {
 	if len(names) == 0 {
 		return ""
 	}
@@ -153,8 +195,8 @@ func secondaryKey(names []string, reqHeader http.Header) string {
 	b.Grow(64)
 	for _, n := range names {
 		b.WriteString(n)
-		vals, ok := reqHeader[n]
-		if !ok {
+		vals := req.Values(n)
+		if vals == nil {
 			b.WriteString("\x01\x00")
 			continue
 		}

@@ -13,16 +13,19 @@ import (
 )
 
 // synthFetcher answers every request in process with a 1 KiB cacheable response.
-type synthFetcher struct{ body []byte }
+type synthFetcher struct {
+	body []byte
+	path string
+}
 
-func (f synthFetcher) Fetch(r *http.Request) (*http.Response, error) {
+func (f synthFetcher) Fetch(Upstream) (*http.Response, error) {
 	return &http.Response{
 		StatusCode: 200, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{
 			"Cache-Control": {"max-age=3600"}, "Content-Type": {"application/octet-stream"},
-			"Date": {"Mon, 23 Nov 2026 00:00:00 GMT"}, "Etag": {`"` + r.URL.Path + `"`},
+			"Date": {"Mon, 23 Nov 2026 00:00:00 GMT"}, "Etag": {`"` + f.path + `"`},
 		},
-		ContentLength: int64(len(f.body)), Body: io.NopCloser(bytes.NewReader(f.body)), Request: r,
+		ContentLength: int64(len(f.body)), Body: io.NopCloser(bytes.NewReader(f.body)),
 	}, nil
 }
 
@@ -53,12 +56,12 @@ func TestMemoryBound(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			f := synthFetcher{body: bytes.Repeat([]byte("m"), 1024)}
+			body := bytes.Repeat([]byte("m"), 1024)
 			w := &sink{}
 			for i := range 10_000 {
 				r := &http.Request{Method: "GET", Header: http.Header{}, RemoteAddr: "127.0.0.1:1", Host: "mem.test"}
 				r.URL, _ = r.URL.Parse(fmt.Sprintf("http://mem.test/o/%d", i))
-				if _, err := c.Serve(w, r, f); err != nil {
+				if _, err := c.Serve(w, FromHTTP(r), synthFetcher{body: body, path: r.URL.Path}); err != nil {
 					t.Fatal(err)
 				}
 			}

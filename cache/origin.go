@@ -23,10 +23,10 @@ import (
 // response (t.lr.e) that must be validated. Concurrent GETs for one key share one fetch.
 func (t *txn) forward(fwd string) (Outcome, error) {
 	t.fwd = fwd
-	if t.r.Method == http.MethodHead {
+	if t.r.Method() == http.MethodHead {
 		return t.forwardHead()
 	}
-	if len(t.r.Header[hdrRange]) > 0 && t.lr.e == nil {
+	if t.r.Values(hdrRange) != nil && t.lr.e == nil {
 		return t.fetchRange()
 	}
 	if t.c.cfg.Collapse && !t.rq.noStore {
@@ -57,11 +57,11 @@ func (t *txn) follow(fl *flight) (Outcome, error) {
 	case <-fl.ready:
 	case <-timer.C:
 		return t.alone()
-	case <-r.Context().Done():
-		return Outcome{Code: CodeMiss}, r.Context().Err()
+	case <-r.Done():
+		return Outcome{Code: CodeMiss}, errClientGone
 	}
 	e := fl.e
-	if !fl.shareable || e == nil || secondaryKey(e.vary, r.Header) != e.secondary {
+	if !fl.shareable || e == nil || secondaryKey(e.vary, r) != e.secondary {
 		return t.alone()
 	}
 	c.stats.collapsed.Add(1)
@@ -73,32 +73,22 @@ func (t *txn) follow(fl *flight) (Outcome, error) {
 	return Outcome{Code: CodeMiss}, t.respondFlight(fl, e, nil, "fwd="+t.fwd+"; collapsed")
 }
 
-// originRequest derives the request sent to the origin for storage: a GET without the
-// client's preconditions and Range (the cache answers those itself), with the stored
-// response's validators when revalidating (RFC 9111 §4.3.1), and a context that a departing
-// client does not cancel (others may share the fetch).
-func originRequest(r *http.Request, stale *entry) *http.Request {
-	req := r.Clone(context.WithoutCancel(r.Context()))
-	req.Method = http.MethodGet
-	for _, f := range []string{hdrIfNoneMatch, hdrIfModifiedSince, hdrIfMatch, hdrIfUnmodifiedSince, hdrRange, hdrIfRange} {
-		delete(req.Header, f)
-	}
+// forStorage is the fetch the cache stores: a GET without the client's preconditions and
+// Range (the cache answers those itself), with the stored response's validators when
+// revalidating (RFC 9111 §4.3.1).
+func forStorage(stale *entry) Upstream {
+	u := Upstream{Store: true}
 	if stale != nil {
-		if stale.etag != "" {
-			req.Header.Set(hdrIfNoneMatch, stale.etag)
-		}
-		if stale.lastMod != "" {
-			req.Header.Set(hdrIfModifiedSince, stale.lastMod)
-		}
+		u.IfNoneMatch, u.IfModifiedSince = stale.etag, stale.lastMod
 	}
-	return req
+	return u
 }
 
-// fetch sends req to the origin through the Fetcher and records the response and its
-// timing (RFC 9111 §4.2.3 needs both ends of the exchange).
-func (t *txn) fetch(req *http.Request) error {
+// fetch asks the origin through the Fetcher and records the response and its timing
+// (RFC 9111 §4.2.3 needs both ends of the exchange).
+func (t *txn) fetch(u Upstream) error {
 	t.reqTime = t.c.now()
-	resp, err := t.f.Fetch(req)
+	resp, err := t.f.Fetch(u)
 	t.respTime = t.c.now()
 	t.resp = resp
 	return err
@@ -107,8 +97,7 @@ func (t *txn) fetch(req *http.Request) error {
 // lead performs the flight's fetch and answers its own client; a registered flight is also
 // published to followers.
 func (t *txn) lead() (Outcome, error) {
-	c := t.c
-	err := t.fetch(originRequest(t.r, t.lr.e))
+	err := t.fetch(forStorage(t.lr.e))
 	if err == nil && t.resp.StatusCode == http.StatusNotModified && t.lr.e != nil {
 		if selects304(t.resp.Header, t.lr.e) {
 			return t.refreshed()
@@ -116,7 +105,7 @@ func (t *txn) lead() (Outcome, error) {
 		// The 304 is about another representation (RFC 9111 §4.3.4): ask again unconditionally.
 		t.resp.Body.Close()
 		t.lr = lookupResult{}
-		err = t.fetch(originRequest(t.r, nil))
+		err = t.fetch(forStorage(nil))
 	}
 	resp := t.resp
 	if err != nil || resp.StatusCode >= 500 && resp.StatusCode <= 504 {
@@ -135,7 +124,6 @@ func (t *txn) lead() (Outcome, error) {
 			return t.originError(err)
 		}
 	}
-	_ = c
 	return t.fresh()
 }
 
@@ -146,7 +134,7 @@ func (t *txn) fresh() (Outcome, error) {
 	out := t.missOutcome()
 	cs := "fwd=" + t.fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
 	d := parseResponseDirectives(resp.Header)
-	why := storable(resp.StatusCode, resp.Header, &d, &t.rq, len(r.Header[hdrAuthorization]) > 0)
+	why := storable(resp.StatusCode, resp.Header, &d, &t.rq, r.Values(hdrAuthorization) != nil)
 	if why == (Reason{}) {
 		why = c.sizeCheck(resp.ContentLength)
 	}
@@ -207,12 +195,12 @@ func (t *txn) passOn(why Reason, cs string) error {
 		c.st.purge(t.lr.e.key, false) // the origin no longer lets this be stored
 	}
 	defer resp.Body.Close()
-	if evalConditions(r.Header, r.Method, resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
+	if evalConditions(r, r.Method(), resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
 		// The client's own validators still match: answer its conditional request.
 		h := notModifiedHeader(resp.Header)
 		h.Add(hdrCacheStatus, c.statusName()+"; "+cs+"; detail="+why.Token)
 		return t.w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
-			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody, Request: r})
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody})
 	}
 	return t.writeOrigin(resp, cs+"; detail="+why.Token)
 }
@@ -222,7 +210,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 	c, resp := t.c, t.resp
 	hdr := storedHeader(resp.Header, d, c.cfg.StripCDNCacheControl, t.respTime)
 	vary := varyNames(resp.Header)
-	sec := secondaryKey(vary, t.r.Header)
+	sec := secondaryKey(vary, t.r)
 	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, t.respTime, c.heur)
 	e := &entry{
 		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
@@ -267,7 +255,7 @@ func (c *Cache) sizeCheck(length int64) Reason {
 // send (nil: the stored one).
 func (t *txn) respondFlight(fl *flight, e *entry, h http.Header, cs string) error {
 	r := t.r
-	switch evalConditions(r.Header, r.Method, e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
+	switch evalConditions(r, r.Method(), e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
 	case condNotModified:
 		return t.writeMade(made{status: http.StatusNotModified, header: notModifiedHeader(e.header), length: -1}, e, cs)
 	case condPreconditionErr:
@@ -500,7 +488,7 @@ func (t *txn) originError(err error) (Outcome, error) {
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		status = http.StatusGatewayTimeout
 	}
-	t.c.log.Debug("cache: origin fetch failed", "url", t.r.URL.String(), "err", err)
+	t.c.log.Debug("cache: origin fetch failed", "key", t.key, "err", err)
 	t.now = t.c.now()
 	m := textBody(status, "text/plain; charset=utf-8", wire.StatusText(status)+": origin unreachable\n")
 	return Outcome{Code: CodeMiss, Fetched: true}, t.writeMade(m, nil, "fwd="+t.fwd+"; detail=origin-error")
@@ -510,8 +498,8 @@ func (t *txn) originError(err error) (Outcome, error) {
 // match the stored response freshens its header (RFC 9111 §4.3.5), one that does not match
 // removes it.
 func (t *txn) forwardHead() (Outcome, error) {
-	c, r := t.c, t.r
-	if err := t.fetch(r.Clone(r.Context())); err != nil {
+	c := t.c
+	if err := t.fetch(Upstream{}); err != nil {
 		return t.originError(err)
 	}
 	resp := t.resp
@@ -552,9 +540,9 @@ func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 }
 
 // refreshInBackground revalidates the stale response t.lr after serving it
-// (stale-while-revalidate, RFC 5861 §3) through f, at most once at a time per stored
-// response. The revalidation is a txn of its own, answering nobody.
-func (t *txn) refreshInBackground(f Fetcher) {
+// (stale-while-revalidate, RFC 5861 §3) for r through f (a BackgroundFetcher's), at most once
+// at a time per stored response. The revalidation is a txn of its own, answering nobody.
+func (t *txn) refreshInBackground(r Request, f Fetcher) {
 	c, item := t.c, t.lr.e.item
 	if c.closed.Load() {
 		return
@@ -562,9 +550,7 @@ func (t *txn) refreshInBackground(f Fetcher) {
 	if _, busy := c.refreshing.LoadOrStore(item, struct{}{}); busy {
 		return
 	}
-	req := t.r.Clone(context.WithoutCancel(t.r.Context()))
-	req.Method = http.MethodGet
-	bg := &txn{c: c, w: discard{}, r: req, f: f, key: t.key, h: t.h, now: t.now, rq: noDirectives, lr: t.lr, fwd: "stale"}
+	bg := &txn{c: c, w: discard{}, r: asGET{r}, f: f, key: t.key, h: t.h, now: t.now, rq: noDirectives, lr: t.lr, fwd: "stale"}
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
@@ -572,3 +558,12 @@ func (t *txn) refreshInBackground(f Fetcher) {
 		_, _ = bg.alone()
 	}()
 }
+
+// errClientGone ends a request whose client went away while it waited.
+var errClientGone = errors.New("cache: the client went away")
+
+// asGET is a request seen as a GET (a fetch the cache makes for storage on its behalf).
+type asGET struct{ Request }
+
+// Method is GET.
+func (asGET) Method() string { return http.MethodGet }

@@ -91,13 +91,13 @@ func (t *txn) servePartial() (Outcome, error) {
 	c, r, e := t.c, t.r, t.lr.e
 	v, _ := decide(e.timing, e.policy, &t.rq, t.now)
 	usable := v == useFresh || v == useStale
-	if len(r.Header[hdrRange]) > 0 && r.Method == http.MethodGet {
+	if r.Values(hdrRange) != nil && r.Method() == http.MethodGet {
 		if ranges, ok := c.wantRanges(r, e); usable && ok && len(ranges) > 0 && covers(e.partial, ranges) {
 			return t.serveRanges(ranges, statusHit, Outcome{Code: CodeHit, Hit: true})
 		}
 		return t.fetchRange()
 	}
-	if r.Method == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 && strongValidator(e.header) {
+	if r.Method() == http.MethodGet && usable && len(e.partial) == 1 && e.partial[0].start == 0 && strongValidator(e.header) {
 		return t.completePartial()
 	}
 	t.lr = lookupResult{}
@@ -106,12 +106,12 @@ func (t *txn) servePartial() (Outcome, error) {
 
 // fetchRange forwards a range request and stores a single-part 206 it gets back.
 func (t *txn) fetchRange() (Outcome, error) {
-	c, r := t.c, t.r
+	c := t.c
 	t.fwd = "uri-miss"
 	if t.lr.e != nil {
 		t.fwd = "partial"
 	}
-	if err := t.fetch(r.Clone(r.Context())); err != nil {
+	if err := t.fetch(Upstream{}); err != nil {
 		return t.originError(err)
 	}
 	resp := t.resp
@@ -147,7 +147,7 @@ func (t *txn) partialEntry(old *entry) (e *entry, body []byte, ok bool) {
 	part, total, valid := parseContentRange(resp.Header.Get(hdrContentRange))
 	d := parseResponseDirectives(resp.Header)
 	if resp.StatusCode != http.StatusPartialContent || !valid || c.st.mem == nil || total > c.st.memMax ||
-		storable(http.StatusOK, resp.Header, &d, &t.rq, len(t.r.Header[hdrAuthorization]) > 0) != (Reason{}) {
+		storable(http.StatusOK, resp.Header, &d, &t.rq, t.r.Values(hdrAuthorization) != nil) != (Reason{}) {
 		return nil, nil, false
 	}
 	n := part.end - part.start + 1
@@ -185,15 +185,14 @@ func (t *txn) partialEntry(old *entry) (e *entry, body []byte, ok bool) {
 // (with If-Range, RFC 9110 §13.1.5) and combining the two.
 func (t *txn) completePartial() (Outcome, error) {
 	c, e := t.c, t.lr.e
-	req := originRequest(t.r, nil)
-	req.Header.Set(hdrRange, "bytes="+strconv.FormatInt(e.partial[0].end+1, 10)+"-")
-	if e.etag != "" {
-		req.Header.Set(hdrIfRange, e.etag)
-	} else {
-		req.Header.Set(hdrIfRange, e.lastMod)
+	u := forStorage(nil)
+	u.Range = "bytes=" + strconv.FormatInt(e.partial[0].end+1, 10) + "-"
+	u.IfRange = e.etag
+	if u.IfRange == "" {
+		u.IfRange = e.lastMod
 	}
 	t.fwd = "partial"
-	if err := t.fetch(req); err != nil {
+	if err := t.fetch(u); err != nil {
 		return t.originError(err)
 	}
 	if t.resp.StatusCode == http.StatusOK {
@@ -209,5 +208,5 @@ func (t *txn) completePartial() (Outcome, error) {
 	c.st.put(t.h, full, true)
 	c.stats.stored.Add(1)
 	c.stats.misses.Add(1)
-	return c.writeStored(t.w, t.r, full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: CodeMiss, Fetched: true})
+	return c.writeStored(t.w, t.r.Method(), full, c.now(), "fwd=partial; fwd-status=206; stored", Outcome{Code: CodeMiss, Fetched: true})
 }

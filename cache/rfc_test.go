@@ -629,7 +629,7 @@ func TestIncompleteNotStored(t *testing.T) {
 	}, nil)
 	r := httptest0(h, "/r")
 	rw := &recorder{method: "GET"}
-	_, _ = h.c.Serve(rw, r, h)
+	_, _ = h.serve(rw, r)
 	h.settle()
 	h.c.flights.mu.Lock()
 	n := len(h.c.flights.m)

@@ -8,17 +8,92 @@ import (
 // This file is the seam between the proxy and the cache. The proxy implements ResponseWriter
 // and Fetcher; the cache implements Handler. Neither side reaches past it.
 
-// Fetcher reaches the origin on the cache's behalf. The proxy implements it with its upstream
-// pools: the request has already passed policy and header hygiene, and hop-by-hop fields are
-// stripped from the response it returns. The caller closes the response body.
+// Request is the cache's read-only view of one client request. The proxy fills it from the
+// head it parsed (a memory hit then needs no *http.Request and no header map); FromHTTP wraps
+// an *http.Request. The request has passed policy and header hygiene. The view handed to Serve
+// is valid while Serve runs.
+type Request interface {
+	// Method is the request method ("GET", "HEAD", "PURGE", ...).
+	Method() string
+	// AppendURL appends the target URI in absolute form, scheme://host path?query (see
+	// AppendTargetURL): forward requests as the client named it, reverse requests with scheme
+	// "http" and the request's Host, so the cache keys forward and reverse requests alike.
+	AppendURL(b []byte) []byte
+	// Values returns the values of the header field with the canonical name (one per field
+	// line), nil without allocating when the field is absent and non-nil when it is present,
+	// even empty.
+	Values(name string) []string
+	// HasAny reports whether any of the header fields with the canonical names is present
+	// (the fast hit asks once for every field that changes how a hit is served).
+	HasAny(names []string) bool
+	// RemoteAddr is the client's "ip:port".
+	RemoteAddr() string
+	// Done is closed when the client has gone (nil when that is not known).
+	Done() <-chan struct{}
+}
+
+// Upstream says how the request sent to the origin differs from the client's: the cache's
+// additions. The proxy builds the upstream request from its own head and applies them.
+type Upstream struct {
+	// Store asks for the fetch the cache stores: a GET, without the client's preconditions
+	// (If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since) and Range/If-Range,
+	// which the cache answers itself. Without it the client's request goes as it came.
+	Store bool
+	// IfNoneMatch and IfModifiedSince, when set, are the stored response's validators
+	// (revalidation, RFC 9111 §4.3.1).
+	IfNoneMatch, IfModifiedSince string
+	// Range and IfRange, when set, ask for the rest of a partially stored response
+	// (RFC 9110 §14.2, §13.1.5).
+	Range, IfRange string
+}
+
+// storeDrops are the client's fields a fetch for storage goes without.
+var storeDrops = [...]string{hdrIfNoneMatch, hdrIfModifiedSince, hdrIfMatch, hdrIfUnmodifiedSince, hdrRange, hdrIfRange}
+
+// Method is the upstream request's method for a client's request with method client.
+func (u Upstream) Method(client string) string {
+	if u.Store {
+		return http.MethodGet
+	}
+	return client
+}
+
+// ChangesHeader reports whether ApplyHeader would change h.
+func (u Upstream) ChangesHeader(h http.Header) bool {
+	if u.IfNoneMatch != "" || u.IfModifiedSince != "" || u.Range != "" || u.IfRange != "" {
+		return true
+	}
+	return u.Store && HeaderHasAny(h, storeDrops[:])
+}
+
+// ApplyHeader turns h, a copy of the client's header (after hygiene), into the upstream
+// request's header.
+func (u Upstream) ApplyHeader(h http.Header) {
+	if u.Store {
+		for _, f := range storeDrops {
+			delete(h, f)
+		}
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{hdrIfNoneMatch, u.IfNoneMatch}, {hdrIfModifiedSince, u.IfModifiedSince},
+		{hdrRange, u.Range}, {hdrIfRange, u.IfRange},
+	} {
+		if f.value != "" {
+			h[f.name] = []string{f.value}
+		}
+	}
+}
+
+// Fetcher reaches the origin on the cache's behalf, for one request. The proxy implements it
+// with its upstream pools: the request has already passed policy and header hygiene, and
+// hop-by-hop fields are stripped from the response it returns. The caller closes the response
+// body. A client's departure does not cancel a fetch (others may share it).
 //
 // The Fetcher handed to Serve is bound to its request (the proxy's slot and the upstream pool
 // policy chose): it is valid while Serve runs, from any goroutine the cache starts, and not
-// after Serve returned; work that outlives Serve uses BackgroundFetcher. The cache may add
-// validators (If-None-Match, If-Modified-Since) or a Range to the request before fetching; it
-// always passes a request derived from the client's with Clone.
+// after Serve returned; work that outlives Serve uses BackgroundFetcher.
 type Fetcher interface {
-	Fetch(r *http.Request) (*http.Response, error)
+	Fetch(u Upstream) (*http.Response, error)
 }
 
 // ResponseWriter carries one response back to the client, in the connection's pipeline order.
@@ -79,6 +154,7 @@ const (
 	CodeTunnel                        // TCP_TUNNEL: a CONNECT tunnel or a protocol upgrade
 )
 
+// codeNames are the codes as Squid logs them, by Code.
 var codeNames = [...]string{
 	CodeUnset: "-", CodeNone: "NONE", CodeMiss: "TCP_MISS", CodeHit: "TCP_HIT", CodeMemHit: "TCP_MEM_HIT",
 	CodeRefreshHit: "TCP_REFRESH_HIT", CodeRefreshMiss: "TCP_REFRESH_MISS",
@@ -99,18 +175,78 @@ func (c Code) String() string {
 // must. It writes exactly one response to w (or returns an error if w failed or the request
 // could not be answered at all, in which case the proxy sends 502 if nothing was written).
 // Requests the cache never handles (CONNECT, OPTIONS/TRACE answered by the proxy itself) are not
-// passed to it. The proxy sets r.RemoteAddr to the client's "ip:port" and, for reverse routes,
-// r.URL to the absolute URL of the origin resource as the client named it (scheme "http", the
-// request's Host), so the cache keys forward and reverse requests alike.
+// passed to it.
 type Handler interface {
-	Serve(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error)
+	Serve(w ResponseWriter, r Request, f Fetcher) (Outcome, error)
 }
 
 // BackgroundFetcher is an optional interface a Fetcher may implement. Background returns a
-// Fetcher that stays usable after Serve has returned — one not tied to the client's connection
-// or pipeline slot — which the cache uses to refresh a stale response in the background after
-// serving it (stale-while-revalidate, RFC 5861 §3). When the Fetcher passed to Serve does not
-// implement it, the cache revalidates in the foreground instead.
+// copy of the request and a Fetcher for it that stay usable after Serve has returned — not
+// tied to the client's connection or pipeline slot — which the cache uses to refresh a stale
+// response in the background after serving it (stale-while-revalidate, RFC 5861 §3). When the
+// Fetcher passed to Serve does not implement it, the cache revalidates in the foreground
+// instead.
 type BackgroundFetcher interface {
-	Background() Fetcher
+	Background() (Request, Fetcher)
+}
+
+// FromHTTP returns the Request view of r: its method, URL (with r.Host when r.URL has no host),
+// header, RemoteAddr and context. It does not allocate.
+func FromHTTP(r *http.Request) Request { return httpRequest{r} }
+
+// httpRequest is an *http.Request seen as a Request.
+type httpRequest struct{ r *http.Request }
+
+// Method returns r.Method.
+func (h httpRequest) Method() string { return h.r.Method }
+
+// AppendURL appends r's target URI in absolute form.
+func (h httpRequest) AppendURL(b []byte) []byte { return AppendTargetURL(b, h.r.URL, h.r.Host) }
+
+// Values returns r.Header[name] (name is canonical).
+func (h httpRequest) Values(name string) []string { return h.r.Header[name] }
+
+// HasAny reports whether r.Header has any of the canonical names.
+func (h httpRequest) HasAny(names []string) bool { return HeaderHasAny(h.r.Header, names) }
+
+// HeaderHasAny reports whether h has any of the canonical names. It does not allocate: a small
+// header is scanned by name, a large one looked up name by name.
+func HeaderHasAny(h http.Header, names []string) bool {
+	if len(h) > 2*len(names) {
+		for _, n := range names {
+			if _, ok := h[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	var lens uint64 // the names' lengths, as bits: most field names are skipped by length
+	for _, n := range names {
+		lens |= 1 << (len(n) & 63)
+	}
+	for k := range h {
+		if lens&(1<<(len(k)&63)) == 0 {
+			continue
+		}
+		for _, n := range names {
+			if k == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RemoteAddr returns r.RemoteAddr.
+func (h httpRequest) RemoteAddr() string { return h.r.RemoteAddr }
+
+// Done returns r's context's Done channel.
+func (h httpRequest) Done() <-chan struct{} { return h.r.Context().Done() }
+
+// firstValue returns the first value of the named field, "" when absent.
+func firstValue(r fields, name string) string {
+	if v := r.Values(name); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

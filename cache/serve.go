@@ -11,8 +11,58 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
+
+// This file is a request's way through the cache, top to bottom: Serve, the fast memory hit,
+// the general path (txn: directives, the index, the freshness decision) and the answers made
+// from storage. A miss continues in origin.go.
+
+// Serve answers one proxied request (see Handler).
+func (c *Cache) Serve(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	switch r.Method() {
+	case http.MethodGet, http.MethodHead:
+		return c.serveRead(w, r, f)
+	case "PURGE":
+		return c.servePurge(w, r)
+	default:
+		return c.serveUnsafe(w, r, f)
+	}
+}
+
+// noDirectives is a request without Cache-Control or Pragma.
+var noDirectives = reqDirectives{maxAge: -1, maxStale: -1, minFresh: -1, staleIfError: -1}
+
+// changesHit are the request fields that change how a fresh hit is served: cache directives,
+// preconditions and ranges.
+var changesHit = [...]string{hdrCacheControl, hdrPragma, hdrRange, hdrIfNoneMatch, hdrIfModifiedSince,
+	hdrIfMatch, hdrIfUnmodifiedSince}
+
+// plainRequest reports a request without any of the fields in changesHit.
+func plainRequest(r Request) bool { return !r.HasAny(changesHit[:]) }
+
+// serveRead serves GET and HEAD. The fast path — a plain request for a fresh object without
+// Vary in memory — builds the key in a pooled buffer, checks freshness and writes the stored
+// head and body with WriteStored, without allocating.
+func (c *Cache) serveRead(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
+	kb := getBuf()
+	kb.b = normalizeKey(r.AppendURL(kb.b[:0]), 0)
+	h := xxhash.Sum64(kb.b)
+	now := c.now()
+	if plainRequest(r) {
+		if e := c.st.memGet(h, kb.b, ""); e != nil && e.partial == nil {
+			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
+				putBuf(kb)
+				return c.writeStored(w, r.Method(), e, now, statusHit, codeHit(e, CodeMemHit))
+			}
+		}
+	}
+	key := string(kb.b)
+	putBuf(kb)
+	return c.newTxn(w, r, f, key, h, now).serveLookup()
+}
 
 // Cache-Status (RFC 9211) parameter strings, after "<name>; ".
 const (
@@ -38,7 +88,7 @@ func codeHit(e *entry, base Code) Outcome {
 type txn struct {
 	c   *Cache
 	w   ResponseWriter
-	r   *http.Request
+	r   Request
 	f   Fetcher
 	key string // primary key
 	h   uint64 // its hash
@@ -56,17 +106,17 @@ type txn struct {
 }
 
 // newTxn starts the general path for r.
-func (c *Cache) newTxn(w ResponseWriter, r *http.Request, f Fetcher, key string, h uint64, now time.Time) *txn {
-	return &txn{c: c, w: w, r: r, f: f, key: key, h: h, now: now, rq: parseRequestDirectives(r.Header)}
+func (c *Cache) newTxn(w ResponseWriter, r Request, f Fetcher, key string, h uint64, now time.Time) *txn {
+	return &txn{c: c, w: w, r: r, f: f, key: key, h: h, now: now, rq: parseRequestDirectives(r)}
 }
 
 // serveLookup is the general GET/HEAD path: request directives, the index (Vary, disk tier),
 // the freshness decision, then serving from storage or going forward to the origin.
 func (t *txn) serveLookup() (Outcome, error) {
 	c, r := t.c, t.r
-	t.lr = c.st.lookup(t.h, t.key, r.Header)
-	if t.lr.e == nil && (r.Method == http.MethodHead || len(r.Header[hdrRange]) > 0) && c.awaitFlight(r, t.h, t.key) {
-		t.lr = c.st.lookup(t.h, t.key, r.Header) // HEAD and Range do not join flights: wait, then look again
+	t.lr = c.st.lookup(t.h, t.key, r)
+	if t.lr.e == nil && (r.Method() == http.MethodHead || r.Values(hdrRange) != nil) && c.awaitFlight(r, t.h, t.key) {
+		t.lr = c.st.lookup(t.h, t.key, r) // HEAD and Range do not join flights: wait, then look again
 	}
 	if t.lr.e == nil {
 		if t.rq.onlyIfCached {
@@ -92,7 +142,8 @@ func (t *txn) serveLookup() (Outcome, error) {
 			return t.forward(fwdFor(why))
 		}
 		c.stats.staleServed.Add(1)
-		t.refreshInBackground(bf.Background())
+		br, bfetch := bf.Background()
+		t.refreshInBackground(br, bfetch)
 		out, err = t.serveStored("hit; detail=stale-while-revalidate", Outcome{Code: CodeStaleHit, Hit: true})
 	default:
 		if t.rq.onlyIfCached {
@@ -110,7 +161,7 @@ func (t *txn) serveLookup() (Outcome, error) {
 
 // awaitFlight waits (at most collapse_timeout) for a fetch of key in progress to finish and
 // reports whether there was one.
-func (c *Cache) awaitFlight(r *http.Request, h uint64, key string) bool {
+func (c *Cache) awaitFlight(r Request, h uint64, key string) bool {
 	fl := c.flights.get(h, key)
 	if fl == nil {
 		return false
@@ -120,7 +171,7 @@ func (c *Cache) awaitFlight(r *http.Request, h uint64, key string) bool {
 	select {
 	case <-fl.left:
 	case <-t.C:
-	case <-r.Context().Done():
+	case <-r.Done():
 	}
 	return true
 }
@@ -149,7 +200,7 @@ func fwdFor(why Reason) string {
 // 416 for ranges, or the whole response, from memory or from the disk tier.
 func (t *txn) serveStored(cs string, out Outcome) (Outcome, error) {
 	c, r, e := t.c, t.r, t.lr.e
-	switch evalConditions(r.Header, r.Method, e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
+	switch evalConditions(r, r.Method(), e.status, e.etag, e.lastMod, e.header.Get(hdrDate)) {
 	case condNotModified:
 		c.stats.notModified.Add(1)
 		if !out.Fetched {
@@ -164,7 +215,7 @@ func (t *txn) serveStored(cs string, out Outcome) (Outcome, error) {
 		return t.serveRanges(ranges, cs, out)
 	}
 	if e.body != nil || e.size == 0 && t.lr.disk == nil {
-		return c.writeStored(t.w, r, e, t.now, cs, out)
+		return c.writeStored(t.w, r.Method(), e, t.now, cs, out)
 	}
 	if c.st.mem != nil && e.size <= c.st.memMax {
 		body, err := c.st.disk.readAll(t.lr.disk)
@@ -175,7 +226,7 @@ func (t *txn) serveStored(cs string, out Outcome) (Outcome, error) {
 		e = e.withBody(body)
 		c.st.put(primaryHash(e.key), e, false)
 		c.stats.diskHits.Add(1)
-		return c.writeStored(t.w, r, e, t.now, cs, out)
+		return c.writeStored(t.w, r.Method(), e, t.now, cs, out)
 	}
 	return t.streamFromDisk(cs, out)
 }
@@ -197,12 +248,12 @@ func (t *txn) streamFromDisk(cs string, out Outcome) (Outcome, error) {
 
 // writeStored writes an in-memory entry with its pre-serialised head: Age and Cache-Status are
 // formatted into a pooled buffer passed as extra. The fast path calls it without a txn.
-func (c *Cache) writeStored(w ResponseWriter, r *http.Request, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
+func (c *Cache) writeStored(w ResponseWriter, method string, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
 	e.touch(now)
 	xb := getBuf()
 	xb.b = appendStatusFields(xb.b[:0], c.statusName(), e, now, cs)
 	body := e.body
-	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+	if method == http.MethodHead || !bodyAllowed(e.status) {
 		body = nil
 	}
 	err := w.WriteStored(e.head, xb.b, body)
@@ -263,9 +314,9 @@ func (t *txn) writeMade(m made, e *entry, cs string) error {
 	resp := &http.Response{
 		Status: wire.StatusText(m.status), StatusCode: m.status,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: m.header, ContentLength: m.length, Body: http.NoBody, Request: t.r,
+		Header: m.header, ContentLength: m.length, Body: http.NoBody,
 	}
-	if m.body != nil && t.r.Method != http.MethodHead && bodyAllowed(m.status) {
+	if m.body != nil && t.r.Method() != http.MethodHead && bodyAllowed(m.status) {
 		resp.Body = io.NopCloser(m.body)
 	}
 	if !bodyAllowed(m.status) {
@@ -288,12 +339,12 @@ func (t *txn) onlyIfCached() (Outcome, error) {
 
 // wantRanges returns the satisfiable ranges of a Range request that storage should answer
 // (RFC 9110 §14.2): GET, a stored 200, and an If-Range that still matches (§13.1.5).
-func (c *Cache) wantRanges(r *http.Request, e *entry) ([]byteRange, bool) {
-	v := r.Header[hdrRange]
-	if len(v) != 1 || r.Method != http.MethodGet || e.status != http.StatusOK {
+func (c *Cache) wantRanges(r Request, e *entry) ([]byteRange, bool) {
+	v := r.Values(hdrRange)
+	if len(v) != 1 || r.Method() != http.MethodGet || e.status != http.StatusOK {
 		return nil, false
 	}
-	if ir := r.Header.Get(hdrIfRange); ir != "" && !ifRangeMatches(ir, e) {
+	if ir := firstValue(r, hdrIfRange); ir != "" && !ifRangeMatches(ir, e) {
 		return nil, false
 	}
 	return parseRange(v[0], e.size)

@@ -84,7 +84,7 @@ type lookupResult struct {
 }
 
 // lookup finds the stored response for a request's primary key and Vary'd fields.
-func (s *store) lookup(h uint64, key string, reqHeader map[string][]string) lookupResult {
+func (s *store) lookup(h uint64, key string, req fields) lookupResult {
 	s.mu.RLock()
 	rec := s.index[h]
 	var vary []string
@@ -97,7 +97,7 @@ func (s *store) lookup(h uint64, key string, reqHeader map[string][]string) look
 	if rec == nil {
 		return lookupResult{miss: "uri-miss"}
 	}
-	sec := secondaryKey(vary, reqHeader)
+	sec := secondaryKey(vary, req)
 	k := itemKey(h, key, sec)
 	if e := s.memGetString(k, key, sec); e != nil {
 		return lookupResult{e: e}
@@ -282,5 +282,6 @@ type counters struct {
 	diskEvictions         atomic.Uint64 // disk-tier evictions
 	diskCorrupt           atomic.Uint64 // disk entries dropped for a bad checksum or size
 	diskDropped           atomic.Uint64 // disk writes dropped because the queue was full
+	diskRefused           atomic.Uint64 // disk writes refused or failed for a full file system
 	invalidations, purges atomic.Uint64 // §4.4 invalidations / PURGE and admin purges
 }

@@ -13,23 +13,25 @@ import (
 // invalidates the target URI and the same-origin URIs in Location and Content-Location
 // (RFC 9111 §4.4). A POST response that is explicitly fresh and names its own URI in
 // Content-Location is stored for later GETs (RFC 9110 §9.3.3).
-func (c *Cache) serveUnsafe(w ResponseWriter, r *http.Request, f Fetcher) (Outcome, error) {
+func (c *Cache) serveUnsafe(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, f: f, now: c.now(), rq: noDirectives, fwd: "method"}
-	if err := t.fetch(r.Clone(r.Context())); err != nil {
+	t.key = string(normalizeKey(r.AppendURL(nil), 0))
+	if err := t.fetch(Upstream{}); err != nil {
 		return t.originError(err)
 	}
 	resp := t.resp
 	c.stats.misses.Add(1)
-	if resp.StatusCode < 400 {
-		c.invalidate(r.URL, r.Host, resp.Header)
+	target, err := url.Parse(t.key)
+	if err != nil {
+		target = &url.URL{}
 	}
-	if r.Method == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(r, resp) {
-		t.key = string(appendKey(nil, r.URL, r.Host))
+	if resp.StatusCode < 400 {
+		c.invalidate(target, resp.Header)
+	}
+	if r.Method() == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(target, t.key, resp) {
 		t.h = primaryHash(t.key)
 		t.fl = newFlight(t.h, t.key)
-		get := r.Clone(r.Context())
-		get.Method = http.MethodGet
-		t.r = get
+		t.r = asGET{r}
 		return t.fresh()
 	}
 	defer resp.Body.Close()
@@ -37,8 +39,9 @@ func (c *Cache) serveUnsafe(w ResponseWriter, r *http.Request, f Fetcher) (Outco
 }
 
 // postStorable reports a POST response that may serve later GETs: explicit freshness and a
-// Content-Location equal to the request's URI (RFC 9110 §9.3.3, RFC 9111 §4).
-func (c *Cache) postStorable(r *http.Request, resp *http.Response) bool {
+// Content-Location equal to the request's URI (target, whose key is key) (RFC 9110 §9.3.3,
+// RFC 9111 §4).
+func (c *Cache) postStorable(target *url.URL, key string, resp *http.Response) bool {
 	d := parseResponseDirectives(resp.Header)
 	if !explicitFreshness(resp.Header, &d) {
 		return false
@@ -47,15 +50,16 @@ func (c *Cache) postStorable(r *http.Request, resp *http.Response) bool {
 	if loc == "" {
 		return false
 	}
-	u, err := r.URL.Parse(loc)
-	return err == nil && sameOrigin(u, r.URL, r.Host) && keyOf(u) == string(appendKey(nil, r.URL, r.Host))
+	u, err := target.Parse(loc)
+	return err == nil && sameOrigin(u, target, "") && keyOf(u) == key
 }
 
 // invalidate removes the stored responses for the target URI and the same-origin URIs named
 // by Location and Content-Location (RFC 9111 §4.4).
-func (c *Cache) invalidate(target *url.URL, host string, h http.Header) {
+func (c *Cache) invalidate(target *url.URL, h http.Header) {
 	c.stats.invalidations.Add(1)
-	c.st.purge(string(appendKey(nil, target, host)), false)
+	host := target.Host
+	c.st.purge(keyOf(target), false)
 	for _, f := range []string{hdrLocation, hdrContentLocation} {
 		v := h.Get(f)
 		if v == "" {
@@ -90,16 +94,22 @@ func sameOrigin(u, target *url.URL, host string) bool {
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
 // with the number of responses removed, or 404 when nothing was stored (and, with a fan-out,
 // no other cache took the purge). The fan-out (purgefanout.go) passes it on.
-func (c *Cache) servePurge(w ResponseWriter, r *http.Request) (Outcome, error) {
+func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, now: c.now()}
-	if !c.purgeAllowed(r.RemoteAddr) {
+	if !c.purgeAllowed(r.RemoteAddr()) {
 		m := textBody(http.StatusForbidden, "application/json", `{"error":"PURGE not allowed from this address"}`+"\n")
 		return Outcome{Code: CodeDenied}, t.writeMade(m, nil, "detail=purge-denied")
 	}
-	dir, prefix := parsePurgeMarker(r.Header.Values(PurgeMarker))
+	dir, prefix := parsePurgeMarker(r.Values(PurgeMarker))
+	raw := r.AppendURL(nil)
+	u, err := url.Parse(string(raw))
+	if err != nil {
+		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE of an unparsable URL"}`+"\n")
+		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-url")
+	}
 	n := 0
-	rep := c.purgeEverywhere(PurgeTarget{URL: r.URL, Prefix: prefix, Arrived: dir, Via: r.Header.Values("Via")}, func() {
-		n = c.st.purge(string(appendKey(nil, r.URL, r.Host)), prefix)
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Arrived: dir, Via: r.Values("Via")}, func() {
+		n = c.st.purge(string(normalizeKey(raw, 0)), prefix)
 	})
 	c.stats.purges.Add(1)
 	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})

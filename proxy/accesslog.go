@@ -1,9 +1,11 @@
 package proxy
 
 import (
-	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -11,23 +13,51 @@ import (
 
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/internal/diskspace"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // accessLog writes one line per request, in Squid's native format or the combined format,
-// to stderr, stdout or a file (buffered, flushed every second and on Close).
+// to stderr, stdout or a file. Serving never waits for the destination: lines are appended
+// to a memory buffer, which a background writer flushes every second (and whenever 64 KiB
+// are waiting, and on Close). A failing destination (a full disk, /dev/full, a closed pipe)
+// never stops or slows serving: the lines of a failed write are lost, and so are lines that
+// find more than maxPending waiting; both are counted
+// (outpost_proxy_access_log_errors_total, outpost_proxy_access_log_lines_lost_total) and the
+// failure is logged at most once a minute. Writing resumes by itself when the destination
+// recovers.
 type accessLog struct {
 	combined bool
+	dest     string
 	mu       sync.Mutex
-	w        io.Writer     // nil when off
-	bw       *bufio.Writer // the buffer in front of a stream, if any
+	w        io.Writer // nil when off; out, or a test's writer (direct)
+	out      io.Writer // the destination (set once)
+	direct   bool      // write lines to w at once (tests)
+	pend     []byte    // whole lines waiting for the writer
+	spare    []byte    // the buffer being written, reused
+	kick     chan struct{}
 	file     *os.File
 	stop     chan struct{}
 	stopped  sync.WaitGroup
+	flushing sync.Mutex // one flush at a time
+
+	errs, lost prometheus.Counter // failed writes; lines lost to them or to a full buffer
+	warn       *diskspace.Warner
 }
 
-// newAccessLog opens the configured destination.
-func newAccessLog(cfg config.ProxyAccessLogConfig) (*accessLog, error) {
-	l := &accessLog{combined: cfg.Format == "combined"}
+// Access log buffer sizes: a flush is started at flushAt waiting bytes, lines are dropped
+// past maxPending, and one write to the destination carries at most writeChunk bytes (whole
+// lines, so lines stay whole when other writers share stderr).
+const (
+	flushAt    = 64 << 10
+	maxPending = 4 << 20
+	writeChunk = 64 << 10
+)
+
+// newAccessLog opens the configured destination; its counters go to reg (nil: nowhere) and
+// its own failures to log.
+func newAccessLog(cfg config.ProxyAccessLogConfig, log *slog.Logger, reg prometheus.Registerer) (*accessLog, error) {
+	l := &accessLog{combined: cfg.Format == "combined", dest: cfg.Destination}
 	var out io.Writer
 	switch cfg.Destination {
 	case "off":
@@ -43,24 +73,56 @@ func newAccessLog(cfg config.ProxyAccessLogConfig) (*accessLog, error) {
 		}
 		l.file, out = f, f
 	}
-	l.bw = bufio.NewWriterSize(out, 64<<10)
-	l.w = l.bw
-	l.stop = make(chan struct{})
+	if err := l.registerMetrics(reg); err != nil {
+		if l.file != nil {
+			l.file.Close()
+		}
+		return nil, err
+	}
+	l.w, l.out, l.warn = out, out, diskspace.NewWarner(log, time.Minute)
+	l.kick, l.stop = make(chan struct{}, 1), make(chan struct{})
 	l.stopped.Add(1)
 	go l.flusher()
 	return l, nil
 }
 
-// setOutput sends the log to w, unbuffered (tests); a log that is off stays off.
+// registerMetrics creates the log's counters and registers them on reg.
+func (l *accessLog) registerMetrics(reg prometheus.Registerer) error {
+	l.errs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+		Name: "access_log_errors_total", Help: "Failed writes to the access log destination."})
+	l.lost = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+		Name: "access_log_lines_lost_total", Help: "Access log lines lost to failed writes or a full buffer."})
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []*prometheus.Counter{&l.errs, &l.lost} {
+		if err := reg.Register(*c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return fmt.Errorf("proxy: access log metrics: %w", err)
+			}
+			*c = are.ExistingCollector.(prometheus.Counter) // a reloaded proxy counts on
+		}
+	}
+	return nil
+}
+
+// setOutput sends the log to w, unbuffered (tests; nil: back to the destination, buffered);
+// a log that is off stays off.
 func (l *accessLog) setOutput(w io.Writer) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.w != nil {
-		l.w = w
+	if l.w == nil {
+		return
 	}
+	if w == nil {
+		l.w, l.direct = l.out, false
+		return
+	}
+	l.w, l.direct = w, true
 }
 
-// flusher flushes the buffer every second until Close.
+// flusher flushes the buffer every second, when kicked, and until Close.
 func (l *accessLog) flusher() {
 	defer l.stopped.Done()
 	t := time.NewTicker(time.Second)
@@ -68,31 +130,74 @@ func (l *accessLog) flusher() {
 	for {
 		select {
 		case <-t.C:
-			l.flush()
+		case <-l.kick:
 		case <-l.stop:
 			return
 		}
+		l.flush()
 	}
 }
 
-// flush writes buffered lines out.
+// flush writes the waiting lines to the destination, outside the lock that serving takes.
 func (l *accessLog) flush() {
+	l.flushing.Lock()
+	defer l.flushing.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.bw != nil && l.w == l.bw {
-		_ = l.bw.Flush()
+	buf := l.pend
+	l.pend, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	for rest := buf; len(rest) > 0; {
+		n := len(rest)
+		if n > writeChunk {
+			n = bytes.LastIndexByte(rest[:writeChunk], '\n') + 1
+			if n == 0 {
+				n = writeChunk
+			}
+		}
+		if _, err := l.out.Write(rest[:n]); err != nil {
+			l.failed(bytes.Count(rest, []byte{'\n'}), err)
+			break
+		}
+		rest = rest[n:]
 	}
+	l.mu.Lock()
+	l.spare = buf[:0]
+	l.mu.Unlock()
 }
 
-// write appends one finished line. The buffer is flushed on line boundaries only, so lines
-// stay whole when other writers share the destination (stderr with the process log).
+// failed counts a failed write and the lines it lost, and logs it (rate-limited).
+func (l *accessLog) failed(lines int, err error) {
+	l.errs.Inc()
+	l.lost.Add(float64(lines))
+	l.mu.Lock()
+	warn := l.warn
+	l.mu.Unlock()
+	warn.Warn("proxy: access log write failed; lines lost", "destination", l.dest, "lines", lines, "err", err)
+}
+
+// write appends one finished line. It never blocks on the destination: past maxPending
+// waiting bytes the line is dropped (and counted).
 func (l *accessLog) write(line []byte) {
 	l.mu.Lock()
-	if l.w == l.bw && l.bw.Available() < len(line) {
-		_ = l.bw.Flush()
+	if l.direct {
+		_, _ = l.w.Write(line)
+		l.mu.Unlock()
+		return
 	}
-	_, _ = l.w.Write(line)
+	if len(l.pend)+len(line) > maxPending {
+		l.mu.Unlock()
+		l.failed(1, errors.New("buffer full: the destination does not keep up"))
+		return
+	}
+	l.pend = append(l.pend, line...)
+	kick := len(l.pend) >= flushAt
 	l.mu.Unlock()
+	if kick {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Close flushes and closes the destination.

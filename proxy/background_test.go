@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -114,13 +114,13 @@ func TestBackgroundRefresh(t *testing.T) {
 	}
 }
 
-// TestBackgroundFetcherIsNotTheSlot: Background returns the Fetcher of the pool the request
-// is bound to (the route's, or the forward pool), never the slot, without allocating.
+// TestBackgroundFetcherIsNotTheSlot: Background returns a copy of the request and a Fetcher
+// through the pool the request is bound to (the route's, or the forward pool), never the slot.
 func TestBackgroundFetcherIsNotTheSlot(t *testing.T) {
 	o := echoOrigin(t)
 	p := startProxy(t, reverseRoute(o), Options{})
 	rt := p.srv.routes.routes[0]
-	s := &slot{c: &conn{srv: p.srv}}
+	s := &slot{c: &conn{srv: p.srv, remote: "127.0.0.1:9"}}
 	for _, tc := range []struct {
 		name string
 		mode mode
@@ -129,16 +129,16 @@ func TestBackgroundFetcherIsNotTheSlot(t *testing.T) {
 		{"reverse", modeReverse, rt.pool},
 		{"forward", modeForward, p.srv.fwd},
 	} {
+		s.req = httptest.NewRequest(http.MethodGet, "http://site.test/x", nil)
 		s.mode, s.pool = tc.mode, tc.pool
-		if f := s.Background(); f != cache.Fetcher(&tc.pool.bg) {
-			t.Errorf("%s: Background() = %T %p, want the pool's fetcher", tc.name, f, f)
+		r, f := s.Background()
+		pf, ok := f.(*poolFetcher)
+		if !ok || pf.pool != tc.pool || pf.srv != p.srv || pf.r == s.req {
+			t.Errorf("%s: Background() = %T %+v, want a fetcher of the pool with its own request", tc.name, f, f)
 		}
-	}
-	if allocs := testing.AllocsPerRun(100, func() { _ = s.Background() }); allocs != 0 {
-		t.Errorf("Background allocates %.0f times", allocs)
-	}
-	if rt.pool.bg.pool != rt.pool || p.srv.fwd.bg.pool != p.srv.fwd || rt.pool.bg.srv != p.srv {
-		t.Error("background fetchers not bound to their pools")
+		if got := string(r.AppendURL(nil)); got != "http://site.test/x" || r.RemoteAddr() != "127.0.0.1:9" {
+			t.Errorf("%s: background request %q from %q", tc.name, got, r.RemoteAddr())
+		}
 	}
 }
 

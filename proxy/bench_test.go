@@ -26,9 +26,9 @@ func newHitCacheSize(n int) *hitCache {
 	return &hitCache{head: []byte(head), extra: []byte("Age: 1\r\n"), body: body}
 }
 
-func (h *hitCache) Serve(w cache.ResponseWriter, r *http.Request, _ cache.Fetcher) (cache.Outcome, error) {
+func (h *hitCache) Serve(w cache.ResponseWriter, r cache.Request, _ cache.Fetcher) (cache.Outcome, error) {
 	body := h.body
-	if r.Method == http.MethodHead {
+	if r.Method() == http.MethodHead {
 		body = nil
 	}
 	return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(h.head, h.extra, body)

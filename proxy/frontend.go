@@ -213,7 +213,7 @@ func (c *conn) nextRequest() (*slot, bool) {
 		return nil, false
 	}
 	if c.br == nil || c.br.Buffered() == 0 {
-		now, quiet := c.flushIdle() // when the last response was completed, if nothing is in flight
+		now, quiet := c.flushIdle() // quiet: nothing in flight; now: when the last response was completed
 		if c.served > 0 {
 			// The client has only just got the last response: let the other connections'
 			// goroutines run first, so that by the time this one reads, its next request

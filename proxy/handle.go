@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
@@ -56,7 +57,7 @@ func (srv *Server) serveProxied(s *slot) {
 	if srv.opts.Cache != nil {
 		seq := s.seq
 		s.c.enterCache(seq)
-		out, err := srv.opts.Cache.Serve(s, r, s)
+		out, err := srv.opts.Cache.Serve(s, s, s)
 		s.c.leaveCache(seq)
 		s.outcome = out
 		if err != nil && !s.written {
@@ -64,7 +65,7 @@ func (srv *Server) serveProxied(s *slot) {
 		}
 		return
 	}
-	resp, err := s.fetch(r, s.c.ctx) // nothing shares it: a client that goes away cancels it
+	resp, err := s.fetch(cache.Upstream{}, s.c.ctx) // nothing shares it: a client that goes away cancels it
 	if err != nil {
 		s.writeUpstreamError(err)
 		return
@@ -72,6 +73,30 @@ func (srv *Server) serveProxied(s *slot) {
 	defer resp.Body.Close()
 	_ = s.WriteResponse(resp)
 }
+
+// The slot is the cache's view of its request (cache.Request) while Serve runs: the request
+// as read and checked, its URL absolute (classify sets scheme and host for reverse routes).
+
+var _ cache.Request = (*slot)(nil)
+
+// Method returns the request method.
+func (s *slot) Method() string { return s.req.Method }
+
+// AppendURL appends the target URI in absolute form.
+func (s *slot) AppendURL(b []byte) []byte { return cache.AppendTargetURL(b, s.req.URL, s.req.Host) }
+
+// Values returns the values of the header field with the canonical name, nil when absent.
+func (s *slot) Values(name string) []string { return s.req.Header[name] }
+
+// HasAny reports whether any of the header fields with the canonical names is present.
+func (s *slot) HasAny(names []string) bool { return cache.HeaderHasAny(s.req.Header, names) }
+
+// RemoteAddr returns the client's "ip:port".
+func (s *slot) RemoteAddr() string { return s.c.remote }
+
+// Done returns nil: a client's departure does not end the cache's work for it (the write
+// fails instead).
+func (s *slot) Done() <-chan struct{} { return nil }
 
 // bufferChunked reads a chunked request body up to proxy.request_buffer before anything goes
 // upstream, so a malformed or oversized chunked body is refused with nothing sent. A body that

@@ -116,10 +116,7 @@ func TestAccessLogFormats(t *testing.T) {
 
 	cfg := loadProxyConfig(t, reverseRoute(o)+fmt.Sprintf("[proxy.access_log]\ndestination = %q\n", path))
 	pf := startProxyConfig(t, cfg, Options{})
-	pf.srv.alog.setOutput(nil) // undo the test buffer: write through the file's own buffer
-	pf.srv.alog.mu.Lock()
-	pf.srv.alog.w = pf.srv.alog.bw
-	pf.srv.alog.mu.Unlock()
+	pf.srv.alog.setOutput(nil) // undo the test buffer: write through the log's own buffer
 	cf := dialRaw(t, pf.addr)
 	cf.send("GET /f HTTP/1.1\r\nHost: s\r\n\r\n")
 	cf.response("GET")

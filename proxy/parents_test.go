@@ -188,8 +188,8 @@ func (c *cdn) originSeen(path string) int64 {
 	return v.(*atomic.Int64).Load()
 }
 
-// get sends one GET to a tier and returns the response and body.
-func get(t *testing.T, p *testProxy, path string, extra string) (*http.Response, string) {
+// tierGet sends one GET to a tier and returns the response and body.
+func tierGet(t *testing.T, p *testProxy, path string, extra string) (*http.Response, string) {
 	t.Helper()
 	c := dialRaw(t, p.addr)
 	c.send("GET " + path + " HTTP/1.1\r\nHost: www.cdn.test\r\n" + extra + "Connection: close\r\n\r\n")
@@ -205,7 +205,7 @@ func TestParentTier(t *testing.T) {
 	c := startCDN(t)
 
 	// Cold at edge1, then edge2: the parent answers edge2 from its cache.
-	resp, body := get(t, c.edge1, "/a", "")
+	resp, body := tierGet(t, c.edge1, "/a", "")
 	if resp.StatusCode != 200 || body != "object /a" {
 		t.Fatalf("edge1: %d %q", resp.StatusCode, body)
 	}
@@ -219,12 +219,12 @@ func TestParentTier(t *testing.T) {
 	if via := c.origin.last().Header.Values("Via"); strings.Join(via, ", ") != "1.1 edge1, 1.1 parent" {
 		t.Errorf("the origin saw Via %q, want edge1 then parent", via)
 	}
-	resp, _ = get(t, c.edge2, "/a", "")
+	resp, _ = tierGet(t, c.edge2, "/a", "")
 	cs = resp.Header.Values("Cache-Status")
 	if len(cs) != 2 || !strings.HasPrefix(cs[0], "parent; hit") || !strings.HasPrefix(cs[1], "edge2; fwd=uri-miss") {
 		t.Errorf("edge2 Cache-Status %q, want the parent's hit then edge2's miss", cs)
 	}
-	resp, _ = get(t, c.edge2, "/a", "")
+	resp, _ = tierGet(t, c.edge2, "/a", "")
 	if cs = resp.Header.Values("Cache-Status"); len(cs) != 2 || !strings.HasPrefix(cs[1], "edge2; hit") {
 		t.Errorf("edge2 warm Cache-Status %q, want edge2's hit last", cs)
 	}
@@ -271,18 +271,18 @@ func TestParentTier(t *testing.T) {
 		t.Errorf("PURGE at edge1: %d %s", presp.StatusCode, pbody)
 	}
 	for _, tier := range []*testProxy{c.edge1, c.edge2, c.parent} {
-		if resp, _ := get(t, tier, "/a", "Cache-Control: only-if-cached\r\n"); resp.StatusCode != http.StatusGatewayTimeout {
+		if resp, _ := tierGet(t, tier, "/a", "Cache-Control: only-if-cached\r\n"); resp.StatusCode != http.StatusGatewayTimeout {
 			t.Errorf("%s still serves /a after the purge: %d %q", tier.addr, resp.StatusCode, resp.Header.Values("Cache-Status"))
 		}
 	}
-	if resp, _ := get(t, c.edge2, "/gated", "Cache-Control: only-if-cached\r\n"); resp.StatusCode != 200 {
+	if resp, _ := tierGet(t, c.edge2, "/gated", "Cache-Control: only-if-cached\r\n"); resp.StatusCode != 200 {
 		t.Errorf("the purge of /a removed /gated from edge2: %d", resp.StatusCode)
 	}
 
 	// The parent goes down: the next miss goes to the origin directly and the parent is
 	// marked down; after it comes back and passes rise checks, misses use it again.
 	shutdown(t, c.parent)
-	resp, body = get(t, c.edge1, "/b", "")
+	resp, body = tierGet(t, c.edge1, "/b", "")
 	if resp.StatusCode != 200 || body != "object /b" {
 		t.Fatalf("with the parent down: %d %q", resp.StatusCode, body)
 	}
@@ -300,7 +300,7 @@ func TestParentTier(t *testing.T) {
 	waitFor(t, "the parent back after rise checks", func() bool {
 		return c.edge1.srv.tier.healthy()[c.parentAddr] && c.edge2.srv.tier.healthy()[c.parentAddr]
 	})
-	resp, _ = get(t, c.edge2, "/c", "")
+	resp, _ = tierGet(t, c.edge2, "/c", "")
 	if cs := resp.Header.Values("Cache-Status"); len(cs) != 2 || !strings.HasPrefix(cs[0], "parent; ") {
 		t.Errorf("after the parent's return Cache-Status %q, want the parent's member first", cs)
 	}
@@ -329,7 +329,7 @@ func TestParentLoop(t *testing.T) {
 	cfg := loadProxyConfig(t, fmt.Sprintf("via_pseudonym = \"edge9\"\n%s\n[proxy.parents]\nservers = [%q]\n", reverseRoute(o), addr))
 	cfg.Listen = []string{addr}
 	p := startProxyConfig(t, cfg, Options{Cache: newRealCache(t)})
-	resp, _ := get(t, p, "/x", "")
+	resp, _ := tierGet(t, p, "/x", "")
 	if resp.StatusCode != http.StatusLoopDetected {
 		t.Errorf("got %d, want 508", resp.StatusCode)
 	}

@@ -47,6 +47,8 @@ import (
 //     and checked by its timer's goroutine; it takes mu only through detach.
 //   - The access-log buffer and the metrics child on conn (logBuf, mKey, mCounter) are used
 //     under mu too: finish records responses while it holds it.
+//   - The front end swaps the connection's buffers (br, bw) in and out under mu while no
+//     response is in flight (frontend.go takeBuffers, releaseBuffers, forgetRequestsLocked).
 type pipeline struct {
 	mu     sync.Mutex
 	turn   sync.Cond // broadcast when head advances or the connection breaks
@@ -89,9 +91,9 @@ func (c *conn) shut() {
 	c.mu.Unlock()
 }
 
-// flushIdle flushes deferred output before the reader waits for the next request, and returns
-// whether nothing is in flight (quiet) and then when the last response was completed.
-func (c *conn) flushIdle() (doneAt time.Time, quiet bool) {
+// flushIdle flushes deferred output before the reader waits for the next request. quiet
+// reports that no request is in flight; then now is when the last response was completed.
+func (c *conn) flushIdle() (now time.Time, quiet bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flushDeferredLocked()

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,10 +32,15 @@ type Options struct {
 	// Cache answers proxied requests; nil means no caching (every request goes upstream).
 	Cache cache.Handler
 	// FTP fetches ftp:// URLs for forward-proxy clients; nil means such requests get 501.
-	FTP cache.Fetcher
+	FTP RequestFetcher
 	// UpstreamRoots are the certificate authorities https:// origins are verified against; nil
 	// means the system's roots.
 	UpstreamRoots *x509.CertPool
+}
+
+// RequestFetcher answers one request in full: the FTP gateway (proxy/ftpgw) for ftp:// URLs.
+type RequestFetcher interface {
+	Fetch(r *http.Request) (*http.Response, error)
 }
 
 // Server is the proxy component.
@@ -92,7 +98,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	}
 	s.useParents(newParentTier(cfg.Parents, s.dialer, s.log))
 	s.joinHierarchy()
-	if s.alog, err = newAccessLog(cfg.AccessLog); err != nil {
+	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
 	if s.m, err = newMetrics(env.Metrics); err != nil {

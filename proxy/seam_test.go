@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -27,17 +27,17 @@ type fakeCache struct {
 
 func newFakeCache() *fakeCache { return &fakeCache{store: map[string][2][]byte{}} }
 
-func (f *fakeCache) Serve(w cache.ResponseWriter, r *http.Request, fe cache.Fetcher) (cache.Outcome, error) {
-	key := r.URL.String()
+func (f *fakeCache) Serve(w cache.ResponseWriter, r cache.Request, fe cache.Fetcher) (cache.Outcome, error) {
+	key := string(r.AppendURL(nil))
 	f.mu.Lock()
 	f.urls = append(f.urls, key)
-	f.remotes = append(f.remotes, r.RemoteAddr)
+	f.remotes = append(f.remotes, r.RemoteAddr())
 	st, hit := f.store[key]
 	f.mu.Unlock()
-	if hit && r.Method == http.MethodGet {
+	if hit && r.Method() == http.MethodGet {
 		return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(st[0], []byte("Age: 0\r\nCache-Status: fake; hit\r\n"), st[1])
 	}
-	resp, err := fe.Fetch(r.Clone(r.Context()))
+	resp, err := fe.Fetch(cache.Upstream{})
 	if err != nil {
 		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
@@ -46,7 +46,7 @@ func (f *fakeCache) Serve(w cache.ResponseWriter, r *http.Request, fe cache.Fetc
 	if err != nil {
 		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}
-	if r.Method == http.MethodGet && resp.StatusCode == 200 {
+	if r.Method() == http.MethodGet && resp.StatusCode == 200 {
 		f.mu.Lock()
 		f.store[key] = [2][]byte{serialiseHead(resp, len(body)), body}
 		f.mu.Unlock()
@@ -54,6 +54,15 @@ func (f *fakeCache) Serve(w cache.ResponseWriter, r *http.Request, fe cache.Fetc
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, w.WriteResponse(resp)
+}
+
+// pathOf is the path of a cache request's URL.
+func pathOf(r cache.Request) string {
+	u, err := url.Parse(string(r.AppendURL(nil)))
+	if err != nil {
+		return ""
+	}
+	return u.Path
 }
 
 // serialiseHead renders a stored head the way the seam describes it.
@@ -172,9 +181,9 @@ type backgroundCache struct {
 	wg  sync.WaitGroup
 }
 
-func (b *backgroundCache) Serve(w cache.ResponseWriter, r *http.Request, f cache.Fetcher) (cache.Outcome, error) {
-	fetch := func(f cache.Fetcher, req *http.Request) {
-		if resp, err := f.Fetch(req); err == nil {
+func (b *backgroundCache) Serve(w cache.ResponseWriter, r cache.Request, f cache.Fetcher) (cache.Outcome, error) {
+	fetch := func(f cache.Fetcher) {
+		if resp, err := f.Fetch(cache.Upstream{Store: true}); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
@@ -182,18 +191,17 @@ func (b *backgroundCache) Serve(w cache.ResponseWriter, r *http.Request, f cache
 	during := make(chan struct{})
 	go func() {
 		defer close(during)
-		fetch(f, r.Clone(context.WithoutCancel(r.Context())))
+		fetch(f)
 	}()
 	<-during
-	bg := f.(cache.BackgroundFetcher).Background()
-	req := r.Clone(context.WithoutCancel(r.Context()))
+	_, bg := f.(cache.BackgroundFetcher).Background()
 	early := make(chan struct{})
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		<-early // after Serve returned
 		time.Sleep(time.Millisecond)
-		fetch(bg, req)
+		fetch(bg)
 	}()
 	defer close(early)
 	return b.hit.Serve(w, r, f)

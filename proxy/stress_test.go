@@ -18,19 +18,20 @@ import (
 // an error and nothing written.
 type stressCache struct{}
 
-func (stressCache) Serve(w cache.ResponseWriter, r *http.Request, f cache.Fetcher) (cache.Outcome, error) {
+func (stressCache) Serve(w cache.ResponseWriter, r cache.Request, f cache.Fetcher) (cache.Outcome, error) {
+	path := pathOf(r)
 	switch {
-	case strings.HasPrefix(r.URL.Path, "/hit/"):
-		body := []byte("body " + r.URL.Path)
+	case strings.HasPrefix(path, "/hit/"):
+		body := []byte("body " + path)
 		head := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n")
-		if r.Method == http.MethodHead {
+		if r.Method() == http.MethodHead {
 			body = nil
 		}
 		return cache.Outcome{Code: cache.CodeMemHit, Hit: true}, w.WriteStored(head, []byte("Age: 0\r\n"), body)
-	case strings.HasPrefix(r.URL.Path, "/err/"):
+	case strings.HasPrefix(path, "/err/"):
 		return cache.Outcome{Code: cache.CodeMiss}, errors.New("stress: refused")
 	}
-	resp, err := f.Fetch(r.Clone(r.Context()))
+	resp, err := f.Fetch(cache.Upstream{})
 	if err != nil {
 		return cache.Outcome{Code: cache.CodeMiss, Fetched: true}, err
 	}

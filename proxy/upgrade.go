@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
@@ -34,7 +35,7 @@ func (srv *Server) serveUpgrade(s *slot) {
 	wire.StripHopByHop(r.Header)
 	r.Header["Upgrade"] = protos
 	r.Header["Connection"] = []string{"Upgrade"}
-	resp, err := s.fetch(r, s.c.ctx)
+	resp, err := s.fetch(cache.Upstream{}, s.c.ctx)
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

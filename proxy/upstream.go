@@ -126,22 +126,24 @@ func (p *pool) pick() *origin {
 }
 
 // Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
-// request to. The request has passed policy and hygiene; exchange adds this hop's forwarding
-// fields, and the response comes back without hop-by-hop fields. The reader role moves on
-// first, so the next pipelined requests are read and started while this one waits.
+// request to: the upstream request is built from the client's (which passed policy and
+// hygiene) with the cache's additions u; exchange adds this hop's forwarding fields, and the
+// response comes back without hop-by-hop fields. The reader role moves on first, so the next
+// pipelined requests are read and started while this one waits.
 //
 // The slot is the Fetcher only while the cache's Serve runs for its request (the seam's
 // contract); for work after that the cache takes Background. The cache may share the fetch
 // between clients (collapsing) and read the body after Serve returned, so a client's
 // departure never cancels it: the exchange is bounded by the pool's own limits (watchdog).
-func (s *slot) Fetch(r *http.Request) (*http.Response, error) {
-	return s.fetch(r, context.Background())
+func (s *slot) Fetch(u cache.Upstream) (*http.Response, error) {
+	return s.fetch(u, context.Background())
 }
 
-// fetch sends r upstream through s.pool under parent: the cache's fetches are detached from
-// the client, the direct path's (no cache, nothing shared) end with the client's connection.
-// It records the upstream and any failure for the log and the error answer.
-func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, error) {
+// fetch sends the request upstream through s.pool under parent: the cache's fetches are
+// detached from the client, the direct path's (no cache, nothing shared) end with the
+// client's connection. It records the upstream and any failure for the log and the error
+// answer.
+func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, error) {
 	seq := s.seq
 	s.detach(seq)
 	var interim func(int, http.Header)
@@ -151,7 +153,7 @@ func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, e
 	if s.pool == nil {
 		return nil, errors.New("proxy: the request has no upstream pool")
 	}
-	resp, upstream, err := s.c.srv.exchange(s.pool, r, parent, interim)
+	resp, upstream, err := s.c.srv.exchange(s.pool, s.req, u, parent, interim)
 	s.upstream = upstream
 	if err != nil {
 		s.fetchErr, s.errKind = err, errKind(err)
@@ -159,24 +161,31 @@ func (s *slot) fetch(r *http.Request, parent context.Context) (*http.Response, e
 	return resp, err
 }
 
-// Background returns the Fetcher of the pool s's request is bound to, which is not tied to s
-// or its connection (cache.BackgroundFetcher): the cache refreshes stale responses with it
-// after the client's response was written (stale-while-revalidate), when s may serve another
-// request or the client may be gone. It does not allocate.
-func (s *slot) Background() cache.Fetcher { return &s.pool.bg }
+// Background returns a copy of the request and a Fetcher for it through the same pool, tied
+// to neither s nor its connection (cache.BackgroundFetcher): the cache refreshes stale
+// responses with them after the client's response was written (stale-while-revalidate), when
+// s may serve another request or the client may be gone.
+func (s *slot) Background() (cache.Request, cache.Fetcher) {
+	r := s.req.Clone(context.Background())
+	r.RemoteAddr = s.c.remote
+	r.Body, r.ContentLength = http.NoBody, 0 // the client's body belongs to its connection
+	return cache.FromHTTP(r), &poolFetcher{srv: s.c.srv, pool: s.pool, r: r}
+}
 
 var _ cache.BackgroundFetcher = (*slot)(nil)
 
-// poolFetcher fetches through one upstream pool on the cache's behalf, from nothing but the
-// request: no slot, no connection, no interim responses (slot.Background). Each pool has one.
+// poolFetcher fetches one request through one upstream pool on the cache's behalf, detached
+// from any client: no slot, no connection, no interim responses (slot.Background).
 type poolFetcher struct {
 	srv  *Server
 	pool *pool
+	r    *http.Request
 }
 
-// Fetch sends r to the pool (ftp:// URLs to the FTP gateway), detached from any client.
-func (f *poolFetcher) Fetch(r *http.Request) (*http.Response, error) {
-	resp, _, err := f.srv.exchange(f.pool, r, context.WithoutCancel(r.Context()), nil)
+// Fetch sends the request with the cache's additions to the pool (ftp:// URLs to the FTP
+// gateway).
+func (f *poolFetcher) Fetch(u cache.Upstream) (*http.Response, error) {
+	resp, _, err := f.srv.exchange(f.pool, f.r, u, context.Background(), nil)
 	return resp, err
 }
 
@@ -189,11 +198,12 @@ func errKind(err error) string {
 	return kind
 }
 
-// exchange sends r through p (ftp:// URLs to the FTP gateway), under parent (a client's
-// connection, or nothing for the cache's detached fetches), and records the upstream metrics.
-// It uses only its arguments, so it serves the cache's background calls too. It returns the
-// upstream's host:port.
-func (srv *Server) exchange(p *pool, r *http.Request, parent context.Context, interim func(int, http.Header)) (*http.Response, string, error) {
+// exchange sends the client's request r with the cache's additions u through p (ftp:// URLs
+// to the FTP gateway), under parent (a client's connection, or nothing for the cache's
+// detached fetches), and records the upstream metrics. It uses only its arguments, so it
+// serves the cache's background calls too. It returns the upstream's host:port.
+func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent context.Context, interim func(int, http.Header)) (*http.Response, string, error) {
+	r = withAdditions(r, u)
 	start := time.Now()
 	var resp *http.Response
 	var upstream string
@@ -271,6 +281,23 @@ func stripResponse(resp *http.Response) {
 		return
 	}
 	wire.StripHopByHop(resp.Header)
+}
+
+// withAdditions returns the request to send for the client's r with the cache's additions u:
+// r itself when there are none, else a shallow copy with u's method, and a copy of the header
+// edited by u when u changes it.
+func withAdditions(r *http.Request, u cache.Upstream) *http.Request {
+	if u == (cache.Upstream{}) {
+		return r
+	}
+	out := new(http.Request)
+	*out = *r
+	out.Method = u.Method(r.Method)
+	if u.ChangesHeader(r.Header) {
+		out.Header = r.Header.Clone()
+		u.ApplyHeader(out.Header)
+	}
+	return out
 }
 
 // isConnectError reports failures to establish a connection (the origin is down).

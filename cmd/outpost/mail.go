@@ -124,7 +124,17 @@ func newMailQueue(cfg config.MailConfig, store *mailstore.Store, root string, en
 		RetryInitial: cfg.SMTP.RetryInitial, RetryMax: cfg.SMTP.RetryMax, Workers: cfg.SMTP.QueueWorkers,
 		Relay:        &smtp.MXRelay{Resolver: cfg.SMTP.Resolver, Port: cfg.SMTP.RelayPort, Timeout: cfg.SMTP.RelayTimeout},
 		LocalDomains: local, Logger: env.Logger.With("server", "queue"), Metrics: env.Metrics,
+		MinFree: queueMinFree(cfg.SMTP.QueueMinFree),
 	})
+}
+
+// queueMinFree maps mail.smtp.queue_min_free to QueueOptions.MinFree (whose 0 means the default,
+// and a negative value no check).
+func queueMinFree(v config.ByteSize) int64 {
+	if v == 0 {
+		return -1
+	}
+	return int64(v)
 }
 
 // smtpHosts builds one SMTP server per [[mail.smtp.hosts]].

@@ -66,6 +66,10 @@ type MailSMTPConfig struct {
 	RetryMax     time.Duration `mapstructure:"retry_max"`
 	// QueueWorkers bounds concurrent deliveries.
 	QueueWorkers int `mapstructure:"queue_workers"`
+	// QueueMinFree is the free space the queue's file system must keep: below it (plus the
+	// SIZE a client declares) RCPT is answered 452 4.3.1, as Postfix's queue_minfree. 0: no
+	// check (a write that fails still gets 452 4.3.1).
+	QueueMinFree ByteSize `mapstructure:"queue_min_free"`
 	// Resolver is the DNS server (host:port) the relay client asks for MX and A/AAAA records.
 	Resolver string `mapstructure:"resolver"`
 	// RelayPort is the destination port for relayed mail (25 on the Internet).
@@ -128,6 +132,7 @@ func defaultMail() MailConfig {
 			RetryInitial:   time.Minute,
 			RetryMax:       time.Hour,
 			QueueWorkers:   4,
+			QueueMinFree:   1 << 20,
 			Resolver:       "127.0.0.1:53",
 			RelayPort:      25,
 			RelayTimeout:   5 * time.Minute,
@@ -250,6 +255,9 @@ func (c *MailSMTPConfig) validate() error {
 		if err := CheckPositive(key, v); err != nil {
 			return err
 		}
+	}
+	if err := CheckNonNegative("mail.smtp.queue_min_free", int64(c.QueueMinFree)); err != nil {
+		return err
 	}
 	if c.MaxLineLength < 512 {
 		return errorf("mail.smtp.max_line_length", "must be at least 512 (RFC 5321 4.5.3.1), got %d", c.MaxLineLength)

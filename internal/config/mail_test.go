@@ -22,6 +22,7 @@ func TestMailRejects(t *testing.T) {
 		{"host without port", "[[mail.smtp.hosts]]\nlisten = \"127.0.0.1\"\nhostname = \"a\"\n", "mail.smtp.hosts[0].listen", "host:port"},
 		{"bad relay network", "[mail.smtp]\nrelay_networks = [\"10.0.0.0/99\"]\n", "mail.smtp.relay_networks[0]", "CIDR"},
 		{"retry max below initial", "[mail.smtp]\nretry_initial = \"1h\"\nretry_max = \"1m\"\n", "mail.smtp.retry_max", "retry_initial"},
+		{"negative queue min free", "[mail.smtp]\nqueue_min_free = -1\n", "mail.smtp.queue_min_free", "negative"},
 		{"short line limit", "[mail.smtp]\nmax_line_length = 100\n", "mail.smtp.max_line_length", "512"},
 		{"bad resolver", "[mail.smtp]\nresolver = \"dns.example\"\n", "mail.smtp.resolver", "host:port"},
 		{"bad relay port", "[mail.smtp]\nrelay_port = 0\n", "mail.smtp.relay_port", "not a port"},

@@ -40,6 +40,7 @@ type controlConn struct {
 	closed   atomic.Bool
 	cc       atomic.Value // ftpserver.ClientContext, set once the library greets the client
 	loggedIn atomic.Bool
+	stou     atomic.Pointer[string] // the file name of a STOU in progress, for its replies
 
 	// Data connection state, seen from the commands (only the reading goroutine uses it).
 	dataReady bool // a PASV/EPSV/PORT/EPRT was passed on since the last transfer command
@@ -54,9 +55,10 @@ const maxLine = 4096
 func (c *controlConn) Read(p []byte) (int, error) {
 	for len(c.pending) == 0 {
 		if i := bytes.IndexByte(c.raw, '\n'); i >= 0 {
-			line := c.raw[:i+1]
+			line := c.stouLine(c.raw[:i+1])
 			c.raw = c.raw[i+1:]
 			if reply := c.filter(line); reply != "" {
+				c.stou.Store(nil)
 				c.reply(reply)
 				continue
 			}
@@ -96,11 +98,17 @@ func (c *controlConn) fill() error {
 	return nil
 }
 
-// Write serialises the library's replies with the filter's. The library writes (and flushes)
-// one reply line per call.
+// Write serialises the library's replies with the filter's, rewriting a few of them (see
+// storageReply and passiveFailure). The library writes (and flushes) one reply line per call.
 func (c *controlConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if q, ok := c.storageReply(p); ok {
+		if _, err := c.Conn.Write(q); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	if passiveFailure(p) {
 		q := append([]byte("425"), p[3:]...)
 		if _, err := c.Conn.Write(q); err != nil {
@@ -168,8 +176,8 @@ func (c *controlConn) filter(line []byte) string {
 // helpReply lists the commands (RFC 959 §4.1.3 HELP).
 const helpReply = "214-The following commands are recognized:\r\n" +
 	" ABOR APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE NLST\r\n" +
-	" NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SIZE STAT STOR STRU SYST\r\n" +
-	" TYPE USER XCUP XCWD XMKD XPWD XRMD\r\n" +
+	" NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SIZE STAT STOR STOU STRU\r\n" +
+	" SYST TYPE USER XCUP XCWD XMKD XPWD XRMD\r\n" +
 	"214 Help OK."
 
 // dataSetup follows data connection commands: it checks PORT/EPRT, handles EPSV ALL and

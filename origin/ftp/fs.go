@@ -13,6 +13,7 @@ import (
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
+	"github.com/outpost-proxy/outpost/internal/diskspace"
 	"github.com/spf13/afero"
 )
 
@@ -24,6 +25,9 @@ type jailFS struct {
 	readOnly  bool
 	maxUpload int64
 	stats     *fsStats
+	// full is set when a write of this session failed for lack of space, until the
+	// transfer's failure reply has been turned into 452 (see diskfull.go).
+	full atomic.Bool
 }
 
 // fsStats counts open files (to let Shutdown wait for transfers) and bytes moved.
@@ -111,6 +115,9 @@ func (j *jailFS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 	}
 	f, err := j.root.OpenFile(r, flag, perm)
 	if err != nil {
+		if diskspace.IsFull(err) {
+			j.full.Store(true)
+		}
 		return nil, err
 	}
 	if flag&os.O_TRUNC != 0 && startSize > 0 {
@@ -185,7 +192,8 @@ type jailFile struct {
 	rel       string
 	startSize int64 // size before this upload, -1 if the file is new
 	pos       int64 // write position, for the size limit
-	exceeded  bool
+	rollback  bool  // the upload failed (size limit, disk full): undo it at Close
+	full      bool  // a write failed for lack of space
 	closed    bool
 }
 
@@ -209,12 +217,16 @@ func (f *jailFile) WriteTo(w io.Writer) (int64, error) {
 // Write writes unless the file would pass the upload limit.
 func (f *jailFile) Write(p []byte) (int, error) {
 	if f.fs.maxUpload > 0 && f.pos+int64(len(p)) > f.fs.maxUpload {
-		f.exceeded = true
+		f.rollback = true
 		return 0, errTooBig
 	}
 	n, err := f.File.Write(p)
 	f.pos += int64(n)
 	f.fs.stats.received.Add(int64(n))
+	if diskspace.IsFull(err) {
+		f.rollback, f.full = true, true
+		f.fs.full.Store(true)
+	}
 	return n, err
 }
 
@@ -228,7 +240,9 @@ func (f *jailFile) WriteAt([]byte, int64) (int, error) {
 
 // ReadFrom copies through Write (hiding *os.File's ReadFrom, which would skip the limit).
 func (f *jailFile) ReadFrom(r io.Reader) (int64, error) {
-	return io.CopyBuffer(writerOnly{f}, r, make([]byte, 64<<10))
+	n, err := io.CopyBuffer(writerOnly{f}, r, make([]byte, 64<<10))
+	f.drainAfterFull(r)
+	return n, err
 }
 
 // writerOnly hides every method but Write.
@@ -243,19 +257,23 @@ func (f *jailFile) Seek(offset int64, whence int) (int64, error) {
 	return n, err
 }
 
-// Close closes the file; an upload that hit the limit is rolled back to its previous size
-// (or removed if it was new).
+// Close closes the file; an upload that hit the limit or filled the disk is rolled back to
+// its previous size (or removed if it was new).
 func (f *jailFile) Close() error {
 	if f.closed {
 		return nil
 	}
 	f.closed = true
 	f.fs.stats.open.Add(-1)
-	if f.exceeded && f.startSize >= 0 {
+	if f.rollback && f.startSize >= 0 {
 		f.File.Truncate(f.startSize)
 	}
 	err := f.File.Close()
-	if f.exceeded && f.startSize < 0 {
+	if diskspace.IsFull(err) {
+		f.rollback = true
+		f.fs.full.Store(true)
+	}
+	if f.rollback && f.startSize < 0 {
 		f.fs.root.Remove(f.rel)
 	}
 	return err

@@ -47,7 +47,12 @@ func testConfig(t testing.TB) config.FTPConfig {
 // startFTP runs a server with cfg over a fresh data directory.
 func startFTP(t testing.TB, cfg config.FTPConfig) *testServer {
 	t.Helper()
-	data := t.TempDir()
+	return startFTPIn(t, cfg, t.TempDir())
+}
+
+// startFTPIn runs a server with cfg over the data directory data.
+func startFTPIn(t testing.TB, cfg config.FTPConfig, data string) *testServer {
+	t.Helper()
 	s, err := New(cfg, component.Test(data))
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,12 @@ func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store, *mails
 func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Server, *mailstore.Store, *mailstore.User) {
 	t.Helper()
 	store, alice := mailstoretest.New(t, msgs...)
+	return startServer(t, store, adjust), store, alice
+}
+
+// startServer runs a server over store with the test options, adjusted.
+func startServer(t testing.TB, store *mailstore.Store, adjust func(*Options)) *Server {
+	t.Helper()
 	opts := Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, MaxMessageSize: 1 << 20}
 	adjust(&opts)
 	s, err := New(opts, store)
@@ -36,7 +42,7 @@ func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Serve
 		t.Fatal(err)
 	}
 	componenttest.Start(t, s)
-	return s, store, alice
+	return s
 }
 
 // client is a raw IMAP connection.

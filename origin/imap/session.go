@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"syscall"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
+	"github.com/outpost-proxy/outpost/internal/diskspace"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 )
 
@@ -70,9 +72,12 @@ func (ss *session) Authenticate(mech string) (sasl.Server, error) {
 	}), nil
 }
 
-// storeError maps store errors to IMAP responses with response codes (RFC 5530).
+// storeError maps store errors to IMAP responses with response codes (RFC 5530). A full disk
+// or quota is OVERQUOTA with Dovecot's "Not enough disk space"; a store that cannot be
+// written at all (read-only file system, I/O error) is UNAVAILABLE.
 func storeError(err error) error {
 	code := goimap.ResponseCodeServerBug
+	text := strings.TrimPrefix(err.Error(), "mailstore: ")
 	switch {
 	case errors.Is(err, mailstore.ErrNoMailbox):
 		code = goimap.ResponseCodeNonExistent
@@ -80,8 +85,12 @@ func storeError(err error) error {
 		code = goimap.ResponseCodeAlreadyExists
 	case errors.Is(err, mailstore.ErrBadName), errors.Is(err, mailstore.ErrInbox):
 		code = goimap.ResponseCodeCannot
+	case diskspace.IsFull(err):
+		code, text = goimap.ResponseCodeOverQuota, "Not enough disk space"
+	case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO):
+		code, text = goimap.ResponseCodeUnavailable, "Mail store cannot be written: "+text
 	}
-	return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: code, Text: strings.TrimPrefix(err.Error(), "mailstore: ")}
+	return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: code, Text: text}
 }
 
 // Select opens a mailbox (EXAMINE sets ReadOnly).

@@ -58,6 +58,7 @@ type folder struct {
 	next     uint32
 	uids     map[string]uint32 // key → UID
 	names    map[string]string // key → file name in cur/
+	dirty    bool              // the last save failed: the uidlist on disk is behind
 }
 
 // load reads the uidlist file once.
@@ -107,7 +108,9 @@ func (f *folder) save() error {
 	for _, e := range list {
 		fmt.Fprintf(&b, "%d %s\n", e.u, e.k)
 	}
-	return writeFileSync(filepath.Join(f.path, uidListName), []byte(b.String()))
+	err := writeFileSync(filepath.Join(f.path, uidListName), []byte(b.String()))
+	f.dirty = err != nil
+	return err
 }
 
 // writeFileSync replaces path with data durably.
@@ -176,6 +179,7 @@ func (m *Mailbox) Scan() (*Snapshot, error) {
 		return nil, fmt.Errorf("mailstore: %w", err)
 	}
 	msgs, fresh := m.collect(entries)
+	next := m.f.next
 	changed := m.assign(fresh)
 	present := map[string]bool{}
 	for _, msg := range msgs {
@@ -188,9 +192,12 @@ func (m *Mailbox) Scan() (*Snapshot, error) {
 			changed = true
 		}
 	}
-	if changed {
+	if changed || m.f.dirty {
 		if err := m.f.save(); err != nil {
-			return nil, err
+			// UIDs are handed out only once they are durable: messages that got one just now
+			// wait (unnumbered, unseen) until the uidlist can be written, e.g. once a full
+			// disk has room again. Forgetting vanished messages can wait too (dirty).
+			msgs = m.unassign(msgs, fresh, next)
 		}
 	}
 	for i := range msgs {
@@ -257,6 +264,28 @@ func (m *Mailbox) assign(fresh []Message) bool {
 		m.f.next++
 	}
 	return len(fresh) > 0
+}
+
+// unassign takes back the UIDs just given to fresh messages (the uidlist could not be
+// written) and returns msgs without them (the caller holds f.mu).
+func (m *Mailbox) unassign(msgs, fresh []Message, next uint32) []Message {
+	m.f.dirty = true
+	if len(fresh) == 0 {
+		return msgs
+	}
+	isFresh := map[string]bool{}
+	for _, msg := range fresh {
+		delete(m.f.uids, msg.Key)
+		isFresh[msg.Key] = true
+	}
+	m.f.next = next
+	kept := msgs[:0]
+	for _, msg := range msgs {
+		if !isFresh[msg.Key] {
+			kept = append(kept, msg)
+		}
+	}
+	return kept
 }
 
 // Open opens a message's file for reading.
@@ -349,8 +378,11 @@ func (m *Mailbox) Remove(keys []string) error {
 		if err == nil {
 			err = os.Remove(filepath.Join(m.path, "cur", name))
 		}
-		if err != nil && !errors.Is(err, ErrNoMessage) && !errors.Is(err, fs.ErrNotExist) && firstErr == nil {
-			firstErr = fmt.Errorf("mailstore: remove: %w", err)
+		if err != nil && !errors.Is(err, ErrNoMessage) && !errors.Is(err, fs.ErrNotExist) {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("mailstore: remove: %w", err)
+			}
+			continue // still there: it keeps its UID
 		}
 		delete(m.f.uids, key)
 		delete(m.f.names, key)
@@ -358,9 +390,9 @@ func (m *Mailbox) Remove(keys []string) error {
 	if err := syncDir(filepath.Join(m.path, "cur")); err != nil && firstErr == nil {
 		firstErr = fmt.Errorf("mailstore: %w", err)
 	}
-	if err := m.f.save(); err != nil && firstErr == nil {
-		firstErr = err
-	}
+	// The messages are gone whether or not the uidlist can be rewritten now: a stale entry
+	// only names a file that no longer exists, and the next Scan retries the save (dirty).
+	_ = m.f.save()
 	m.f.mu.Unlock()
 	m.s.notify(m.path)
 	return firstErr
@@ -409,6 +441,11 @@ func (m *Mailbox) commitAppend(tmp, key, flags string) (Message, error) {
 	m.f.next++
 	m.f.uids[key], m.f.names[key] = uid, name
 	if err := m.f.save(); err != nil {
+		// Not appended after all: the message must not turn up later under a UID the
+		// client was never told (UIDNEXT stays past it, so the UID is never reused).
+		delete(m.f.uids, key)
+		delete(m.f.names, key)
+		os.Remove(filepath.Join(m.path, "cur", name))
 		return Message{}, err
 	}
 	return Message{UID: uid, Key: key, Flags: flags}, nil

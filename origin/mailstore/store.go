@@ -10,6 +10,7 @@
 package mailstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -45,7 +46,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	folders map[string]*folder
-	locks   map[string]bool
+	locks   map[string]chan struct{} // held maildrop locks; closed on release
 	watches map[string]map[chan struct{}]struct{}
 }
 
@@ -60,7 +61,7 @@ func Open(root string, dir *Directory) (*Store, error) {
 		host = "localhost"
 	}
 	s := &Store{root: root, dir: dir, hostname: host, folders: map[string]*folder{},
-		locks: map[string]bool{}, watches: map[string]map[chan struct{}]struct{}{}}
+		locks: map[string]chan struct{}{}, watches: map[string]map[chan struct{}]struct{}{}}
 	for _, u := range dir.Users() {
 		if err := makeMaildir(s.userRoot(u)); err != nil {
 			return nil, err
@@ -149,23 +150,36 @@ func (s *Store) forget(path string) {
 	}
 }
 
-// Lock takes the user's exclusive maildrop lock (RFC 1939 section 8); ok is false when another
-// session holds it. Call unlock when done.
-func (s *Store) Lock(u *User) (unlock func(), ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.locks[u.Address] {
-		return nil, false
-	}
-	s.locks[u.Address] = true
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			delete(s.locks, u.Address)
+// Lock takes the user's exclusive maildrop lock (RFC 1939 section 8). While another session
+// holds it, Lock waits for its release until ctx ends (Dovecot's POP3 session lock waits the
+// same way), so a client reconnecting right after a dropped connection is not refused while
+// the old session is still winding down; ok is false when ctx ended first. Call unlock when
+// done.
+func (s *Store) Lock(ctx context.Context, u *User) (unlock func(), ok bool) {
+	for {
+		s.mu.Lock()
+		held, busy := s.locks[u.Address]
+		if !busy {
+			released := make(chan struct{})
+			s.locks[u.Address] = released
 			s.mu.Unlock()
-		})
-	}, true
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					s.mu.Lock()
+					delete(s.locks, u.Address)
+					s.mu.Unlock()
+					close(released)
+				})
+			}, true
+		}
+		s.mu.Unlock()
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }
 
 // Watch returns a channel that receives a value (coalesced) whenever the folder changes, and a

@@ -1,6 +1,7 @@
 package mailstore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -151,15 +152,29 @@ func TestFolders(t *testing.T) {
 func TestLockAndWatch(t *testing.T) {
 	s := testStore(t, t.TempDir())
 	alice, _ := s.Directory().Lookup("alice@outpost.test")
-	unlock, ok := s.Lock(alice)
+	bg := context.Background()
+	unlock, ok := s.Lock(bg, alice)
 	if !ok {
 		t.Fatal("first lock failed")
 	}
-	if _, ok := s.Lock(alice); ok {
+	ended, cancel := context.WithCancel(bg)
+	cancel()
+	if _, ok := s.Lock(ended, alice); ok {
 		t.Fatal("second lock succeeded")
 	}
+	// A waiting Lock gets the lock as soon as the holder releases it.
+	got := make(chan func(), 1)
+	go func() {
+		u, _ := s.Lock(bg, alice)
+		got <- u
+	}()
 	unlock()
-	if u, ok := s.Lock(alice); !ok {
+	if u := <-got; u == nil {
+		t.Fatal("waiting lock failed")
+	} else {
+		u()
+	}
+	if u, ok := s.Lock(bg, alice); !ok {
 		t.Fatal("lock after unlock failed")
 	} else {
 		u()

@@ -26,6 +26,12 @@ func testServer(t testing.TB, msgs ...string) (*Server, *mailstore.Store) {
 func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Server, *mailstore.Store) {
 	t.Helper()
 	store, _ := mailstoretest.New(t, msgs...)
+	return startServer(t, store, adjust), store
+}
+
+// startServer runs a server over store with the test options, adjusted.
+func startServer(t testing.TB, store *mailstore.Store, adjust func(*Options)) *Server {
+	t.Helper()
 	opts := Options{Listen: "127.0.0.1:0", AllowInsecureAuth: true, MaxAuthFailures: 3, IdleTimeout: time.Minute}
 	adjust(&opts)
 	s, err := New(opts, store)
@@ -33,7 +39,7 @@ func testServerWith(t testing.TB, adjust func(*Options), msgs ...string) (*Serve
 		t.Fatal(err)
 	}
 	componenttest.Start(t, s)
-	return s, store
+	return s
 }
 
 // client is a raw POP3 connection.
@@ -157,7 +163,7 @@ func TestDeletionsOnlyAtQuit(t *testing.T) {
 	cl.cmd("DELE 2")
 	cl.c.Close() // dropped: no UPDATE state
 	cl = dial(t, s.Addr())
-	cl.login() // succeeds once the dropped session released the lock
+	cl.login() // waits (LockWait) for the dropped session to release the maildrop lock
 	if got := cl.cmd("STAT"); !strings.HasPrefix(got, "+OK 2 ") {
 		t.Fatalf("after a dropped connection STAT = %q, want 2 messages", got)
 	}
@@ -207,9 +213,10 @@ func TestUIDLStable(t *testing.T) {
 	}
 }
 
-// TestExclusiveLock: a second session for the same maildrop is refused with [IN-USE].
+// TestExclusiveLock: a second session for the same maildrop is refused with [IN-USE] once
+// the lock wait is over.
 func TestExclusiveLock(t *testing.T) {
-	s, _ := testServer(t, msg1)
+	s, _ := testServerWith(t, func(o *Options) { o.LockWait = 50 * time.Millisecond }, msg1)
 	a := dial(t, s.Addr())
 	a.login()
 	b := dial(t, s.Addr())

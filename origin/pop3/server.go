@@ -37,10 +37,17 @@ type Options struct {
 	AllowInsecureAuth bool
 	// isLocal classifies clients for plaintext login (mailstore.IsLoopback; tests override).
 	isLocal func(net.Addr) bool
+	// LockWait is how long a login waits for the maildrop lock another session holds before
+	// answering -ERR [IN-USE] (0: DefaultLockWait), so a client that reconnects at once after
+	// a dropped connection is not refused while the old session winds down.
+	LockWait time.Duration
 	// Logger and Metrics (either may be nil).
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 }
+
+// DefaultLockWait is the maildrop lock wait (Dovecot's POP3 session lock waits 10 s too).
+const DefaultLockWait = 10 * time.Second
 
 // Server is the POP3 server; it is a component.Component.
 type Server struct {
@@ -48,6 +55,10 @@ type Server struct {
 	store *mailstore.Store
 	log   *slog.Logger
 	m     *metrics
+
+	// ctx ends at Shutdown: logins waiting for a maildrop lock give up.
+	ctx  context.Context
+	stop context.CancelFunc
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -70,6 +81,9 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
 	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = DefaultLockWait
+	}
 	if opts.isLocal == nil {
 		opts.isLocal = mailstore.IsLoopback
 	}
@@ -77,7 +91,9 @@ func New(opts Options, store *mailstore.Store) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{opts: opts, store: store, log: opts.Logger, m: m, conns: map[net.Conn]struct{}{}}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{opts: opts, store: store, log: opts.Logger, m: m, conns: map[net.Conn]struct{}{},
+		ctx: ctx, stop: stop}, nil
 }
 
 // Name is the component name.
@@ -174,6 +190,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.ln.Close()
 	}
 	s.mu.Unlock()
+	s.stop()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -3,6 +3,7 @@ package pop3
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -256,7 +257,9 @@ func (ss *session) pass(args []string) bool {
 		ss.reply(false, "[AUTH] invalid user name or password")
 		return false
 	}
-	unlock, ok := ss.s.store.Lock(u)
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.LockWait)
+	unlock, ok := ss.s.store.Lock(ctx, u)
+	cancel()
 	if !ok {
 		ss.reply(false, "[IN-USE] maildrop is locked by another session")
 		return false

@@ -97,6 +97,7 @@ type envConfig struct {
 	tlsOnly  bool        // no AUTH before STARTTLS
 	anyFrom  bool        // AllowSenderLoginMismatch
 	remote   bool        // host A treats its (loopback) clients as remote ones
+	minFree  int64       // QueueOptions.MinFree (0: the default)
 }
 
 // startMail starts the whole mail system on loopback with free ports.
@@ -122,7 +123,7 @@ func startMail(t testing.TB, cfg envConfig) *mailEnv {
 		Dir: filepath.Join(cfg.dir, "queue"), Lifetime: time.Hour, RetryInitial: time.Minute, RetryMax: 10 * time.Minute,
 		Workers: 2, Relay: &MXRelay{Resolver: e.dns, Port: bPort, Timeout: 20 * time.Second},
 		LocalDomains: map[string]map[string]bool{"outpost.test": {"outpost.test": true}, "mx.remote.test": {"remote.test": true}},
-		Metrics:      prometheus.NewRegistry(),
+		Metrics:      prometheus.NewRegistry(), MinFree: cfg.minFree,
 	}
 	if cfg.clock {
 		e.clock = &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/diskspace"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -92,7 +93,14 @@ type QueueOptions struct {
 	Now func() time.Time
 	// Metrics is where the queue and the hosts register their counters (nil: nowhere).
 	Metrics prometheus.Registerer
+	// MinFree is the free space (bytes) the queue's file system must keep: below it (plus the
+	// SIZE a client declared) RCPT is answered 452 4.3.1, as Postfix's queue_minfree. Zero
+	// means DefaultMinFree; negative disables the check.
+	MinFree int64
 }
+
+// DefaultMinFree is the free space the queue keeps by default before refusing new mail.
+const DefaultMinFree = 1 << 20
 
 // Queue is the durable mail queue and its delivery runner. It is a component.Component with no
 // listeners.
@@ -129,6 +137,9 @@ func NewQueue(store *mailstore.Store, opts QueueOptions) (*Queue, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 1
+	}
+	if opts.MinFree == 0 {
+		opts.MinFree = DefaultMinFree
 	}
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "tmp"), 0o750); err != nil {
 		return nil, fmt.Errorf("smtp: queue: %w", err)
@@ -255,11 +266,28 @@ func (s *Spool) Commit(env *Envelope) error {
 		return fmt.Errorf("smtp: queue: %w", err)
 	}
 	if err := s.q.persist(env); err != nil {
+		// Never half-queued: neither the body nor (if only the directory fsync failed) the
+		// envelope may stay behind for a message that was not acknowledged.
+		os.Remove(filepath.Join(dir, s.ID+".json"))
 		os.Remove(filepath.Join(dir, s.ID+".eml"))
+		_ = syncDir(dir)
 		return err
 	}
 	s.q.add(env)
 	return nil
+}
+
+// roomFor reports whether the queue's file system has room for a message of size octets
+// (0: unknown) beyond MinFree. A failing statfs does not refuse mail: the write will tell.
+func (q *Queue) roomFor(size int64) bool {
+	if q.opts.MinFree < 0 {
+		return true
+	}
+	free, err := diskspace.Free(q.opts.Dir)
+	if err != nil {
+		return true
+	}
+	return free >= q.opts.MinFree+size
 }
 
 // persist writes an envelope durably (temporary file, fsync, rename, directory fsync).

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/diskspace"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 )
 
@@ -167,6 +168,9 @@ func (q *Queue) deliverLocal(env *Envelope, r *Recipient) error {
 	defer body.Close()
 	key := env.ID + "." + rcptIndex(env, r) + ".outpost"
 	if _, err := q.store.Deliver(u, key, body); err != nil {
+		if diskspace.IsFull(err) {
+			return tempError("4.3.1", err) // mailbox disk full: retried, as any 4xx
+		}
 		return tempError("4.3.0", err)
 	}
 	if testHookAfterLocalDelivery != nil {

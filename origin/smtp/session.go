@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/outpost-proxy/outpost/internal/diskspace"
 	"github.com/outpost-proxy/outpost/origin/mailstore"
 )
 
@@ -38,6 +39,10 @@ var (
 	errSizeExceeded = smtpErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size")
 	errLoop         = smtpErr(554, 5, 4, 6, "Too many Received headers: mail loop detected")
 	errQueue        = smtpErr(451, 4, 3, 0, "Local error in processing: message not queued, try again later")
+	// errNoStorage is RFC 5321's 452 with RFC 3463's 4.3.1 "mail system full": at RCPT when
+	// the queue's disk is (nearly) full, at MAIL for a SIZE= that does not fit (RFC 1870),
+	// after DATA when the message could not be written.
+	errNoStorage = smtpErr(452, 4, 3, 1, "Insufficient system storage: message not queued, try again later")
 )
 
 // smtpErr builds a go-smtp reply error.
@@ -53,6 +58,7 @@ type session struct {
 	loginName string // the name the user logged in with (for replies and logs)
 	authFails int
 	from      string
+	size      int64 // the SIZE= the client declared at MAIL (0: none)
 	rcpts     []*Recipient
 }
 
@@ -63,7 +69,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 }
 
 // Reset discards the current transaction (RSET, EHLO, after DATA).
-func (ss *session) Reset() { ss.from, ss.rcpts = "", nil }
+func (ss *session) Reset() { ss.from, ss.size, ss.rcpts = "", 0, nil }
 
 // Logout ends the session.
 func (ss *session) Logout() error { return nil }
@@ -183,7 +189,13 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if opts != nil && opts.Size > 0 && ss.s.opts.MaxMessageSize > 0 && opts.Size > ss.s.opts.MaxMessageSize {
 		return errSizeExceeded
 	}
+	if opts != nil && opts.Size > 0 && !ss.s.q.roomFor(opts.Size) {
+		return errNoStorage // RFC 1870 6.1: a SIZE that does not fit for now is 452 at MAIL
+	}
 	ss.from = from
+	if opts != nil {
+		ss.size = opts.Size
+	}
 	return nil
 }
 
@@ -215,6 +227,10 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 			return nil // duplicate: accepted, delivered once
 		}
 	}
+	if !ss.s.q.roomFor(ss.size) {
+		ss.s.log.Warn("queue disk full: recipient deferred", "rcpt", addr, "size", ss.size)
+		return errNoStorage
+	}
 	ss.rcpts = append(ss.rcpts, r)
 	return nil
 }
@@ -245,12 +261,11 @@ func canonicalAddress(a string) string { return strings.ToLower(a) }
 func (ss *session) Data(r io.Reader) error {
 	sp, err := ss.s.q.NewSpool()
 	if err != nil {
-		ss.s.log.Error("cannot spool", "err", err)
-		return errQueue
+		return ss.notQueued("cannot spool", err)
 	}
 	if _, err := io.WriteString(sp, ss.received(sp.ID)); err != nil {
 		sp.Abort()
-		return errQueue
+		return ss.notQueued("cannot spool", err)
 	}
 	hops, err := copyNormalized(sp, r)
 	if err != nil {
@@ -259,7 +274,7 @@ func (ss *session) Data(r io.Reader) error {
 		if errors.As(err, &se) {
 			return se
 		}
-		return errQueue
+		return ss.notQueued("cannot spool", err)
 	}
 	if hops > maxHops {
 		sp.Abort()
@@ -272,13 +287,22 @@ func (ss *session) Data(r io.Reader) error {
 	id, n, size := sp.ID, len(ss.rcpts), sp.size
 	// After Commit the envelope belongs to the queue's workers: do not touch it here.
 	if err := sp.Commit(&Envelope{From: ss.from, Host: ss.s.opts.Hostname, Arrived: now, Rcpts: ss.rcpts}); err != nil {
-		ss.s.log.Error("cannot queue", "err", err)
-		return errQueue
+		return ss.notQueued("cannot queue", err)
 	}
 	ss.rcpts = nil
 	ss.s.log.Info("queued", "id", id, "from", ss.from, "rcpts", n, "size", size)
 	ss.s.q.metric(func(m *metrics) { m.accepted.Inc() })
 	return smtpErr(250, 2, 0, 0, "OK: queued as "+id)
+}
+
+// notQueued logs why a message could not be made durable and picks the reply: 452 4.3.1
+// when the disk is full, 451 4.3.0 for any other local error. Nothing of it stays queued.
+func (ss *session) notQueued(what string, err error) error {
+	ss.s.log.Error(what, "err", err)
+	if diskspace.IsFull(err) {
+		return errNoStorage
+	}
+	return errQueue
 }
 
 // received renders our Received trace header (RFC 5321 4.4).

@@ -19,6 +19,12 @@ var Users = [][2]string{{"alice@outpost.test", "wonderland"}, {"bob@outpost.test
 // keys m0, m1, ...; it returns the store and alice.
 func New(t testing.TB, msgs ...string) (*mailstore.Store, *mailstore.User) {
 	t.Helper()
+	return NewIn(t, t.TempDir(), msgs...)
+}
+
+// NewIn is New with the store rooted at root (a disk-full test's own tmpfs, say).
+func NewIn(t testing.TB, root string, msgs ...string) (*mailstore.Store, *mailstore.User) {
+	t.Helper()
 	var specs []mailstore.UserSpec
 	for _, u := range Users {
 		h, err := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
@@ -31,7 +37,7 @@ func New(t testing.TB, msgs ...string) (*mailstore.Store, *mailstore.User) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := mailstore.Open(t.TempDir(), dir)
+	store, err := mailstore.Open(root, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
