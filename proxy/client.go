@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -66,6 +67,9 @@ type client struct {
 
 // newClient builds the client of one pool.
 func newClient(d *dialer, cfg upstreamLimits) *client {
+	if cfg.maxIdle == 0 {
+		cfg.maxIdle = 2 // net/http's default for max_idle_conns_per_host = 0
+	}
 	return &client{d: d, tls: cfg.tls, connect: cfg.connect, header: cfg.header, idleTimeout: cfg.idle,
 		maxIdle: cfg.maxIdle, maxConns: cfg.maxConns, hosts: map[string]*hostConns{}}
 }
@@ -81,6 +85,7 @@ type upstreamLimits struct {
 func hostKey(scheme, host string) (key, addr string) {
 	addr = host
 	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 		port := "80"
 		if scheme == "https" {
 			port = "443"
@@ -116,7 +121,7 @@ func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error)
 	for len(h.idle) > 0 {
 		uc := h.idle[len(h.idle)-1]
 		h.idle = h.idle[:len(h.idle)-1]
-		if now.Sub(uc.idleAt) < cl.idleTimeout && uc.alive() {
+		if (cl.idleTimeout <= 0 || now.Sub(uc.idleAt) < cl.idleTimeout) && uc.alive() {
 			cl.mu.Unlock()
 			uc.reused = true
 			return uc, nil
@@ -159,7 +164,10 @@ func waitSlot(ctx context.Context, slots chan struct{}, max time.Duration) error
 // dial connects to addr (TLS for https, with SNI and certificate verification), bounded by
 // connect_timeout.
 func (cl *client) dial(ctx context.Context, scheme, key, addr string) (*upConn, error) {
-	dctx, cancel := context.WithTimeout(ctx, cl.connect)
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if cl.connect > 0 {
+		dctx, cancel = context.WithTimeout(ctx, cl.connect)
+	}
 	defer cancel()
 	nc, err := cl.d.DialContext(dctx, "tcp", addr)
 	if err != nil {
@@ -219,7 +227,7 @@ func (cl *client) put(uc *upConn) {
 		return
 	}
 	h.idle = append(h.idle, uc)
-	if cl.reaper == nil {
+	if cl.reaper == nil && cl.idleTimeout > 0 {
 		cl.reaper = time.AfterFunc(cl.idleTimeout, cl.reap)
 	}
 	cl.mu.Unlock()
@@ -333,19 +341,19 @@ func (cl *client) exchange(ctx context.Context, uc *upConn, out *outRequest) (*h
 	}
 	werr := writeRequest(uc, out)
 	if werr != nil {
-		return nil, cl.failed(uc, out, stop, werr)
+		return nil, cl.failed(uc, out, stop, werr, true)
 	}
 	_ = uc.nc.SetWriteDeadline(time.Time{})
 	resp, err := cl.readResponse(uc, out, stop)
 	if err != nil {
-		return nil, cl.failed(uc, out, stop, err)
+		return nil, cl.failed(uc, out, stop, err, false)
 	}
 	return resp, nil
 }
 
 // failed ends a failed exchange: stops the cancellation hook and says whether a retry on a new
-// connection is safe.
-func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error) error {
+// connection is safe (inWrite: the failure was in writing the request).
+func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error, inWrite bool) error {
 	if stop != nil {
 		stop()
 	}
@@ -354,10 +362,21 @@ func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err erro
 		return body.err
 	}
 	bodyless := out.r.Body == nil || out.r.Body == http.NoBody
-	if uc.reused && bodyless && isStaleConnError(err) {
+	if uc.reused && bodyless && isStaleConnError(err) && (inWrite || (idempotent(out.r.Method) && len(uc.head.Bytes()) == 0)) {
 		return &retryable{err: err}
 	}
 	return err
+}
+
+// idempotent reports the methods a client may repeat after a failure (RFC 9110 §9.2.2) that
+// the proxy retries on a new connection; others are retried only when the request could not
+// even be written.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // isStaleConnError reports the failures of a connection the origin had already closed.
