@@ -222,8 +222,10 @@ type LabPurge struct {
 	Status   int    `json:"status"`
 	// Answer is the PURGE's answer body: the responses removed there and, with purge
 	// fan-out, how many caches it was forwarded to and which failed.
-	Answer    string `json:"answer,omitempty"`
-	Converged bool   `json:"converged"`
+	Answer string `json:"answer,omitempty"`
+	// AnsweredSeconds is when the PURGE was answered: the fan-out waits for every cache.
+	AnsweredSeconds float64 `json:"answered_seconds"`
+	Converged       bool    `json:"converged"`
 	// Seconds until no tier served it, or the time waited when some still did.
 	Seconds           float64  `json:"seconds"`
 	TiersChecked      []string `json:"tiers_checked"`

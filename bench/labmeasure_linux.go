@@ -542,7 +542,7 @@ func (r *labRun) purge(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("PURGE at %s: %w", at.name, err)
 	}
-	pr.Status, pr.Answer = st, strings.TrimSpace(string(answer))
+	pr.Status, pr.Answer, pr.AnsweredSeconds = st, strings.TrimSpace(string(answer)), roundSeconds(time.Since(t0))
 	for {
 		var still []string
 		for _, t := range tiers {

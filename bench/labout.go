@@ -49,7 +49,11 @@ func LabEventTable(res *LabResult) *Table {
 	}
 	add("failover", fo)
 	p := res.Purge
-	pv := fmt.Sprintf("PURGE %s at %s → %d; checked %s", p.URL, p.PurgedAt, p.Status, strings.Join(p.TiersChecked, ", "))
+	pv := fmt.Sprintf("PURGE %s at %s → %d after %.3fs", p.URL, p.PurgedAt, p.Status, p.AnsweredSeconds)
+	if p.Answer != "" {
+		pv += " " + p.Answer
+	}
+	pv += "; checked " + strings.Join(p.TiersChecked, ", ")
 	if p.Converged {
 		pv += fmt.Sprintf("; no tier serves it after %.3fs", p.Seconds)
 	} else {
