@@ -12,6 +12,7 @@ import (
 
 	"github.com/outpost-proxy/outpost/internal/config"
 	"github.com/outpost-proxy/outpost/proxy/wire"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The parent tier ([proxy.parents]): a miss goes to a parent cache instead of the origin. The
@@ -263,11 +264,43 @@ func (t *parentTier) healthy() map[string]bool {
 	return out
 }
 
-// useParents hands the tier to every upstream pool (nil: none).
-func (s *Server) useParents(t *parentTier) {
+// useParents hands the tier to every upstream pool and exposes each parent's health as
+// outpost_proxy_parent_up{parent} (nil: none).
+func (s *Server) useParents(t *parentTier) error {
 	s.tier = t
 	s.fwd.parents = t
 	for _, rt := range s.routes.routes {
 		rt.pool.parents = t
 	}
+	if t == nil || s.env.Metrics == nil {
+		return nil
+	}
+	for _, p := range t.parents {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "proxy", Name: "parent_up",
+			Help: "1 while the parent passes its health checks ([proxy.parents]), else 0.", ConstLabels: prometheus.Labels{"parent": p.addr}},
+			func() float64 {
+				if p.up.Load() {
+					return 1
+				}
+				return 0
+			})
+		if err := s.env.Metrics.Register(g); err != nil {
+			return fmt.Errorf("proxy: parent metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// hierarchy is the Squid access log's hierarchy code for an upstream host:port, with its
+// leading space and trailing slash: " CARP/" for a parent (Squid's name for parents chosen by
+// highest-random-weight hashing), " HIER_DIRECT/" otherwise (nil-safe).
+func (t *parentTier) hierarchy(upstream string) string {
+	if t != nil {
+		for _, p := range t.parents {
+			if p.addr == upstream {
+				return " CARP/"
+			}
+		}
+	}
+	return " HIER_DIRECT/"
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestRendezvousRanking: keys spread evenly over the parents, every parent agrees on the
@@ -231,6 +232,9 @@ func TestParentTier(t *testing.T) {
 	if n := c.originSeen("/a"); n != 1 {
 		t.Errorf("the origin saw /a %d times, want 1", n)
 	}
+	if lines := c.edge1.log.lines(); len(lines) == 0 || !strings.Contains(lines[0], "TCP_MISS/200") || !strings.Contains(lines[0], " CARP/"+c.parentAddr+" ") {
+		t.Errorf("edge1's access log %q, want the miss with CARP/<parent>", lines)
+	}
 
 	// Concurrent misses from both edges: the origin holds the first fetch until both edges
 	// have a connection to the parent, then every request is answered from that one fetch.
@@ -295,11 +299,20 @@ func TestParentTier(t *testing.T) {
 	if c.edge1.srv.tier.healthy()[c.parentAddr] {
 		t.Error("edge1 still counts the stopped parent healthy")
 	}
+	if lines := c.edge1.log.lines(); !strings.Contains(lines[len(lines)-1], " HIER_DIRECT/"+c.origin.hostport()+" ") {
+		t.Errorf("edge1's last log line %q, want HIER_DIRECT/<origin>", lines[len(lines)-1])
+	}
 	waitFor(t, "edge2's check to mark the parent down", func() bool { return !c.edge2.srv.tier.healthy()[c.parentAddr] })
+	if up := parentUpMetric(t, c.edge2); up != 0 {
+		t.Errorf("outpost_proxy_parent_up = %v with the parent down, want 0", up)
+	}
 	c.parent = startProxyConfig(t, c.parentCfg, Options{Cache: newRealCache(t)})
 	waitFor(t, "the parent back after rise checks", func() bool {
 		return c.edge1.srv.tier.healthy()[c.parentAddr] && c.edge2.srv.tier.healthy()[c.parentAddr]
 	})
+	if up := parentUpMetric(t, c.edge2); up != 1 {
+		t.Errorf("outpost_proxy_parent_up = %v after the rise checks, want 1", up)
+	}
 	resp, _ = tierGet(t, c.edge2, "/c", "")
 	if cs := resp.Header.Values("Cache-Status"); len(cs) != 2 || !strings.HasPrefix(cs[0], "parent; ") {
 		t.Errorf("after the parent's return Cache-Status %q, want the parent's member first", cs)
@@ -340,4 +353,19 @@ func TestParentLoop(t *testing.T) {
 
 func contextWithTimeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 5*time.Second)
+}
+
+// parentUpMetric reads outpost_proxy_parent_up from a tier's registry (-1: absent).
+func parentUpMetric(t *testing.T, p *testProxy) float64 {
+	t.Helper()
+	mfs, err := p.env.Metrics.(prometheus.Gatherer).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "outpost_proxy_parent_up" && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }

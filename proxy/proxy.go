@@ -96,7 +96,9 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	for _, rt := range s.routes.routes {
 		rt.pool.bg.srv = s
 	}
-	s.useParents(newParentTier(cfg.Parents, s.dialer, s.log))
+	if err := s.useParents(newParentTier(cfg.Parents, s.dialer, s.log)); err != nil {
+		return nil, err
+	}
 	s.joinHierarchy()
 	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
