@@ -369,3 +369,29 @@ func parentUpMetric(t *testing.T, p *testProxy) float64 {
 	}
 	return -1
 }
+
+// TestParentForward: a forward-proxy request goes to the parent in absolute form (the parent
+// is a forward proxy for its edges) and reaches the origin through both.
+func TestParentForward(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "fwd %s", r.URL.Path)
+	})
+	parent := startProxy(t, "via_pseudonym = \"parent\"\n", Options{Cache: newRealCache(t)})
+	edge := startProxy(t, fmt.Sprintf("via_pseudonym = \"edge1\"\n[proxy.parents]\nservers = [%q]\n", parent.addr), Options{Cache: newRealCache(t)})
+	c := dialRaw(t, edge.addr)
+	c.send("GET " + o.URL + "/f HTTP/1.1\r\nHost: " + o.hostport() + "\r\n\r\n")
+	resp, body := c.response("GET")
+	if resp.StatusCode != 200 || body != "fwd /f" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if via := o.last().Header.Values("Via"); strings.Join(via, ", ") != "1.1 edge1, 1.1 parent" {
+		t.Errorf("the origin saw Via %q", via)
+	}
+	if cs := resp.Header.Values("Cache-Status"); len(cs) != 2 || !strings.HasPrefix(cs[0], "parent; ") || !strings.HasPrefix(cs[1], "edge1; ") {
+		t.Errorf("Cache-Status %q", cs)
+	}
+	if lines := parent.log.lines(); len(lines) != 1 || !strings.Contains(lines[0], " "+o.URL+"/f ") {
+		t.Errorf("the parent logged %q, want the absolute URL", lines)
+	}
+}
