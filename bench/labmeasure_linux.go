@@ -379,10 +379,10 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 		mc, mw, fc, fw := r.models(regions[i], e, false, pageBytes[i])
 		lc, lw, _, _ := r.models(regions[i], e, true, pageBytes[i])
 		reg.ModelColdLinksMS, reg.ModelWarmLinksMS = ms(float64(lc)), ms(float64(lw))
-		reg.ColdMS, reg.WarmMS = ms(float64(cold[i])), ms(float64(medianOf(warm[i])))
+		reg.ColdMS, reg.WarmMS = ms(float64(cold[i])), ms(float64(medianDurationOf(warm[i])))
 		reg.WarmMinMS = ms(float64(slices.Min(warm[i])))
 		reg.ModelColdMS, reg.ModelWarmMS, reg.ModelCold, reg.ModelWarm = ms(float64(mc)), ms(float64(mw)), fc, fw
-		reg.WarmRatio = float64(medianOf(warm[i])) / float64(mw)
+		reg.WarmRatio = float64(medianDurationOf(warm[i])) / float64(mw)
 	}
 	if len(coldPaths) > 1 {
 		r.objects = coldPaths[1:]
@@ -390,8 +390,8 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 	return r.countOrigin(coldPaths, warmStart)
 }
 
-// medianOf is the median of durations (nil: 0; the upper middle for an even count).
-func medianOf(ds []time.Duration) time.Duration {
+// medianDurationOf is the median of durations (nil: 0).
+func medianDurationOf(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}

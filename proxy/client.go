@@ -343,7 +343,6 @@ func (cl *client) exchange(ctx context.Context, uc *upConn, out *outRequest) (*h
 	if werr != nil {
 		return nil, cl.failed(uc, out, stop, werr, true)
 	}
-	_ = uc.nc.SetWriteDeadline(time.Time{})
 	resp, err := cl.readResponse(uc, out, stop)
 	if err != nil {
 		return nil, cl.failed(uc, out, stop, err, false)
@@ -391,7 +390,8 @@ type bodyError struct{ err error }
 // Error renders the failure.
 func (e *bodyError) Error() string { return e.err.Error() }
 
-// writeRequest writes the request head and body to uc.
+// writeRequest writes the request head and body to uc. With a progress limit every write has
+// its deadline set afresh (none is cleared: the next write sets its own).
 func writeRequest(uc *upConn, out *outRequest) error {
 	r := out.r
 	n := outgoingLength(r)
@@ -546,7 +546,9 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 	if isHead {
 		resp.ContentLength = head.ContentLength
 	}
-	_ = uc.nc.SetReadDeadline(time.Time{})
+	if code == http.StatusSwitchingProtocols || (out.idle == 0 && cl.header > 0) {
+		_ = uc.nc.SetReadDeadline(time.Time{}) // the header wait's deadline must not bound the body
+	}
 	if code == http.StatusSwitchingProtocols {
 		if stop != nil {
 			stop() // the tunnel is bounded by its own idle timeout (upgrade.go)
@@ -631,7 +633,9 @@ func (b *upstreamBody) finish() {
 		return
 	}
 	if b.stopHook() && b.keep {
-		_ = b.uc.nc.SetReadDeadline(time.Time{})
+		if b.cl.header == 0 && b.idle > 0 { // else the next exchange sets its own before reading
+			_ = b.uc.nc.SetReadDeadline(time.Time{})
+		}
 		b.cl.put(b.uc)
 	} else {
 		b.cl.discard(b.uc)

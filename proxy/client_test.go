@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -131,4 +132,43 @@ func TestUpstreamKeepAlive(t *testing.T) {
 		t.Errorf("%d origin connections for 10 sequential requests, want 1", n)
 	}
 	<-closed // the idle connection is reaped (the test's own timeout bounds the wait)
+}
+
+// FuzzUpstreamResponse feeds arbitrary origin bytes to the upstream client's response reading
+// and body framing: it must never panic or loop, a response it accepts has one framing, and a
+// connection is pooled again only when the body ended by its framing with nothing after it.
+func FuzzUpstreamResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: v\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.0 200 OK\r\n\r\nclose-delimited",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, head bool) {
+		cl := newClient(nil, upstreamLimits{maxIdle: 4})
+		fc := &fakeConn{Reader: bytes.NewReader(data)}
+		uc := &upConn{nc: fc, br: bufio.NewReaderSize(fc, 64), bw: bufio.NewWriter(fc), key: "k"}
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		r := &http.Request{Method: method, Header: http.Header{}, Body: http.NoBody}
+		resp, err := cl.readResponse(uc, &outRequest{r: r, interim: func(int, http.Header) {}}, nil)
+		if err != nil {
+			return
+		}
+		if resp.StatusCode < 101 || resp.StatusCode > 999 || resp.StatusCode == http.StatusSwitchingProtocols {
+			t.Fatalf("accepted status %d", resp.StatusCode)
+		}
+		_, rerr := io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if h := cl.hosts["k"]; h != nil && len(h.idle) > 0 && (rerr != nil || uc.br.Buffered() > 0) {
+			t.Fatalf("connection pooled after a body error %v or with %d bytes left", rerr, uc.br.Buffered())
+		}
+	})
 }
