@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 	"github.com/outpost-proxy/outpost/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -393,5 +394,35 @@ func TestParentForward(t *testing.T) {
 	}
 	if lines := parent.log.lines(); len(lines) != 1 || !strings.Contains(lines[0], " "+o.URL+"/f ") {
 		t.Errorf("the parent logged %q, want the absolute URL", lines)
+	}
+}
+
+// TestParentTierCurl drives the two tiers with curl: a miss through edge1 shows both tiers'
+// Cache-Status members and Via entries, a PURGE at edge2 (curl -X PURGE) leaves the object in
+// no tier.
+func TestParentTierCurl(t *testing.T) {
+	curl := clienttest.Need(t, "curl", "curl")
+	c := startCDN(t)
+	url := func(p *testProxy, path string) string { return "http://" + p.addr + path }
+	head := string(clienttest.Run(t, 10*time.Second, curl, "-s", "-D", "-", "-o", "/dev/null", "-H", "Host: www.cdn.test", url(c.edge1, "/k")))
+	for _, want := range []string{"Cache-Status: parent; fwd=uri-miss", "Cache-Status: edge1; fwd=uri-miss", "Via: 1.1 parent", "Via: 1.1 edge1"} {
+		if !strings.Contains(head, want) {
+			t.Errorf("curl's response head lacks %q:\n%s", want, head)
+		}
+	}
+	clienttest.Run(t, 10*time.Second, curl, "-s", "-o", "/dev/null", "-H", "Host: www.cdn.test", url(c.edge2, "/k"))
+	out := string(clienttest.Run(t, 10*time.Second, curl, "-s", "-X", "PURGE", "-H", "Host: www.cdn.test", url(c.edge2, "/k")))
+	if !strings.Contains(out, `"forwarded":1`) {
+		t.Errorf("PURGE answer %q", out)
+	}
+	for _, p := range []*testProxy{c.edge1, c.edge2, c.parent} {
+		code := string(clienttest.Run(t, 10*time.Second, curl, "-s", "-o", "/dev/null", "-w", "%{http_code}",
+			"-H", "Host: www.cdn.test", "-H", "Cache-Control: only-if-cached", url(p, "/k")))
+		if code != "504" {
+			t.Errorf("%s answers %s for the purged object, want 504", p.addr, code)
+		}
+	}
+	if n := c.originSeen("/k"); n != 1 {
+		t.Errorf("the origin saw /k %d times, want 1", n)
 	}
 }
