@@ -25,8 +25,9 @@ import (
 // goes with it, so a parent whose route led back here would answer 508. When no parent is
 // healthy, or every one refuses the connection, the request goes to the origin directly.
 
-// maxParents bounds how many parents one request may try (the ranking's stack buffer).
-const maxParents = 16
+// maxParents bounds how many parents one request may try (the ranking's stack buffer);
+// config.MaxParents holds proxy.parents.servers to it.
+const maxParents = config.MaxParents
 
 // parentTier is the configured parents with their health.
 type parentTier struct {
@@ -57,7 +58,7 @@ func newParentTier(cfg config.ProxyParentsConfig, d *dialer, log *slog.Logger) *
 		return nil
 	}
 	t := &parentTier{cfg: cfg, d: d, log: log, stop: make(chan struct{})}
-	for _, s := range cfg.Servers[:min(len(cfg.Servers), maxParents)] {
+	for _, s := range cfg.Servers[:min(len(cfg.Servers), maxParents)] { // validated: at most maxParents
 		p := &parent{addr: s, seed: hashString(fnvOffset, s)}
 		p.up.Store(true)
 		t.parents = append(t.parents, p)
@@ -119,10 +120,10 @@ func (t *parentTier) ranked(key uint64, dst []*parent) []*parent {
 // ask sends out to the request's parent, the next ones when a parent refuses the connection
 // (marking it down). asked is false when the request goes to the origin directly: no parent
 // tier, an https:// forward target, or no healthy parent that accepted the connection.
-func (t *parentTier) ask(ctx context.Context, cl *client, forward bool, out *outRequest) (resp *http.Response, host string, err error, asked bool) {
+func (t *parentTier) ask(ctx context.Context, cl *client, forward bool, out *outRequest) (resp *http.Response, host string, asked bool, err error) {
 	r := out.r
 	if t == nil || r.URL.Scheme != "http" {
-		return nil, "", nil, false
+		return nil, "", false, nil
 	}
 	var buf [maxParents]*parent
 	for _, p := range t.ranked(parentKey(r), buf[:0]) {
@@ -140,11 +141,11 @@ func (t *parentTier) ask(ctx context.Context, cl *client, forward bool, out *out
 			continue
 		}
 		if err != nil {
-			return nil, p.addr, fmt.Errorf("parent %s: %w", p.addr, err), true
+			return nil, p.addr, true, fmt.Errorf("parent %s: %w", p.addr, err)
 		}
-		return resp, p.addr, nil, true
+		return resp, p.addr, true, nil
 	}
-	return nil, "", nil, false
+	return nil, "", false, nil
 }
 
 // markDown takes a parent out after a refused connection; it needs rise good checks to
@@ -252,7 +253,7 @@ func (t *parentTier) check(p *parent) error {
 	return nil
 }
 
-// healthy reports each parent's state, for tests and the admin.
+// healthy reports each parent's state (tests).
 func (t *parentTier) healthy() map[string]bool {
 	out := map[string]bool{}
 	if t == nil {

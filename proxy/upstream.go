@@ -232,7 +232,7 @@ func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent c
 // 101's Upgrade); its body, closed by the caller, releases the origin.
 func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
 	r := out.r
-	if resp, host, err, asked := p.parents.ask(ctx, p.cl, p.origins == nil, out); asked {
+	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out); asked {
 		if err != nil {
 			return nil, host, fmt.Errorf("proxy: %s: %s %w", p.name, r.Method, err)
 		}

@@ -43,8 +43,14 @@ func defaultPurge() ProxyPurgeConfig {
 	return ProxyPurgeConfig{Timeout: 2 * time.Second}
 }
 
+// MaxParents is how many proxy.parents.servers one proxy may have.
+const MaxParents = 16
+
 // validate checks [proxy.parents].
 func (c *ProxyParentsConfig) validate() error {
+	if len(c.Servers) > MaxParents {
+		return errorf("proxy.parents.servers", "has %d entries, at most %d", len(c.Servers), MaxParents)
+	}
 	for i, s := range c.Servers {
 		if err := CheckHostPort(fmt.Sprintf("proxy.parents.servers[%d]", i), s); err != nil {
 			return err

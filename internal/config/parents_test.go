@@ -32,6 +32,7 @@ func TestParentsAndPurgeSections(t *testing.T) {
 		{name: "zero fall", text: "[proxy.parents]\nfall = 0\n", key: "proxy.parents.fall", reason: "between 1 and 100"},
 		{name: "huge rise", text: "[proxy.parents]\nrise = 1000\n", key: "proxy.parents.rise", reason: "between 1 and 100"},
 		{name: "unknown parents key", text: "[proxy.parents]\nserver = [\"127.0.0.1:80\"]\n", key: "proxy.parents.server"},
+		{name: "too many servers", text: "[proxy.parents]\nservers = [" + strings.Repeat("\"127.0.0.1:80\", ", 16) + "\"127.0.0.1:81\"]\n", key: "proxy.parents.servers", reason: "at most 16"},
 		{name: "bad peer", text: "[proxy.purge]\npeers = [\"edge1\"]\n", key: "proxy.purge.peers[0]"},
 		{name: "zero purge timeout", text: "[proxy.purge]\ntimeout = \"0s\"\n", key: "proxy.purge.timeout"},
 	}
