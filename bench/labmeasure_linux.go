@@ -507,8 +507,8 @@ func (r *labRun) failover(ctx context.Context) error {
 const purgeDeadline = 1500 * time.Millisecond
 
 // purge sends one PURGE for the page's first object to the edge now serving the failover
-// region, then asks every running tier — edges and parent — whether it still serves the object
-// from its cache, until none does or purgeDeadline passes.
+// region, then asks every running tier — edges and parent, all at once — whether it still
+// serves the object from its cache, until none does or purgeDeadline passes.
 func (r *labRun) purge(ctx context.Context) error {
 	fr := r.topo.regions[r.o.FailRegion-1]
 	at := r.edgeByName(r.res.Failover.EdgeAfter)
@@ -544,14 +544,29 @@ func (r *labRun) purge(ctx context.Context) error {
 	}
 	pr.Status, pr.Answer, pr.AnsweredSeconds = st, strings.TrimSpace(string(answer)), roundSeconds(time.Since(t0))
 	for {
+		// Every tier is asked at once, so a round takes the slowest link's time, not their sum.
+		serving := make([]bool, len(tiers))
+		errs := make([]error, len(tiers))
+		var wg sync.WaitGroup
+		for i, t := range tiers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, _, err := r.exchange(t.from.name, netip.AddrPortFrom(t.node.svc, labHTTPPort).String(),
+					"GET "+obj+" HTTP/1.1\r\nHost: www.cdn.test\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n")
+				if err != nil {
+					errs[i] = fmt.Errorf("asking %s: %w", t.name, err)
+				}
+				serving[i] = st == 200
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
 		var still []string
-		for _, t := range tiers {
-			st, _, err := r.exchange(t.from.name, netip.AddrPortFrom(t.node.svc, labHTTPPort).String(),
-				"GET "+obj+" HTTP/1.1\r\nHost: www.cdn.test\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n")
-			if err != nil {
-				return fmt.Errorf("asking %s: %w", t.name, err)
-			}
-			if st == 200 {
+		for i, t := range tiers {
+			if serving[i] {
 				still = append(still, t.name)
 			}
 		}
