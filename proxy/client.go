@@ -41,12 +41,14 @@ type upConn struct {
 	reused bool      // it carried an exchange before this one
 	tcp    syscall.RawConn
 	head   wire.ResponseHead // the last response head read, its buffers reused
+	slot   *hostConns        // whose max_conns_per_host slot it holds (nil: none)
 }
 
 // hostConns are one host's connections in a client.
 type hostConns struct {
 	idle  []*upConn     // LIFO: the most recently used first
 	slots chan struct{} // max_conns_per_host; nil = unlimited
+	ready chan *upConn  // hands a connection coming back straight to a request waiting for a slot
 }
 
 // client holds the idle connections of one upstream pool.
@@ -104,7 +106,7 @@ func (cl *client) host(key string) *hostConns {
 	if h == nil {
 		h = &hostConns{}
 		if cl.maxConns > 0 {
-			h.slots = make(chan struct{}, cl.maxConns)
+			h.slots, h.ready = make(chan struct{}, cl.maxConns), make(chan *upConn)
 		}
 		cl.hosts[key] = h
 	}
@@ -128,36 +130,43 @@ func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error)
 		}
 		cl.discardLocked(uc)
 	}
-	slots := h.slots
 	cl.mu.Unlock()
-	if slots != nil {
-		if err := waitSlot(ctx, slots, cl.connect+cl.header); err != nil {
-			return nil, err
+	if h.slots != nil {
+		uc, err := waitSlot(ctx, h, cl.connect+cl.header)
+		if uc != nil || err != nil {
+			return uc, err
 		}
 	}
 	uc, err := cl.dial(ctx, scheme, key, addr)
-	if err != nil && slots != nil {
-		<-slots
+	switch {
+	case err != nil && h.slots != nil:
+		<-h.slots
+	case err == nil && h.slots != nil:
+		uc.slot = h
 	}
 	return uc, err
 }
 
-// waitSlot takes a connection slot, waiting at most max.
-func waitSlot(ctx context.Context, slots chan struct{}, max time.Duration) error {
+// waitSlot takes a connection slot of h (nil, nil: dial), or a connection another exchange
+// gives back meanwhile, waiting at most max.
+func waitSlot(ctx context.Context, h *hostConns, max time.Duration) (*upConn, error) {
 	select {
-	case slots <- struct{}{}:
-		return nil
+	case h.slots <- struct{}{}:
+		return nil, nil
 	default:
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
 	select {
-	case slots <- struct{}{}:
-		return nil
+	case h.slots <- struct{}{}:
+		return nil, nil
+	case uc := <-h.ready:
+		uc.reused = true
+		return uc, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("proxy: no free connection to the origin (max_conns_per_host): %w", context.DeadlineExceeded)
+		return nil, fmt.Errorf("proxy: no free connection to the origin (max_conns_per_host): %w", context.DeadlineExceeded)
 	}
 }
 
@@ -221,6 +230,14 @@ func (cl *client) put(uc *upConn) {
 	uc.idleAt = time.Now()
 	cl.mu.Lock()
 	h := cl.host(uc.key)
+	if h.ready != nil && !cl.closed {
+		select {
+		case h.ready <- uc: // a request waiting for a slot takes it over
+			cl.mu.Unlock()
+			return
+		default:
+		}
+	}
 	if cl.closed || len(h.idle) >= cl.maxIdle {
 		cl.discardLocked(uc)
 		cl.mu.Unlock()
@@ -243,8 +260,9 @@ func (cl *client) discard(uc *upConn) {
 // discardLocked closes a connection and frees its slot, with cl.mu held.
 func (cl *client) discardLocked(uc *upConn) {
 	_ = uc.nc.Close()
-	if h := cl.hosts[uc.key]; h != nil && h.slots != nil {
-		<-h.slots
+	if uc.slot != nil {
+		<-uc.slot.slots
+		uc.slot = nil
 	}
 }
 

@@ -172,3 +172,62 @@ func FuzzUpstreamResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestUpstreamMaxConnsPerHost: with max_conns_per_host = 1, concurrent requests to one origin
+// wait for its one connection instead of opening more, and all are answered.
+func TestUpstreamMaxConnsPerHost(t *testing.T) {
+	var conns, inFlight, most atomic.Int64
+	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		_, _ = io.WriteString(w, "one")
+		inFlight.Add(-1)
+	}))
+	o.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	o.Start()
+	t.Cleanup(o.Close)
+	p := startProxy(t, "[proxy.upstream]\nmax_conns_per_host = 1\n[[proxy.routes]]\nhost = \"*\"\norigins = [\""+o.URL+"\"]\n", Options{})
+	const clients = 4
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			nc, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			br := bufio.NewReader(nc)
+			for j := range 5 {
+				fmt.Fprintf(nc, "GET /c%d/%d HTTP/1.1\r\nHost: site.test\r\n\r\n", i, j)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 || string(body) != "one" {
+					errs <- fmt.Errorf("%d %q", resp.StatusCode, body)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d origin connections, want 1", n)
+	}
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d requests at the origin at once, want 1", m)
+	}
+}
