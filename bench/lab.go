@@ -217,10 +217,15 @@ type LabFailover struct {
 // LabPurge is the purge phase: one PURGE at one edge, then every running tier asked whether it
 // still serves the object from its cache (GET with Cache-Control: only-if-cached).
 type LabPurge struct {
-	URL       string `json:"url"`
-	PurgedAt  string `json:"purged_at"`
-	Status    int    `json:"status"`
-	Converged bool   `json:"converged"`
+	URL      string `json:"url"`
+	PurgedAt string `json:"purged_at"`
+	Status   int    `json:"status"`
+	// Answer is the PURGE's answer body: the responses removed there and, with purge
+	// fan-out, how many caches it was forwarded to and which failed.
+	Answer string `json:"answer,omitempty"`
+	// AnsweredSeconds is when the PURGE was answered: the fan-out waits for every cache.
+	AnsweredSeconds float64 `json:"answered_seconds"`
+	Converged       bool    `json:"converged"`
 	// Seconds until no tier served it, or the time waited when some still did.
 	Seconds           float64  `json:"seconds"`
 	TiersChecked      []string `json:"tiers_checked"`
@@ -362,5 +367,14 @@ func newLabTopology(d LabDelays, parentTier bool) *labTopology {
 	for _, en := range t.edges {
 		add(t.dns, en, 0, "DNS health checks (undelayed)")
 	}
+	if parentTier {
+		for _, en := range t.edges {
+			add(t.parent, en, d.EdgeParent, purgeUse, labHTTPPort)
+		}
+	}
 	return t
 }
+
+// purgeUse is the use of the parent → edge links: the parent's purge fan-out to its edges
+// ([proxy.purge] peers), the reverse direction of the edge → parent links.
+const purgeUse = "purge fan-out (the parent's PURGE to its edges)"

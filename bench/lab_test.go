@@ -88,7 +88,14 @@ func TestLabTopology(t *testing.T) {
 			t.Errorf("DNS configuration lacks %q:\n%s", w, cfg)
 		}
 	}
-	edge := topo.proxyConfig(topo.edges[0], "/tmp/x", []string{"198.19.0.20:80"})
+	withParent := newLabTopology(d, true)
+	if n := len(withParent.links); n != 25 {
+		t.Errorf("with the parent tier %d links, want 25 (the parent's purge links to its edges)", n)
+	}
+	if pc := withParent.proxyConfig(withParent.parent, "/tmp/x", nil, []string{"198.19.0.11:80"}); !strings.Contains(pc, "[proxy.purge]\npeers = [\"198.19.0.11:80\"]") {
+		t.Errorf("parent configuration lacks its purge peers:\n%s", pc)
+	}
+	edge := topo.proxyConfig(topo.edges[0], "/tmp/x", []string{"198.19.0.20:80"}, nil)
 	for _, w := range []string{`listen = ["198.19.0.11:80", "198.18.1.2:80", "198.18.4.2:80", "198.18.7.2:80"]`,
 		`origins = ["http://198.19.0.30:80"]`, "[proxy.parents]\nservers = [\"198.19.0.20:80\"]", `via_pseudonym = "edge1"`} {
 		if !strings.Contains(edge, w) {

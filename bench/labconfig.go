@@ -53,8 +53,9 @@ func (t *labTopology) listenAddrs(n *labNode, port int) []string {
 }
 
 // proxyConfig is an edge's or the parent's configuration: a reverse proxy for www.cdn.test with
-// a memory cache, routing every miss to the origin, or to parents when it has any.
-func (t *labTopology) proxyConfig(n *labNode, dataDir string, parents []string) string {
+// a memory cache, routing every miss to the origin, or to parents when it has any; purges it
+// accepts go up to its parents and down to its peers (the parent's are the edges).
+func (t *labTopology) proxyConfig(n *labNode, dataDir string, parents, peers []string) string {
 	var b strings.Builder
 	b.WriteString(labCommon(dataDir))
 	fmt.Fprintf(&b, `
@@ -81,6 +82,9 @@ origins = ["http://%s"]
 		netip.AddrPortFrom(t.origin.svc, labHTTPPort))
 	if len(parents) > 0 {
 		fmt.Fprintf(&b, "\n[proxy.parents]\nservers = %s\n", tomlList(parents))
+	}
+	if len(peers) > 0 {
+		fmt.Fprintf(&b, "\n[proxy.purge]\npeers = %s\n", tomlList(peers))
 	}
 	b.WriteString(`
 [cache]

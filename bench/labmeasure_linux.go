@@ -64,8 +64,11 @@ func (r *labRun) noteGaps() {
 		res.Notes = append(res.Notes, fmt.Sprintf("the origin saw each object up to %d times in the cold phase: %s.", n, why))
 	}
 	if p := res.Purge; !p.Converged {
-		res.Notes = append(res.Notes, fmt.Sprintf("one PURGE at %s left the object in %s: PURGE removes it only from the cache it reaches (no purge fan-out to the other edges and the parent yet).",
-			p.PurgedAt, strings.Join(p.StillServing, ", ")))
+		why := "PURGE removes it only from the cache it reaches (no parent tier, so no purge fan-out)"
+		if r.parentTier {
+			why = "the purge fan-out (edge → parent → edges) did not reach them; its answer: " + p.Answer
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("one PURGE at %s left the object in %s: %s.", p.PurgedAt, strings.Join(p.StillServing, ", "), why))
 	}
 	if f := res.Failover; f.Error != "" {
 		res.Notes = append(res.Notes, "failover: "+f.Error)
@@ -73,12 +76,13 @@ func (r *labRun) noteGaps() {
 }
 
 // linkProbe is a request answered by the far end itself, never forwarded: a PURGE of a URL no
-// cache holds (404 from the proxy's cache) or a one-byte object from the origin.
+// cache holds (404 from the proxy's cache), marked as one that came down from a parent so the
+// purge fan-out applies it there only, or a one-byte object from the origin.
 func linkProbe(l *labLink) string {
 	if l.b.name == "origin" {
 		return "GET /bytes/1 HTTP/1.1\r\nHost: origin.cdn.test\r\n\r\n"
 	}
-	return "PURGE /outpost-lab-link-probe HTTP/1.1\r\nHost: www.cdn.test\r\n\r\n"
+	return "PURGE /outpost-lab-link-probe HTTP/1.1\r\nHost: www.cdn.test\r\nOutpost-Purge: down\r\n\r\n"
 }
 
 // measureLinks measures every delayed link's RTT through its delay line: on one open
@@ -503,8 +507,8 @@ func (r *labRun) failover(ctx context.Context) error {
 const purgeDeadline = 1500 * time.Millisecond
 
 // purge sends one PURGE for the page's first object to the edge now serving the failover
-// region, then asks every running tier — edges and parent — whether it still serves the object
-// from its cache, until none does or purgeDeadline passes.
+// region, then asks every running tier — edges and parent, all at once — whether it still
+// serves the object from its cache, until none does or purgeDeadline passes.
 func (r *labRun) purge(ctx context.Context) error {
 	fr := r.topo.regions[r.o.FailRegion-1]
 	at := r.edgeByName(r.res.Failover.EdgeAfter)
@@ -534,20 +538,35 @@ func (r *labRun) purge(ctx context.Context) error {
 	}
 	edgeAddr := netip.AddrPortFrom(at.svc, labHTTPPort).String()
 	t0 := time.Now()
-	st, _, err := r.exchange(fr.name, edgeAddr, "PURGE "+obj+" HTTP/1.1\r\nHost: www.cdn.test\r\nConnection: close\r\n\r\n")
+	st, answer, err := r.exchange(fr.name, edgeAddr, "PURGE "+obj+" HTTP/1.1\r\nHost: www.cdn.test\r\nConnection: close\r\n\r\n")
 	if err != nil {
 		return fmt.Errorf("PURGE at %s: %w", at.name, err)
 	}
-	pr.Status = st
+	pr.Status, pr.Answer, pr.AnsweredSeconds = st, strings.TrimSpace(string(answer)), roundSeconds(time.Since(t0))
 	for {
+		// Every tier is asked at once, so a round takes the slowest link's time, not their sum.
+		serving := make([]bool, len(tiers))
+		errs := make([]error, len(tiers))
+		var wg sync.WaitGroup
+		for i, t := range tiers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, _, err := r.exchange(t.from.name, netip.AddrPortFrom(t.node.svc, labHTTPPort).String(),
+					"GET "+obj+" HTTP/1.1\r\nHost: www.cdn.test\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n")
+				if err != nil {
+					errs[i] = fmt.Errorf("asking %s: %w", t.name, err)
+				}
+				serving[i] = st == 200
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
 		var still []string
-		for _, t := range tiers {
-			st, _, err := r.exchange(t.from.name, netip.AddrPortFrom(t.node.svc, labHTTPPort).String(),
-				"GET "+obj+" HTTP/1.1\r\nHost: www.cdn.test\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n")
-			if err != nil {
-				return fmt.Errorf("asking %s: %w", t.name, err)
-			}
-			if st == 200 {
+		for i, t := range tiers {
+			if serving[i] {
 				still = append(still, t.name)
 			}
 		}

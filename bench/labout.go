@@ -49,7 +49,11 @@ func LabEventTable(res *LabResult) *Table {
 	}
 	add("failover", fo)
 	p := res.Purge
-	pv := fmt.Sprintf("PURGE %s at %s → %d; checked %s", p.URL, p.PurgedAt, p.Status, strings.Join(p.TiersChecked, ", "))
+	pv := fmt.Sprintf("PURGE %s at %s → %d after %.3fs", p.URL, p.PurgedAt, p.Status, p.AnsweredSeconds)
+	if p.Answer != "" {
+		pv += " " + p.Answer
+	}
+	pv += "; checked " + strings.Join(p.TiersChecked, ", ")
 	if p.Converged {
 		pv += fmt.Sprintf("; no tier serves it after %.3fs", p.Seconds)
 	} else {
@@ -129,6 +133,9 @@ func labDiagram(res *LabResult) template.HTML {
 	b.WriteString(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 920 440" width="920" height="440" font-family="sans-serif" font-size="12">`)
 	b.WriteString(`<rect width="920" height="440" fill="#fcfcfc"/>`)
 	for _, l := range res.Links {
+		if l.Use == purgeUse {
+			continue // the edge → parent link's way back, drawn once
+		}
 		a, b2 := pos[l.A], pos[l.B]
 		color, width, dash := "#999", 1.2, ""
 		switch {

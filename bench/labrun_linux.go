@@ -134,7 +134,7 @@ func (r *labRun) decideParentTier(ctx context.Context) error {
 	}
 	probe := newLabTopology(r.o.Delays, true)
 	file := filepath.Join(r.dir, "parent-probe.toml")
-	cfg := probe.proxyConfig(probe.edges[0], filepath.Join(r.dir, "probe"), []string{netip.AddrPortFrom(labParentAddr, labHTTPPort).String()})
+	cfg := probe.proxyConfig(probe.edges[0], filepath.Join(r.dir, "probe"), []string{netip.AddrPortFrom(labParentAddr, labHTTPPort).String()}, nil)
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
@@ -234,16 +234,19 @@ func (r *labRun) startServers(ctx context.Context) error {
 		args []string
 		cfg  func(dataDir string) string
 	}
-	var parents []string
+	var parents, edges []string // the edges' parents; the parent's purge peers
 	if r.parentTier {
 		parents = []string{netip.AddrPortFrom(t.parent.svc, labHTTPPort).String()}
+		for _, e := range t.edges {
+			edges = append(edges, netip.AddrPortFrom(e.svc, labHTTPPort).String())
+		}
 	}
 	servers := []server{
 		{t.origin, []string{"up"}, t.originConfig},
-		{t.parent, []string{"proxy"}, func(d string) string { return t.proxyConfig(t.parent, d, nil) }},
+		{t.parent, []string{"proxy"}, func(d string) string { return t.proxyConfig(t.parent, d, nil, edges) }},
 	}
 	for _, e := range t.edges {
-		servers = append(servers, server{e, []string{"proxy"}, func(d string) string { return t.proxyConfig(e, d, parents) }})
+		servers = append(servers, server{e, []string{"proxy"}, func(d string) string { return t.proxyConfig(e, d, parents, nil) }})
 	}
 	servers = append(servers, server{t.dns, []string{"dns"}, func(d string) string { return t.dnsConfig(d, r.o.Delays, r.o.Health) }})
 	for _, s := range servers {

@@ -97,10 +97,11 @@ func (c *Cache) handlePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := keyOf(u) // a bare host becomes "http://host/": every path of that host, no other host
-	n := c.st.purge(key, prefix)
+	n := 0
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix}, func() { n = c.st.purge(key, prefix) })
 	c.stats.purges.Add(1)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"purged": n, "key": key, "prefix": prefix})
+	_ = json.NewEncoder(w).Encode(purgeAnswer{Purged: n, Key: key, Prefix: &prefix, PurgeReport: rep})
 }
 
 // registerMetrics exposes the counters to Prometheus.

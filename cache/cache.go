@@ -28,6 +28,7 @@ type Cache struct {
 	flights    flightGroup
 	purgeAllow []netip.Prefix
 	stats      counters
+	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations

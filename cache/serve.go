@@ -64,7 +64,7 @@ func (c *Cache) serveRead(w ResponseWriter, r Request, f Fetcher) (Outcome, erro
 	return c.newTxn(w, r, f, key, h, now).serveLookup()
 }
 
-// Cache-Status (RFC 9211) parameter strings, after "outpost; ".
+// Cache-Status (RFC 9211) parameter strings, after "<name>; ".
 const (
 	statusHit = "hit"
 )
@@ -251,7 +251,7 @@ func (t *txn) streamFromDisk(cs string, out Outcome) (Outcome, error) {
 func (c *Cache) writeStored(w ResponseWriter, method string, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
 	e.touch(now)
 	xb := getBuf()
-	xb.b = appendStatusFields(xb.b[:0], e, now, cs)
+	xb.b = appendStatusFields(xb.b[:0], c.statusName(), e, now, cs)
 	body := e.body
 	if method == http.MethodHead || !bodyAllowed(e.status) {
 		body = nil
@@ -268,12 +268,14 @@ func (c *Cache) writeStored(w ResponseWriter, method string, e *entry, now time.
 }
 
 // appendStatusFields appends "Age: n" (RFC 9111 §5.1) and our Cache-Status member
-// (RFC 9211) with the remaining freshness as ttl.
-func appendStatusFields(b []byte, e *entry, now time.Time, cs string) []byte {
+// (RFC 9211, named name) with the remaining freshness as ttl.
+func appendStatusFields(b []byte, name string, e *entry, now time.Time, cs string) []byte {
 	age := e.timing.currentAge(now)
 	b = append(b, "Age: "...)
 	b = strconv.AppendInt(b, min(int64(age/time.Second), maxDelta), 10)
-	b = append(b, "\r\nCache-Status: outpost; "...)
+	b = append(b, "\r\nCache-Status: "...)
+	b = append(b, name...)
+	b = append(b, "; "...)
 	b = append(b, cs...)
 	b = append(b, "; ttl="...)
 	b = strconv.AppendInt(b, int64((e.policy.lifetime-age)/time.Second), 10)
@@ -282,8 +284,8 @@ func appendStatusFields(b []byte, e *entry, now time.Time, cs string) []byte {
 
 // addStatusFields sets Age (unless the header carries the origin's own, on the response that
 // fetched it) and appends our Cache-Status member on a header being sent.
-func addStatusFields(h http.Header, e *entry, now time.Time, cs string) {
-	line := appendStatusFields(nil, e, now, cs)
+func addStatusFields(h http.Header, name string, e *entry, now time.Time, cs string) {
+	line := appendStatusFields(nil, name, e, now, cs)
 	for l := range strings.SplitSeq(strings.TrimSuffix(string(line), "\r\n"), "\r\n") {
 		k, v, _ := strings.Cut(l, ": ")
 		if k == hdrAge && len(h[hdrAge]) > 0 {
@@ -305,9 +307,9 @@ type made struct {
 // it.
 func (t *txn) writeMade(m made, e *entry, cs string) error {
 	if e != nil {
-		addStatusFields(m.header, e, t.now, cs)
+		addStatusFields(m.header, t.c.statusName(), e, t.now, cs)
 	} else {
-		m.header.Add(hdrCacheStatus, "outpost; "+cs)
+		m.header.Add(hdrCacheStatus, t.c.statusName()+"; "+cs)
 	}
 	resp := &http.Response{
 		Status: wire.StatusText(m.status), StatusCode: m.status,

@@ -92,18 +92,29 @@ func sameOrigin(u, target *url.URL, host string) bool {
 }
 
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
-// with the number of responses removed, or 404 when nothing was stored.
+// with the number of responses removed, or 404 when nothing was stored (and, with a fan-out,
+// no other cache took the purge). The fan-out (purgefanout.go) passes it on.
 func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, now: c.now()}
 	if !c.purgeAllowed(r.RemoteAddr()) {
 		m := textBody(http.StatusForbidden, "application/json", `{"error":"PURGE not allowed from this address"}`+"\n")
 		return Outcome{Code: CodeDenied}, t.writeMade(m, nil, "detail=purge-denied")
 	}
-	n := c.st.purge(string(normalizeKey(r.AppendURL(nil), 0)), false)
+	dir, prefix := parsePurgeMarker(r.Values(PurgeMarker))
+	raw := r.AppendURL(nil)
+	u, err := url.Parse(string(raw))
+	if err != nil {
+		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE of an unparsable URL"}`+"\n")
+		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-url")
+	}
+	n := 0
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Arrived: dir, Via: r.Values("Via")}, func() {
+		n = c.st.purge(string(normalizeKey(raw, 0)), prefix)
+	})
 	c.stats.purges.Add(1)
-	body, _ := json.Marshal(map[string]int{"purged": n})
+	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})
 	status := http.StatusOK
-	if n == 0 {
+	if n == 0 && (rep == nil || rep.Forwarded == 0) { // with a fan-out, another cache may have removed it here first
 		status = http.StatusNotFound
 	}
 	return Outcome{Code: CodeNone}, t.writeMade(textBody(status, "application/json", string(body)+"\n"), nil, "detail=purge")

@@ -275,7 +275,7 @@ func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
 	b = append(b, ' ')
 	b = appendDash(b, s.user)
 	if s.upstream != "" {
-		b = append(b, " HIER_DIRECT/"...)
+		b = append(b, s.c.srv.tier.hierarchy(s.upstream)...) // " HIER_DIRECT/" or " CARP/" (parents.go)
 		b = append(b, s.upstream...)
 	} else {
 		b = append(b, " HIER_NONE/-"...)

@@ -51,7 +51,8 @@ type Server struct {
 	log    *slog.Logger
 	policy *policy
 	routes *routeTable
-	fwd    *pool // forward-proxy upstream (the URL's own host)
+	fwd    *pool       // forward-proxy upstream (the URL's own host)
+	tier   *parentTier // [proxy.parents] (parents.go); nil = none
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
@@ -95,6 +96,10 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	for _, rt := range s.routes.routes {
 		rt.pool.bg.srv = s
 	}
+	if err := s.useParents(newParentTier(cfg.Parents, s.dialer, s.log)); err != nil {
+		return nil, err
+	}
+	s.joinHierarchy()
 	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
@@ -149,6 +154,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if len(lns) == 0 {
 		return errors.New("proxy: Serve called before Listen")
 	}
+	s.tier.start()
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { errc <- s.acceptLoop(ln) }()
@@ -194,6 +200,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-finished
 		err = fmt.Errorf("proxy: shutdown: %w", ctx.Err())
 	}
+	s.tier.close()
 	s.fwd.closeIdle()
 	s.routes.closeIdle()
 	if cl, ok := s.opts.Cache.(io.Closer); ok && s.opts.Cache != nil {

@@ -67,6 +67,7 @@ type pool struct {
 	rr          atomic.Uint64
 	cl          *client
 	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
+	parents     *parentTier // misses go to a parent first (parents.go); nil = none
 }
 
 // newPool builds a pool with its own connections.
@@ -231,6 +232,13 @@ func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent c
 // 101's Upgrade); its body, closed by the caller, releases the origin.
 func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
 	r := out.r
+	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out); asked {
+		if err != nil {
+			return nil, host, fmt.Errorf("proxy: %s: %s %w", p.name, r.Method, err)
+		}
+		stripResponse(resp)
+		return resp, host, nil
+	}
 	out.scheme, out.host, out.hostHdr = r.URL.Scheme, r.URL.Host, r.Host
 	out.target = originForm(r)
 	var o *origin
@@ -260,14 +268,19 @@ func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, 
 		}
 		return nil, out.host, fmt.Errorf("proxy: %s: %s %s: %w", p.name, r.Method, out.host, err)
 	}
+	stripResponse(resp)
+	return resp, out.host, nil
+}
+
+// stripResponse removes the hop-by-hop fields of an upstream response, but for a 101's Upgrade.
+func stripResponse(resp *http.Response) {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		protos := resp.Header.Values("Upgrade")
 		wire.StripHopByHop(resp.Header)
 		resp.Header["Upgrade"] = protos
-		return resp, out.host, nil
+		return
 	}
 	wire.StripHopByHop(resp.Header)
-	return resp, out.host, nil
 }
 
 // withAdditions returns the request to send for the client's r with the cache's additions u:

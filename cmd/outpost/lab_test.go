@@ -122,6 +122,9 @@ func TestLab(t *testing.T) {
 	if p.Status != 200 || len(p.StillServing) != p.TiersStillServing || strings.Contains(strings.Join(p.StillServing, ","), p.PurgedAt) {
 		t.Errorf("purge: %+v: the edge that took the PURGE must have dropped the object", p)
 	}
+	if strings.HasPrefix(res.ParentTier, "on") && (p.TiersStillServing != 0 || !p.Converged || p.Seconds > 1) {
+		t.Errorf("purge: %+v: with the parent tier one PURGE must reach every edge and the parent within 1 s", p)
+	}
 	if res.Seconds > 30 {
 		t.Errorf("the shortened lab took %.1fs, want under 30s", res.Seconds)
 	}

@@ -77,6 +77,10 @@ type ProxyConfig struct {
 	AccessLog ProxyAccessLogConfig `mapstructure:"access_log"`
 	// PAC configures the proxy auto-config file served at /proxy.pac.
 	PAC ProxyPACConfig `mapstructure:"pac"`
+	// Parents is the parent tier ([proxy.parents], parents.go).
+	Parents ProxyParentsConfig `mapstructure:"parents"`
+	// Purge is purge fan-out to parents and peers ([proxy.purge], parents.go).
+	Purge ProxyPurgeConfig `mapstructure:"purge"`
 }
 
 // ProxyUpstreamConfig is [proxy.upstream]: the origin connection pools.
@@ -170,6 +174,8 @@ func defaultProxy() ProxyConfig {
 		},
 		AccessLog: ProxyAccessLogConfig{Format: "squid", Destination: "stderr"},
 		PAC:       ProxyPACConfig{Enabled: true, FallbackDirect: true},
+		Parents:   defaultParents(),
+		Purge:     defaultPurge(),
 	}
 }
 
@@ -197,7 +203,7 @@ func (c *ProxyConfig) validate() error {
 		}
 	}
 	for _, chk := range []func() error{c.validateLimits, c.validateLists, c.Upstream.validate,
-		c.AccessLog.validate, c.validateRoutes} {
+		c.AccessLog.validate, c.validateRoutes, c.Parents.validate, c.Purge.validate} {
 		if err := chk(); err != nil {
 			return err
 		}
