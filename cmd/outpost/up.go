@@ -101,6 +101,9 @@ func startSuite(ctx context.Context, cfg *config.Config, only []string, logger *
 	var cs []component.Component
 	if cfg.Admin.Enabled {
 		adm := admin.New(cfg.Admin.Listen, mux, reg, func() bool { return s.group.Ready() }, logger.With("component", "admin"))
+		if cfg.Admin.Dashboard {
+			adm.MountDashboard(admin.DashboardOptions{Interval: cfg.Admin.DashboardInterval, Window: cfg.Admin.DashboardWindow})
+		}
 		cs = append(cs, adm)
 	}
 	cs = append(cs, built...)
