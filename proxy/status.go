@@ -40,7 +40,7 @@ type source uint8
 const (
 	sourceCache  source = iota // the cache's storage, without a fetch
 	sourceOrigin               // an origin or parent
-	sourceLocal                // the proxy itself (errors, PAC, purge, refusals)
+	sourceLocal                // the proxy itself (errors, upstream failures, PAC, purge, refusals)
 	sourceTunnel               // CONNECT tunnels and protocol upgrades
 	numSources
 )
@@ -92,6 +92,8 @@ func sourceOf(s *slot) source {
 		return sourceTunnel
 	case s.outcome.Hit:
 		return sourceCache
+	case s.errKind != "": // the upstream failed: the proxy wrote the error
+		return sourceLocal
 	case s.outcome.Fetched || s.upstream != "":
 		return sourceOrigin
 	}
