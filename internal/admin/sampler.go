@@ -54,7 +54,7 @@ var dashboardSeries = []seriesSpec{
 }
 
 // maxColumns bounds the columns (label values come from configuration, but a bound is a bound).
-const maxColumns = 256
+const maxColumns = 128
 
 // sample is one row as it is streamed: the time and the columns that have a value.
 type sample struct {

@@ -42,7 +42,7 @@ type AdminConfig struct {
 }
 
 // maxDashboardSamples bounds the dashboard's history (its memory): window / interval.
-const maxDashboardSamples = 7200
+const maxDashboardSamples = 3600
 
 func defaultAdmin() AdminConfig {
 	return AdminConfig{Enabled: true, Listen: "127.0.0.1:9090", Dashboard: true,

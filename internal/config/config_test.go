@@ -46,7 +46,7 @@ func TestLoadRejects(t *testing.T) {
 		{name: "dashboard interval too long", text: "[admin]\ndashboard_interval = \"5m\"\n", key: "admin.dashboard_interval", reason: "outside"},
 		{name: "dashboard interval not a duration", text: "[admin]\ndashboard_interval = \"often\"\n", key: "admin.dashboard_interval", reason: "not a duration"},
 		{name: "dashboard window below two samples", text: "[admin]\ndashboard_window = \"1s\"\n", key: "admin.dashboard_window", reason: "two sampling intervals"},
-		{name: "dashboard window too many samples", text: "[admin]\ndashboard_interval = \"100ms\"\ndashboard_window = \"1h\"\n", key: "admin.dashboard_window", reason: "at most 7200"},
+		{name: "dashboard window too many samples", text: "[admin]\ndashboard_interval = \"100ms\"\ndashboard_window = \"1h\"\n", key: "admin.dashboard_window", reason: "at most 3600"},
 		{name: "bad log level", text: "[log]\nlevel = \"loud\"\n", key: "log.level", reason: "not one of"},
 		{name: "env names no key", text: "", env: []string{"OUTPOST_PROXY_LISTN=x"}, key: "OUTPOST_PROXY_LISTN", reason: "no configuration key"},
 		{name: "env bad address", text: "", env: []string{"OUTPOST_WEB_LISTEN=localhost"}, key: "web.listen", reason: "not a host:port"},
