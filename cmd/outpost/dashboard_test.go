@@ -405,6 +405,9 @@ func TestDashboardProxyAlone(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", path, status, want)
 		}
 	}
+	if _, body := get("/metrics"); !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_cpu_seconds_total") || !strings.Contains(body, "outpost_proxy_served_bytes_total") {
+		t.Errorf("/metrics lacks the runtime's or the components' metrics")
+	}
 	if _, body := get("/proxy/top"); !strings.Contains(body, "/nothing-here") {
 		t.Errorf("/proxy/top lacks the request:\n%s", body)
 	}

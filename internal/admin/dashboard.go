@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The live dashboard (GET /): one page, its script and stylesheet embedded in the binary, fed
@@ -27,6 +29,9 @@ type DashboardOptions struct {
 	Interval time.Duration
 	// Window is how much history the charts keep (and show).
 	Window time.Duration
+	// Gatherer is what the charts sample (nil: the server's, which /metrics serves). Sampling
+	// a registry without the process collector is much cheaper: it reads /proc.
+	Gatherer prometheus.Gatherer
 }
 
 // maxStreams bounds the event streams open at once; more get 503.
@@ -47,7 +52,11 @@ type dashboard struct {
 // MountDashboard serves the live dashboard at / and starts sampling when the server serves.
 // Call it before Serve.
 func (s *Server) MountDashboard(opts DashboardOptions) {
-	d := &dashboard{opts: opts, smp: newSampler(s.gatherer, dashboardSeries, opts.Interval, opts.Window),
+	g := opts.Gatherer
+	if g == nil {
+		g = s.gatherer
+	}
+	d := &dashboard{opts: opts, smp: newSampler(g, dashboardSeries, opts.Interval, opts.Window),
 		streams: make(chan struct{}, maxStreams), stop: make(chan struct{})}
 	static, _ := fs.Sub(dashboardFiles, "dashboard") // the embedded directory exists: Sub cannot fail
 	s.mux.HandleFunc("GET /{$}", d.servePage)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // TestSamplerRates drives a counter, a gauge and a labelled counter through fixed sample times
@@ -119,5 +120,36 @@ func TestSamplerWakes(t *testing.T) {
 	case <-wake:
 	case <-time.After(5 * time.Second):
 		t.Fatal("not woken by a sample")
+	}
+}
+
+// BenchmarkSampleAt is one sample of the components' registry, shaped like the demo suite's:
+// every family the dashboard reads, labelled as in the demo. BenchmarkSampleAtWithRuntime adds
+// the Go and process collectors, which outpost keeps out of the dashboard's registry: reading
+// /proc costs more than everything else together.
+func BenchmarkSampleAt(b *testing.B)            { benchSample(b, false) }
+func BenchmarkSampleAtWithRuntime(b *testing.B) { benchSample(b, true) }
+
+func benchSample(b *testing.B, runtime bool) {
+	reg := prometheus.NewRegistry()
+	if runtime {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	for _, sp := range dashboardSeries {
+		if sp.by == "" {
+			reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: sp.metric, Help: "h"}))
+			continue
+		}
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: sp.metric, Help: "h"}, []string{sp.by})
+		for i := range 5 {
+			v.WithLabelValues(fmt.Sprint(i)).Inc()
+		}
+		reg.MustRegister(v)
+	}
+	s := newSampler(reg, dashboardSeries, time.Second, 10*time.Minute)
+	t0 := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s.sampleAt(t0.Add(time.Duration(i) * time.Second))
 	}
 }
