@@ -69,9 +69,12 @@ func newStatus(srv *Server, reg prometheus.Registerer, mux *http.ServeMux) (*sta
 	return st, nil
 }
 
-// record counts a finished request. It runs with the connection's mutex held; it allocates
-// only when a URL enters a tracker.
+// record counts a finished request (nothing when st is nil). It runs with the connection's
+// mutex held; it allocates only when a URL enters a tracker.
 func (st *status) record(s *slot) {
+	if st == nil {
+		return
+	}
 	st.served[sourceOf(s)].Add(float64(s.bytesOut))
 	if s.req == nil {
 		return

@@ -109,3 +109,10 @@ func BenchmarkStatusRecord(b *testing.B) {
 		st.record(slots[i%len(slots)])
 	}
 }
+
+// BenchmarkHitStatusHook measures 1 KiB keep-alive hits with the status hook and without it
+// (run with -count N: the two alternate, so the machine's load touches both alike).
+func BenchmarkHitStatusHook(b *testing.B) {
+	b.Run("on", func(b *testing.B) { benchRealCache(b, 1) })
+	b.Run("off", func(b *testing.B) { benchRealCache(b, 1, func(s *Server) { s.status = nil }) })
+}
