@@ -45,9 +45,10 @@ func TestDashboardInChromium(t *testing.T) {
 	admin := moved["127.0.0.1:9090"]
 	waitReady(t, admin, 60*time.Second)
 
-	loadCtx, stopLoad := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer stopLoad()
 	var wg sync.WaitGroup
+	loadCtx, stopLoad := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer wg.Wait() // after stopLoad (deferred calls run last first): no load outlives the test
+	defer stopLoad()
 	wg.Go(func() { proxyLoad(loadCtx, t, moved["127.0.0.1:8080"], moved["127.0.0.1:8081"]) })
 	wg.Go(func() { dnsLoad(loadCtx, moved["127.0.0.1:5353"]) })
 	waitSampled(t, admin, 30*time.Second)
@@ -195,26 +196,41 @@ func startChromium(t *testing.T, chromium string, args ...string) *browser {
 	case <-time.After(60 * time.Second):
 		t.Fatal("chromium did not open its DevTools port")
 	}
-	u, _ := url.Parse(wsURL)
-	resp, err := http.Get("http://" + u.Host + "/json/list")
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		t.Fatalf("DevTools address %q: %v", wsURL, err)
+	}
+	target := pageTarget(t, u.Host, 30*time.Second)
+	ws, err := websocket.Dial(target, "", "http://127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var targets []struct{ Type, WebSocketDebuggerURL string }
-	err = json.NewDecoder(resp.Body).Decode(&targets)
-	resp.Body.Close()
-	for _, tg := range targets {
-		if tg.Type == "page" && err == nil {
-			ws, err := websocket.Dial(tg.WebSocketDebuggerURL, "", "http://127.0.0.1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ws.Close() })
-			return &browser{ws: ws}
+	t.Cleanup(func() { ws.Close() })
+	return &browser{ws: ws}
+}
+
+// pageTarget polls the DevTools target list until the first page shows, and returns its
+// WebSocket address.
+func pageTarget(t *testing.T, devtools string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var targets []struct{ Type, WebSocketDebuggerURL string }
+		resp, err := http.Get("http://" + devtools + "/json/list")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&targets)
+			resp.Body.Close()
 		}
+		for _, tg := range targets {
+			if tg.Type == "page" {
+				return tg.WebSocketDebuggerURL
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no page target in %+v (%v)", targets, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
-	t.Fatalf("no page target in %+v (%v)", targets, err)
-	return nil
 }
 
 // call sends one DevTools command and decodes its result into result (when not nil).
