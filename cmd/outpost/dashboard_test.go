@@ -58,20 +58,11 @@ func TestDashboardInChromium(t *testing.T) {
 	b.call(t, "Page.navigate", map[string]any{"url": page}, nil)
 	// The page draws what the stream brings: wait (with a deadline) until it has samples,
 	// a nonzero rate and filled tables, then read the DOM and take the screenshot.
-	var dom string
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		dom = b.eval(t, "document.documentElement.outerHTML")
-		if failed := domChecks(dom); len(failed) == 0 && (!*updateScreenshot || samplesIn(dom) >= 160) {
-			break
-		} else if time.Now().After(deadline) {
-			for _, f := range failed {
-				t.Error(f)
-			}
-			t.Fatalf("DOM:\n%s", dom)
-		}
-		time.Sleep(100 * time.Millisecond) // polling the page's state with a deadline
+	minSamples := 20
+	if *updateScreenshot {
+		minSamples = 160 // 40 s of charts for the README
 	}
+	b.waitDOM(t, minSamples, "live")
 	var shot struct {
 		Data []byte `json:"data"` // base64 in JSON: decoded by encoding/json
 	}
@@ -84,6 +75,12 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// Without EventSource the page polls /dashboard/samples and draws the same.
+	b.call(t, "Page.enable", map[string]any{}, nil)
+	b.call(t, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": "Object.defineProperty(window, 'EventSource', {value: undefined})"}, nil)
+	b.call(t, "Page.navigate", map[string]any{"url": page}, nil)
+	b.waitDOM(t, 20, "live (polling)")
 
 	stopLoad()
 	wg.Wait()
@@ -140,7 +137,31 @@ func domChecks(dom string) []string {
 	return failed
 }
 
-// samplesIn is the page's sample count (40 s of them make the committed screenshot).
+// waitDOM polls the page's DOM until domChecks passes, the page holds minSamples samples and
+// its connection state reads state, failing the test past a deadline.
+func (b *browser) waitDOM(t *testing.T, minSamples int, state string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		dom := b.eval(t, "document.documentElement.outerHTML")
+		failed := domChecks(dom)
+		if !strings.Contains(dom, `id="state" class="state live">`+state+"<") {
+			failed = append(failed, "connection state is not "+state)
+		}
+		if len(failed) == 0 && samplesIn(dom) >= minSamples {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, f := range failed {
+				t.Error(f)
+			}
+			t.Fatalf("DOM after %d samples:\n%s", samplesIn(dom), dom)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the page's state with a deadline
+	}
+}
+
+// samplesIn is the page's sample count.
 func samplesIn(dom string) int {
 	m := regexp.MustCompile(`<body[^>]* data-samples="(\d+)"`).FindStringSubmatch(dom)
 	if m == nil {
