@@ -63,11 +63,16 @@ func seedQueries() [][]byte {
 // FuzzHandle is acceptance point 5: random packets into the query handler never panic, and
 // every reply is a well-formed DNS message answering the packet's ID.
 func FuzzHandle(f *testing.F) {
-	for _, s := range seedQueries() {
+	st, m := testState(f)
+	fuzzHandler(f, st, m, seedQueries())
+}
+
+// fuzzHandler fuzzes st's handler from seeds, over UDP and TCP.
+func fuzzHandler(f *testing.F, st *state, m *metrics, seeds [][]byte) {
+	for _, s := range seeds {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
-	st, m := testState(f)
 	out := make([]byte, 0, maxTCPLength)
 	q := new(query)
 	src := netip.MustParseAddr("198.51.100.9")

@@ -165,11 +165,16 @@ func (st *state) answer(q *query, src netip.Addr, tcp bool, out []byte, m *metri
 		return st.reply(q, dns.RcodeRefused, nil, out, limit)
 	case q.qtype == typeOPT:
 		return st.reply(q, dns.RcodeFormatError, nil, out, limit)
+	case q.qtype == dns.TypeNXNAME: // RFC 9824 §3.5
+		return st.reply(q, dns.RcodeFormatError, nil, out, limit)
 	case q.qtype >= 128 && q.qtype <= 254: // meta types (RFC 6895 §3.1)
 		return st.reply(q, dns.RcodeNotImplemented, nil, out, limit)
 	}
 	var kb [320]byte
 	key := append(append(kb[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
+	if q.do && st.signed {
+		key = append(key, 'D') // signed answers are cached apart (dnssec.go)
+	}
 	t := st.template(q, key, nil)
 	var scope uint8
 	if t.dyn != nil {
@@ -227,7 +232,14 @@ func (st *state) build(q *query, sel *selection) *template {
 	if sel == nil && res.dyn != nil {
 		return &template{dyn: res.dyn}
 	}
+	rcode := res.msg.Rcode
+	if q.do && st.signed {
+		st.signAnswer(&res, q.qtype)
+	}
 	t := st.pack(name, q.qtype, res.msg)
+	if rcode != res.msg.Rcode { // a compact denial still counts as the NXDOMAIN it stands for
+		t.count = st.counterFor(name, q.qtype, rcode)
+	}
 	if sel != nil {
 		t.dynamic = true
 		if !sel.fallback {
@@ -330,17 +342,8 @@ func (st *state) slowParse(pkt, out []byte, q *query, m *metrics) ([]byte, bool)
 		return headerReply(pkt, out, dns.RcodeFormatError), true
 	}
 	q.reset()
-	if len(msg.Question) > 0 {
-		qq := msg.Question[0]
-		q.name = []byte(strings.ToLower(dns.Fqdn(qq.Name)))
-		wire := make([]byte, maxNameWire+4)
-		n, err := dns.PackDomainName(dns.Fqdn(qq.Name), wire, 0, nil, false)
-		if err != nil {
-			return headerReply(pkt, out, dns.RcodeFormatError), true
-		}
-		binary.BigEndian.PutUint16(wire[n:], qq.Qtype)
-		binary.BigEndian.PutUint16(wire[n+2:], qq.Qclass)
-		q.question, q.qtype, q.qclass = wire[:n+4], qq.Qtype, qq.Qclass
+	if len(msg.Question) > 0 && !q.setQuestion(msg.Question[0]) {
+		return headerReply(pkt, out, dns.RcodeFormatError), true
 	}
 	if msg.Opcode != dns.OpcodeQuery {
 		return headerReply(pkt, out, dns.RcodeNotImplemented), true
@@ -357,6 +360,20 @@ func (st *state) slowParse(pkt, out []byte, q *query, m *metrics) ([]byte, bool)
 		}
 	}
 	return nil, false
+}
+
+// setQuestion fills q's question from a parsed one (false: the name does not pack).
+func (q *query) setQuestion(qq dns.Question) bool {
+	q.name = []byte(strings.ToLower(dns.Fqdn(qq.Name)))
+	wire := make([]byte, maxNameWire+4)
+	n, err := dns.PackDomainName(dns.Fqdn(qq.Name), wire, 0, nil, false)
+	if err != nil {
+		return false
+	}
+	binary.BigEndian.PutUint16(wire[n:], qq.Qtype)
+	binary.BigEndian.PutUint16(wire[n+2:], qq.Qclass)
+	q.question, q.qtype, q.qclass = wire[:n+4], qq.Qtype, qq.Qclass
+	return true
 }
 
 // fillECS copies a parsed ECS option into q, validating it as parseECS does.

@@ -18,10 +18,12 @@ type metrics struct {
 	health  *prometheus.CounterVec // edge, state
 	rrl     *prometheus.CounterVec // action: drop, slip
 	reloads *prometheus.CounterVec // result
+	dnssec  *prometheus.GaugeVec   // zone, event: signature_expiration, next_resign (dnssec_server.go)
 
 	stepC          [numSteps]prometheus.Counter
 	rrlDrop, rrlTC prometheus.Counter
 	dropped        prometheus.Counter
+	tap            *tapMetrics // dnstap.go
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,11 +55,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
+	m.dnssec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_dns_dnssec_timestamp_seconds",
+		Help: "Signed zones: when the signatures served expire, and when they are re-made (Unix time)."}, []string{"zone", "event"})
+	if err := register(reg, m.dnssec, func(existing prometheus.Collector) { m.dnssec = existing.(*prometheus.GaugeVec) }); err != nil {
+		return nil, err
+	}
 	for s := range numSteps {
 		m.stepC[s] = m.steps.WithLabelValues(s.String())
 	}
 	m.rrlDrop, m.rrlTC = m.rrl.WithLabelValues("drop"), m.rrl.WithLabelValues("slip")
-	return m, nil
+	var err error
+	m.tap, err = newTapMetrics(reg)
+	return m, err
 }
 
 // register registers c, or adopts the collector already registered under its name (a second

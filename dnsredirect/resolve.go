@@ -15,6 +15,8 @@ const maxChain = 8
 type result struct {
 	msg *dns.Msg
 	dyn *dynName // the steered name the answer went through, if any
+	neg *denial  // where a negative answer ended (NXDOMAIN/NODATA), for DNSSEC denial
+	cut *denial  // the delegation of a referral
 }
 
 // resolve answers qname/qtype from the zones (RFC 1034 §4.3.2): the AA bit, NXDOMAIN vs NODATA
@@ -24,6 +26,9 @@ func (st *state) resolve(qname string, qtype uint16, sel *selection) result {
 	m := new(dns.Msg)
 	res := result{msg: m}
 	z := st.findZone(qname)
+	if qtype == dns.TypeDS && z != nil && z.origin == qname {
+		z = st.parentZone(z) // the DS of a zone is the parent's data (RFC 4035 §3.1.4.1)
+	}
 	if z == nil {
 		m.Rcode = dns.RcodeRefused
 		return res
@@ -53,6 +58,7 @@ func (st *state) step(z *zone, target, qname string, qtype uint16, sel *selectio
 	m := res.msg
 	if cutName, cut := z.cutAbove(target); cut != nil && !(cutName == target && qtype == dns.TypeDS) {
 		st.referral(m, z, cut)
+		res.cut = &denial{zone: z, name: cutName, node: cut}
 		return "", true
 	}
 	n := z.nodes[target]
@@ -60,6 +66,7 @@ func (st *state) step(z *zone, target, qname string, qtype uint16, sel *selectio
 		if n = z.wildcard(target); n == nil {
 			m.Rcode = dns.RcodeNameError
 			m.Ns = append(m.Ns, z.negSOA())
+			res.neg = &denial{zone: z, name: target}
 			return "", true
 		}
 	}
@@ -76,6 +83,7 @@ func (st *state) step(z *zone, target, qname string, qtype uint16, sel *selectio
 		return strings.ToLower(rr.(*dns.CNAME).Target), false
 	}
 	m.Ns = append(m.Ns, z.negSOA())
+	res.neg = &denial{zone: z, name: target, node: n}
 	return "", true
 }
 
@@ -176,6 +184,18 @@ func (st *state) addAdditional(m *dns.Msg) {
 			}
 		}
 	}
+}
+
+// parentZone is the zone above z when we serve it too, else z itself.
+func (st *state) parentZone(z *zone) *zone {
+	i, end := dns.NextLabel(z.origin, 0)
+	if end {
+		return z
+	}
+	if p := st.findZone(z.origin[i:]); p != nil {
+		return p
+	}
+	return z
 }
 
 // findZone returns the closest enclosing zone of name (lower-case, fully qualified).

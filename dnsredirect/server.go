@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -41,6 +40,7 @@ type Server struct {
 	cfg config.DNSConfig
 	st  atomic.Pointer[state]
 	rrl atomic.Pointer[rrl]
+	tap atomic.Pointer[tap] // nil: dnstap off (dnstap.go)
 
 	udp   []*net.UDPConn
 	tcp   net.Listener
@@ -54,6 +54,8 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 	closed  atomic.Bool
 	lifeMu  sync.Mutex // orders goTracked against Shutdown
+
+	now func() time.Time // the clock zones are signed by (tests move it)
 }
 
 var _ component.Component = (*Server)(nil)
@@ -73,9 +75,9 @@ func New(cfg config.DNSConfig, env component.Env) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{env: env, log: env.Logger, m: m, cfg: cfg, ctx: ctx, cancel: cancel,
-		conns: map[net.Conn]struct{}{}}
+		conns: map[net.Conn]struct{}{}, now: time.Now}
 	s.health = newHealthSet(s.log, m)
-	st, err := buildState(cfg, env.DataDir, nil, s.health, m)
+	st, err := buildStateAt(cfg, env.DataDir, nil, s.health, m, s.now())
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("dns: %w", err)
@@ -107,9 +109,15 @@ func (s *Server) Listen(ctx context.Context) error {
 		n = runtime.GOMAXPROCS(0)
 	}
 	var err error
+	var busy []*net.UDPConn // port-0 tries whose TCP port was taken: held so the next try differs
+	defer func() {
+		for _, c := range busy {
+			c.Close()
+		}
+	}()
 	for try := 0; try < 5; try++ {
-		if err = s.bind(ctx, s.cfg.Listen, n); err == nil {
-			return nil
+		if err = s.bind(ctx, s.cfg.Listen, n, &busy); err == nil {
+			return s.startTap(s.cfg.Dnstap)
 		}
 		if _, port, _ := net.SplitHostPort(s.cfg.Listen); port != "0" {
 			break
@@ -118,8 +126,10 @@ func (s *Server) Listen(ctx context.Context) error {
 	return fmt.Errorf("dns: listen %s: %w", s.cfg.Listen, err)
 }
 
-// bind opens n UDP sockets and a TCP listener on addr (port 0: one free port for all).
-func (s *Server) bind(ctx context.Context, addr string, n int) error {
+// bind opens n UDP sockets and a TCP listener on addr (port 0: one free port for all). When
+// the TCP port is taken, the UDP sockets go to busy instead of being closed, so that the
+// kernel does not hand the same port to the next try.
+func (s *Server) bind(ctx context.Context, addr string, n int, busy *[]*net.UDPConn) error {
 	lc := net.ListenConfig{Control: reusePort}
 	var udp []*net.UDPConn
 	closeAll := func() {
@@ -140,7 +150,7 @@ func (s *Server) bind(ctx context.Context, addr string, n int) error {
 	}
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		closeAll()
+		*busy = append(*busy, udp...)
 		return err
 	}
 	s.udp, s.tcp = udp, ln
@@ -165,7 +175,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tcp == nil {
 		return errors.New("dns: Serve before Listen")
 	}
-	if !s.goTracked(s.watch) {
+	if !s.goTracked(s.watch) || !s.goTracked(s.resign) {
 		return nil // Shutdown came first
 	}
 	s.health.start(s.ctx)
@@ -207,6 +217,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	s.health.stopAll()
+	if t := s.tap.Swap(nil); t != nil {
+		t.close()
+	}
 	return err
 }
 
@@ -254,6 +267,7 @@ func (s *Server) serveUDPPlain(c *net.UDPConn) {
 			}
 			continue
 		}
+		tp, qtime := s.tapNow()
 		resp := s.st.Load().handle(in[:n], out, q, src.Addr(), false, s.m)
 		if resp == nil {
 			continue
@@ -262,13 +276,18 @@ func (s *Server) serveUDPPlain(c *net.UDPConn) {
 			switch r.check(src.Addr()) {
 			case rrlDrop:
 				s.m.rrlDrop.Inc()
-				continue
+				resp = nil
 			case rrlSlip:
 				s.m.rrlTC.Inc()
 				resp = slipped(resp, q)
 			}
 		}
-		_, _ = c.WriteToUDPAddrPort(resp, src)
+		if tp != nil {
+			tp.record(in[:n], resp, src, false, qtime)
+		}
+		if resp != nil {
+			_, _ = c.WriteToUDPAddrPort(resp, src)
+		}
 	}
 }
 
@@ -330,9 +349,9 @@ func (s *Server) serveConn(c net.Conn) {
 		s.connsMu.Unlock()
 		<-s.tcpSem
 	}()
-	src := netip.Addr{}
+	src := netip.AddrPort{}
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		src = ta.AddrPort().Addr()
+		src = ta.AddrPort()
 	}
 	in := make([]byte, maxTCPLength)
 	out := make([]byte, 2, 2+maxTCPLength)
@@ -358,24 +377,31 @@ func (s *Server) serveConn(c net.Conn) {
 }
 
 // answerTCP answers one TCP query (transfers included); false ends the connection.
-func (s *Server) answerTCP(c net.Conn, pkt, out []byte, q *query, src netip.Addr) bool {
+func (s *Server) answerTCP(c net.Conn, pkt, out []byte, q *query, src netip.AddrPort) bool {
 	st := s.st.Load()
+	tp, qtime := s.tapNow()
 	var resp []byte
-	if parseQuery(pkt, q) == parseOK && (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && q.qclass == dns.ClassINET {
+	if transferQuery(pkt, q) {
 		var err error
-		if resp, err = st.transfer(c, q, src, out[2:2]); err != nil {
+		if resp, err = st.transfer(c, q, src.Addr(), out[2:2]); err != nil {
 			s.log.Warn("dns: zone transfer failed", "client", src, "err", err)
 			return false
 		}
 		if resp == nil {
 			s.log.Info("dns: zone transferred", "zone", string(q.name), "client", src)
+			if tp != nil {
+				tp.record(pkt, nil, src, true, qtime)
+			}
 			return true
 		}
 	} else {
-		resp = st.handle(pkt, out[2:2], q, src, true, s.m)
+		resp = st.handle(pkt, out[2:2], q, src.Addr(), true, s.m)
 	}
 	if resp == nil {
 		return true
+	}
+	if tp != nil {
+		tp.record(pkt, resp, src, true, qtime)
 	}
 	frame := out[:2+len(resp)]
 	binary.BigEndian.PutUint16(frame, uint16(len(resp)))
@@ -390,7 +416,12 @@ func (s *Server) Reload(cfg config.DNSConfig) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.st.Load()
-	st, err := buildState(cfg, s.env.DataDir, old, s.health, s.m)
+	st, err := buildStateAt(cfg, s.env.DataDir, old, s.health, s.m, s.now())
+	if err == nil {
+		if err = s.reloadTap(cfg.Dnstap); err != nil {
+			s.closeUnused(st, old) // the databases only the rejected state opened
+		}
+	}
 	if err != nil {
 		s.m.reloads.WithLabelValues("rejected").Inc()
 		s.health.sync(healthSpecs(s.cfg))
@@ -436,13 +467,14 @@ func dbOrNil(st *state, city bool) interface{ Close() error } {
 	return db
 }
 
-// notifyChanged sends NOTIFY for every zone whose records changed.
+// notifyChanged sends NOTIFY for every zone whose serial changed (assignSerials bumps it when
+// the transfer content changes).
 func (s *Server) notifyChanged(old, st *state) {
 	if len(st.cfg.Transfer.Notify) == 0 {
 		return
 	}
 	for origin, z := range st.zones {
-		if oz := old.zones[origin]; oz != nil && oz.digest == z.digest {
+		if oz := old.zones[origin]; oz != nil && oz.soa.Serial == z.soa.Serial {
 			continue
 		}
 		for _, target := range st.cfg.Transfer.Notify {

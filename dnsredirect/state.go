@@ -47,8 +47,13 @@ type state struct {
 	cache     *answerCache
 	decisions decisionCache             // steering candidates by client network
 	counters  map[string]*queryCounters // by zone origin; "" for names outside our zones
+	serials   map[string]zoneSerial     // by zone origin: the serial served and its content (transfer.go)
 	noZone    *queryCounters
 	log       *slog.Logger
+
+	now     time.Time              // when the state was built: the signing time (dnssec.go)
+	signers map[string]*zoneSigner // signed zones by origin
+	signed  bool                   // any zone is signed: DO queries get their own answers
 }
 
 // edge is one edge of a loaded configuration.
@@ -80,6 +85,7 @@ type dynName struct {
 	pool    *pool
 	ttl     uint32
 	answers int
+	xfr     transferView // what a zone transfer carries for it (transfer.go)
 }
 
 // fileStamp is a watched file's modification time and size when it was loaded.
@@ -92,20 +98,26 @@ type fileStamp struct {
 // buildState loads cfg into a new state. prev (may be nil) lends GeoIP databases that have not
 // changed. Nothing of the running server changes here: an error leaves it as it was.
 func buildState(cfg config.DNSConfig, dataDir string, prev *state, hs *healthSet, m *metrics) (*state, error) {
+	return buildStateAt(cfg, dataDir, prev, hs, m, time.Now())
+}
+
+// buildStateAt is buildState with the time the zones are signed at.
+func buildStateAt(cfg config.DNSConfig, dataDir string, prev *state, hs *healthSet, m *metrics, now time.Time) (*state, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	st := &state{cfg: cfg, ecs: cfg.ECS, ednsSize: uint16(cfg.EDNSUDPSize), version: cfg.VersionBind,
 		zones: map[string]*zone{}, edgeIdx: map[string]int{}, pools: map[string]*pool{},
 		dyn: map[string]*dynName{}, asnMap: map[uint32][]int{}, nets4: newTrie(), nets6: newTrie(),
-		cache: newAnswerCache(cfg.MaxCachedAnswers), counters: map[string]*queryCounters{}}
+		cache: newAnswerCache(cfg.MaxCachedAnswers), counters: map[string]*queryCounters{}, now: now}
 	st.decisions.max = max(cfg.MaxCachedAnswers, 1)
 	for _, s := range cfg.Order {
 		st.order = append(st.order, stepKind(map[string]int{"nets": 0, "asn": 1, "geo": 2, "default": 3}[s]))
 	}
 	st.xfrAllow, _ = config.ParsePrefixes("dns.transfer.allow", cfg.Transfer.Allow)
 	for _, f := range []func(*state, config.DNSConfig, string, *state, *healthSet, *metrics) error{
-		(*state).loadEdges, (*state).loadZones, (*state).loadMaps, (*state).loadDatabases,
+		(*state).loadEdges, (*state).loadZones, (*state).loadDNSSEC, (*state).loadMaps, (*state).loadDatabases,
+		(*state).assignSerials,
 	} {
 		if err := f(st, cfg, dataDir, prev, hs, m); err != nil {
 			return nil, err
@@ -169,6 +181,7 @@ func (st *state) loadEdges(cfg config.DNSConfig, _ string, _ *state, hs *healthS
 		if dc.Answers > 0 {
 			d.answers = dc.Answers
 		}
+		d.xfr = st.transferViewOf(dc, d.pool)
 		if st.dyn[d.name] != nil {
 			return config.Errorf("dns.dynamic", "name %s appears twice", d.name)
 		}

@@ -114,6 +114,7 @@ func (b *udpBatchIO) init() {
 func (s *Server) answerBatch(b *udpBatchIO, n int) int {
 	st := s.st.Load()
 	r := s.rrl.Load()
+	tp, qtime := s.tapNow()
 	k := 0
 	for i := range n {
 		h := &b.rhdr[i]
@@ -131,11 +132,17 @@ func (s *Server) answerBatch(b *udpBatchIO, n int) int {
 			switch r.check(src) {
 			case rrlDrop:
 				s.m.rrlDrop.Inc()
-				continue
+				resp = nil
 			case rrlSlip:
 				s.m.rrlTC.Inc()
 				resp = slipped(resp, q)
 			}
+		}
+		if tp != nil {
+			tp.record(b.in[i][:h.Len], resp, netip.AddrPortFrom(src, sockaddrPort(&b.names[i])), false, qtime)
+		}
+		if resp == nil {
+			continue
 		}
 		b.siov[k].Base = &resp[0]
 		b.siov[k].SetLen(len(resp))
@@ -146,6 +153,13 @@ func (s *Server) answerBatch(b *udpBatchIO, n int) int {
 		k++
 	}
 	return k
+}
+
+// sockaddrPort decodes the source port of a received datagram (network byte order, at the
+// same offset for both families).
+func sockaddrPort(sa *unix.RawSockaddrInet6) uint16 {
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	return uint16(p[0])<<8 | uint16(p[1])
 }
 
 // sockaddrAddr decodes the source address of a received datagram.

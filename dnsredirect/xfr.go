@@ -15,8 +15,8 @@ import (
 const axfrRecordsPerMessage = 200
 
 // transfer answers an AXFR (or IXFR, with a full transfer, RFC 1995 §4) over TCP to an allowed
-// secondary (RFC 5936): SOA, every record, SOA. Steered names appear with their fallback view:
-// the addresses of every edge of their pool. It returns the REFUSED/NOTAUTH reply instead when
+// secondary (RFC 5936): SOA, every record, SOA. Steered names appear with their transfer view
+// (transfer.go). It returns the REFUSED/NOTAUTH reply instead when
 // the transfer is not allowed.
 func (st *state) transfer(w io.Writer, q *query, src netip.Addr, out []byte) ([]byte, error) {
 	z := st.zones[string(q.name)]
@@ -31,7 +31,7 @@ func (st *state) transfer(w io.Writer, q *query, src netip.Addr, out []byte) ([]
 		}
 		return st.reply(q, rcode, nil, out, maxTCPLength), nil
 	}
-	rrs := append([]dns.RR{z.soa}, st.zoneRecords(z)...)
+	rrs := append([]dns.RR{z.soa}, st.signTransfer(z, z.soa, st.zoneRecords(z))...)
 	rrs = append(rrs, z.soa)
 	for len(rrs) > 0 {
 		n := min(len(rrs), axfrRecordsPerMessage)
@@ -50,28 +50,6 @@ func (st *state) transfer(w io.Writer, q *query, src netip.Addr, out []byte) ([]
 	}
 	st.counterFor(z.origin, q.qtype, 0).Inc()
 	return nil, nil
-}
-
-// zoneRecords are a zone's records for transfer: everything but the SOA, plus the fallback
-// addresses of steered names.
-func (st *state) zoneRecords(z *zone) []dns.RR {
-	var out []dns.RR
-	for _, rr := range z.records {
-		if rr.Header().Rrtype != dns.TypeSOA {
-			out = append(out, rr)
-		}
-	}
-	for name, n := range z.nodes {
-		if n.dyn == nil {
-			continue
-		}
-		for _, i := range n.dyn.pool.edges {
-			for _, a := range st.edges[i].addrs {
-				out = append(out, addrRR(name, a, n.dyn.ttl))
-			}
-		}
-	}
-	return out
 }
 
 // notify sends a NOTIFY (RFC 1996) for zone to target, retrying a few times until it is

@@ -12,7 +12,8 @@ import (
 )
 
 // TestAXFRAndNotify: an allowed secondary transfers the zone (SOA first and last, steered names
-// with their pool's addresses), and a zone change on reload sends it a NOTIFY.
+// with their pool's addresses; an IXFR gets the same full zone), and a zone change on reload bumps the serial and sends it a
+// NOTIFY.
 func TestAXFRAndNotify(t *testing.T) {
 	notified := make(chan string, 4)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -59,6 +60,23 @@ func TestAXFRAndNotify(t *testing.T) {
 		t.Errorf("steered name in transfer: %v", www)
 	}
 
+	ixfr := new(dns.Msg)
+	ixfr.SetIxfr("cdn.test.", 1, "ns1.cdn.test.", "hostmaster.cdn.test.") // RFC 1995 §3: our SOA in the authority section
+	env, err = (&dns.Transfer{DialTimeout: 3 * time.Second, ReadTimeout: 3 * time.Second}).In(ixfr, ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for e := range env {
+		if e.Error != nil {
+			t.Fatalf("IXFR: %v", e.Error)
+		}
+		n += len(e.RR)
+	}
+	if n != len(rrs) {
+		t.Errorf("IXFR answered with %d records, want the full zone's %d (RFC 1995 §4)", n, len(rrs))
+	}
+
 	cfg := loadDNS(t, strings.Replace(text, "origin IN A 127.0.0.1", "origin IN A 127.0.0.9", 1))
 	cfg.Listen = ts.cfg.Listen
 	if err := ts.Reload(cfg); err != nil {
@@ -71,6 +89,10 @@ func TestAXFRAndNotify(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no NOTIFY after the zone changed")
+	}
+	r := ts.exchange(t, "udp", newQuery("cdn.test.", dns.TypeSOA, false, ""))
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.SOA).Serial != 2 {
+		t.Errorf("SOA after the change: %v, want serial 2 (bumped from 1)", r.Answer)
 	}
 }
 

@@ -18,7 +18,6 @@ type zone struct {
 	soa     *dns.SOA         // the apex SOA
 	nodes   map[string]*node // every owner name and every empty non-terminal
 	records []dns.RR         // all records in load order (zone transfer)
-	digest  string           // the records in text form, to detect changes on reload
 }
 
 // node is one owner name: its RRsets, and what makes it special.
@@ -129,7 +128,6 @@ func (z *zone) check() error {
 	if len(z.nodes[z.origin].rrsets[dns.TypeNS]) == 0 {
 		return fmt.Errorf("zone %s: no NS record at the apex", z.origin)
 	}
-	var b strings.Builder
 	for owner, n := range z.nodes {
 		if len(n.rrsets[dns.TypeCNAME]) > 0 && len(n.rrsets) > 1 {
 			return fmt.Errorf("zone %s: %s has a CNAME and other data (RFC 1034 3.6.2)", z.origin, owner)
@@ -138,11 +136,6 @@ func (z *zone) check() error {
 			return fmt.Errorf("zone %s: %s has more than one CNAME", z.origin, owner)
 		}
 	}
-	for _, rr := range z.records {
-		b.WriteString(rr.String())
-		b.WriteByte('\n')
-	}
-	z.digest = b.String()
 	return nil
 }
 

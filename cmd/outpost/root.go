@@ -105,7 +105,7 @@ func (c *cli) rootCommand() *cobra.Command {
 	root.AddCommand(
 		c.upCommand("up", "Run every enabled component in one process", nil),
 		c.upCommand("proxy", "Run the caching proxy alone", []string{"proxy"}),
-		c.upCommand("dns", "Run the GeoDNS server alone", []string{"dns"}),
+		c.dnsCommand(),
 		c.upCommand("origin", "Run the HTTP origin alone", []string{"web"}),
 		c.upCommand("ftp", "Run the FTP server alone", []string{"ftp"}),
 		c.mailCommand(),

@@ -15,12 +15,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/outpost-proxy/outpost/internal/atomicfile"
 )
 
 // DemoCSV is the embedded CSV of the demo regions (documentation address ranges).
@@ -195,27 +196,5 @@ func BuildFile(kind Kind, csvPath string, data []byte, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return fmt.Errorf("geodb: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(out), ".geodb-*")
-	if err != nil {
-		return fmt.Errorf("geodb: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := Build(kind, rows, f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("geodb: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("geodb: %w", err)
-	}
-	if err := os.Rename(f.Name(), out); err != nil {
-		return fmt.Errorf("geodb: %w", err)
-	}
-	return nil
+	return atomicfile.Write(out, 0o644, func(w io.Writer) error { return Build(kind, rows, w) })
 }

@@ -48,6 +48,8 @@ type DNSConfig struct {
 	RRL DNSRRLConfig `mapstructure:"rrl"`
 	// Transfer is AXFR and NOTIFY ([dns.transfer]).
 	Transfer DNSTransferConfig `mapstructure:"transfer"`
+	// Dnstap is query logging in dnstap format ([dns.dnstap]).
+	Dnstap DNSDnstapConfig `mapstructure:"dnstap"`
 
 	// Zones are the authoritative zones ([[dns.zones]]).
 	Zones []DNSZoneConfig `mapstructure:"zones"`
@@ -139,6 +141,8 @@ type DNSZoneConfig struct {
 	TTL time.Duration `mapstructure:"ttl"`
 	// Records are master-file lines relative to the apex, e.g. "www 300 IN A 192.0.2.1".
 	Records []string `mapstructure:"records"`
+	// DNSSEC is online signing of the zone ([dns.zones.dnssec]; see dnssec.go).
+	DNSSEC DNSSECConfig `mapstructure:"dnssec"`
 }
 
 // DNSEdgeConfig is one edge: a place a dynamic name can send clients.
@@ -185,6 +189,11 @@ type DNSDynamicConfig struct {
 	TTL time.Duration `mapstructure:"ttl"`
 	// Answers overrides answers (0: use it).
 	Answers int `mapstructure:"answers"`
+	// Transfer is what a zone transfer (and so a secondary) carries for the name: "all" edges
+	// of the pool (default), the fixed "edges" in TransferEdges, or "exclude" (no addresses).
+	Transfer string `mapstructure:"transfer"`
+	// TransferEdges are the edges transferred with transfer = "edges".
+	TransferEdges []string `mapstructure:"transfer_edges"`
 }
 
 // DNSNetsConfig maps client networks to an ordered list of edges.
@@ -217,6 +226,7 @@ func defaultDNS() DNSConfig {
 		Health:           DNSHealthConfig{Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3, Start: "up"},
 		RRL: DNSRRLConfig{Enabled: true, ResponsesPerSecond: 200, Burst: 100, Slip: 2,
 			IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536, Exempt: []string{"127.0.0.0/8", "::1/128"}},
+		Dnstap: defaultDNSTap(),
 	}
 }
 
@@ -312,6 +322,9 @@ func (c *DNSConfig) validateSubsections() error {
 	if err := c.RRL.validate(); err != nil {
 		return err
 	}
+	if err := c.Dnstap.validate(); err != nil {
+		return err
+	}
 	if _, err := ParsePrefixes("dns.transfer.allow", c.Transfer.Allow); err != nil {
 		return err
 	}
@@ -367,6 +380,9 @@ func (c *DNSConfig) validateZones() error {
 		if err := CheckNonNegative(key+".ttl", z.TTL); err != nil {
 			return err
 		}
+		if err := z.DNSSEC.validate(key + ".dnssec"); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -391,6 +407,9 @@ func (c *DNSConfig) validateSteering() error {
 	}
 	for i, d := range c.Dynamic {
 		if err := d.validate(fmt.Sprintf("dns.dynamic[%d]", i), pools); err != nil {
+			return err
+		}
+		if err := d.validateTransfer(fmt.Sprintf("dns.dynamic[%d]", i), edges); err != nil {
 			return err
 		}
 	}

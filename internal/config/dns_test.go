@@ -58,6 +58,15 @@ func TestDNSValidation(t *testing.T) {
 		{"zone without data", `records = ["@ IN SOA ns1 h 1 2 3 4 5", "@ IN NS ns1"]`, `records = []`, "dns.zones[0]"},
 		{"static fallback without addresses", `name = "p"`, "name = \"p\"\nfallback = \"static\"", "dns.pools[0].fallback_addrs"},
 		{"bad notify target", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.transfer]\nnotify = [\"nowhere\"]", "dns.transfer.notify[0]"},
+		{"dnstap empty destination", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.dnstap]\nenabled = true\ndestination = \"unix:\"", "dns.dnstap.destination"},
+		{"dnstap unknown message", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.dnstap]\nenabled = true\nmessages = [\"auth_query\", \"client_query\"]", "dns.dnstap.messages[1]"},
+		{"dnstap no messages", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.dnstap]\nenabled = true\nmessages = []", "dns.dnstap.messages"},
+		{"dnstap queue size", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.dnstap]\nenabled = true\nqueue_size = 0", "dns.dnstap.queue_size"},
+		{"dnstap long socket path", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.dnstap]\nenabled = true\ndestination = \"unix:/" + strings.Repeat("s", 120) + "\"", "dns.dnstap.destination"},
+		{"dynamic bad transfer", `pool = "p"`, "pool = \"p\"\ntransfer = \"some\"", "dns.dynamic[0].transfer"},
+		{"dynamic transfer edges unknown", `pool = "p"`, "pool = \"p\"\ntransfer = \"edges\"\ntransfer_edges = [\"edge9\"]", "dns.dynamic[0].transfer_edges[0]"},
+		{"dynamic transfer edges missing", `pool = "p"`, "pool = \"p\"\ntransfer = \"edges\"", "dns.dynamic[0].transfer_edges"},
+		{"dynamic transfer edges without edges", `pool = "p"`, "pool = \"p\"\ntransfer_edges = [\"edge1\"]", "dns.dynamic[0].transfer_edges"},
 		{"bad transfer allow", `listen = "127.0.0.1:0"`, "listen = \"127.0.0.1:0\"\n[dns.transfer]\nallow = [\"everyone\"]", "dns.transfer.allow[0]"},
 	}
 	for _, tc := range tests {
