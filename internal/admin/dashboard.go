@@ -46,6 +46,7 @@ type dashboard struct {
 	smp     *sampler
 	streams chan struct{} // one token per open stream
 	stop    chan struct{} // closed when the admin server shuts down
+	stopped chan struct{} // closed when sampling has ended
 	once    sync.Once
 }
 
@@ -57,7 +58,7 @@ func (s *Server) MountDashboard(opts DashboardOptions) {
 		g = s.gatherer
 	}
 	d := &dashboard{opts: opts, smp: newSampler(g, dashboardSeries, opts.Interval, opts.Window),
-		streams: make(chan struct{}, maxStreams), stop: make(chan struct{})}
+		streams: make(chan struct{}, maxStreams), stop: make(chan struct{}), stopped: make(chan struct{})}
 	static, _ := fs.Sub(dashboardFiles, "dashboard") // the embedded directory exists: Sub cannot fail
 	s.mux.HandleFunc("GET /{$}", d.servePage)
 	s.mux.Handle("GET /dashboard/static/", http.StripPrefix("/dashboard/static/", noStore(http.FileServerFS(static))))
@@ -69,6 +70,7 @@ func (s *Server) MountDashboard(opts DashboardOptions) {
 
 // run samples until the server shuts down.
 func (d *dashboard) run() {
+	defer close(d.stopped)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-d.stop

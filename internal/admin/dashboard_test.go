@@ -168,4 +168,9 @@ func TestDashboardStreamBound(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown with %d open streams: %v", maxStreams, err)
 	}
+	select {
+	case <-s.dash.stopped:
+	case <-ctx.Done():
+		t.Error("the sampler still runs after Shutdown")
+	}
 }
