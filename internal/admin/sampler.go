@@ -39,6 +39,7 @@ var dashboardSeries = []seriesSpec{
 	{"proxy.requests", "outpost_proxy_requests_total", rate, ""},
 	{"proxy.connections", "outpost_proxy_client_connections", level, ""},
 	{"proxy.upstream_errors", "outpost_proxy_upstream_errors_total", rate, ""},
+	{"proxy.parent_up", "outpost_proxy_parent_up", level, "parent"},
 	{"bytes", "outpost_proxy_served_bytes_total", rate, "source"},
 	{"cache.memory", "outpost_cache_memory_hits_total", rate, ""},
 	{"cache.disk", "outpost_cache_disk_hits_total", rate, ""},

@@ -284,9 +284,21 @@ function topRows(list, fmt) {
   return [rows, rows.length ? "" : "no requests yet"];
 }
 
+// parentRows adds the [proxy.parents] servers, from the latest sample of their health gauge.
+function parentRows(rows) {
+  const last = state.samples.length ? state.samples[state.samples.length - 1].v : {};
+  for (const k of Object.keys(last).sort()) {
+    if (!k.startsWith("proxy.parent_up.")) continue;
+    const up = last[k] > 0;
+    rows.push(["parent", k.slice("proxy.parent_up.".length), up ? { text: "up", cls: "up" } : { text: "down", cls: "down" }, { text: "–", cls: "num" }]);
+  }
+  return rows;
+}
+
 async function pollTables() {
   const [routes, edges, top] = await Promise.all([getJSON("/proxy/routes"), getJSON("/dns/edges"), getJSON("/proxy/top")]);
-  fillTable("routes", ...routeRows(routes));
+  const [rrows, rnote] = routeRows(routes);
+  fillTable("routes", rrows && parentRows(rrows), rrows && rrows.length ? "" : rnote);
   fillTable("edges", ...edgeRows(edges));
   fillTable("top-requests", ...topRows(top && top.requests, fmtNum));
   fillTable("top-bytes", ...topRows(top && top.bytes, fmtBytes));
