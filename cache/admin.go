@@ -117,6 +117,8 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
 		counter("hits_total", "Responses served from storage.", st.hits.Load),
 		counter("misses_total", "Responses fetched from the origin.", st.misses.Load),
+		counter("memory_hits_total", "Hits served from the memory tier.", st.memHits.Load),
+		counter("disk_hits_total", "Hits served from the disk tier.", st.diskHits.Load),
 		counter("revalidated_not_modified_total", "Revalidations answered 304.", st.refreshHits.Load),
 		counter("revalidated_modified_total", "Revalidations answered with a new response.", st.refreshMisses.Load),
 		counter("collapsed_total", "Requests served from another request's fetch.", st.collapsed.Load),

@@ -221,6 +221,7 @@ func (l *accessLog) Close() error {
 func (srv *Server) record(s *slot, buf *[]byte, now time.Time) {
 	dur := now.Sub(s.start)
 	srv.m.observe(s, dur)
+	srv.status.record(s)
 	l := srv.alog
 	if l.w == nil {
 		return

@@ -56,6 +56,7 @@ type Server struct {
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
+	status *status // the admin listener's /proxy/top and /proxy/routes (status.go)
 
 	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
 	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
@@ -104,6 +105,9 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		return nil, err
 	}
 	if s.m, err = newMetrics(env.Metrics); err != nil {
+		return nil, err
+	}
+	if s.status, err = newStatus(s, env.Metrics, env.Admin); err != nil {
 		return nil, err
 	}
 	if cfg.MaxConnections > 0 {

@@ -59,7 +59,7 @@ func TestRealCache(t *testing.T) {
 func BenchmarkRealCacheHitKeepAlive(b *testing.B)   { benchRealCache(b, 1) }
 func BenchmarkRealCacheHitPipelined16(b *testing.B) { benchRealCache(b, 16) }
 
-func benchRealCache(b *testing.B, depth int) {
+func benchRealCache(b *testing.B, depth int, setup ...func(*Server)) {
 	body := bytes.Repeat([]byte("x"), 1024)
 	o := startOrigin(b, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=3600")
@@ -67,6 +67,9 @@ func benchRealCache(b *testing.B, depth int) {
 		w.Write(body)
 	})
 	p := benchProxy(b, reverseRoute(o), Options{Cache: newRealCache(b)})
+	for _, f := range setup {
+		f(p.srv)
+	}
 	req := "GET /obj HTTP/1.1\r\nHost: bench.test\r\n\r\n"
 	c := dialRaw(b, p.addr)
 	waitFor(b, "the object cached", func() bool {

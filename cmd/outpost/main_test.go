@@ -63,6 +63,7 @@ func TestCommandExitStatus(t *testing.T) {
 		{"check unknown key", []string{"config", "check", "--config", write("a.toml", "[proxy]\nlistn = \"x\"\n")}, exitUsage, "proxy.listn"},
 		{"check malformed address", []string{"config", "check", "--config", write("b.toml", "[web]\nlisten = \"127.0.0.1\"\n")}, exitUsage, "web.listen"},
 		{"check negative size", []string{"config", "check", "--config", write("c.toml", "[cache]\nmemory_size = -1\n")}, exitUsage, "cache.memory_size"},
+		{"check dashboard interval", []string{"config", "check", "--config", write("dash.toml", "[admin]\ndashboard_interval = \"1ms\"\n")}, exitUsage, "admin.dashboard_interval"},
 		{"check missing file", []string{"config", "check", "--config", filepath.Join(dir, "nope.toml")}, exitUsage, "no such file"},
 		{"flag override printed", []string{"config", "print", "--proxy-listen", "127.0.0.1:18081"}, exitOK, "127.0.0.1:18081"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
@@ -106,15 +107,7 @@ func TestSuiteInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := startSuite(ctx, cfg, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx) }()
-
+	s, stop := runSuite(t, cfg, nil)
 	var adminAddr string
 	for _, c := range s.group.Components() {
 		for _, a := range c.Addrs() { // background workers such as the mail queue have none
@@ -134,15 +127,38 @@ func TestSuiteInProcess(t *testing.T) {
 		}
 	}
 	waitReady(t, adminAddr, 30*time.Second)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	case <-time.After(cfg.GracePeriod + 5*time.Second):
-		t.Fatal("suite did not shut down within the grace period")
+	stop()
+}
+
+// runSuite starts the suite of cfg in-process (every enabled component, or only the named
+// ones) and returns it with a function that stops it, failing the test unless it shuts down
+// cleanly within the grace period.
+func runSuite(t *testing.T, cfg *config.Config, only []string) (*suite, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := startSuite(ctx, cfg, only, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+			case <-time.After(cfg.GracePeriod + 5*time.Second):
+				t.Error("suite did not shut down within the grace period")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return s, stop
 }
 
 // waitReady polls /readyz until it answers 200 or the deadline passes.

@@ -83,8 +83,9 @@ func startSuite(ctx context.Context, cfg *config.Config, only []string, logger *
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := prometheus.NewRegistry() // the components' metrics, which the dashboard samples
+	runtimeReg := prometheus.NewRegistry()
+	runtimeReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	env := component.Env{Logger: logger, Metrics: reg, Admin: mux, DataDir: cfg.DataDir}
 
@@ -101,7 +102,10 @@ func startSuite(ctx context.Context, cfg *config.Config, only []string, logger *
 	}
 	var cs []component.Component
 	if cfg.Admin.Enabled {
-		adm := admin.New(cfg.Admin.Listen, mux, reg, func() bool { return s.group.Ready() }, logger.With("component", "admin"))
+		adm := admin.New(cfg.Admin.Listen, mux, prometheus.Gatherers{reg, runtimeReg}, func() bool { return s.group.Ready() }, logger.With("component", "admin"))
+		if cfg.Admin.Dashboard {
+			adm.MountDashboard(admin.DashboardOptions{Interval: cfg.Admin.DashboardInterval, Window: cfg.Admin.DashboardWindow, Gatherer: reg})
+		}
 		cs = append(cs, adm)
 	}
 	cs = append(cs, built...)

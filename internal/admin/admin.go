@@ -1,5 +1,5 @@
-// Package admin is the admin listener: /healthz, /readyz, /metrics, /debug/pprof/ and the
-// endpoints components mount on its mux (/cache/, /dns/, /mail/ ...).
+// Package admin is the admin listener: /healthz, /readyz, /metrics, /debug/pprof/, the live
+// dashboard at / and the endpoints components mount on its mux (/cache/, /dns/, /mail/ ...).
 package admin
 
 import (
@@ -27,6 +27,7 @@ type Server struct {
 	ln       net.Listener
 	srv      *http.Server
 	gatherer prometheus.Gatherer
+	dash     *dashboard // nil unless MountDashboard was called
 }
 
 // New returns an admin server for addr. mux is shared with the components (they mount their
@@ -80,6 +81,9 @@ func (s *Server) Addrs() []string {
 
 // Serve serves until Shutdown.
 func (s *Server) Serve(context.Context) error {
+	if s.dash != nil {
+		go s.dash.run()
+	}
 	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

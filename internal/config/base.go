@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // LogConfig is the [log] section.
 type LogConfig struct {
 	// Level is debug, info, warn or error.
@@ -24,18 +26,47 @@ func (c *LogConfig) validate() error {
 	return nil
 }
 
-// AdminConfig is the [admin] section: health, readiness, metrics, pprof and component endpoints.
+// AdminConfig is the [admin] section: health, readiness, metrics, pprof, component endpoints
+// and the live dashboard.
 type AdminConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 	// Listen is the admin listener's address.
 	Listen string `mapstructure:"listen"`
+	// Dashboard serves the live dashboard at / (and samples the metrics for it).
+	Dashboard bool `mapstructure:"dashboard"`
+	// DashboardInterval is the dashboard's sampling interval (100ms to 1m).
+	DashboardInterval time.Duration `mapstructure:"dashboard_interval"`
+	// DashboardWindow is how much history the dashboard keeps, at most maxDashboardSamples
+	// intervals.
+	DashboardWindow time.Duration `mapstructure:"dashboard_window"`
 }
 
-func defaultAdmin() AdminConfig { return AdminConfig{Enabled: true, Listen: "127.0.0.1:9090"} }
+// maxDashboardSamples bounds the dashboard's history (its memory): window / interval.
+const maxDashboardSamples = 3600
+
+func defaultAdmin() AdminConfig {
+	return AdminConfig{Enabled: true, Listen: "127.0.0.1:9090", Dashboard: true,
+		DashboardInterval: time.Second, DashboardWindow: 10 * time.Minute}
+}
 
 func (c *AdminConfig) validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	return CheckHostPort("admin.listen", c.Listen)
+	if err := CheckHostPort("admin.listen", c.Listen); err != nil {
+		return err
+	}
+	if !c.Dashboard {
+		return nil
+	}
+	if c.DashboardInterval < 100*time.Millisecond || c.DashboardInterval > time.Minute {
+		return errorf("admin.dashboard_interval", "%s is outside 100ms to 1m", c.DashboardInterval)
+	}
+	if c.DashboardWindow < 2*c.DashboardInterval {
+		return errorf("admin.dashboard_window", "%s is shorter than two sampling intervals (admin.dashboard_interval = %s)", c.DashboardWindow, c.DashboardInterval)
+	}
+	if n := c.DashboardWindow / c.DashboardInterval; n > maxDashboardSamples {
+		return errorf("admin.dashboard_window", "%s holds %d samples of %s; at most %d", c.DashboardWindow, n, c.DashboardInterval, maxDashboardSamples)
+	}
+	return nil
 }

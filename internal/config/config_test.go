@@ -41,6 +41,12 @@ func TestLoadRejects(t *testing.T) {
 		{name: "bad duration", text: "grace_period = \"soon\"\n", key: "grace_period", reason: "not a duration"},
 		{name: "negative duration", text: "grace_period = \"-1s\"\n", key: "grace_period", reason: "negative"},
 		{name: "bad bool", text: "[admin]\nenabled = \"maybe\"\n", key: "admin.enabled", reason: "bool"},
+		{name: "dashboard not a bool", text: "[admin]\ndashboard = \"on\"\n", key: "admin.dashboard", reason: "bool"},
+		{name: "dashboard interval too short", text: "[admin]\ndashboard_interval = \"10ms\"\n", key: "admin.dashboard_interval", reason: "outside"},
+		{name: "dashboard interval too long", text: "[admin]\ndashboard_interval = \"5m\"\n", key: "admin.dashboard_interval", reason: "outside"},
+		{name: "dashboard interval not a duration", text: "[admin]\ndashboard_interval = \"often\"\n", key: "admin.dashboard_interval", reason: "not a duration"},
+		{name: "dashboard window below two samples", text: "[admin]\ndashboard_window = \"1s\"\n", key: "admin.dashboard_window", reason: "two sampling intervals"},
+		{name: "dashboard window too many samples", text: "[admin]\ndashboard_interval = \"100ms\"\ndashboard_window = \"1h\"\n", key: "admin.dashboard_window", reason: "at most 3600"},
 		{name: "bad log level", text: "[log]\nlevel = \"loud\"\n", key: "log.level", reason: "not one of"},
 		{name: "env names no key", text: "", env: []string{"OUTPOST_PROXY_LISTN=x"}, key: "OUTPOST_PROXY_LISTN", reason: "no configuration key"},
 		{name: "env bad address", text: "", env: []string{"OUTPOST_WEB_LISTEN=localhost"}, key: "web.listen", reason: "not a host:port"},
@@ -90,6 +96,10 @@ func TestLoadOverrides(t *testing.T) {
 		}},
 		{"sizes with units", "[cache]\nmemory_size = \"1GiB\"\nmax_object_size = 4096\n", nil, func(c *Config) bool {
 			return c.Cache.MemorySize == 1<<30 && c.Cache.MaxObjectSize == 4096
+		}},
+		{"dashboard off skips its checks", "[admin]\ndashboard = false\ndashboard_interval = \"1h\"\n", nil, func(c *Config) bool { return !c.Admin.Dashboard }},
+		{"dashboard defaults", "", nil, func(c *Config) bool {
+			return c.Admin.Dashboard && c.Admin.DashboardInterval == time.Second && c.Admin.DashboardWindow == 10*time.Minute
 		}},
 		{"disabled component skips its checks", "[dns]\nenabled = false\nlisten = \"junk\"\n", nil, func(c *Config) bool { return !c.DNS.Enabled }},
 	}

@@ -16,8 +16,9 @@ type metrics struct {
 	deliveries   *prometheus.CounterVec // delivery attempts per recipient by outcome
 }
 
-// registerMetrics creates and registers the counters on reg (nil: not exported).
-func registerMetrics(reg prometheus.Registerer) (*metrics, error) {
+// registerMetrics creates and registers the counters on reg (nil: not exported), and the
+// queue length gauge reading length.
+func registerMetrics(reg prometheus.Registerer, length func() int) (*metrics, error) {
 	m := &metrics{
 		sessions:     prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_smtp_sessions_total", Help: "SMTP sessions started (EHLO/HELO)."}),
 		accepted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_smtp_messages_accepted_total", Help: "Messages committed to the queue and acknowledged with 250."}),
@@ -29,7 +30,9 @@ func registerMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.sessions, m.accepted, m.rejected, m.authFailures, m.queued, m.deliveries} {
+	queueLen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_mail_queue_messages", Help: "Messages in the mail queue (waiting for delivery or a retry)."},
+		func() float64 { return float64(length()) })
+	for _, c := range []prometheus.Collector{m.sessions, m.accepted, m.rejected, m.authFailures, m.queued, m.deliveries, queueLen} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -147,7 +147,7 @@ func NewQueue(store *mailstore.Store, opts QueueOptions) (*Queue, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queue{opts: opts, store: store, log: opts.Logger, entries: map[string]*entry{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), ctx: ctx, cancel: cancel, served: make(chan struct{})}
-	m, err := registerMetrics(opts.Metrics)
+	m, err := registerMetrics(opts.Metrics, q.Len)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("smtp: metrics: %w", err)
@@ -379,6 +379,13 @@ func (q *Queue) Flush() int {
 
 // Kick wakes the runner without changing any schedule (tests that move an injected clock use it).
 func (q *Queue) Kick() { q.wake() }
+
+// Len is the number of messages in the queue.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.entries)
+}
 
 // List returns copies of the queued envelopes, oldest first.
 func (q *Queue) List() []Envelope {
