@@ -5,11 +5,12 @@ import (
 	"context"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 )
 
 func validLab() LabOptions {
@@ -159,16 +160,7 @@ func sampleLab() *LabResult {
 // TestLabReportRenders opens a lab report in headless Chromium and checks that the screenshot
 // is not blank: the diagram and the charts drew something.
 func TestLabReportRenders(t *testing.T) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		t.Skip("chromium not installed (Debian package chromium)")
-	}
+	clienttest.Chromium(t)
 	dir := t.TempDir()
 	rep := NewReport("outpost lab", []string{"outpost", "lab"}, "test")
 	if err := addLabSections(rep, sampleLab()); err != nil {
@@ -187,10 +179,7 @@ func TestLabReportRenders(t *testing.T) {
 	shot := filepath.Join(dir, "shot.png")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), "--window-size=1000,1200", "--screenshot="+shot, "file://"+page)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	cmd := clienttest.ChromiumCommand(ctx, t, "--window-size=1000,1200", "--screenshot="+shot, "file://"+page)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chromium: %v\n%s", err, out)
 	}

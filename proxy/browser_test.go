@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 )
 
 // demoPage serves an HTML page with embedded objects (stylesheet, script, images).
@@ -43,16 +43,7 @@ func demoPage(t *testing.T) (*testOrigin, []string) {
 // first with --proxy-server, then with --proxy-pac-url pointing at the proxy's own PAC file,
 // and checks that every object arrived through the proxy (the access log shows each).
 func TestChromium(t *testing.T) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		t.Skip("chromium not installed (Debian package chromium)")
-	}
+	clienttest.Chromium(t)
 	o, objects := demoPage(t)
 	// The page is named by a non-loopback host name, which the proxy resolves to the origin:
 	// browsers never send loopback URLs through a PAC-configured proxy.
@@ -68,11 +59,8 @@ func TestChromium(t *testing.T) {
 			before := len(p.log.lines())
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-				"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-				"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), run.flag, "--proxy-bypass-list=<-loopback>",
+			cmd := clienttest.ChromiumCommand(ctx, t, run.flag, "--proxy-bypass-list=<-loopback>",
 				"--virtual-time-budget=5000", "--dump-dom", page)
-			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 			out, err := cmd.Output()
 			if err != nil {
 				t.Fatalf("chromium: %v\n%s", err, out)

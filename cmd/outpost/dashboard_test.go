@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/websocket"
-
+	"github.com/outpost-proxy/outpost/internal/clienttest"
 	"github.com/outpost-proxy/outpost/internal/config"
+	"golang.org/x/net/websocket"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the dashboard screenshot to internal/admin/dashboard.png")
@@ -33,7 +33,7 @@ var updateScreenshot = flag.Bool("update-screenshot", false, "write the dashboar
 // above zero, points in the charts, rows in the top-URL and health tables. It then takes a
 // screenshot (committed as internal/admin/dashboard.png with -update-screenshot).
 func TestDashboardInChromium(t *testing.T) {
-	chromium := findChromium(t)
+	chromium := clienttest.Chromium(t)
 	file, moved := demoConfig(t)
 	cfg, err := config.Load(config.Source{File: file, Env: []string{}})
 	if err != nil {
@@ -85,17 +85,6 @@ func TestDashboardInChromium(t *testing.T) {
 	stopLoad()
 	wg.Wait()
 	stop() // with the page's event stream still open: it must not hold the shutdown
-}
-
-// findChromium returns Debian's chromium (or another build of it), skipping when none is installed.
-func findChromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed (Debian package chromium)")
-	return ""
 }
 
 // domChecks lists what the dashboard's DOM lacks: samples from the stream, requests/s above
@@ -182,10 +171,8 @@ type browser struct {
 func startChromium(t *testing.T, chromium string, args ...string) *browser {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(),
-		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--remote-allow-origins=http://127.0.0.1"}
+	base := append(clienttest.HeadlessFlags(t.TempDir()),
+		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--remote-allow-origins=http://127.0.0.1")
 	cmd := exec.CommandContext(ctx, chromium, append(append(base, args...), "about:blank")...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
