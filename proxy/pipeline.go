@@ -383,6 +383,12 @@ func (s *slot) finish() (detached bool) {
 	}
 	last := s
 	now := time.Now() // one clock reading for the log, the metrics and the write deadline
+	if s.stashed && !c.broken {
+		// s stashed its response while an earlier one was still going out, and became the
+		// head before it finished: the previous head's loop stopped at s, so s writes its
+		// own stash.
+		s.writeStoredLocked(s.sHead, s.sExtra, s.sBody)
+	}
 	s.complete(now)
 	c.head++
 	for !last.closeAfter && c.head < c.next {

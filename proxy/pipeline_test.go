@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/outpost-proxy/outpost/cache"
 )
 
 // TestPipelinedInOrder: 32 pipelined GETs in one write come back in order with the right
@@ -204,5 +207,45 @@ func TestPipelinedResponsesBatched(t *testing.T) {
 	t.Logf("16 pipelined responses took %v socket write(s)", writes)
 	if writes > 2 { // 1 unless the kernel split the request batch
 		t.Errorf("16 pipelined responses took %v writes, want them batched", writes)
+	}
+}
+
+// stashThenHeadCache orders two pipelined requests so that /b stashes its stored response while
+// /a still waits, then /a finishes (the head moves to /b, which has not finished), and only
+// then /b finishes: /b is the head when it finishes and must write its own stash.
+type stashThenHeadCache struct {
+	hit               *hitCache
+	bStashed, aPassed chan struct{}
+}
+
+func (c *stashThenHeadCache) Serve(w cache.ResponseWriter, r cache.Request, f cache.Fetcher) (cache.Outcome, error) {
+	if strings.HasSuffix(string(r.AppendURL(nil)), "/a") {
+		if resp, err := f.Fetch(cache.Upstream{}); err == nil { // hands the reader role on
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		<-c.bStashed
+		return c.hit.Serve(w, r, f)
+	}
+	out, err := c.hit.Serve(w, r, f) // /a has not written: stashed
+	close(c.bStashed)
+	<-c.aPassed // /a finished and was written: /b is the head now, still unfinished
+	return out, err
+}
+
+// TestStashedResponseOfNewHead: a response stashed before its slot became the head is written
+// when that slot finishes as the head (it was lost before, and the connection hung).
+func TestStashedResponseOfNewHead(t *testing.T) {
+	o := echoOrigin(t)
+	sc := &stashThenHeadCache{hit: newHitCacheSize(16), bStashed: make(chan struct{}), aPassed: make(chan struct{})}
+	p := startProxy(t, reverseRoute(o), Options{Cache: sc})
+	c := dialRaw(t, p.addr)
+	c.send("GET /a HTTP/1.1\r\nHost: s\r\n\r\nGET /b HTTP/1.1\r\nHost: s\r\n\r\n")
+	if resp, body := c.response("GET"); resp.StatusCode != 200 || body != strings.Repeat("x", 16) {
+		t.Fatalf("/a: %d %q", resp.StatusCode, body)
+	}
+	close(sc.aPassed)
+	if resp, body := c.response("GET"); resp.StatusCode != 200 || body != strings.Repeat("x", 16) {
+		t.Fatalf("/b: %d %q", resp.StatusCode, body)
 	}
 }
