@@ -20,18 +20,18 @@ import (
 func NewCommand(version string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure servers over the network: page-load scorecard, HTTP load, cache curve, DNS load",
+		Short: "Measure servers over the network: page-load scorecard, HTTP load, cache curve, DNS load, peer comparison",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown bench command %q (want scorecard, http, cache, dns or delay)", args[0])
+				return usagef("unknown bench command %q (want scorecard, http, cache, dns, delay or compare)", args[0])
 			}
 			return cmd.Help()
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	cmd.Annotations = map[string]string{versionKey: version}
-	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd(), benchDelayCmd())
+	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd(), benchDelayCmd(), benchCompareCmd())
 	return cmd
 }
 
