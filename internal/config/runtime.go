@@ -12,7 +12,7 @@ type RuntimeConfig struct {
 	MemoryLimit ByteSize `mapstructure:"memory_limit"`
 }
 
-func defaultRuntime() RuntimeConfig { return RuntimeConfig{GCPercent: 200} }
+func defaultRuntime() RuntimeConfig { return RuntimeConfig{GCPercent: 100} }
 
 func (c *RuntimeConfig) validate() error {
 	if c.GCPercent < -1 || c.GCPercent == 0 || c.GCPercent > 10000 {

@@ -15,7 +15,7 @@ func TestRuntimeSection(t *testing.T) {
 		gcPercent  int
 		limit      ByteSize
 	}{
-		{name: "defaults", gcPercent: 200},
+		{name: "defaults", gcPercent: 100},
 		{name: "set both", text: "[runtime]\ngc_percent = 400\nmemory_limit = \"2GiB\"\n", gcPercent: 400, limit: 2 << 30},
 		{name: "off with a limit", text: "[runtime]\ngc_percent = -1\nmemory_limit = \"512MiB\"\n", gcPercent: -1, limit: 512 << 20},
 		{name: "env", env: []string{"OUTPOST_RUNTIME_GC_PERCENT=150"}, gcPercent: 150},
