@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -175,8 +176,7 @@ func (p *policy) deniedHost(host string) bool {
 // forward and CONNECT requests the ACL, authentication, deny lists and CONNECT ports, then
 // method rules — and returns the refusal to send, or nil.
 func (srv *Server) admit(s *slot) *protoError {
-	r := s.req
-	if viaLoop(r.Header["Via"], srv.cfg.ViaPseudonym) {
+	if viaLoop(s.Values("Via"), srv.cfg.ViaPseudonym) {
 		return &protoError{status: http.StatusLoopDetected, msg: "forwarding loop detected: this request already went through " + srv.cfg.ViaPseudonym}
 	}
 	if perr := srv.classify(s); perr != nil {
@@ -192,7 +192,7 @@ func (srv *Server) admit(s *slot) *protoError {
 
 // admitForward applies the forward-proxy policy.
 func (srv *Server) admitForward(s *slot) *protoError {
-	r, p := s.req, srv.policy
+	r, p := s.request(), srv.policy
 	if !srv.cfg.Forward {
 		return &protoError{status: http.StatusForbidden, msg: "forward proxying is disabled on this proxy"}
 	}
@@ -226,15 +226,15 @@ func (srv *Server) admitForward(s *slot) *protoError {
 // admitMethod applies the method rules: TRACE off by default, OPTIONS/TRACE at Max-Forwards 0
 // answered locally, Expect.
 func (srv *Server) admitMethod(s *slot) *protoError {
-	r := s.req
-	if r.Method == http.MethodTrace && !srv.cfg.AllowTrace {
+	method := s.method()
+	if method == http.MethodTrace && !srv.cfg.AllowTrace {
 		return &protoError{status: http.StatusMethodNotAllowed, msg: "TRACE is disabled on this proxy",
 			extra: "Allow: " + srv.allowMethods() + "\r\n"}
 	}
-	if (r.Method == http.MethodOptions || r.Method == http.MethodTrace) && maxForwards(r.Header) == 0 {
+	if (method == http.MethodOptions || method == http.MethodTrace) && maxForwards(s.request().Header) == 0 {
 		s.mode = modeLocal
 	}
-	if ex, ok := r.Header["Expect"]; ok && !s.proto10 {
+	if ex := s.Values("Expect"); ex != nil && !s.proto10 {
 		if len(ex) != 1 || !strings.EqualFold(strings.TrimSpace(ex[0]), "100-continue") {
 			return &protoError{status: http.StatusExpectationFailed, msg: "only Expect: 100-continue is supported"}
 		}
@@ -281,6 +281,9 @@ func targetHostPort(r *http.Request) (string, int) {
 // classify decides the request's mode and route. Absolute-form is forward proxying (or the PAC
 // file when addressed to the proxy itself); origin-form needs a route.
 func (srv *Server) classify(s *slot) *protoError {
+	if s.req == nil {
+		return srv.classifyLean(s)
+	}
 	r := s.req
 	pac := srv.cfg.PAC.Enabled && r.URL.Path == pacPath && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 	switch {
@@ -311,5 +314,29 @@ func (srv *Server) classify(s *slot) *protoError {
 		s.mode, s.pool = modeReverse, rt.pool
 		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host) // allocates only for upper case
 	}
+	return nil
+}
+
+// classifyLean is classify for a lean request (leanHead) read from its head: origin-form, so
+// a reverse route by Host and path, or the PAC file. Its decoded request, should it be built
+// later, gets the route's scheme and host then (request).
+func (srv *Server) classifyLean(s *slot) *protoError {
+	h := s.head
+	host, target := h.Host(), h.Target()
+	path := target
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		path = target[:i]
+	}
+	method := s.method()
+	pac := srv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead)
+	rt := srv.routes.lookup(transient(host), transient(path))
+	if pac && (rt == nil || srv.isSelf(string(host))) {
+		s.mode = modeLocal
+		return nil
+	}
+	if rt == nil {
+		return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", host)
+	}
+	s.mode, s.pool = modeReverse, rt.pool
 	return nil
 }
