@@ -375,10 +375,10 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 		mc, mw, fc, fw := r.models(regions[i], e, false, pageBytes[i])
 		lc, lw, _, _ := r.models(regions[i], e, true, pageBytes[i])
 		reg.ModelColdLinksMS, reg.ModelWarmLinksMS = ms(float64(lc)), ms(float64(lw))
-		reg.ColdMS, reg.WarmMS = ms(float64(cold[i])), ms(float64(labMedian(warm[i])))
+		reg.ColdMS, reg.WarmMS = ms(float64(cold[i])), ms(float64(medianDurationOf(warm[i])))
 		reg.WarmMinMS = ms(float64(slices.Min(warm[i])))
 		reg.ModelColdMS, reg.ModelWarmMS, reg.ModelCold, reg.ModelWarm = ms(float64(mc)), ms(float64(mw)), fc, fw
-		reg.WarmRatio = float64(labMedian(warm[i])) / float64(mw)
+		reg.WarmRatio = float64(medianDurationOf(warm[i])) / float64(mw)
 	}
 	if len(coldPaths) > 1 {
 		r.objects = coldPaths[1:]
@@ -386,8 +386,8 @@ func (r *labRun) loadPhases(ctx context.Context) error {
 	return r.countOrigin(coldPaths, warmStart)
 }
 
-// labMedian is the upper middle of a region's warm durations (nil: 0).
-func labMedian(ds []time.Duration) time.Duration {
+// medianDurationOf is the median of durations (nil: 0).
+func medianDurationOf(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -40,12 +41,14 @@ type upConn struct {
 	reused bool      // it carried an exchange before this one
 	tcp    syscall.RawConn
 	head   wire.ResponseHead // the last response head read, its buffers reused
+	slot   *hostConns        // whose max_conns_per_host slot it holds (nil: none)
 }
 
 // hostConns are one host's connections in a client.
 type hostConns struct {
 	idle  []*upConn     // LIFO: the most recently used first
 	slots chan struct{} // max_conns_per_host; nil = unlimited
+	ready chan *upConn  // hands a connection coming back straight to a request waiting for a slot
 }
 
 // client holds the idle connections of one upstream pool.
@@ -66,6 +69,9 @@ type client struct {
 
 // newClient builds the client of one pool.
 func newClient(d *dialer, cfg upstreamLimits) *client {
+	if cfg.maxIdle == 0 {
+		cfg.maxIdle = 2 // net/http's default for max_idle_conns_per_host = 0
+	}
 	return &client{d: d, tls: cfg.tls, connect: cfg.connect, header: cfg.header, idleTimeout: cfg.idle,
 		maxIdle: cfg.maxIdle, maxConns: cfg.maxConns, hosts: map[string]*hostConns{}}
 }
@@ -81,6 +87,7 @@ type upstreamLimits struct {
 func hostKey(scheme, host string) (key, addr string) {
 	addr = host
 	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 		port := "80"
 		if scheme == "https" {
 			port = "443"
@@ -99,7 +106,7 @@ func (cl *client) host(key string) *hostConns {
 	if h == nil {
 		h = &hostConns{}
 		if cl.maxConns > 0 {
-			h.slots = make(chan struct{}, cl.maxConns)
+			h.slots, h.ready = make(chan struct{}, cl.maxConns), make(chan *upConn)
 		}
 		cl.hosts[key] = h
 	}
@@ -116,50 +123,60 @@ func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error)
 	for len(h.idle) > 0 {
 		uc := h.idle[len(h.idle)-1]
 		h.idle = h.idle[:len(h.idle)-1]
-		if now.Sub(uc.idleAt) < cl.idleTimeout && uc.alive() {
+		if (cl.idleTimeout <= 0 || now.Sub(uc.idleAt) < cl.idleTimeout) && uc.alive() {
 			cl.mu.Unlock()
 			uc.reused = true
 			return uc, nil
 		}
 		cl.discardLocked(uc)
 	}
-	slots := h.slots
 	cl.mu.Unlock()
-	if slots != nil {
-		if err := waitSlot(ctx, slots, cl.connect+cl.header); err != nil {
-			return nil, err
+	if h.slots != nil {
+		uc, err := waitSlot(ctx, h, cl.connect+cl.header)
+		if uc != nil || err != nil {
+			return uc, err
 		}
 	}
 	uc, err := cl.dial(ctx, scheme, key, addr)
-	if err != nil && slots != nil {
-		<-slots
+	switch {
+	case err != nil && h.slots != nil:
+		<-h.slots
+	case err == nil && h.slots != nil:
+		uc.slot = h
 	}
 	return uc, err
 }
 
-// waitSlot takes a connection slot, waiting at most max.
-func waitSlot(ctx context.Context, slots chan struct{}, max time.Duration) error {
+// waitSlot takes a connection slot of h (nil, nil: dial), or a connection another exchange
+// gives back meanwhile, waiting at most max.
+func waitSlot(ctx context.Context, h *hostConns, max time.Duration) (*upConn, error) {
 	select {
-	case slots <- struct{}{}:
-		return nil
+	case h.slots <- struct{}{}:
+		return nil, nil
 	default:
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
 	select {
-	case slots <- struct{}{}:
-		return nil
+	case h.slots <- struct{}{}:
+		return nil, nil
+	case uc := <-h.ready:
+		uc.reused = true
+		return uc, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("proxy: no free connection to the origin (max_conns_per_host): %w", context.DeadlineExceeded)
+		return nil, fmt.Errorf("proxy: no free connection to the origin (max_conns_per_host): %w", context.DeadlineExceeded)
 	}
 }
 
 // dial connects to addr (TLS for https, with SNI and certificate verification), bounded by
 // connect_timeout.
 func (cl *client) dial(ctx context.Context, scheme, key, addr string) (*upConn, error) {
-	dctx, cancel := context.WithTimeout(ctx, cl.connect)
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if cl.connect > 0 {
+		dctx, cancel = context.WithTimeout(ctx, cl.connect)
+	}
 	defer cancel()
 	nc, err := cl.d.DialContext(dctx, "tcp", addr)
 	if err != nil {
@@ -213,13 +230,21 @@ func (cl *client) put(uc *upConn) {
 	uc.idleAt = time.Now()
 	cl.mu.Lock()
 	h := cl.host(uc.key)
+	if h.ready != nil && !cl.closed {
+		select {
+		case h.ready <- uc: // a request waiting for a slot takes it over
+			cl.mu.Unlock()
+			return
+		default:
+		}
+	}
 	if cl.closed || len(h.idle) >= cl.maxIdle {
 		cl.discardLocked(uc)
 		cl.mu.Unlock()
 		return
 	}
 	h.idle = append(h.idle, uc)
-	if cl.reaper == nil {
+	if cl.reaper == nil && cl.idleTimeout > 0 {
 		cl.reaper = time.AfterFunc(cl.idleTimeout, cl.reap)
 	}
 	cl.mu.Unlock()
@@ -235,8 +260,9 @@ func (cl *client) discard(uc *upConn) {
 // discardLocked closes a connection and frees its slot, with cl.mu held.
 func (cl *client) discardLocked(uc *upConn) {
 	_ = uc.nc.Close()
-	if h := cl.hosts[uc.key]; h != nil && h.slots != nil {
-		<-h.slots
+	if uc.slot != nil {
+		<-uc.slot.slots
+		uc.slot = nil
 	}
 }
 
@@ -333,19 +359,18 @@ func (cl *client) exchange(ctx context.Context, uc *upConn, out *outRequest) (*h
 	}
 	werr := writeRequest(uc, out)
 	if werr != nil {
-		return nil, cl.failed(uc, out, stop, werr)
+		return nil, cl.failed(uc, out, stop, werr, true)
 	}
-	_ = uc.nc.SetWriteDeadline(time.Time{})
 	resp, err := cl.readResponse(uc, out, stop)
 	if err != nil {
-		return nil, cl.failed(uc, out, stop, err)
+		return nil, cl.failed(uc, out, stop, err, false)
 	}
 	return resp, nil
 }
 
 // failed ends a failed exchange: stops the cancellation hook and says whether a retry on a new
-// connection is safe.
-func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error) error {
+// connection is safe (inWrite: the failure was in writing the request).
+func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error, inWrite bool) error {
 	if stop != nil {
 		stop()
 	}
@@ -354,10 +379,21 @@ func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err erro
 		return body.err
 	}
 	bodyless := out.r.Body == nil || out.r.Body == http.NoBody
-	if uc.reused && bodyless && isStaleConnError(err) {
+	if uc.reused && bodyless && isStaleConnError(err) && (inWrite || (idempotent(out.r.Method) && len(uc.head.Bytes()) == 0)) {
 		return &retryable{err: err}
 	}
 	return err
+}
+
+// idempotent reports the methods a client may repeat after a failure (RFC 9110 §9.2.2) that
+// the proxy retries on a new connection; others are retried only when the request could not
+// even be written.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // isStaleConnError reports the failures of a connection the origin had already closed.
@@ -372,7 +408,8 @@ type bodyError struct{ err error }
 // Error renders the failure.
 func (e *bodyError) Error() string { return e.err.Error() }
 
-// writeRequest writes the request head and body to uc.
+// writeRequest writes the request head and body to uc. With a progress limit every write has
+// its deadline set afresh (none is cleared: the next write sets its own).
 func writeRequest(uc *upConn, out *outRequest) error {
 	r := out.r
 	n := outgoingLength(r)
@@ -527,7 +564,9 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 	if isHead {
 		resp.ContentLength = head.ContentLength
 	}
-	_ = uc.nc.SetReadDeadline(time.Time{})
+	if code == http.StatusSwitchingProtocols || (out.idle == 0 && cl.header > 0) {
+		_ = uc.nc.SetReadDeadline(time.Time{}) // the header wait's deadline must not bound the body
+	}
 	if code == http.StatusSwitchingProtocols {
 		if stop != nil {
 			stop() // the tunnel is bounded by its own idle timeout (upgrade.go)
@@ -612,7 +651,9 @@ func (b *upstreamBody) finish() {
 		return
 	}
 	if b.stopHook() && b.keep {
-		_ = b.uc.nc.SetReadDeadline(time.Time{})
+		if b.cl.header == 0 && b.idle > 0 { // else the next exchange sets its own before reading
+			_ = b.uc.nc.SetReadDeadline(time.Time{})
+		}
 		b.cl.put(b.uc)
 	} else {
 		b.cl.discard(b.uc)

@@ -79,20 +79,6 @@ func missRequests(n int) [][]byte {
 	return reqs
 }
 
-// missResponseLen measures the length of one response to req through addr, Date included (the
-// origin's fixed one, or the proxy's: fixed width).
-func missResponseLen(b *testing.B, addr, req string) int {
-	c := dialRaw(b, addr)
-	c.send(req)
-	resp, body := c.response("GET")
-	if resp.StatusCode != 200 {
-		b.Fatalf("status %d", resp.StatusCode)
-	}
-	var head bytes.Buffer
-	_ = resp.Header.Write(&head)
-	return len("HTTP/1.1 200 OK\r\n") + head.Len() + 2 + len(body)
-}
-
 // runSerial sends the requests one at a time on one keep-alive connection to addr, reading
 // each fixed-size response, b.N in all, and reports requests/s.
 func runSerial(b *testing.B, addr string, respLen int) {
@@ -134,7 +120,7 @@ func BenchmarkMiss(b *testing.B) {
 	o := startRawOrigin(b)
 	p := benchProxy(b, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://"+o.ln.Addr().String()+"\"]\n", Options{Cache: newRealCache(b)})
 	req := string(missRequests(1)[0])
-	runSerial(b, p.addr, missResponseLen(b, p.addr, req))
+	runSerial(b, p.addr, benchResponseLen(b, p.addr, req))
 }
 
 // BenchmarkMissNoCache: the same through the proxy without a cache.
@@ -142,7 +128,7 @@ func BenchmarkMissNoCache(b *testing.B) {
 	o := startRawOrigin(b)
 	p := benchProxy(b, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://"+o.ln.Addr().String()+"\"]\n", Options{})
 	req := string(missRequests(1)[0])
-	runSerial(b, p.addr, missResponseLen(b, p.addr, req))
+	runSerial(b, p.addr, benchResponseLen(b, p.addr, req))
 }
 
 // BenchmarkMissDirect: the same requests straight to the origin (the baseline).

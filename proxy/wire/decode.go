@@ -35,7 +35,11 @@ func canonicalKey(name []byte) string {
 // Header decodes the fields into an http.Header with canonical names: one string holds every
 // value, and common names are interned. Fields named in skip (canonical) are left out.
 func (h *Head) Header(skip ...string) http.Header {
-	all := string(h.buf)
+	if len(h.fields) == 0 {
+		return http.Header{}
+	}
+	base := h.fields[0].name.off // one string for the field lines, not the start line
+	all := string(h.buf[base:h.fields[len(h.fields)-1].value.end])
 	hdr := make(http.Header, len(h.fields))
 	values := make([]string, len(h.fields))
 	for i, f := range h.fields {
@@ -43,7 +47,7 @@ func (h *Head) Header(skip ...string) http.Header {
 		if slices.Contains(skip, key) {
 			continue
 		}
-		values[i] = all[f.value.off:f.value.end]
+		values[i] = all[f.value.off-base : f.value.end-base]
 		if prior, ok := hdr[key]; ok {
 			hdr[key] = append(prior, values[i])
 		} else {
