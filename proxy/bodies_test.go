@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,5 +70,33 @@ func TestLargeBodies(t *testing.T) {
 			resp, body := rc.response("GET")
 			check(path, resp, body)
 		}
+	}
+}
+
+// TestCloseLingers: a connection the client ends with Connection: close, with nothing after
+// the closing request (closed at once) or more behind it (lingered on): the client reads the
+// whole response, then a clean end of stream. (Over loopback the reset that lingering guards
+// against cannot be provoked reliably: the response is delivered before it would arrive.)
+func TestCloseLingers(t *testing.T) {
+	p := startProxy(t, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://127.0.0.1:1\"]\n", Options{Cache: newHitCache()})
+	closing := "GET /a HTTP/1.1\r\nHost: linger.test\r\nConnection: close\r\n\r\n"
+	for _, tt := range []struct {
+		name, after string
+	}{
+		{"nothing after", ""},
+		{"a pipelined request after", "GET /b HTTP/1.1\r\nHost: linger.test\r\n\r\n"},
+		{"100 KiB after", "GET /b HTTP/1.1\r\nHost: linger.test\r\nX-Pad: " + strings.Repeat("p", 100<<10) + "\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := dialRaw(t, p.addr)
+			rc.send(closing + tt.after)
+			resp, body := rc.response("GET")
+			if resp.StatusCode != 200 || len(body) != 1024 {
+				t.Fatalf("status %d, %d body bytes", resp.StatusCode, len(body))
+			}
+			if _, err := rc.br.ReadByte(); err != io.EOF {
+				t.Fatalf("after the response: %v, want a clean end of stream", err)
+			}
+		})
 	}
 }

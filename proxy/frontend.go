@@ -195,12 +195,12 @@ func (c *conn) readLoop() {
 			return
 		}
 		// s belongs to the ring again once finished: use what work captured.
-		detached, closeAfter, seq := c.work(s)
-		if detached {
+		done := c.work(s)
+		if done.detached {
 			return // another goroutine holds the reader role now
 		}
-		if closeAfter {
-			c.lingerClose(seq)
+		if done.closeAfter {
+			c.lingerClose(done)
 			return
 		}
 	}
@@ -380,27 +380,40 @@ func (c *conn) setReadDeadline(t time.Time) {
 	_ = c.nc.SetReadDeadline(t)
 }
 
+// workDone is what the reader needs to know about a request work finished (its slot may be
+// reused at once).
+type workDone struct {
+	detached   bool   // the reader role moved on while the request was worked on
+	closeAfter bool   // the connection ends after this response
+	clientEnd  bool   // the client itself asked to end it, and sent no body
+	seq        uint64 // the request's slot sequence number
+}
+
 // work runs one request to completion in the calling goroutine (handle.go), then finishes its
-// slot: the response is in order in the output buffer or stashed for the head to write. It
-// returns what the caller needs to know about s, which may be reused as soon as it finished.
-func (c *conn) work(s *slot) (detached, closeAfter bool, seq uint64) {
+// slot: the response is in order in the output buffer or stashed for the head to write.
+func (c *conn) work(s *slot) workDone {
 	if s.serial {
 		c.waitDrained(s)
 	}
 	c.srv.handle(s)
-	closeAfter, seq = s.closeAfter, s.seq
-	detached = s.finish()
-	return detached, closeAfter, seq
+	done := workDone{closeAfter: s.closeAfter, seq: s.seq,
+		clientEnd: s.perr == nil && s.head != nil && s.body == nil && wantsClose(s.head)}
+	done.detached = s.finish()
+	return done
 }
 
 // lingerTime bounds how long a closing connection keeps reading what the client still sends.
 const lingerTime = 500 * time.Millisecond
 
-// lingerClose waits until slot seq, the connection's final response, is written (finish half-closes
-// the connection then), and discards what the client still sends for a short while, so the
-// response is not lost to a TCP reset.
-func (c *conn) lingerClose(seq uint64) {
-	c.waitWritten(seq)
+// lingerClose waits until the connection's final response is written (finish half-closes the
+// connection then), and discards what the client still sends for a short while, so the
+// response is not lost to a TCP reset. Like nginx, it does not linger when nothing suggests
+// more is coming: the client asked to close, sent no body, and nothing it sent is unread.
+func (c *conn) lingerClose(done workDone) {
+	c.waitWritten(done.seq)
+	if done.clientEnd && (c.br == nil || c.br.Buffered() == 0) && c.src.nothingPending() {
+		return
+	}
 	c.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)
 }

@@ -20,6 +20,7 @@ type connSource struct {
 	pend     []byte         // read by readFirst, not yet handed to the read buffer
 	err      error          // how readFirst's read ended, when it brought no bytes
 	released bool           // readFirst gave the connection's buffers back
+	one      [1]byte        // nothingPending's look
 	firstFn  func(fd uintptr) bool
 }
 

@@ -49,3 +49,23 @@ func (s *connSource) firstRead(fd uintptr) bool {
 		return true
 	}
 }
+
+// nothingPending reports whether the socket holds no unread bytes (a look without reading and
+// without waiting); false when it cannot tell.
+func (s *connSource) nothingPending() bool {
+	if s.raw == nil || len(s.pend) > 0 {
+		return false
+	}
+	empty := false
+	_ = s.raw.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), s.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EINTR {
+				continue
+			}
+			empty = err == syscall.EAGAIN
+			return true
+		}
+	})
+	return empty
+}
