@@ -352,7 +352,9 @@ func appendURL(b []byte, s *slot) []byte {
 	switch {
 	case r == nil && s.head == nil:
 		return append(b, "error:invalid-request"...)
-	case r == nil: // a lean request: origin-form, with a Host
+	case r == nil && s.head.Target()[0] != '/': // a lean absolute-form request
+		return appendQuoted(b, s.head.Target())
+	case r == nil: // a lean origin-form request, with a Host
 		b = append(b, "http://"...)
 		b = appendQuoted(b, s.head.Host())
 		return appendQuoted(b, s.head.Target())

@@ -30,15 +30,25 @@ func putHead(h *wire.RequestHead) {
 }
 
 // leanHead reports whether the head view serves the request exactly as its *http.Request
-// would, so that building it can wait: an origin-form target whose path has only bytes
-// net/url keeps as they are (no percent-escapes: the path is then its own decoded form), a
-// non-empty Host, no chunked body (bufferChunked needs the request).
+// would, so that building it can wait: no chunked body (bufferChunked needs the request), and
+// a target whose path has only bytes net/url keeps as they are (no percent-escapes: the path is
+// then its own decoded form) — origin-form with a non-empty Host, or absolute-form http:// or
+// https:// (lowercase) with a plain authority (leanAuthority) and a path.
 func leanHead(h *wire.RequestHead) bool {
-	t := h.Target()
-	if t[0] != '/' || h.Chunked || len(h.Host()) == 0 {
+	if h.Chunked {
 		return false
 	}
-	for _, b := range t {
+	path := h.Target()
+	if path[0] != '/' {
+		auth, rest, ok := splitAbsolute(path)
+		if !ok || !leanAuthority(auth) {
+			return false
+		}
+		path = rest
+	} else if len(h.Host()) == 0 {
+		return false
+	}
+	for _, b := range path {
 		switch {
 		case b == '?':
 			return true // the query is kept raw
@@ -49,6 +59,60 @@ func leanHead(h *wire.RequestHead) bool {
 		}
 	}
 	return true
+}
+
+// splitAbsolute splits an absolute-form http:// or https:// target (lowercase scheme) into its
+// authority and its path with the query; ok is false for any other target or one without a
+// path.
+func splitAbsolute(t []byte) (auth, rest []byte, ok bool) {
+	switch {
+	case bytes.HasPrefix(t, []byte("http://")):
+		t = t[len("http://"):]
+	case bytes.HasPrefix(t, []byte("https://")):
+		t = t[len("https://"):]
+	default:
+		return nil, nil, false
+	}
+	i := bytes.IndexByte(t, '/')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	return t[:i], t[i:], true
+}
+
+// leanAuthority reports an authority net/url takes as it is: a host name or IPv4 address
+// (letters, digits, '.', '-'), then optionally ':' and a port of digits. Userinfo, IPv6
+// literals and escapes are decoded the slow way.
+func leanAuthority(a []byte) bool {
+	host, port, hasPort := bytes.Cut(a, []byte{':'})
+	if len(host) == 0 || hasPort && len(port) == 0 {
+		return false
+	}
+	for _, b := range port {
+		if !isDigit(b) {
+			return false
+		}
+	}
+	for _, b := range host {
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// leanForward reports a lean absolute-form request (the head's target is the URL).
+func (s *slot) leanForward() bool { return s.req == nil && s.head.Target()[0] != '/' }
+
+// leanURL returns a lean absolute-form request's scheme and authority (the URL's Host).
+func (s *slot) leanURL() (scheme string, auth []byte) {
+	t := s.head.Target()
+	scheme = "http"
+	if t[4] == 's' {
+		scheme = "https"
+	}
+	auth, _, _ = splitAbsolute(t)
+	return scheme, auth
 }
 
 // request returns the slot's *http.Request, decoding it from the head the first time: with
@@ -103,6 +167,9 @@ func (s *slot) Method() string { return s.method() }
 func (s *slot) AppendURL(b []byte) []byte {
 	if s.req != nil {
 		return cache.AppendTargetURL(b, s.req.URL, s.req.Host)
+	}
+	if s.leanForward() { // the URL as sent: net/url keeps a lean one verbatim
+		return append(b, s.head.Target()...)
 	}
 	// A lean reverse request: http://, the Host lowercased (as classify would set URL.Host),
 	// the target as sent (net/url keeps a lean path and any query verbatim).

@@ -131,6 +131,8 @@ func FuzzReadRequest(f *testing.F) {
 		"GET /a?b%20c?# HTTP/1.1\r\nHost: X.Y:81\r\nPragma: no-cache\r\nConnection: foo, close\r\nFoo: 1\r\nVia: 1.1 p\r\n\r\n",
 		"GET /x!$&'()*+,;=:@~ HTTP/1.0\r\nHost: h\r\nCache-Control: a\r\ncache-control: b\r\nExpect: \r\n\r\n",
 		"HEAD //p? HTTP/1.1\r\nHost: h\r\nKeep-Alive: 1\r\nTE: x\r\nUpgrade: u\r\nProxy-Authorization: y\r\n\r\n",
+		"GET http://Ex-1.test:8080/a;b?c=%41 HTTP/1.1\r\nHost: other\r\nProxy-Authorization: Basic eA==\r\n\r\n",
+		"GET https://h/ HTTP/1.0\r\n\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -178,6 +180,21 @@ func FuzzReadRequest(f *testing.F) {
 func checkLeanView(t *testing.T, s *slot) {
 	t.Helper()
 	s.mode = modeReverse
+	if s.leanForward() {
+		s.mode = modeForward
+		scheme, auth := s.leanURL()
+		r, err := s.head.NewRequest()
+		if err != nil {
+			t.Fatalf("lean head does not decode: %v", err)
+		}
+		if scheme != r.URL.Scheme || string(auth) != r.URL.Host || r.Host != r.URL.Host {
+			t.Fatalf("lean scheme %q authority %q, decoded %q %q (Host %q)", scheme, auth, r.URL.Scheme, r.URL.Host, r.Host)
+		}
+		lh, lp := leanHostPort(string(auth), scheme)
+		if dh, dp := targetHostPort(r.URL.Host, r.URL.Scheme); lh != dh || lp != dp {
+			t.Fatalf("lean destination %s port %d, decoded %s port %d", lh, lp, dh, dp)
+		}
+	}
 	s.stripHopByHop()
 	got := string(s.AppendURL(nil))
 	r := s.request()
