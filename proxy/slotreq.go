@@ -16,8 +16,9 @@ import (
 // memory hit is served from it without an *http.Request or a header map: policy, the cache's
 // view (cache.Request), the access log and the metrics read the head. The *http.Request is
 // built from it only where it is needed (request): for the upstream fetch, upgrades, CONNECT,
-// TRACE, the PAC file, and the ftp:// gateway. Requests whose target the head view cannot
-// read exactly as net/url would (readRequest: not lean) have theirs built at once, as before.
+// TRACE/OPTIONS, the PAC file. Requests the head view cannot read exactly as net/url would
+// (not leanHead: escapes in the path, userinfo, IPv6 literals, ftp:// — the gateway —, chunked
+// bodies) have theirs decoded by readRequest at once, as before.
 
 // headPool holds request heads (their buffers) of slots and connections that idle.
 var headPool = sync.Pool{New: func() any { return new(wire.RequestHead) }}
