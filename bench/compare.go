@@ -401,60 +401,77 @@ func (r *compareRun) measure(ctx context.Context, round int, sc Scenario, server
 	if server == "origin" {
 		port, proc = r.oport, r.origin
 	}
-	target := fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.Path)
-	if err := r.pinAll(); err != nil {
-		return Cell{}, err
-	}
-	originBefore, err := r.originRequests(ctx)
-	if err != nil {
-		return Cell{}, err
-	}
-	cmd := pinned(r.o.LoadCPU, r.o.Nice, "wrk", wrkArgs(sc, r.o.Connections, r.o.Duration, script, target)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cpu0, err := readCPUStat()
-	if err != nil {
-		return Cell{}, err
-	}
-	snap0, t0 := takeProcSnapshot(), time.Now()
-	if err := runBounded(ctx, cmd, r.o.Duration+30*time.Second); err != nil {
-		return Cell{}, fmt.Errorf("wrk %s %s: %w: %s", sc.Name, server, err, out.String())
-	}
-	snap1, window := takeProcSnapshot(), time.Since(t0)
-	cpu1, err := readCPUStat()
-	if err != nil {
-		return Cell{}, err
-	}
-	originAfter, err := r.originRequests(ctx)
-	if err != nil {
-		return Cell{}, err
-	}
-	w, err := parseWrk(out.String())
+	cmd := pinned(r.o.LoadCPU, r.o.Nice, "wrk", wrkArgs(sc, r.o.Connections, r.o.Duration, script,
+		fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.Path))...)
+	win, err := r.window(ctx, cmd)
 	if err != nil {
 		return Cell{}, fmt.Errorf("%s %s: %w", sc.Name, server, err)
 	}
 	if proc.exited() {
 		return Cell{}, fmt.Errorf("%s exited during %s (%v); its log:\n%s", server, sc.Name, proc.err, proc.logTail())
 	}
-	c := Cell{Round: round, Scenario: sc.Name, Server: server, wrkResult: w, Window: window.Seconds(),
-		ServerCPU: ticksToSeconds(groupTicks(snap0, snap1, proc.pgrp())), OriginRequests: max(0, originAfter-originBefore-1)}
+	c := Cell{Round: round, Scenario: sc.Name, Server: server, wrkResult: win.wrk, Window: win.elapsed.Seconds(),
+		ServerCPU: ticksToSeconds(groupTicks(win.snap0, win.snap1, proc.pgrp())), OriginRequests: win.origin}
 	if server == "origin" {
-		c.OriginRequests = 0
+		c.OriginRequests = 0 // its own requests, not a proxy's misses
 	}
-	if secs := w.Elapsed.Seconds(); secs > 0 {
-		c.RequestsPerSec, c.BytesPerSec = float64(w.Requests)/secs, float64(w.Bytes)/secs
+	if secs := c.Elapsed.Seconds(); secs > 0 {
+		c.RequestsPerSec, c.BytesPerSec = float64(c.Requests)/secs, float64(c.Bytes)/secs
 	}
 	if c.ServerCPU > 0 {
-		c.RequestsPerCPU = float64(w.Requests) / c.ServerCPU
+		c.RequestsPerCPU = float64(c.Requests) / c.ServerCPU
 	}
-	c.Outside = r.outside(snap0, snap1, cpu0, cpu1, cmd, window)
+	c.Outside = r.outside(win, cmd)
 	return c, nil
 }
 
-// outside is the cell's outside load: the machine's busy time minus that of every process the
-// run started (all servers, the origin, wrk) and the run itself.
-func (r *compareRun) outside(snap0, snap1 procSnapshot, cpu0, cpu1 cpuStat, wrk *exec.Cmd, window time.Duration) Disturbance {
+// cellWindow is what one wrk run measured and the machine's state around it.
+type cellWindow struct {
+	wrk          wrkResult
+	snap0, snap1 procSnapshot
+	cpu0, cpu1   cpuStat
+	elapsed      time.Duration
+	origin       int64 // requests that reached the origin
+}
+
+// window runs wrk between two readings of the origin's counter, /proc/stat and every
+// process's CPU time, after pinning the servers' threads again.
+func (r *compareRun) window(ctx context.Context, wrk *exec.Cmd) (cellWindow, error) {
+	var w cellWindow
+	if err := r.pinAll(); err != nil {
+		return w, err
+	}
+	before, err := r.originRequests(ctx)
+	if err != nil {
+		return w, err
+	}
+	var out strings.Builder
+	wrk.Stdout, wrk.Stderr = &out, &out
+	wrk.SysProcAttr = ownGroup()
+	if w.cpu0, err = readCPUStat(); err != nil {
+		return w, err
+	}
+	w.snap0 = takeProcSnapshot()
+	t0 := time.Now()
+	if err := runBounded(ctx, wrk, r.o.Duration+30*time.Second); err != nil {
+		return w, fmt.Errorf("wrk: %w: %s", err, out.String())
+	}
+	w.snap1, w.elapsed = takeProcSnapshot(), time.Since(t0)
+	if w.cpu1, err = readCPUStat(); err != nil {
+		return w, err
+	}
+	after, err := r.originRequests(ctx)
+	if err != nil {
+		return w, err
+	}
+	w.origin = max(0, after-before-1) // less the status request itself
+	w.wrk, err = parseWrk(out.String())
+	return w, err
+}
+
+// outside is the window's outside load: the machine's busy time minus that of every process
+// the run started (all servers, the origin, wrk) and the run itself.
+func (r *compareRun) outside(w cellWindow, wrk *exec.Cmd) Disturbance {
 	groups := map[int]bool{}
 	for _, g := range r.groups() {
 		groups[g] = true
@@ -462,19 +479,19 @@ func (r *compareRun) outside(snap0, snap1 procSnapshot, cpu0, cpu1 cpuStat, wrk 
 	self := os.Getpid()
 	var ours uint64
 	for g := range groups {
-		ours += groupTicks(snap0, snap1, g)
+		ours += groupTicks(w.snap0, w.snap1, g)
 	}
-	if a, ok := snap1[self]; ok {
-		ours += a.own - snap0[self].own
+	if a, ok := w.snap1[self]; ok {
+		ours += a.own - w.snap0[self].own
 	}
 	oursSec := ticksToSeconds(ours)
 	if st := wrk.ProcessState; st != nil {
 		oursSec += (st.UserTime() + st.SystemTime()).Seconds()
 	}
-	d := disturbance(cpu0, cpu1, oursSec, window, r.o.Threshold)
+	d := disturbance(w.cpu0, w.cpu1, oursSec, w.elapsed, r.o.Threshold)
 	d.Load1 = loadAverage()
 	isOurs := func(pid int, t procTimes) bool { return pid == self || groups[t.pgrp] }
-	top := outsiders(snap0, snap1, isOurs, window)
+	top := outsiders(w.snap0, w.snap1, isOurs, w.elapsed)
 	for _, t := range top[:min(3, len(top))] {
 		if t.Cores >= 0.01 {
 			d.Top = append(d.Top, t)

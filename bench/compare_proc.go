@@ -264,7 +264,7 @@ func startProcess(name string, cmd *exec.Cmd, logFile string) (*process, error) 
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -365,4 +365,11 @@ func pinGroup(pgrp, cpu int) (moved int, err error) {
 		}
 	}
 	return moved, nil
+}
+
+// ownGroup puts a started process in a process group of its own (so the run can signal it and
+// everything it forks, and nothing else) and has the kernel kill it should the run itself die
+// without cleaning up (SIGKILL, OOM).
+func ownGroup() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

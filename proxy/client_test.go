@@ -115,7 +115,10 @@ func TestUpstreamKeepAlive(t *testing.T) {
 		case http.StateNew:
 			conns.Add(1)
 		case http.StateClosed:
-			closed <- struct{}{}
+			select {
+			case closed <- struct{}{}:
+			default:
+			}
 		}
 	}
 	o.Start()
