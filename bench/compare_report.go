@@ -349,6 +349,7 @@ func zeroNaN(v float64) float64 {
 	return v
 }
 
+// medianDuration is the median of nanosecond values as a duration (none: 0).
 func medianDuration(v []float64) time.Duration {
 	m := median(v)
 	if math.IsNaN(m) {

@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 	"github.com/outpost-proxy/outpost/internal/diskspace"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -305,10 +306,10 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 	b = append(b, "] \""...)
 	b = appendMethod(b, s)
 	b = append(b, ' ')
-	if s.req != nil {
-		b = appendQuoted(b, s.req.RequestURI)
+	if h := s.head; h != nil {
+		b = appendQuoted(b, h.Target())
 		b = append(b, ' ')
-		b = append(b, s.req.Proto...)
+		b = append(b, protoName(h)...)
 	} else {
 		b = append(b, "- -"...)
 	}
@@ -316,14 +317,14 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 	b = strconv.AppendInt(b, int64(s.status), 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, s.bytesOut, 10)
-	ref, ua := "-", "-"
-	if s.req != nil {
-		ref, ua = orDash(s.req.Header.Get("Referer")), orDash(s.req.Header.Get("User-Agent"))
+	var ref, ua []byte
+	if h := s.head; h != nil {
+		ref, ua = h.Get("Referer"), h.Get("User-Agent")
 	}
 	b = append(b, " \""...)
-	b = appendQuoted(b, ref)
+	b = appendQuoted(b, orDash(ref))
 	b = append(b, "\" \""...)
-	b = appendQuoted(b, ua)
+	b = appendQuoted(b, orDash(ua))
 	b = append(b, "\" "...)
 	b = append(b, resultCode(s).String()...)
 	b = append(b, ' ')
@@ -340,18 +341,24 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 
 // appendMethod appends the request method ("-" when the request was unreadable).
 func appendMethod(b []byte, s *slot) []byte {
-	if s.req == nil {
+	if s.head == nil {
 		return append(b, '-')
 	}
-	return appendQuoted(b, s.req.Method)
+	return appendQuoted(b, s.head.Method())
 }
 
 // appendURL appends the URL as the client named it.
 func appendURL(b []byte, s *slot) []byte {
 	r := s.req
 	switch {
-	case r == nil:
+	case r == nil && s.head == nil:
 		return append(b, "error:invalid-request"...)
+	case r == nil && s.head.Target()[0] != '/': // a lean absolute-form request
+		return appendQuoted(b, s.head.Target())
+	case r == nil: // a lean origin-form request, with a Host
+		b = append(b, "http://"...)
+		b = appendQuoted(b, s.head.Host())
+		return appendQuoted(b, s.head.Target())
 	case r.Method == "CONNECT":
 		return appendQuoted(b, r.Host)
 	case r.URL.Scheme != "" && len(r.RequestURI) > 0 && r.RequestURI[0] != '/':
@@ -386,11 +393,21 @@ func appendDash(b []byte, v string) []byte {
 }
 
 // orDash returns v or "-".
-func orDash(v string) string {
-	if v == "" {
-		return "-"
+func orDash(v []byte) []byte {
+	if len(v) == 0 {
+		return dash
 	}
 	return v
+}
+
+var dash = []byte("-")
+
+// protoName is the request's HTTP version as on its request line.
+func protoName(h *wire.RequestHead) string {
+	if h.Proto10 {
+		return "HTTP/1.0"
+	}
+	return "HTTP/1.1"
 }
 
 // appendPad3 appends n zero-padded to three digits.

@@ -82,18 +82,10 @@ func runLoad(b *testing.B, addr, req string, depth, respLen int) {
 }
 
 // BenchmarkHitKeepAlive: one keep-alive connection, one request at a time, 1 KiB cache hits.
-func BenchmarkHitKeepAlive(b *testing.B) {
-	p := benchProxy(b, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://127.0.0.1:1\"]\n", Options{Cache: newHitCache()})
-	req := "GET /obj HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
-	runLoad(b, p.addr, req, 1, benchResponseLen(b, p.addr, req))
-}
+func BenchmarkHitKeepAlive(b *testing.B) { benchHit(b, anyRoute, "/obj", 1) }
 
 // BenchmarkHitPipelined16: one connection, 16 pipelined requests per write, 1 KiB cache hits.
-func BenchmarkHitPipelined16(b *testing.B) {
-	p := benchProxy(b, "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://127.0.0.1:1\"]\n", Options{Cache: newHitCache()})
-	req := "GET /obj HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
-	runLoad(b, p.addr, req, 16, benchResponseLen(b, p.addr, req))
-}
+func BenchmarkHitPipelined16(b *testing.B) { benchHit(b, anyRoute, "/obj", 16) }
 
 // BenchmarkOriginKeepAlive: no cache, a local origin serving 1 KiB, keep-alive both sides.
 func BenchmarkOriginKeepAlive(b *testing.B) {

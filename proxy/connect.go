@@ -19,7 +19,7 @@ import (
 // copy bytes both ways until both sides have finished, with half-close passed through and an
 // idle timeout. The connection carries nothing else afterwards.
 func (srv *Server) tunnel(s *slot) {
-	c, r := s.c, s.req
+	c, r := s.c, s.request()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, srv.cfg.Upstream.ConnectTimeout)
 	up, err := srv.dialer.DialContext(ctx, "tcp", r.Host)

@@ -91,8 +91,8 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// Header reading (request.go), used only by the goroutine holding the reader role.
-	reqHead wire.RequestHead // the request just read: indexes into the bytes read (request.go)
-	body    *bodyReader      // the body of the request just read (handed to its slot)
+	reqHead *wire.RequestHead // the request being read (request.go); its slot takes it (setRequest)
+	body    *bodyReader       // the body of the request just read (handed to its slot)
 	served  int
 
 	// The pipeline window and the stall watch (pipeline.go, which holds its locking rules).
@@ -313,8 +313,12 @@ func (c *conn) forgetRequestsLocked() {
 	for _, s := range c.ring {
 		if s != nil {
 			s.slotState = slotState{seq: s.seq, sExtra: s.sExtra[:0]}
+			putHead(s.own)
+			s.own = nil
 		}
 	}
+	putHead(c.reqHead)
+	c.reqHead = nil
 }
 
 // releaseBuffers gives the buffers back to their pool. The caller makes sure they are empty
@@ -393,7 +397,7 @@ func (c *conn) work(s *slot) workDone {
 	}
 	c.srv.handle(s)
 	done := workDone{closeAfter: s.closeAfter, seq: s.seq,
-		clientEnd: s.perr == nil && s.req != nil && s.body == nil && wantsClose(s.req, s.proto10)}
+		clientEnd: s.perr == nil && s.head != nil && s.body == nil && wantsClose(s.head)}
 	done.detached = s.finish()
 	return done
 }

@@ -48,8 +48,7 @@ func (srv *Server) handle(s *slot) {
 // serveProxied sends a forward or reverse request through the cache when there is one, else
 // straight upstream.
 func (srv *Server) serveProxied(s *slot) {
-	r := s.req
-	wire.StripHopByHop(r.Header)
+	s.stripHopByHop()
 	if perr := s.bufferChunked(); perr != nil {
 		s.writeError(perr)
 		return
@@ -74,38 +73,14 @@ func (srv *Server) serveProxied(s *slot) {
 	_ = s.WriteResponse(resp)
 }
 
-// The slot is the cache's view of its request (cache.Request) while Serve runs: the request
-// as read and checked, its URL absolute (classify sets scheme and host for reverse routes).
-
-var _ cache.Request = (*slot)(nil)
-
-// Method returns the request method.
-func (s *slot) Method() string { return s.req.Method }
-
-// AppendURL appends the target URI in absolute form.
-func (s *slot) AppendURL(b []byte) []byte { return cache.AppendTargetURL(b, s.req.URL, s.req.Host) }
-
-// Values returns the values of the header field with the canonical name, nil when absent.
-func (s *slot) Values(name string) []string { return s.req.Header[name] }
-
-// HasAny reports whether any of the header fields with the canonical names is present.
-func (s *slot) HasAny(names []string) bool { return cache.HeaderHasAny(s.req.Header, names) }
-
-// RemoteAddr returns the client's "ip:port".
-func (s *slot) RemoteAddr() string { return s.c.remote }
-
-// Done returns nil: a client's departure does not end the cache's work for it (the write
-// fails instead).
-func (s *slot) Done() <-chan struct{} { return nil }
-
 // bufferChunked reads a chunked request body up to proxy.request_buffer before anything goes
 // upstream, so a malformed or oversized chunked body is refused with nothing sent. A body that
 // fits is forwarded with a Content-Length; a longer one streams (buffered part first).
 func (s *slot) bufferChunked() *protoError {
-	r := s.req
-	if r.ContentLength >= 0 {
+	if s.req == nil && !s.head.Chunked || s.req != nil && s.req.ContentLength >= 0 {
 		return nil
 	}
+	r := s.request()
 	limit := int64(s.c.srv.cfg.RequestBuffer)
 	var buf bytes.Buffer
 	_, err := io.CopyN(&buf, r.Body, limit+1)
@@ -147,7 +122,7 @@ func (srv *Server) afterBody(s *slot) {
 // answerLocally answers requests addressed to the proxy itself: the PAC file, OPTIONS (at
 // Max-Forwards 0 or "*") and TRACE at Max-Forwards 0.
 func (srv *Server) answerLocally(s *slot) {
-	r := s.req
+	r := s.request()
 	switch {
 	case r.Method == http.MethodTrace:
 		srv.answerTrace(s)
@@ -170,7 +145,7 @@ func (srv *Server) allowMethods() string {
 
 // answerTrace echoes the request (without credentials) as message/http (RFC 9110 §9.3.8).
 func (srv *Server) answerTrace(s *slot) {
-	r := s.req
+	r := s.request()
 	var b bytes.Buffer
 	b.WriteString(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
 	h := r.Header.Clone()

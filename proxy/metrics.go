@@ -81,8 +81,8 @@ func methodIndex(m string) int {
 // observe counts a finished request.
 func (m *metrics) observe(s *slot, dur time.Duration) {
 	mi := len(knownMethods) + 1
-	if s.req != nil {
-		mi = methodIndex(s.req.Method)
+	if m := s.method(); m != "" {
+		mi = methodIndex(m)
 	}
 	key := uint32(mi)<<16 | uint32(s.status)<<4 | uint32(s.mode)
 	c := s.c // its last counter is kept, guarded by c.mu like every call here
@@ -92,7 +92,7 @@ func (m *metrics) observe(s *slot, dur time.Duration) {
 	c.mCounter.Inc()
 	m.requestSeconds.Observe(dur.Seconds())
 	m.bytesOut.Add(float64(s.bytesOut))
-	if s.req != nil {
+	if s.head != nil {
 		m.bytesIn.Add(float64(s.reqBytes))
 	}
 }

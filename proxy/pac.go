@@ -15,7 +15,7 @@ const pacPath = "/proxy.pac"
 // configured address, or the one the PAC file was fetched from), direct for the configured
 // patterns.
 func (srv *Server) servePAC(s *slot) {
-	r := s.req
+	r := s.request()
 	proxy := srv.cfg.PAC.Proxy
 	if proxy == "" {
 		proxy = r.Host

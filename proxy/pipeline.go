@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-proxy/outpost/cache"
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // The pipeline window. Each request read from a connection takes the next slot of a ring of
@@ -122,15 +123,19 @@ func (c *conn) finishTime() time.Time { return c.wnow }
 // pipeline's (see pipeline); the others belong to the goroutine working on the request, and
 // the head reads them under c.mu once the slot is finished (the access log).
 type slot struct {
-	c *conn
+	c   *conn
+	own *wire.RequestHead // the head the slot holds (its request's, then spare), nil when idle
 	slotState
 }
 
 // slotState is a slot's per-request state.
 type slotState struct {
 	seq  uint64
-	req  *http.Request
-	body *bodyReader // the request body, nil when there is none
+	head *wire.RequestHead // the request as read (own), nil when it could not be read
+	req  *http.Request     // decoded from head, nil until needed (slotreq.go request)
+	body *bodyReader       // the request body, nil when there is none
+
+	stripped bool // hop-by-hop fields were stripped (serveProxied)
 
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
@@ -187,26 +192,33 @@ func (c *conn) newSlot(start time.Time) *slot {
 	return s
 }
 
-// setRequest records the request and how the connection continues after it.
+// setRequest takes the request just read (its head, and req when decoded already) and records
+// how the connection continues after it. The slot keeps the head; the reader reads the next
+// request into the slot's spare one.
 func (s *slot) setRequest(req *http.Request) {
 	c := s.c
-	s.req = req
-	s.reqBytes = int64(len(c.reqHead.Bytes()))
+	s.own, c.reqHead = c.reqHead, s.own
+	h := s.own
+	s.head, s.req = h, req
+	s.reqBytes = int64(len(h.Bytes()))
 	if s.body = c.body; s.body != nil {
 		s.body.s = s
 	}
-	req.RemoteAddr = c.remote
-	s.proto10 = req.ProtoMajor == 1 && req.ProtoMinor == 0
-	s.isHEAD = req.Method == http.MethodHead
-	safe := req.Method == http.MethodGet || s.isHEAD || req.Method == http.MethodOptions || req.Method == http.MethodTrace
-	s.serial = !safe || req.ContentLength != 0
+	if req != nil {
+		req.RemoteAddr = c.remote
+	}
+	s.proto10 = h.Proto10
+	method := s.method()
+	s.isHEAD = method == http.MethodHead
+	safe := method == http.MethodGet || s.isHEAD || method == http.MethodOptions || method == http.MethodTrace
+	s.serial = !safe || h.HasBody()
 	c.served++
-	s.closeAfter = wantsClose(req, s.proto10) ||
+	s.closeAfter = wantsClose(h) ||
 		(c.srv.cfg.MaxRequestsPerConnection > 0 && c.served >= c.srv.cfg.MaxRequestsPerConnection)
-	if req.Method == http.MethodConnect {
+	if method == http.MethodConnect {
 		s.serial = true
 	}
-	if isUpgrade(req) {
+	if isUpgrade(h) {
 		s.upgrade, s.serial = true, true // nothing behind it starts before the origin answered
 	}
 	s.closeEarly = s.closeAfter
@@ -225,13 +237,12 @@ func (s *slot) fail(perr *protoError) {
 // wantsClose reports whether the client's request ends its connection: HTTP/1.1 with
 // "Connection: close" (or Proxy-Connection: close), HTTP/1.0 without "keep-alive"
 // (Connection or Proxy-Connection).
-func wantsClose(req *http.Request, proto10 bool) bool {
-	if hasToken(req.Header["Connection"], "close") || hasToken(req.Header["Proxy-Connection"], "close") {
+func wantsClose(h *wire.RequestHead) bool {
+	if h.HasToken("Connection", "close") || h.HasToken("Proxy-Connection", "close") {
 		return true
 	}
-	if proto10 {
-		return !hasToken(req.Header["Connection"], "keep-alive") &&
-			!hasToken(req.Header["Proxy-Connection"], "keep-alive")
+	if h.Proto10 {
+		return !h.HasToken("Connection", "keep-alive") && !h.HasToken("Proxy-Connection", "keep-alive")
 	}
 	return false
 }

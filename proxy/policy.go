@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -113,15 +114,18 @@ func (p *policy) allowed(ip netip.Addr) bool {
 	return false
 }
 
-// authenticate checks Proxy-Authorization: Basic against the users file. It returns the user
-// name, or a 407 refusal with the challenge.
-func (p *policy) authenticate(h http.Header) (string, *protoError) {
+// authenticate checks the request's Proxy-Authorization: Basic against the users file. It
+// returns the user name, or a 407 refusal with the challenge.
+func (p *policy) authenticate(s *slot) (string, *protoError) {
 	if p.users == nil {
 		return "", nil
 	}
 	challenge := &protoError{status: http.StatusProxyAuthRequired, msg: "proxy authentication required",
 		extra: "Proxy-Authenticate: Basic realm=" + strconv.Quote(p.realm) + ", charset=\"UTF-8\"\r\n"}
-	v := h.Get("Proxy-Authorization")
+	var v string
+	if vs := s.Values("Proxy-Authorization"); len(vs) > 0 {
+		v = vs[0]
+	}
 	scheme, cred, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Basic") {
 		return "", challenge
@@ -175,8 +179,7 @@ func (p *policy) deniedHost(host string) bool {
 // forward and CONNECT requests the ACL, authentication, deny lists and CONNECT ports, then
 // method rules — and returns the refusal to send, or nil.
 func (srv *Server) admit(s *slot) *protoError {
-	r := s.req
-	if viaLoop(r.Header["Via"], srv.cfg.ViaPseudonym) {
+	if viaLoop(s.Values("Via"), srv.cfg.ViaPseudonym) {
 		return &protoError{status: http.StatusLoopDetected, msg: "forwarding loop detected: this request already went through " + srv.cfg.ViaPseudonym}
 	}
 	if perr := srv.classify(s); perr != nil {
@@ -192,19 +195,33 @@ func (srv *Server) admit(s *slot) *protoError {
 
 // admitForward applies the forward-proxy policy.
 func (srv *Server) admitForward(s *slot) *protoError {
-	r, p := s.req, srv.policy
+	p := srv.policy
 	if !srv.cfg.Forward {
 		return &protoError{status: http.StatusForbidden, msg: "forward proxying is disabled on this proxy"}
 	}
 	if !p.allowed(s.c.ip) {
 		return &protoError{status: http.StatusForbidden, msg: "client address " + s.c.ipStr + " may not use this proxy"}
 	}
-	user, perr := p.authenticate(r.Header)
+	user, perr := p.authenticate(s)
 	if perr != nil {
 		return perr
 	}
 	s.user = user
-	host, port := targetHostPort(r)
+	var scheme, host string
+	var port int
+	if s.leanForward() {
+		var auth []byte
+		scheme, auth = s.leanURL()
+		host, port = leanHostPort(transient(auth), scheme)
+	} else {
+		r := s.request()
+		hostport := r.URL.Host
+		if r.Method == http.MethodConnect {
+			hostport = r.Host
+		}
+		scheme = r.URL.Scheme
+		host, port = targetHostPort(hostport, scheme)
+	}
 	if !s.c.ip.IsLoopback() && isLocalDestination(host) {
 		return &protoError{status: http.StatusForbidden, msg: "clients on other hosts may not reach the proxy's own loopback services"}
 	}
@@ -214,11 +231,11 @@ func (srv *Server) admitForward(s *slot) *protoError {
 	if s.mode == modeConnect && !p.connectPorts[port] {
 		return &protoError{status: http.StatusForbidden, msg: fmt.Sprintf("CONNECT to port %d is not allowed", port)}
 	}
-	if r.URL.Scheme == "ftp" && (srv.opts.FTP == nil || !srv.cfg.FTP.Enabled) {
+	if scheme == "ftp" && (srv.opts.FTP == nil || !srv.cfg.FTP.Enabled) {
 		return &protoError{status: http.StatusNotImplemented, msg: "ftp:// URLs are not served: the FTP gateway is disabled on this proxy"}
 	}
-	if s.mode == modeForward && r.URL.Scheme != "http" && r.URL.Scheme != "https" && r.URL.Scheme != "ftp" {
-		return bad("unsupported URL scheme %q", r.URL.Scheme)
+	if s.mode == modeForward && scheme != "http" && scheme != "https" && scheme != "ftp" {
+		return bad("unsupported URL scheme %q", scheme)
 	}
 	return nil
 }
@@ -226,15 +243,15 @@ func (srv *Server) admitForward(s *slot) *protoError {
 // admitMethod applies the method rules: TRACE off by default, OPTIONS/TRACE at Max-Forwards 0
 // answered locally, Expect.
 func (srv *Server) admitMethod(s *slot) *protoError {
-	r := s.req
-	if r.Method == http.MethodTrace && !srv.cfg.AllowTrace {
+	method := s.method()
+	if method == http.MethodTrace && !srv.cfg.AllowTrace {
 		return &protoError{status: http.StatusMethodNotAllowed, msg: "TRACE is disabled on this proxy",
 			extra: "Allow: " + srv.allowMethods() + "\r\n"}
 	}
-	if (r.Method == http.MethodOptions || r.Method == http.MethodTrace) && maxForwards(r.Header) == 0 {
+	if (method == http.MethodOptions || method == http.MethodTrace) && maxForwards(s.request().Header) == 0 {
 		s.mode = modeLocal
 	}
-	if ex, ok := r.Header["Expect"]; ok && !s.proto10 {
+	if ex := s.Values("Expect"); ex != nil && !s.proto10 {
 		if len(ex) != 1 || !strings.EqualFold(strings.TrimSpace(ex[0]), "100-continue") {
 			return &protoError{status: http.StatusExpectationFailed, msg: "only Expect: 100-continue is supported"}
 		}
@@ -256,23 +273,34 @@ func isLocalDestination(host string) bool {
 	return err == nil && (a.Unmap().IsLoopback() || a.IsUnspecified())
 }
 
-// targetHostPort returns the destination host and port of a forward or CONNECT request.
-func targetHostPort(r *http.Request) (string, int) {
-	hostport := r.URL.Host
-	if r.Method == http.MethodConnect {
-		hostport = r.Host
-	}
+// targetHostPort returns the destination host and port of a forward or CONNECT request to
+// hostport (the URL's host, or CONNECT's authority), the port by scheme when it names none.
+func targetHostPort(hostport, scheme string) (string, int) {
 	host, portStr, err := net.SplitHostPort(hostport)
 	if err != nil {
-		host = strings.Trim(hostport, "[]")
-		switch r.URL.Scheme {
-		case "https":
-			portStr = "443"
-		case "ftp":
-			portStr = "21"
-		default:
-			portStr = "80"
-		}
+		return strings.Trim(hostport, "[]"), defaultPort(scheme)
+	}
+	port, _ := strconv.Atoi(portStr)
+	return host, port
+}
+
+// defaultPort is the port a URL of the scheme names by default.
+func defaultPort(scheme string) int {
+	switch scheme {
+	case "https":
+		return 443
+	case "ftp":
+		return 21
+	}
+	return 80
+}
+
+// leanHostPort is targetHostPort for a lean authority (leanAuthority: no brackets, at most
+// one colon, then digits), without SplitHostPort's error for a missing port.
+func leanHostPort(auth, scheme string) (string, int) {
+	host, portStr, ok := strings.Cut(auth, ":")
+	if !ok {
+		return host, defaultPort(scheme)
 	}
 	port, _ := strconv.Atoi(portStr)
 	return host, port
@@ -281,6 +309,9 @@ func targetHostPort(r *http.Request) (string, int) {
 // classify decides the request's mode and route. Absolute-form is forward proxying (or the PAC
 // file when addressed to the proxy itself); origin-form needs a route.
 func (srv *Server) classify(s *slot) *protoError {
+	if s.req == nil {
+		return srv.classifyLean(s)
+	}
 	r := s.req
 	pac := srv.cfg.PAC.Enabled && r.URL.Path == pacPath && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 	switch {
@@ -311,5 +342,44 @@ func (srv *Server) classify(s *slot) *protoError {
 		s.mode, s.pool = modeReverse, rt.pool
 		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host) // allocates only for upper case
 	}
+	return nil
+}
+
+// classifyLean is classify for a lean request (leanHead) read from its head: absolute-form is
+// forward proxying (or the PAC file addressed to the proxy itself); origin-form takes a reverse
+// route by Host and path, or is the PAC file. Its decoded request, should it be built later,
+// gets a reverse route's scheme and host then (request).
+func (srv *Server) classifyLean(s *slot) *protoError {
+	h := s.head
+	if s.leanForward() {
+		_, auth := s.leanURL()
+		_, rest, _ := splitAbsolute(h.Target())
+		path := rest
+		if i := bytes.IndexByte(rest, '?'); i >= 0 {
+			path = rest[:i]
+		}
+		method := s.method()
+		s.mode, s.pool = modeForward, srv.fwd
+		if srv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead) && srv.isSelf(string(auth)) {
+			s.mode = modeLocal
+		}
+		return nil
+	}
+	host, target := h.Host(), h.Target()
+	path := target
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		path = target[:i]
+	}
+	method := s.method()
+	pac := srv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead)
+	rt := srv.routes.lookup(transient(host), transient(path))
+	if pac && (rt == nil || srv.isSelf(string(host))) {
+		s.mode = modeLocal
+		return nil
+	}
+	if rt == nil {
+		return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", host)
+	}
+	s.mode, s.pool = modeReverse, rt.pool
 	return nil
 }

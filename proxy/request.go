@@ -31,21 +31,34 @@ func bad(format string, args ...any) *protoError {
 var errBodyTooLarge = &protoError{status: http.StatusRequestEntityTooLarge, msg: "request body too large"}
 
 // readRequest reads one request head with wire (which refuses everything that makes framing
-// ambiguous: the request smuggling defences, see wire.RequestHead.Read), decodes it into an
-// *http.Request and attaches a body reader framed by the proxy itself. The head stays in
-// c.head, indexes into the bytes read, until the next request. The caller has seen at least
+// ambiguous: the request smuggling defences, see wire.RequestHead.Read) into c.reqHead, which
+// indexes into the bytes read, and frames its body with the proxy's own reader. A lean head
+// (leanHead) is served from the head itself: req is nil, and its slot builds it only if it
+// is needed. Any other head is decoded into an *http.Request now. The caller has seen at least
 // one byte arrive.
 func (c *conn) readRequest() (*http.Request, *protoError) {
+	if c.reqHead == nil {
+		c.reqHead = headPool.Get().(*wire.RequestHead)
+	}
 	lim := wire.Limits{MaxBytes: int(c.srv.cfg.MaxHeaderBytes), MaxFields: c.srv.cfg.MaxHeaderFields}
 	if err := c.reqHead.Read(c.br, lim); err != nil {
 		return nil, headError(err)
 	}
-	req, err := c.reqHead.NewRequest()
-	if err != nil {
-		return nil, headError(err)
+	var req *http.Request
+	if !leanHead(c.reqHead) {
+		var err error
+		if req, err = c.reqHead.NewRequest(); err != nil {
+			return nil, headError(err)
+		}
 	}
-	if perr := c.frameBody(req); perr != nil {
+	if perr := c.frameBody(); perr != nil {
 		return nil, perr
+	}
+	if req != nil && c.body != nil {
+		req.Body, req.ContentLength = c.body, c.reqHead.ContentLength
+		if c.reqHead.Chunked {
+			req.ContentLength = -1
+		}
 	}
 	return req, nil
 }
@@ -67,23 +80,21 @@ func headError(err error) *protoError {
 	return bad("incomplete request head: %v", err)
 }
 
-// frameBody attaches the proxy's own body reader for the framing the head declared.
-func (c *conn) frameBody(req *http.Request) *protoError {
+// frameBody makes the proxy's own body reader for the framing the head declared (c.body, nil
+// without a body).
+func (c *conn) frameBody() *protoError {
 	h := &c.reqHead.Head
 	max := int64(c.srv.cfg.MaxBodySize)
 	switch {
 	case h.Chunked:
 		c.body = newBodyReader(c, -1, max)
-		req.Body, req.ContentLength = c.body, -1
 	case h.ContentLength > 0:
 		if max > 0 && h.ContentLength > max {
 			return errBodyTooLarge
 		}
 		c.body = newBodyReader(c, h.ContentLength, max)
-		req.Body, req.ContentLength = c.body, h.ContentLength
 	default:
 		c.body = nil
-		req.Body, req.ContentLength = http.NoBody, 0
 	}
 	return nil
 }

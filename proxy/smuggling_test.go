@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -126,6 +128,11 @@ func FuzzReadRequest(f *testing.F) {
 		"\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF1\r\n",
+		"GET /a?b%20c?# HTTP/1.1\r\nHost: X.Y:81\r\nPragma: no-cache\r\nConnection: foo, close\r\nFoo: 1\r\nVia: 1.1 p\r\n\r\n",
+		"GET /x!$&'()*+,;=:@~ HTTP/1.0\r\nHost: h\r\nCache-Control: a\r\ncache-control: b\r\nExpect: \r\n\r\n",
+		"HEAD //p? HTTP/1.1\r\nHost: h\r\nKeep-Alive: 1\r\nTE: x\r\nUpgrade: u\r\nProxy-Authorization: y\r\n\r\n",
+		"GET http://Ex-1.test:8080/a;b?c=%41 HTTP/1.1\r\nHost: other\r\nProxy-Authorization: Basic eA==\r\n\r\n",
+		"GET https://h/ HTTP/1.0\r\n\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -148,6 +155,12 @@ func FuzzReadRequest(f *testing.F) {
 				}
 				return
 			}
+			s := &slot{c: c}
+			s.setRequest(req)
+			if req == nil { // lean: the head view must read as the decoded request would
+				checkLeanView(t, s)
+			}
+			req = s.request()
 			if req.Method == "" || (req.ProtoMajor != 1) {
 				t.Fatalf("accepted request with method %q proto %d", req.Method, req.ProtoMajor)
 			}
@@ -160,6 +173,51 @@ func FuzzReadRequest(f *testing.F) {
 			_ = http.StatusOK
 		}
 	})
+}
+
+// checkLeanView compares a lean slot's head view (cache.Request) with the request decoded
+// from the same head, as a reverse request whose hop-by-hop fields were stripped.
+func checkLeanView(t *testing.T, s *slot) {
+	t.Helper()
+	s.mode = modeReverse
+	if s.leanForward() {
+		s.mode = modeForward
+		scheme, auth := s.leanURL()
+		r, err := s.head.NewRequest()
+		if err != nil {
+			t.Fatalf("lean head does not decode: %v", err)
+		}
+		if scheme != r.URL.Scheme || string(auth) != r.URL.Host || r.Host != r.URL.Host {
+			t.Fatalf("lean scheme %q authority %q, decoded %q %q (Host %q)", scheme, auth, r.URL.Scheme, r.URL.Host, r.Host)
+		}
+		lh, lp := leanHostPort(string(auth), scheme)
+		if dh, dp := targetHostPort(r.URL.Host, r.URL.Scheme); lh != dh || lp != dp {
+			t.Fatalf("lean destination %s port %d, decoded %s port %d", lh, lp, dh, dp)
+		}
+	}
+	s.stripHopByHop()
+	got := string(s.AppendURL(nil))
+	r := s.request()
+	if want := string(cache.AppendTargetURL(nil, r.URL, r.Host)); got != want {
+		t.Fatalf("lean URL %q, decoded %q", got, want)
+	}
+	s.req = nil
+	if s.Method() != r.Method {
+		t.Fatalf("lean method %q, decoded %q", s.Method(), r.Method)
+	}
+	names := []string{"Cache-Control", "Pragma", "Connection", "Host", "Transfer-Encoding", "Via", "Expect"}
+	for name := range r.Header {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		if got, want := s.Values(name), r.Header[name]; !slices.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Fatalf("lean %s = %q, decoded %q", name, got, want)
+		}
+		if s.HasAny([]string{name}) != (r.Header[name] != nil) {
+			t.Fatalf("lean HasAny(%s) disagrees with the decoded request", name)
+		}
+	}
+	s.req = r
 }
 
 // TestLongHeaderLineAccepted: a header line longer than the read buffer (8 KiB) but within

@@ -21,16 +21,16 @@ import (
 // it carries nothing else afterwards. Any other answer is relayed as a normal response and the
 // connection goes on as HTTP.
 
-// isUpgrade reports whether req asks to switch protocols (see the comment above).
-func isUpgrade(req *http.Request) bool {
-	return req.Method == http.MethodGet && req.ProtoAtLeast(1, 1) && req.ContentLength == 0 &&
-		len(req.Header["Upgrade"]) > 0 && hasToken(req.Header["Connection"], "upgrade")
+// isUpgrade reports whether the request asks to switch protocols (see the comment above).
+func isUpgrade(h *wire.RequestHead) bool {
+	return h.MethodIs(http.MethodGet) && !h.Proto10 && !h.HasBody() &&
+		h.Has("Upgrade") && h.HasToken("Connection", "upgrade")
 }
 
 // serveUpgrade forwards an upgrade request straight upstream (no cache) and, on 101, splices
 // the client and origin connections until both directions end.
 func (srv *Server) serveUpgrade(s *slot) {
-	r := s.req
+	r := s.request()
 	protos := r.Header.Values("Upgrade")
 	wire.StripHopByHop(r.Header)
 	r.Header["Upgrade"] = protos

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // wsOrigin is a raw-socket WebSocket-style origin: a request asking for "Upgrade: websocket"
@@ -228,11 +230,11 @@ func TestIsUpgrade(t *testing.T) {
 		{"with a body", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(tc.head)))
-			if err != nil {
+			var h wire.RequestHead
+			if err := h.Read(bufio.NewReader(strings.NewReader(tc.head)), wire.Limits{MaxBytes: 8 << 10, MaxFields: 100}); err != nil {
 				t.Fatal(err)
 			}
-			if got := isUpgrade(req); got != tc.want {
+			if got := isUpgrade(&h); got != tc.want {
 				t.Errorf("isUpgrade = %v, want %v", got, tc.want)
 			}
 		})

@@ -153,7 +153,7 @@ func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, 
 	if s.pool == nil {
 		return nil, errors.New("proxy: the request has no upstream pool")
 	}
-	resp, upstream, err := s.c.srv.exchange(s.pool, s.req, u, parent, interim)
+	resp, upstream, err := s.c.srv.exchange(s.pool, s.request(), u, parent, interim)
 	s.upstream = upstream
 	if err != nil {
 		s.fetchErr, s.errKind = err, errKind(err)
@@ -166,7 +166,7 @@ func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, 
 // responses with them after the client's response was written (stale-while-revalidate), when
 // s may serve another request or the client may be gone.
 func (s *slot) Background() (cache.Request, cache.Fetcher) {
-	r := s.req.Clone(context.Background())
+	r := s.request().Clone(context.Background())
 	r.RemoteAddr = s.c.remote
 	r.Body, r.ContentLength = http.NoBody, 0 // the client's body belongs to its connection
 	return cache.FromHTTP(r), &poolFetcher{srv: s.c.srv, pool: s.pool, r: r}
@@ -343,7 +343,7 @@ func (s *slot) writeUpstreamError(err error) {
 	if s.errKind == "" {
 		s.errKind = kind
 	}
-	s.c.srv.log.Debug("upstream failed", "url", s.req.URL.String(), "kind", kind, "err", err)
+	s.c.srv.log.Debug("upstream failed", "url", s.request().URL.String(), "kind", kind, "err", err)
 	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		s.closeAfter = true
 	}

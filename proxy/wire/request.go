@@ -113,10 +113,8 @@ func checkTarget(method, target []byte) error {
 		if i <= 0 {
 			return bad("request target is neither origin-form nor absolute-form")
 		}
-		switch string(bytes.ToLower(target[:i])) {
-		case "http", "https", "ftp":
-		default:
-			return bad("unsupported URL scheme %q", target[:i])
+		if s := target[:i]; !equalFold(s, "http") && !equalFold(s, "https") && !equalFold(s, "ftp") {
+			return bad("unsupported URL scheme %q", s)
 		}
 	}
 	return nil
