@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +178,18 @@ func (c *conn) closeNow() {
 	})
 }
 
+// recoverPanic ends the connection, not the process, when working on one of its requests
+// panicked (as net/http's conn.serve does): the bug is logged with its stack and the client
+// sees the connection close. The pipeline's waiters are woken from another goroutine, since
+// the panicking frame may have held c.mu.
+func (c *conn) recoverPanic() {
+	if v := recover(); v != nil {
+		c.srv.log.Error("proxy: panic serving a connection", "client", c.remote, "panic", v, "stack", string(debug.Stack()))
+		_ = c.nc.Close()
+		go c.closeNow()
+	}
+}
+
 // wakeIfIdle makes a reader that waits for a new request give up (used by Shutdown).
 func (c *conn) wakeIfIdle() {
 	if c.idle.Load() {
@@ -188,6 +201,7 @@ func (c *conn) wakeIfIdle() {
 // a request must wait for its origin (then the role moves to a new goroutine, see detach), the
 // connection is to close, or the client stops sending.
 func (c *conn) readLoop() {
+	defer c.recoverPanic()
 	for {
 		s, ok := c.nextRequest()
 		if !ok {
@@ -397,7 +411,7 @@ func (c *conn) work(s *slot) workDone {
 	}
 	c.srv.handle(s)
 	done := workDone{closeAfter: s.closeAfter, seq: s.seq,
-		clientEnd: s.perr == nil && s.head != nil && s.body == nil && wantsClose(s.head)}
+		clientEnd: s.perr == nil && s.head != nil && !s.head.HasBody() && wantsClose(s.head)}
 	done.detached = s.finish()
 	return done
 }

@@ -228,3 +228,30 @@ func TestCacheBackgroundFetches(t *testing.T) {
 		t.Errorf("origin saw %d background fetches, want 160", got)
 	}
 }
+
+// panicCache panics for /panic and answers every other request from memory.
+type panicCache struct{ hit *hitCache }
+
+func (p panicCache) Serve(w cache.ResponseWriter, r cache.Request, f cache.Fetcher) (cache.Outcome, error) {
+	if strings.HasSuffix(string(r.AppendURL(nil)), "/panic") {
+		panic("a bug in the cache")
+	}
+	return p.hit.Serve(w, r, f)
+}
+
+// TestPanicEndsTheConnectionOnly: a panic while working on a request closes that client's
+// connection and is logged; the process keeps serving other connections.
+func TestPanicEndsTheConnectionOnly(t *testing.T) {
+	o := echoOrigin(t)
+	p := startProxy(t, reverseRoute(o), Options{Cache: panicCache{hit: newHitCacheSize(8)}})
+	c := dialRaw(t, p.addr)
+	c.send("GET /panic HTTP/1.1\r\nHost: s\r\n\r\n")
+	if _, err := c.br.ReadByte(); err == nil {
+		t.Fatal("got a response from a request whose work panicked, want the connection closed")
+	}
+	c2 := dialRaw(t, p.addr)
+	c2.send("GET /fine HTTP/1.1\r\nHost: s\r\n\r\n")
+	if resp, body := c2.response("GET"); resp.StatusCode != 200 || body != "xxxxxxxx" {
+		t.Fatalf("after a panic on another connection: %d %q", resp.StatusCode, body)
+	}
+}

@@ -124,8 +124,8 @@ func (s *slot) request() *http.Request {
 		return s.req
 	}
 	r, err := s.head.NewRequest()
-	if err != nil { // readRequest decoded lean targets' kind without error: not reached
-		panic("proxy: lean request head failed to decode: " + err.Error())
+	if err != nil { // readRequest checked lean heads decode (FuzzReadRequest): not reached
+		panic("proxy: lean request head failed to decode: " + err.Error()) // the connection's recoverPanic ends it
 	}
 	if b := s.body; b != nil {
 		r.Body, r.ContentLength = b, s.head.ContentLength
