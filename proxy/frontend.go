@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -227,15 +226,11 @@ func (c *conn) nextRequest() (*slot, bool) {
 		return nil, false
 	}
 	if c.br == nil || c.br.Buffered() == 0 {
+		// No runtime.Gosched() before this read (there was one): it saved a read that fails
+		// with EAGAIN per keep-alive request, but with every connection's goroutine yielding,
+		// a busy P always had runnable work, so the scheduler polled the network only when
+		// sysmon forced it (~10 ms) and p99 was ~10 ms (bench/RESULTS.md, issue 11 tail).
 		now, quiet := c.flushIdle() // quiet: nothing in flight; now: when the last response was completed
-		if c.served > 0 {
-			// The client has only just got the last response: let the other connections'
-			// goroutines run first, so that by the time this one reads, its next request
-			// has usually arrived. That saves a read that fails with EAGAIN, the park and
-			// the poller's wake-up per keep-alive request (about 15% of a core when busy);
-			// with nothing else runnable it returns at once.
-			runtime.Gosched()
-		}
 		if !c.waitFirstByte(now, quiet) {
 			return nil, false
 		}
