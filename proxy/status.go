@@ -76,7 +76,7 @@ func (st *status) record(s *slot) {
 		return
 	}
 	st.served[sourceOf(s)].Add(float64(s.bytesOut))
-	if s.req == nil {
+	if s.req == nil && s.head == nil { // the request could not be read: no URL to count
 		return
 	}
 	var arr [topKeyMax]byte
