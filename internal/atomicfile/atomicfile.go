@@ -11,7 +11,7 @@ import (
 
 // Write replaces path with what fill writes: into a temporary file in the same directory
 // (created with its parents as needed), fsynced, renamed over path, and the directory fsynced.
-// On any error path is left as it was.
+// On an error before the rename path is left as it was.
 func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -33,9 +33,15 @@ func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	// The rename is durable only once the directory is synced: a failure there is reported
+	// (mail accepted with 250 depends on it), though path already holds the new content.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/outpost-proxy/outpost/internal/atomicfile"
 )
 
 // uidListName is the per-folder file that keeps UIDVALIDITY, UIDNEXT and the key → UID map.
@@ -115,26 +117,10 @@ func (f *folder) save() error {
 
 // writeFileSync replaces path with data durably.
 func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
+	if err := atomicfile.WriteBytes(path, 0o640, data); err != nil {
 		return fmt.Errorf("mailstore: %w", err)
 	}
-	if _, err := fh.Write(data); err != nil {
-		fh.Close()
-		return fmt.Errorf("mailstore: %w", err)
-	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return fmt.Errorf("mailstore: %w", err)
-	}
-	if err := fh.Close(); err != nil {
-		return fmt.Errorf("mailstore: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("mailstore: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 // splitName splits a Maildir file name into its key and flags ("key:2,FS" → "key", "FS").
