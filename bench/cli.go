@@ -213,10 +213,14 @@ func benchHTTPCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "http [flags] URL...",
-		Short: "Load-test an HTTP/1.x server or proxy (like wrk)",
+		Short: "Load-test an HTTP/1.x or HTTP/2 server or proxy (like wrk and h2load)",
 		Long: `Sends requests on -c connections for -d or -n requests: closed loop by default, open loop at
 --rate (latencies measured from each request's intended send time, correcting coordinated
-omission). With --zipf-k K the first URL is a template: {i} becomes the object rank.`,
+omission). With --zipf-k K the first URL is a template: {i} becomes the object rank.
+https:// URLs speak TLS (--insecure or --cacert for test certificates; a new connection never
+resumes a session, so --keepalive=false measures full handshakes). --h2 speaks HTTP/2 (ALPN h2
+over TLS, prior knowledge to http:// URLs) with -m streams per connection: -c × -m requests in
+flight, as h2load -c -m.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.URLs = args
 			if urlsFile != "" {
@@ -259,6 +263,12 @@ omission). With --zipf-k K the first URL is a template: {i} becomes the object r
 	f.StringVar(&o.Proxy, "proxy", "", "send absolute-form requests to this forward proxy `URL`")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	f.Uint64Var(&o.Seed, "seed", 0, "random seed of the Zipf workload (0: random)")
+	f.BoolVar(&o.H2, "h2", false, "speak HTTP/2 (TLS with ALPN h2 for https://, prior knowledge for http://)")
+	f.IntVarP(&o.Streams, "streams", "m", 1, "concurrent streams per connection (--h2)")
+	f.BoolVar(&o.TLS.Insecure, "insecure", false, "do not verify the server's certificate (https://)")
+	f.StringVar(&o.TLS.CACert, "cacert", "", "trust the CA certificates in PEM `FILE` (https://)")
+	f.StringSliceVar(&o.TLS.Curves, "curves", nil, "key exchanges to offer (x25519,p256,p384,p521,x25519mlkem768; default Go's)")
+	f.BoolVar(&o.TLS.TLS13, "tls13", false, "refuse TLS versions older than 1.3")
 	out.add(cmd)
 	return cmd
 }
