@@ -111,7 +111,11 @@ func benchScorecardCmd() *cobra.Command {
 		Long: `Fetches /page/N (a base page embedding N objects) from the origin, directly or through the
 proxy, over an emulated link (delay line) of the given RTT and bandwidth, in each strategy:
 nonpersistent 2(n+1) RTT, parallel 2(1+⌈n/m⌉) RTT, persistent n+2 RTT, pipelined 3 RTT,
-pipelined-warm 2 RTT, pipelined-revisit 1 RTT (plus bytes/bandwidth with --bandwidth).`,
+pipelined-warm 2 RTT, pipelined-revisit 1 RTT, and multiplexed 1+1+1+1 RTT (TCP, TLS 1.3,
+base page, all objects as concurrent HTTP/2 streams on one connection), plus bytes/bandwidth
+with --bandwidth. multiplexed loads from --tls-origin, or (by default) from a TLS + HTTP/2
+terminator bench starts in front of --origin, on the origin's side of the link; it runs with
+--target origin only.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -161,6 +165,9 @@ pipelined-warm 2 RTT, pipelined-revisit 1 RTT (plus bytes/bandwidth with --bandw
 	f.StringVar(&o.Stat, "stat", "median", "summary of the runs: median or min (fastest)")
 	f.StringSliceVar(&o.Strategies, "strategy", nil, "strategies to run (default all): "+strings.Join(Strategies, ","))
 	f.StringVar(&sweep, "sweep", "", "sweep a parameter: n=1..64 (doubling), n=1,5,10, rtt=10ms..160ms, rtt=10ms,50ms")
+	f.StringVar(&o.TLSOrigin, "tls-origin", "", "TLS + HTTP/2 server `URL` (https://host:port) of the multiplexed strategy (default: bench's TLS front of --origin)")
+	f.BoolVar(&o.TLS.Insecure, "insecure", false, "do not verify --tls-origin's certificate")
+	f.StringVar(&o.TLS.CACert, "cacert", "", "trust the CA certificates in PEM `FILE` for --tls-origin")
 	f.BoolVar(&csv, "csv", false, "print the result as CSV")
 	f.StringVar(&plt, "plot", "", "write a chart to `FILE.png` or FILE.svg")
 	out.add(cmd)
