@@ -478,7 +478,7 @@ func TestCompareJSONAndReport(t *testing.T) {
 	if err := compareReport(&cobra.Command{Use: "compare"}, res, file); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, file, "<!doctype html>", "Targets (issue 11)", "outpost (baseline)"[:7], "hit1k: 1 KiB hit")
+	checkFile(t, file, "<!doctype html>", "Targets (issues 11 and 13)", "outpost (baseline)"[:7], "hit1k: 1 KiB hit")
 }
 
 // TestWriteCompare checks the markdown: the command, the disturbed marks, every table.
