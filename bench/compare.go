@@ -127,8 +127,8 @@ type CompareResult struct {
 	Summary        []ScenarioSummary `json:"summary"`
 	Targets        []TargetCheck     `json:"targets"`
 	// Skipped are the scenarios that could not run, with the reason.
-	Skipped []string `json:"skipped,omitempty"`
-	Elapsed        time.Duration     `json:"elapsed_ns"`
+	Skipped []string      `json:"skipped,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 
 	// workDir and groups are what the run made and started (for tests to see them gone).
 	workDir string
