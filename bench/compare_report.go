@@ -452,7 +452,10 @@ func CompareTables(res *CompareResult) (names []string, tables []*Table) {
 func scenarioHeading(s *ScenarioSummary) string {
 	h := fmt.Sprintf("%s: %s (ratios to the %s", s.Scenario, s.Title, s.Baseline)
 	if s.Baseline == "best peer" && s.BestPeer != "" {
-		h += fmt.Sprintf(": %s by req/s, %s by req/CPU-s, %s by p99", s.BestPeer, s.BestPeerCPU, s.BestPeerP99)
+		h += fmt.Sprintf(": %s by req/s, %s by req/CPU-s", s.BestPeer, s.BestPeerCPU)
+		if s.BestPeerP99 != "" {
+			h += ", " + s.BestPeerP99 + " by p99"
+		}
 	}
 	h += "; " + roundsNote(s) + ")"
 	return h
