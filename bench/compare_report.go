@@ -711,6 +711,9 @@ func WriteCompare(w io.Writer, res *CompareResult) error {
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(&b, "Skipped %s.\n\n", sk)
 	}
+	if slices.ContainsFunc(res.Cells, func(c Cell) bool { return scenarioByName(c.Scenario).TLS }) {
+		fmt.Fprintf(&b, "TLS scenarios on the TLS listeners (the run's ECDSA P-256 certificate): h2hit1k with h2load -t1 -c%d -m10, tlsnew with outpost bench http -c%d --keepalive=false --tls13 --curves x25519 (a full handshake per request, no resumption), tls1k with wrk over https.\n\n", o.Connections, o.Connections)
+	}
 	names, tables := CompareTables(res)
 	for i, t := range tables {
 		fmt.Fprintf(&b, "%s:\n\n", names[i])
