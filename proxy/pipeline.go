@@ -296,11 +296,25 @@ func (c *conn) breakLocked() {
 // Output whose flush was deferred is flushed first: s may take a while. It may be called from
 // any goroutine working for request seq (the cache's included); once s is finished or serves
 // another request it does nothing.
-func (s *slot) detach(seq uint64) {
+func (s *slot) detach(seq uint64) { s.handOn(seq, true) }
+
+// detachIfPipelined is detach for a request about to wait on its origin: the reader role moves
+// on at once only when the next request's bytes are already buffered. Otherwise the request
+// keeps the role (a keep-alive client that waits for each response, the common case, then
+// costs no new goroutine and no stack growth per miss), and a pipelined request that arrives
+// while it waits is picked up by the stall watch within 2×stallDelay, which the caller armed
+// (enterCache). Deferred output is flushed either way. Only the goroutine working on the
+// request inline may call it (it reads the reader's buffer).
+func (s *slot) detachIfPipelined(seq uint64) { s.handOn(seq, false) }
+
+// handOn flushes deferred output and moves the reader role to a new goroutine: always, or
+// (always false) only when more request bytes are buffered.
+func (s *slot) handOn(seq uint64, always bool) {
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
-	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
+	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() ||
+		(!always && (c.br == nil || c.br.Buffered() == 0)) {
 		c.mu.Unlock()
 		return
 	}
