@@ -65,7 +65,7 @@ func (srv *Server) serveProxied(s *slot) {
 		return
 	}
 	seq := s.seq
-	s.c.enterCache(seq) // the stall watch hands the reader role on if a pipelined request waits
+	s.c.enterCache(seq)                             // the stall watch hands the reader role on if a pipelined request waits
 	resp, err := s.fetch(cache.Upstream{}, s.c.ctx) // nothing shares it: a client that goes away cancels it
 	s.c.leaveCache(seq)
 	if err != nil {
