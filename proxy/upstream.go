@@ -288,8 +288,8 @@ func stripResponse(resp *http.Response) {
 // r itself when there are none, else a shallow copy with u's method, and a copy of the header
 // edited by u when u changes it.
 func withAdditions(r *http.Request, u cache.Upstream) *http.Request {
-	if u == (cache.Upstream{}) {
-		return r
+	if u == (cache.Upstream{}) || u.Method(r.Method) == r.Method && !u.ChangesHeader(r.Header) {
+		return r // a plain GET miss fetched for storage: nothing to change
 	}
 	out := new(http.Request)
 	*out = *r
