@@ -59,6 +59,9 @@ type pipeline struct {
 	head   uint64 // sequence number of the slot allowed to write
 	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
 	broken bool   // a write failed or the connection was closed under us
+	// noLinger: the connection ended after a response the client asked to be the last, with
+	// nothing of its unread; it closes without lingering (endLocked).
+	noLinger bool
 
 	// wnow is the time finish took for the response it flushes, so the write deadline does
 	// not read the clock again; zero otherwise.
@@ -104,13 +107,15 @@ func (c *conn) flushIdle() (now time.Time, quiet bool) {
 	return time.Time{}, false
 }
 
-// waitWritten waits until the response of slot seq has been written (or the connection broke).
-func (c *conn) waitWritten(seq uint64) {
+// waitWritten waits until the response of slot seq has been written (or the connection
+// broke). noLinger reports that the connection ended with nothing to linger for (endLocked).
+func (c *conn) waitWritten(seq uint64) (noLinger bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for c.head <= seq && !c.broken {
 		c.turn.Wait()
 	}
-	c.mu.Unlock()
+	return c.noLinger
 }
 
 // finishTime is the time finish took for the output being written now, zero outside finish
@@ -439,7 +444,7 @@ func (s *slot) finish() (detached bool) {
 			c.breakLocked()
 			return detached
 		}
-		c.endLocked()
+		c.endLocked(last)
 	case c.head == c.next && !detached && c.br.Buffered() > 0:
 		// s ran inline in the reader, which has more requests buffered: it flushes later.
 		c.dirty = true
@@ -452,13 +457,21 @@ func (s *slot) finish() (detached bool) {
 	return detached
 }
 
-// endLocked ends the connection after a final response: no more writes, FIN to the client,
-// and a reader still waiting for requests gives up shortly.
-func (c *conn) endLocked() {
+// endLocked ends the connection after last's response, which is flushed. When the client
+// itself asked to close, sent no body, and nothing it sent is unread (neither buffered nor in
+// the socket: a look without reading), the connection closes at once, as nginx's does;
+// otherwise it is half-closed and the reader lingers (lingerClose), so that unread bytes do not
+// turn the close into a reset that destroys the response in flight.
+func (c *conn) endLocked(last *slot) {
+	c.broken = true
+	if last.perr == nil && last.head != nil && !last.head.HasBody() && wantsClose(last.head) &&
+		(c.br == nil || c.br.Buffered() == 0) && c.src.nothingPending() {
+		c.noLinger = true
+		return
+	}
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
-	c.broken = true
 	c.setReadDeadline(time.Now().Add(lingerTime))
 }
 
