@@ -267,3 +267,27 @@ func TestCheckTargetsTLS(t *testing.T) {
 		t.Errorf("targets without outpost: %+v", ts)
 	}
 }
+
+// FuzzParseH2load feeds arbitrary text to the h2load summary parser: a result or an error,
+// never a panic.
+func FuzzParseH2load(f *testing.F) {
+	f.Add(h2loadOutput)
+	f.Add("finished in 1.5ms, 0 req/s\nrequests: 1 total, 1 started, 1 done, 1 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 1 2xx, 0 3xx, 0 4xx, 0 5xx\ntraffic: 1B (1) total\ntime for request: 1us 99999999999999999999s 1us\n")
+	f.Add("time for request: x y z\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		r, err := parseH2load(out)
+		if err == nil && (r.Requests < 0 || r.Bytes < 0) {
+			t.Errorf("negative counts %+v", r)
+		}
+	})
+}
+
+// FuzzParseBenchLoad feeds arbitrary text to the bench http JSON reader.
+func FuzzParseBenchLoad(f *testing.F) {
+	f.Add(`{"requests": 3, "errors": {"status 5xx": 1}, "latency": {"p50_ns": 5}}`)
+	f.Add(`noise {"tls_resumed": 2, "tls_handshakes": 2}`)
+	f.Add(`{"errors": 7}`)
+	f.Fuzz(func(t *testing.T, out string) {
+		parseBenchLoad(out)
+	})
+}
