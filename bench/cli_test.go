@@ -137,7 +137,8 @@ func TestCLIHTTPH2(t *testing.T) {
 		!strings.Contains(out, "TLS 1.3, 2 handshakes, 0 resumed") || !strings.Contains(out, "latency     p50") {
 		t.Fatalf("%v:\n%s", err, out)
 	}
-	out, err = runCLI(t, "http", "--h2", "--insecure", "-m", "3", "-n", "30", "--json", srv.URL+"/bytes/10")
+	html := filepath.Join(t.TempDir(), "h2.html")
+	out, err = runCLI(t, "http", "--h2", "--insecure", "-m", "3", "-n", "30", "--json", "--report", html, srv.URL+"/bytes/10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +146,7 @@ func TestCLIHTTPH2(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Requests != 30 || r.Protocol != "HTTP/2 over TLS" || r.Streams != 3 {
 		t.Fatalf("JSON %v: %s", err, out)
 	}
+	checkFile(t, html, "HTTP/2 over TLS, 10 connections × 3 streams", "TLS 1.3, ", " handshakes, 0 resumed", "--h2=true")
 }
 
 // checkFile checks that a file exists and contains every string.
