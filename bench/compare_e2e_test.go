@@ -180,13 +180,21 @@ func TestCompareTLS(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "outpost")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// OUTPOST_COMPARE_BINARY measures a given build (e.g. another branch's) instead of this tree's.
+	bin := os.Getenv("OUTPOST_COMPARE_BINARY")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "outpost")
+		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	var log bytes.Buffer
 	scenarios := []string{"h2hit1k", "tlsnew", "tls1k"}
-	o := CompareOptions{Outpost: bin, Loader: bin, Servers: []string{"outpost", "nginx"}, Scenarios: scenarios, Rounds: 1,
+	loader := filepath.Join(t.TempDir(), "outpost-loader") // this tree's bench http drives tlsnew
+	if out, err := exec.Command("go", "build", "-o", loader, "../cmd/outpost").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	o := CompareOptions{Outpost: bin, Loader: loader, Servers: []string{"outpost", "nginx"}, Scenarios: scenarios, Rounds: 1,
 		Duration: time.Second, Connections: 10, ServerCPU: 0, LoadCPU: 1, Threshold: 2, Log: &log}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
