@@ -113,5 +113,12 @@ func compareReport(cmd *cobra.Command, res *CompareResult, file string) error {
 	for i, t := range tables {
 		r.AddTable(names[i], "", t)
 	}
+	if len(res.Skipped) > 0 {
+		t := &Table{Header: []string{"skipped scenario"}}
+		for _, s := range res.Skipped {
+			t.Rows = append(t.Rows, []string{s})
+		}
+		r.AddTable("Skipped", "Scenarios that could not run, and why.", t)
+	}
 	return r.WriteFile(file)
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -290,4 +291,19 @@ func FuzzParseBenchLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, out string) {
 		parseBenchLoad(out)
 	})
+}
+
+// TestRunBoundedOverrun: a load generator still running past its limit is killed and reported
+// as errOverrun (an h2load cell is then measured again).
+func TestRunBoundedOverrun(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	cmd.SysProcAttr = ownGroup()
+	start := time.Now()
+	err := runBounded(context.Background(), cmd, 100*time.Millisecond)
+	if !errors.Is(err, errOverrun) || time.Since(start) > 10*time.Second {
+		t.Errorf("err %v after %v, want errOverrun at once", err, time.Since(start))
+	}
+	if err := runBounded(context.Background(), exec.Command("true"), time.Minute); err != nil {
+		t.Errorf("true: %v", err)
+	}
 }
