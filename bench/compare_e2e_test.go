@@ -180,20 +180,18 @@ func TestCompareTLS(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	// OUTPOST_COMPARE_BINARY measures a given build (e.g. another branch's) instead of this tree's.
-	bin := os.Getenv("OUTPOST_COMPARE_BINARY")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "outpost")
-		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outpost").CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
-	var log bytes.Buffer
-	scenarios := []string{"h2hit1k", "tlsnew", "tls1k"}
-	loader := filepath.Join(t.TempDir(), "outpost-loader") // this tree's bench http drives tlsnew
+	// This tree's build: the Outpost measured, and the bench http that drives tlsnew.
+	// OUTPOST_COMPARE_BINARY measures a given build (e.g. another branch's) instead.
+	loader := filepath.Join(t.TempDir(), "outpost")
 	if out, err := exec.Command("go", "build", "-o", loader, "../cmd/outpost").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	bin := loader
+	if b := os.Getenv("OUTPOST_COMPARE_BINARY"); b != "" {
+		bin = b
+	}
+	var log bytes.Buffer
+	scenarios := []string{"h2hit1k", "tlsnew", "tls1k"}
 	o := CompareOptions{Outpost: bin, Loader: loader, Servers: []string{"outpost", "nginx"}, Scenarios: scenarios, Rounds: 1,
 		Duration: time.Second, Connections: 10, ServerCPU: 0, LoadCPU: 1, Threshold: 2, Log: &log}
 	if err := o.Validate(); err != nil {
