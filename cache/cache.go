@@ -6,6 +6,7 @@ package cache
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -29,6 +30,7 @@ type Cache struct {
 	purgeAllow []netip.Prefix
 	stats      counters
 	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+	keyRules   func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations

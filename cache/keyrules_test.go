@@ -1,0 +1,85 @@
+package cache
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/outpost-proxy/outpost/internal/config"
+)
+
+func TestKeyRulesApply(t *testing.T) {
+	utm := config.CacheKeyConfig{IgnoreQuery: []string{"utm_*", "fbclid", "gclid"}}
+	sorted := config.CacheKeyConfig{SortQuery: true}
+	both := config.CacheKeyConfig{IgnoreQuery: []string{"utm_*"}, SortQuery: true}
+	lower := config.CacheKeyConfig{LowercasePath: true}
+	hdrs := config.CacheKeyConfig{IncludeHeaders: []string{"x-device", "Accept-Language"}}
+	cases := []struct {
+		name string
+		cfg  config.CacheKeyConfig
+		url  string
+		hdr  []string
+		want string
+	}{
+		{"no rules", config.CacheKeyConfig{}, "http://H/a?b=1", nil, "http://h/a?b=1"},
+		{"utm dropped", utm, "http://h/a?utm_source=x&id=7&fbclid=z", nil, "http://h/a?id=7"},
+		{"all dropped: no ?", utm, "http://h/a?utm_source=x&gclid=1", nil, "http://h/a"},
+		{"value-less param", utm, "http://h/a?utm_x&b", nil, "http://h/a?b"},
+		{"empty params dropped", utm, "http://h/a?&&b=1&", nil, "http://h/a?b=1"},
+		{"not a prefix match", utm, "http://h/a?xutm_a=1", nil, "http://h/a?xutm_a=1"},
+		{"sorted by name", sorted, "http://h/a?b=2&a=1&c", nil, "http://h/a?a=1&b=2&c"},
+		{"sorted by name then value", sorted, "http://h/a?a=2&ab=0&a=1", nil, "http://h/a?a=1&a=2&ab=0"},
+		{"ignore and sort", both, "http://h/a?z=1&utm_medium=m&y=2", nil, "http://h/a?y=2&z=1"},
+		{"lowercase path, not query", lower, "http://h/A/B?Q=X", nil, "http://h/a/b?Q=X"},
+		{"path case kept by default", utm, "http://h/A", nil, "http://h/A"},
+		{"headers added in config order", hdrs, "http://h/a", []string{"Accept-Language: en , de", "X-Device: mobile"},
+			"http://h/a\x00X-Device: mobile\x00Accept-Language: en,de"},
+		{"absent header adds nothing", hdrs, "http://h/a", nil, "http://h/a"},
+		{"many params", sorted, "http://h/a?" + strings.Repeat("p=1&", 40) + "a=0", nil, "http://h/a?a=0" + strings.Repeat("&p=1", 40)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			kr, err := NewKeyRules("k", tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			for _, l := range tc.hdr {
+				k, v, _ := strings.Cut(l, ":")
+				h.Add(k, strings.TrimSpace(v))
+			}
+			got := string(kr.apply(normalizeKey([]byte(tc.url), 0), h))
+			if got != tc.want {
+				t.Errorf("key %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKeyRulesPurgeKey(t *testing.T) {
+	kr, _ := NewKeyRules("k", config.CacheKeyConfig{IgnoreQuery: []string{"utm_*"}, SortQuery: true, LowercasePath: true})
+	u, _ := url.Parse("http://Site.test/Static/X?utm_a=1&b=2&a=1")
+	if got := purgeKeyOf(kr, u, nil, false); got != "http://site.test/static/x?a=1&b=2" {
+		t.Errorf("url key %q", got)
+	}
+	if got := purgeKeyOf(kr, u, nil, true); got != "http://site.test/static/x?utm_a=1&b=2&a=1" {
+		t.Errorf("prefix key %q", got)
+	}
+	if got := displayKey("http://h/a\x00X-A: \"q\"\x7f"); got != `http://h/a X-A: %22q%22%7F` {
+		t.Errorf("display %q", got)
+	}
+}
+
+// TestKeyRulesHitAllocs: a memory hit through a route with rules (no include_headers) stays
+// allocation-free too.
+func TestKeyRulesHitAllocs(t *testing.T) {
+	kr, _ := NewKeyRules("k", config.CacheKeyConfig{IgnoreQuery: []string{"utm_*"}, SortQuery: true, LowercasePath: true})
+	b, h := make([]byte, 0, 256), http.Header{}
+	n := testing.AllocsPerRun(100, func() {
+		b = kr.apply(normalizeKey(append(b[:0], "http://h/A?utm_x=1&b=2&a=1"...), 0), h)
+	})
+	if n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
