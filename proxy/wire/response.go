@@ -26,6 +26,7 @@ const MaxInterim = 16
 // failure is returned wrapped as it came.
 func (r *ResponseHead) Read(br *bufio.Reader, lim Limits) error {
 	r.reset()
+	r.response = true
 	line, err := r.readLine(br, lim.MaxBytes)
 	if err != nil {
 		return err
