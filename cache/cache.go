@@ -6,8 +6,8 @@ package cache
 import (
 	"fmt"
 	"log/slog"
-	"net/url"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -29,7 +29,7 @@ type Cache struct {
 	flights    flightGroup
 	purgeAllow []netip.Prefix
 	stats      counters
-	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+	peering    peering                  // Cache-Status name and purge fan-out (purgefanout.go)
 	keyRules   func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress

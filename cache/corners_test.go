@@ -103,7 +103,7 @@ func cornerCases() []rfcCase {
 		// Transfer-Encoding (RFC 9112 §6.1, §7; RFC 9111 §3).
 		{name: "RFC 9112 §7.1 a chunked response (extensions, trailer) is stored and served from storage with Content-Length",
 			origin: rawOrigin(ok + "Transfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: t\r\n\r\n"),
-			steps: []step{{origin: 1, body: str("hello world"), cs: "stored"}, fromStorage("hello world")}},
+			steps:  []step{{origin: 1, body: str("hello world"), cs: "stored"}, fromStorage("hello world")}},
 		{name: "RFC 9112 §7 gzip, chunked transfer codings are removed and the content is stored",
 			seamSkip: seamSkipGzip,
 			origin:   rawOrigin(ok + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunk(gzipped("hello gzip")) + "0\r\n\r\n"),
