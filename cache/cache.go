@@ -29,8 +29,9 @@ type Cache struct {
 	flights    flightGroup
 	purgeAllow []netip.Prefix
 	stats      counters
-	peering    peering                  // Cache-Status name and purge fan-out (purgefanout.go)
-	keyRules   func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
+	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+
+	keyRules func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations

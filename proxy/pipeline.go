@@ -137,15 +137,16 @@ type slotState struct {
 
 	stripped bool // hop-by-hop fields were stripped (serveProxied)
 
+	keys *cache.KeyRules // the reverse route's cache-key rules (nil: none; classify)
+
 	mode       mode
-	pool       *pool           // the upstream pool classify bound the request to (nil: none)
-	keys       *cache.KeyRules // the reverse route's cache-key rules (nil: none)
-	serial     bool            // starts only after its predecessors finished; keeps the reader role
-	closeAfter bool            // the connection closes after this response
-	closeEarly bool            // closeAfter as decided when the request was read (immutable)
-	detached   bool            // the reader role moved on while this request waited upstream (c.mu)
-	active     bool            // the slot serves request seq until finish (c.mu)
-	proto10    bool            // the client spoke HTTP/1.0
+	pool       *pool // the upstream pool classify bound the request to (nil: none)
+	serial     bool  // starts only after its predecessors finished; keeps the reader role
+	closeAfter bool  // the connection closes after this response
+	closeEarly bool  // closeAfter as decided when the request was read (immutable)
+	detached   bool  // the reader role moved on while this request waited upstream (c.mu)
+	active     bool  // the slot serves request seq until finish (c.mu)
+	proto10    bool  // the client spoke HTTP/1.0
 	isHEAD     bool
 	upgrade    bool        // an upgrade request (upgrade.go): serial, never cached
 	perr       *protoError // the request could not be read
