@@ -28,7 +28,7 @@ import (
 
 // KeyRules are one route's compiled cache-key rules. A nil *KeyRules leaves keys alone.
 type KeyRules struct {
-	ignore    []string // path.Match patterns over parameter names
+	ignore    []namePattern // ignore_query, compiled
 	sortQuery bool
 	headers   []string // canonical field names, in configuration order
 	lowerPath bool
@@ -53,7 +53,7 @@ func NewKeyRules(key string, c config.CacheKeyConfig) (*KeyRules, error) {
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, config.Errorf(key+".ignore_query["+strconv.Itoa(i)+"]", "%q is not a glob pattern: %v", p, err)
 		}
-		k.ignore = append(k.ignore, p)
+		k.ignore = append(k.ignore, compilePattern(p))
 	}
 	for _, h := range c.IncludeHeaders {
 		k.headers = append(k.headers, http.CanonicalHeaderKey(h))
@@ -176,13 +176,43 @@ func (k *KeyRules) rewriteQuery(b []byte, qs int) []byte {
 
 // ignored reports a parameter name that matches an ignore_query pattern.
 func (k *KeyRules) ignored(name []byte) bool {
-	s := unsafe.String(unsafe.SliceData(name), len(name)) // path.Match does not keep it
+	s := unsafe.String(unsafe.SliceData(name), len(name)) // not kept
 	for _, p := range k.ignore {
-		if ok, _ := path.Match(p, s); ok {
+		if p.match(s) {
 			return true
 		}
 	}
 	return false
+}
+
+// namePattern is an ignore_query glob: a literal and a "prefix*" are compared directly,
+// anything else goes through path.Match.
+type namePattern struct {
+	glob   string
+	lit    string // the literal or the prefix
+	prefix bool
+	plain  bool // lit (and prefix) say it all
+}
+
+// compilePattern sorts a valid glob into the three kinds.
+func compilePattern(p string) namePattern {
+	body, star := strings.CutSuffix(p, "*")
+	if !strings.ContainsAny(body, `*?[\`) {
+		return namePattern{glob: p, lit: body, prefix: star, plain: true}
+	}
+	return namePattern{glob: p}
+}
+
+// match reports whether the parameter name matches.
+func (p namePattern) match(name string) bool {
+	switch {
+	case p.plain && p.prefix:
+		return strings.HasPrefix(name, p.lit)
+	case p.plain:
+		return name == p.lit
+	}
+	ok, _ := path.Match(p.glob, name)
+	return ok
 }
 
 // paramLess orders parameters by name, then by value.

@@ -83,3 +83,68 @@ func TestKeyRulesHitAllocs(t *testing.T) {
 		t.Errorf("%v allocations", n)
 	}
 }
+
+// ruledRequest is a Request carrying key rules, as the proxy's slot does for a route.
+type ruledRequest struct {
+	Request
+	kr *KeyRules
+}
+
+func (r ruledRequest) KeyRules() *KeyRules { return r.kr }
+
+// BenchmarkHitKeyRules is BenchmarkHit for a route with ignore_query, sort_query and
+// lowercase_path: a request with tracking parameters in another order hits the stored object.
+func BenchmarkHitKeyRules(b *testing.B) {
+	body := strings.Repeat("x", 1024)
+	h := newHarness(b, reply(200, body, "Cache-Control: max-age=3600"), nil)
+	kr, _ := NewKeyRules("k", config.CacheKeyConfig{IgnoreQuery: []string{"utm_*", "fbclid", "gclid"}, SortQuery: true, LowercasePath: true})
+	warm := httptest0(h, "/obj?a=1&b=2")
+	if _, err := h.c.Serve(&recorder{method: "GET"}, ruledRequest{FromHTTP(warm), kr}, h.fetcher(warm)); err != nil {
+		b.Fatal(err)
+	}
+	Settle(h.c)
+	r := httptest0(h, "/Obj?utm_source=news&b=2&fbclid=x&a=1")
+	req, f := Request(ruledRequest{FromHTTP(r), kr}), Fetcher(h.fetcher(r))
+	w := &sink{buf: make([]byte, 0, 4096)}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for b.Loop() {
+		out, err := h.c.Serve(w, req, f)
+		if err != nil || !out.Hit {
+			b.Fatalf("%+v %v", out, err)
+		}
+	}
+}
+
+// TestNoKeyInStatusByDefault: without cache.debug_key, Cache-Status carries no key=.
+func TestNoKeyInStatusByDefault(t *testing.T) {
+	h := newHarness(t, reply(200, "x", "Cache-Control: max-age=60"), nil)
+	for range 2 {
+		if cs := h.do(http.MethodGet, "/r").header.Get("Cache-Status"); strings.Contains(cs, "key=") {
+			t.Fatalf("Cache-Status %q", cs)
+		}
+	}
+	h = newHarness(t, reply(200, "x", "Cache-Control: max-age=60"), func(c *config.CacheConfig) { c.DebugKey = true })
+	for _, want := range []string{"fwd=uri-miss", "hit"} {
+		if cs := h.do(http.MethodGet, "/r").header.Get("Cache-Status"); !strings.Contains(cs, want) || !strings.Contains(cs, `key="http://`) {
+			t.Fatalf("Cache-Status %q, want %s with key=", cs, want)
+		}
+	}
+}
+
+func TestNamePatterns(t *testing.T) {
+	for _, tc := range []struct {
+		pat, name string
+		want      bool
+	}{
+		{"utm_*", "utm_source", true}, {"utm_*", "utm_", true}, {"utm_*", "xutm_a", false},
+		{"fbclid", "fbclid", true}, {"fbclid", "fbclid2", false},
+		{"*", "anything", true}, {"[fg]clid", "gclid", true}, {"[fg]clid", "hclid", false},
+		{"a?c", "abc", true}, {"a?c", "ac", false}, {"*_id", "session_id", true}, {`a\*`, "a*", true}, {`a\*`, "ab", false},
+	} {
+		if got := compilePattern(tc.pat).match(tc.name); got != tc.want {
+			t.Errorf("%q ~ %q: %v, want %v", tc.pat, tc.name, got, tc.want)
+		}
+	}
+}
