@@ -148,3 +148,43 @@ func TestNamePatterns(t *testing.T) {
 		}
 	}
 }
+
+// FuzzKeyRules: the rules never panic on a request target, the URL part stays a URL with the
+// same scheme and host, and applying them again changes nothing.
+func FuzzKeyRules(f *testing.F) {
+	for _, s := range []string{"/p?utm_source=a&b=2&a=1", "/A/B?", "/?&&=&utm_=x", "/x?a=1&a=0&utm_b", "/%41?b&a", "/" + strings.Repeat("q=1&", 50)} {
+		f.Add(s, "X-Device: m")
+	}
+	kr, _ := NewKeyRules("k", config.CacheKeyConfig{IgnoreQuery: []string{"utm_*", "[fg]clid"}, SortQuery: true, LowercasePath: true})
+	f.Fuzz(func(t *testing.T, target, field string) {
+		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " #\x00\r\n") {
+			return
+		}
+		key := normalizeKey([]byte("http://site.test"+target), 0)
+		once := string(kr.applyURL(append([]byte(nil), key...)))
+		if !strings.HasPrefix(once, "http://site.test/") {
+			t.Fatalf("key %q lost its origin", once)
+		}
+		if twice := string(kr.applyURL([]byte(once))); twice != once {
+			t.Fatalf("not idempotent: %q then %q", once, twice)
+		}
+		h := http.Header{}
+		if k, v, ok := strings.Cut(field, ":"); ok {
+			h.Add(k, v)
+		}
+		_ = kr.apply(key, h)
+	})
+}
+
+// FuzzVaryNormalize: normalising a Vary'd value twice gives the same as once.
+func FuzzVaryNormalize(f *testing.F) {
+	for _, s := range []string{"en-US, de;q=0.5", "DE; Q=1.0,,en", "gzip;q=1.", "*;q=0", ", ,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		once := normalizeVaryValue("Accept-Language", v)
+		if twice := normalizeVaryValue("Accept-Language", once); twice != once {
+			t.Fatalf("%q → %q → %q", v, once, twice)
+		}
+	})
+}
