@@ -115,6 +115,11 @@ func (k *KeyRules) applyURL(b []byte) []byte {
 	return k.rewriteQuery(b, qs)
 }
 
+// ApplyURL rewrites the absolute URL in b (the whole of b: scheme://host/path?query, as the
+// cache keys it) by the path and query rules, in place where it can; a nil k returns b. The
+// proxy's parent tier hashes the result, so that requests one key serves go to one parent.
+func (k *KeyRules) ApplyURL(b []byte) []byte { return k.applyURL(b) }
+
 // pathStart is the index of the path in a normalised key (after scheme://host), -1 if none.
 func pathStart(b []byte) int {
 	i := bytes.Index(b, []byte("://"))

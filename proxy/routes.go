@@ -41,6 +41,7 @@ func newRouteTable(cfg config.ProxyConfig, d *dialer) (*routeTable, error) {
 			return nil, err
 		}
 		p := newPool(name, origins, rc.Balance, rc.RewriteHost, cfg, d)
+		p.keys = keys
 		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p, keys: keys})
 	}
 	return t, nil
