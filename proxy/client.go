@@ -582,7 +582,7 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 	}
 	resp.Body = body
 	if cs := head.Codings(); len(cs) > 0 && !head.Bodiless(isHead) {
-		resp.Body = newDecodedBody(body, cs)
+		resp.Body = wire.DecodeCodings(body, cs) // the content, as the cache stores it
 	}
 	return resp
 }

@@ -1,12 +1,18 @@
 package wire
 
-import "bytes"
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"fmt"
+	"io"
+)
 
 // Transfer codings of responses (RFC 9112 §6.1, §7). A request may carry only a single
 // "chunked" (the smuggling defences, parse.go). A response may carry a list — on one line or
 // several, in order — whose final coding is chunked and whose others are ones the client
-// decodes (gzip, x-gzip, deflate): the proxy removes them all (transfer codings belong to one
-// hop) and the cache stores the decoded content. Any other coding, or chunked not last, is an
+// decodes (gzip, x-gzip, deflate): the proxy removes them all (DecodeCodings; transfer codings
+// belong to one hop) and the cache stores the decoded content. Any other coding, or chunked not last, is an
 // *Error (502): RFC 9112 §6.3 would have such a body read until the close, which Outpost does
 // not accept from an origin.
 
@@ -50,3 +56,63 @@ func (h *Head) countResponseTE(value []byte) error {
 	}
 	return nil
 }
+
+// DecodeCodings returns body with the transfer codings removed, the last applied first (the
+// body as framed: chunked already undone by BodyReader), so what is read is the content. The
+// decoders start on the first Read (a gzip reader reads its header at once). At the end of the
+// content the rest of the framed body (the last chunk, trailers) is read, so a connection can
+// be reused. Content that does not decode is a read error. Close closes body.
+func DecodeCodings(body io.ReadCloser, codings []Coding) io.ReadCloser {
+	return &decodedBody{raw: body, codings: append([]Coding(nil), codings...)}
+}
+
+// decodedBody is DecodeCodings' reader.
+type decodedBody struct {
+	raw     io.ReadCloser
+	codings []Coding
+	r       io.Reader // the decoded content, nil until the first Read
+	err     error
+}
+
+// Read reads decoded content.
+func (d *decodedBody) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.r == nil {
+		if d.r, d.err = d.decoders(); d.err != nil {
+			return 0, d.err
+		}
+	}
+	n, err := d.r.Read(p)
+	switch {
+	case err == io.EOF:
+		_, _ = io.Copy(io.Discard, io.LimitReader(d.raw, 64<<10)) // the framing's end
+		d.err = io.EOF
+	case err != nil:
+		d.err = fmt.Errorf("wire: decoding the transfer coding: %w", err)
+		err = d.err
+	}
+	return n, err
+}
+
+// decoders stacks a decoder per coding over the raw body, the last applied outermost.
+func (d *decodedBody) decoders() (io.Reader, error) {
+	var r io.Reader = d.raw
+	for i := len(d.codings) - 1; i >= 0; i-- {
+		var err error
+		switch d.codings[i] {
+		case CodingGzip:
+			r, err = gzip.NewReader(r)
+		case CodingDeflate:
+			r, err = zlib.NewReader(r) // "deflate" is the zlib format (RFC 9110 §8.4.1.2)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wire: decoding the transfer coding: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Close closes the raw body.
+func (d *decodedBody) Close() error { return d.raw.Close() }
