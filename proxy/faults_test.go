@@ -1,0 +1,388 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// faultCase is one origin fault and the answer the client must get for it.
+type faultCase struct {
+	name   string
+	fault  string              // the request's fault (its path /f/<fault>/…)
+	method string              // GET when empty
+	body   string              // request body
+	down   func(o *chaosOrigin) // applied after priming: the origin goes down, resets accepts…
+	stale  bool                // a stale object that allows stale-if-error is stored first
+	cc     string              // X-CC: the Cache-Control the origin's answers carry
+	status int                 // the status the client must see
+	cut    bool                // the head arrives, the body ends early, the connection closes
+}
+
+// staleCC is the Cache-Control of the stale objects: stale at once, usable on error for an hour.
+const staleCC = "max-age=0, stale-if-error=3600"
+
+// faultCases is the origin-fault table: the documented answers (proxy/README.md, "Origin
+// faults").
+var faultCases = []faultCase{
+	{name: "healthy origin", fault: faultOK, status: 200},
+	{name: "connect refused", fault: faultOK, down: (*chaosOrigin).goDown, status: 502},
+	{name: "reset right after accept", fault: faultOK, down: (*chaosOrigin).resetAccepts, status: 502},
+	{name: "reset mid-head", fault: faultResetHead, status: 502},
+	{name: "POST reset mid-head", fault: faultResetHead, method: "POST", body: "a=1", status: 502},
+	{name: "reset mid-body, Content-Length", fault: faultResetBody, status: 200, cut: true},
+	{name: "reset mid-body, chunked", fault: faultResetChunked, status: 200, cut: true},
+	{name: "reset mid-body, cacheable", fault: faultResetBody, cc: "max-age=60", status: 200, cut: true},
+	{name: "stall before the head", fault: faultStallHead, status: 504},
+	{name: "HEAD stall before the head", fault: faultStallHead, method: "HEAD", status: 504},
+	{name: "stall between body bytes", fault: faultStallBody, status: 200, cut: true},
+	{name: "garbage instead of a head", fault: faultGarbage, status: 502},
+	{name: "503 from the origin", fault: faultStatus503, status: 503},
+	{name: "closed after a keep-alive response", fault: faultCloseAfter, status: 200},
+	{name: "closed as the pooled connection is reused", fault: faultCloseNext, status: 200},
+	{name: "stale: connect refused", fault: faultOK, down: (*chaosOrigin).goDown, stale: true, status: 200},
+	{name: "stale: reset right after accept", fault: faultOK, down: (*chaosOrigin).resetAccepts, stale: true, status: 200},
+	{name: "stale: reset mid-head", fault: faultResetHead, stale: true, status: 200},
+	{name: "stale: reset mid-body", fault: faultResetBody, stale: true, status: 200},
+	{name: "stale: stall before the head", fault: faultStallHead, stale: true, status: 200},
+	{name: "stale: stall between body bytes", fault: faultStallBody, stale: true, status: 200},
+	{name: "stale: garbage", fault: faultGarbage, stale: true, status: 200},
+	{name: "stale: 503", fault: faultStatus503, stale: true, status: 200},
+}
+
+// faultProxyConfig is the proxy of the fault tests: small upstream timeouts, one route per case.
+const faultProxyConfig = `[proxy.upstream]
+connect_timeout = "1s"
+response_header_timeout = "1s"
+read_timeout = "1s"
+`
+
+// faultAnswer is what a client saw.
+type faultAnswer struct {
+	status      int
+	body        string
+	cacheStatus string
+	bodyErr     error // reading the body failed (a cut response)
+	closed      bool  // the proxy closed the connection after the response
+}
+
+// ask sends one request on a new connection to the proxy and reads the answer.
+func ask(addr, host, method, path, cc, body string) (faultAnswer, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return faultAnswer{}, err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	var req strings.Builder
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, host)
+	if cc != "" {
+		fmt.Fprintf(&req, "X-CC: %s\r\n", cc)
+	}
+	if body != "" || method == "POST" {
+		fmt.Fprintf(&req, "Content-Length: %d\r\n", len(body))
+	}
+	req.WriteString("\r\n" + body)
+	if _, err := io.WriteString(nc, req.String()); err != nil {
+		return faultAnswer{}, err
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		return faultAnswer{}, fmt.Errorf("reading the response head: %w", err)
+	}
+	got, berr := io.ReadAll(resp.Body)
+	a := faultAnswer{status: resp.StatusCode, body: string(got), cacheStatus: resp.Header.Get("Cache-Status"), bodyErr: berr}
+	if berr != nil || resp.Close {
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := br.ReadByte()
+		a.closed = err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	return a, nil
+}
+
+// check compares an answer with the case's.
+func (tc *faultCase) check(a faultAnswer) error {
+	if a.status != tc.status {
+		return fmt.Errorf("status %d (%q), want %d", a.status, trim(a.body), tc.status)
+	}
+	switch {
+	case tc.cut:
+		if a.bodyErr == nil || !errors.Is(a.bodyErr, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("a complete-looking body of %d bytes (error %v), want a cut one", len(a.body), a.bodyErr)
+		}
+		if len(a.body) >= faultBodyLen || !strings.HasPrefix(faultBody, a.body) {
+			return fmt.Errorf("cut body of %d bytes is not a prefix of the origin's", len(a.body))
+		}
+		if !a.closed {
+			return errors.New("the connection stayed open after a cut response")
+		}
+	case a.bodyErr != nil:
+		return fmt.Errorf("body: %w", a.bodyErr)
+	case tc.stale:
+		if a.body != faultBody || !strings.Contains(a.cacheStatus, "stale-if-error") {
+			return fmt.Errorf("want the stale object: %d bytes, Cache-Status %q", len(a.body), a.cacheStatus)
+		}
+	case tc.status == 200 && tc.method != "HEAD" && a.body != faultBody:
+		return fmt.Errorf("body of %d bytes, want the whole %d", len(a.body), faultBodyLen)
+	case tc.status == 503 && a.body != "origin 503\n":
+		return fmt.Errorf("503 body %q, want the origin's", a.body)
+	}
+	return nil
+}
+
+// trim shortens a body for a message.
+func trim(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// faultRig is a proxy with one route, and one chaos origin, per fault case.
+type faultRig struct {
+	p       *testProxy
+	origins []*chaosOrigin
+}
+
+// startFaultRig starts the origins, the proxy with the project's cache, and primes the stale
+// objects; the origins of down cases go down after priming.
+func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
+	rig := &faultRig{}
+	var cfg strings.Builder
+	cfg.WriteString(faultProxyConfig)
+	for i := range cases {
+		o := startChaosOrigin(t)
+		rig.origins = append(rig.origins, o)
+		fmt.Fprintf(&cfg, "[[proxy.routes]]\nhost = \"c%d.faults.test\"\norigins = [%q]\n", i, o.url())
+	}
+	rig.p = startProxy(t, cfg.String(), Options{Cache: newRealCache(t)})
+	for i, tc := range cases {
+		if tc.stale {
+			a, err := askPrimed(rig.p.addr, caseHost(i), tc.path(0, 0))
+			if err != nil || a.status != 200 || a.body != faultBody {
+				t.Fatalf("%s: priming: %v %d", tc.name, err, a.status)
+			}
+		}
+		if tc.down != nil {
+			tc.down(rig.origins[i])
+		}
+	}
+	return rig
+}
+
+// askPrimed stores the stale object of a path (X-Fault: ok, with staleCC).
+func askPrimed(addr, host, path string) (faultAnswer, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return faultAnswer{}, err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nX-Fault: ok\r\nX-CC: %s\r\nConnection: close\r\n\r\n", path, host, staleCC)
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		return faultAnswer{}, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	return faultAnswer{status: resp.StatusCode, body: string(body)}, err
+}
+
+// caseHost is the Host of case i's route.
+func caseHost(i int) string { return fmt.Sprintf("c%d.faults.test", i) }
+
+// path is the request path of a case for client i's round j: one object for the stale
+// cases, a new one per request otherwise.
+func (tc *faultCase) path(i, j int) string {
+	if tc.stale {
+		return "/f/" + tc.fault + "/stale"
+	}
+	return fmt.Sprintf("/f/%s/%d-%d", tc.fault, i, j)
+}
+
+// requestCC is the X-CC a case's requests carry.
+func (tc *faultCase) requestCC() string {
+	if tc.stale {
+		return staleCC
+	}
+	return tc.cc
+}
+
+// resources are the goroutines and open file descriptors of the process.
+type resources struct{ goroutines, fds int }
+
+// current counts them.
+func currentResources(t testing.TB) resources {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return resources{goroutines: runtime.NumGoroutine(), fds: len(ents)}
+}
+
+// waitForBaseline polls until goroutines and fds are back to base (closing the proxy's idle
+// upstream connections first), and fails with the goroutines' stacks otherwise.
+func waitForBaseline(t *testing.T, srv *Server, base resources) {
+	t.Helper()
+	srv.closeIdleUpstream()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now := currentResources(t)
+		if now.goroutines <= base.goroutines && now.fds <= base.fds {
+			t.Logf("back to baseline: %d goroutines (baseline %d), %d fds (baseline %d)", now.goroutines, base.goroutines, now.fds, base.fds)
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("after the run: %d goroutines and %d fds, baseline %d and %d\n%s",
+				now.goroutines, now.fds, base.goroutines, base.fds, buf)
+		}
+		time.Sleep(10 * time.Millisecond)
+		srv.closeIdleUpstream()
+	}
+}
+
+// TestOriginFaultsUnderLoad: 200 concurrent clients, each sending a bounded series of requests
+// spread over the fault table, get each fault's documented answer — 502, 504 on a timeout,
+// the stale object where it allows stale-if-error, a cut response when the head was already
+// sent, a transparent retry for a pooled connection the origin closed. No connection that saw
+// a fault is used again, and no goroutine or file descriptor outlives the run.
+func TestOriginFaultsUnderLoad(t *testing.T) {
+	const clients, rounds = 200, 4
+	cases := faultCases
+	rig := startFaultRig(t, cases)
+	base := currentResources(t)
+	start := make(chan struct{})
+	errs := make(chan error, clients*rounds)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for j := range rounds {
+				k := (i + j*7) % len(cases)
+				tc := &cases[k]
+				method := tc.method
+				if method == "" {
+					method = "GET"
+				}
+				a, err := ask(rig.p.addr, caseHost(k), method, tc.path(i, j), tc.requestCC(), tc.body)
+				if err == nil {
+					err = tc.check(a)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s (client %d round %d): %w", tc.name, i, j, err)
+				}
+			}
+		}()
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed++; failed <= 20 || testing.Verbose() {
+			t.Error(err)
+		}
+	}
+	if failed > 20 {
+		t.Errorf("… %d failures in all", failed)
+	}
+	t.Logf("%d requests in %v", clients*rounds, time.Since(began).Round(time.Millisecond))
+	for k, o := range rig.origins {
+		tc := &cases[k]
+		if bad := o.reuseAfterFault(); bad != "" {
+			t.Errorf("%s: a connection that saw a fault was used again: %s", tc.name, bad)
+		}
+		leftOpen := tc.fault == faultStallHead || tc.fault == faultStallBody || tc.fault == faultGarbage
+		if leftOpen && tc.down == nil && o.faultedConns() == 0 {
+			t.Errorf("%s: no connection saw the fault", tc.name)
+		}
+		t.Logf("%s: %d connections, requests on each: %v", tc.name, o.accepts.Load(), o.requestCounts())
+	}
+	waitForBaseline(t, rig.p.srv, base)
+}
+
+// closeIdleUpstream closes the idle upstream connections of every pool.
+func (s *Server) closeIdleUpstream() {
+	s.fwd.closeIdle()
+	s.routes.closeIdle()
+}
+
+// TestUpstreamRetryClosedPooledConnection: a pooled connection the origin closes as the proxy
+// reuses it (the origin reads the request, then resets the connection unanswered) is replaced
+// once by a new connection for an idempotent request (RFC 9110 §9.2.2) — its body, if any,
+// sent again whole — and never for POST or PATCH, whose client gets 502; nor when part of the
+// response had arrived. The origin's per-connection counts show which connection carried what.
+func TestUpstreamRetryClosedPooledConnection(t *testing.T) {
+	big := strings.Repeat("b", replayMax+1)
+	cases := []struct {
+		name    string
+		prime   string // the fault of the first request, which leaves the pooled connection
+		method  string
+		path    string
+		body    string
+		status  int
+		retried bool
+	}{
+		{"GET", faultCloseNext, "GET", "/x", "", 200, true},
+		{"HEAD", faultCloseNext, "HEAD", "/x", "", 200, true},
+		{"OPTIONS", faultCloseNext, "OPTIONS", "/x", "", 200, true},
+		{"TRACE", faultCloseNext, "TRACE", "/x", "", 200, true},
+		{"DELETE", faultCloseNext, "DELETE", "/x", "", 200, true},
+		{"PUT with a body", faultCloseNext, "PUT", "/x", "put body", 200, true},
+		{"PUT without a body", faultCloseNext, "PUT", "/x", "", 200, true},
+		{"PUT with a body too large to replay", faultCloseNext, "PUT", "/x", big, 502, false},
+		{"POST with a body", faultCloseNext, "POST", "/x", "post body", 502, false},
+		{"POST without a body", faultCloseNext, "POST", "/x", "", 502, false},
+		{"PATCH", faultCloseNext, "PATCH", "/x", "patch", 502, false},
+		{"GET, part of the head received", faultOK, "GET", "/f/" + faultResetHead + "/x", "", 502, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := startChaosOrigin(t)
+			p := startProxy(t, "allow_trace = true\n[[proxy.routes]]\nhost = \"*\"\norigins = [\""+o.url()+"\"]\n", Options{})
+			c := dialRaw(t, p.addr)
+			c.send("GET /f/" + tc.prime + "/prime HTTP/1.1\r\nHost: site.test\r\n\r\n")
+			if resp, body := c.response("GET"); resp.StatusCode != 200 || body != faultBody {
+				t.Fatalf("priming: %d (%d bytes)", resp.StatusCode, len(body))
+			}
+			req := tc.method + " " + tc.path + " HTTP/1.1\r\nHost: site.test\r\n"
+			if tc.body != "" || tc.method == "POST" || tc.method == "PUT" {
+				req += fmt.Sprintf("Content-Length: %d\r\n", len(tc.body))
+			}
+			c.send(req + "\r\n" + tc.body)
+			resp, body := c.response(tc.method)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d %q, want %d", resp.StatusCode, trim(body), tc.status)
+			}
+			var want []seenRequest // the prime on connection 0, the request on it, the retry on 1
+			want = append(want, seenRequest{conn: 0, method: "GET", path: "/f/" + tc.prime + "/prime"},
+				seenRequest{conn: 0, method: tc.method, path: tc.path, body: tc.body})
+			if tc.retried {
+				want = append(want, seenRequest{conn: 1, method: tc.method, path: tc.path, body: tc.body})
+			}
+			got := o.requests()
+			if len(got) != len(want) {
+				t.Fatalf("the origin read %d requests, want %d: %+v", len(got), len(want), got)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Errorf("request %d: %+v, want %+v", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
