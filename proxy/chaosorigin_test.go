@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The chaos origin: a fault origin for the origin-fault tests (faults_test.go), a real TCP
@@ -47,6 +50,9 @@ type chaosOrigin struct {
 	addr string
 
 	reset atomic.Bool // accepted connections are reset at once (SO_LINGER 0)
+	hold  atomic.Bool // accept no more (blackhole)
+	quit  chan struct{}
+	fill  []net.Conn // the test's own connections filling the accept queue (blackhole)
 
 	mu      sync.Mutex
 	conns   []*chaosConn
@@ -80,7 +86,7 @@ func startChaosOrigin(t testing.TB) *chaosOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &chaosOrigin{ln: ln, addr: ln.Addr().String()}
+	o := &chaosOrigin{ln: ln, addr: ln.Addr().String(), quit: make(chan struct{})}
 	o.wg.Add(1)
 	go o.acceptLoop()
 	t.Cleanup(o.close)
@@ -108,6 +114,11 @@ func (o *chaosOrigin) acceptLoop() {
 	for {
 		nc, err := o.ln.Accept()
 		if err != nil {
+			return
+		}
+		if o.hold.Load() {
+			_ = nc.Close()
+			<-o.quit // accept nothing more: the queue fills, connects hang
 			return
 		}
 		o.accepts.Add(1)
@@ -261,6 +272,11 @@ func (o *chaosOrigin) goDown() {
 // closes the open ones (so the proxy's pool holds none that still works).
 func (o *chaosOrigin) resetAccepts() {
 	o.reset.Store(true)
+	o.closeConns()
+}
+
+// closeConns closes the open connections.
+func (o *chaosOrigin) closeConns() {
 	o.mu.Lock()
 	conns := o.conns
 	o.mu.Unlock()
@@ -269,9 +285,69 @@ func (o *chaosOrigin) resetAccepts() {
 	}
 }
 
+// Ways an origin goes down (chaosOrigin.goes).
+const (
+	downRefuse    = "refuse"    // the listener closed: connects are refused
+	downReset     = "reset"     // connects are accepted and reset at once
+	downBlackhole = "blackhole" // connects hang until the dialer's timeout
+)
+
+// goes takes the origin down the named way ("" leaves it up).
+func (o *chaosOrigin) goes(t testing.TB, down string) {
+	switch down {
+	case downRefuse:
+		o.goDown()
+	case downReset:
+		o.resetAccepts()
+	case downBlackhole:
+		o.blackhole(t)
+	case "":
+	default:
+		t.Fatalf("unknown way down %q", down)
+	}
+}
+
+// blackhole makes connects to the origin hang until the dialer gives up: it stops accepting,
+// shrinks the listen backlog to 0 and fills the accept queue with connections of its own, so
+// the kernel drops further SYNs; open connections are closed. Linux only: it fails the test
+// where a full queue does not hold connects back.
+func (o *chaosOrigin) blackhole(t testing.TB) {
+	t.Helper()
+	o.hold.Store(true)
+	rc, err := o.ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lerr error
+	if err := rc.Control(func(fd uintptr) { lerr = syscall.Listen(int(fd), 0) }); err != nil || lerr != nil {
+		t.Fatalf("backlog 0: %v %v", err, lerr)
+	}
+	o.closeConns()
+	for range 8 { // the first wakes the accept loop; backlog 0 then admits one or two
+		nc, err := net.DialTimeout("tcp", o.addr, 300*time.Millisecond)
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			return
+		case err != nil:
+			t.Fatal(err)
+		}
+		o.mu.Lock()
+		o.fill = append(o.fill, nc)
+		o.mu.Unlock()
+	}
+	t.Fatal("connects to a full accept queue do not hang here")
+}
+
 // close shuts the origin down and waits for its goroutines.
 func (o *chaosOrigin) close() {
+	close(o.quit)
 	o.goDown()
+	o.mu.Lock()
+	for _, nc := range o.fill {
+		_ = nc.Close()
+	}
+	o.mu.Unlock()
 	o.wg.Wait()
 }
 

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,44 +20,47 @@ import (
 // faultCase is one origin fault and the answer the client must get for it.
 type faultCase struct {
 	name   string
-	fault  string              // the request's fault (its path /f/<fault>/…)
-	method string              // GET when empty
-	body   string              // request body
-	down   func(o *chaosOrigin) // applied after priming: the origin goes down, resets accepts…
-	stale  bool                // a stale object that allows stale-if-error is stored first
-	cc     string              // X-CC: the Cache-Control the origin's answers carry
-	status int                 // the status the client must see
-	cut    bool                // the head arrives, the body ends early, the connection closes
+	fault  string // the request's fault (its path /f/<fault>/…)
+	method string // GET when empty
+	body   string // request body
+	down   string // how the origin goes down after priming (chaosOrigin.goes)
+	stale  bool   // a stale object that allows stale-if-error is stored first
+	cc     string // X-CC: the Cache-Control the origin's answers carry
+	status int    // the status the client must see
+	cut    bool   // the head arrives, the body ends early, the connection closes
+	kind   string // the access log's error:kind ("" for none)
 }
 
 // staleCC is the Cache-Control of the stale objects: stale at once, usable on error for an hour.
 const staleCC = "max-age=0, stale-if-error=3600"
 
 // faultCases is the origin-fault table: the documented answers (proxy/README.md, "Origin
-// faults").
+// faults", and the README's operator section).
 var faultCases = []faultCase{
 	{name: "healthy origin", fault: faultOK, status: 200},
-	{name: "connect refused", fault: faultOK, down: (*chaosOrigin).goDown, status: 502},
-	{name: "reset right after accept", fault: faultOK, down: (*chaosOrigin).resetAccepts, status: 502},
-	{name: "reset mid-head", fault: faultResetHead, status: 502},
-	{name: "POST reset mid-head", fault: faultResetHead, method: "POST", body: "a=1", status: 502},
-	{name: "reset mid-body, Content-Length", fault: faultResetBody, status: 200, cut: true},
-	{name: "reset mid-body, chunked", fault: faultResetChunked, status: 200, cut: true},
-	{name: "reset mid-body, cacheable", fault: faultResetBody, cc: "max-age=60", status: 200, cut: true},
-	{name: "stall before the head", fault: faultStallHead, status: 504},
-	{name: "HEAD stall before the head", fault: faultStallHead, method: "HEAD", status: 504},
-	{name: "stall between body bytes", fault: faultStallBody, status: 200, cut: true},
-	{name: "garbage instead of a head", fault: faultGarbage, status: 502},
+	{name: "connect refused", fault: faultOK, down: downRefuse, status: 502, kind: "connect_refused"},
+	{name: "connect reset right after accept", fault: faultOK, down: downReset, status: 502, kind: "reset"},
+	{name: "connect hangs", fault: faultOK, down: downBlackhole, status: 504, kind: "timeout"},
+	{name: "reset mid-head", fault: faultResetHead, status: 502, kind: "reset"},
+	{name: "POST reset mid-head", fault: faultResetHead, method: "POST", body: "a=1", status: 502, kind: "reset"},
+	{name: "reset mid-body, Content-Length", fault: faultResetBody, status: 200, cut: true, kind: "cut_reset"},
+	{name: "reset mid-body, chunked", fault: faultResetChunked, status: 200, cut: true, kind: "cut_reset"},
+	{name: "reset mid-body, cacheable", fault: faultResetBody, cc: "max-age=60", status: 200, cut: true, kind: "cut_reset"},
+	{name: "stall before the head", fault: faultStallHead, status: 504, kind: "timeout"},
+	{name: "HEAD stall before the head", fault: faultStallHead, method: "HEAD", status: 504, kind: "timeout"},
+	{name: "stall between body bytes", fault: faultStallBody, status: 200, cut: true, kind: "cut_timeout"},
+	{name: "garbage instead of a head", fault: faultGarbage, status: 502, kind: "bad_response"},
 	{name: "503 from the origin", fault: faultStatus503, status: 503},
 	{name: "closed after a keep-alive response", fault: faultCloseAfter, status: 200},
 	{name: "closed as the pooled connection is reused", fault: faultCloseNext, status: 200},
-	{name: "stale: connect refused", fault: faultOK, down: (*chaosOrigin).goDown, stale: true, status: 200},
-	{name: "stale: reset right after accept", fault: faultOK, down: (*chaosOrigin).resetAccepts, stale: true, status: 200},
-	{name: "stale: reset mid-head", fault: faultResetHead, stale: true, status: 200},
+	{name: "stale: connect refused", fault: faultOK, down: downRefuse, stale: true, status: 200, kind: "connect_refused"},
+	{name: "stale: connect reset right after accept", fault: faultOK, down: downReset, stale: true, status: 200, kind: "reset"},
+	{name: "stale: connect hangs", fault: faultOK, down: downBlackhole, stale: true, status: 200, kind: "timeout"},
+	{name: "stale: reset mid-head", fault: faultResetHead, stale: true, status: 200, kind: "reset"},
 	{name: "stale: reset mid-body", fault: faultResetBody, stale: true, status: 200},
-	{name: "stale: stall before the head", fault: faultStallHead, stale: true, status: 200},
+	{name: "stale: stall before the head", fault: faultStallHead, stale: true, status: 200, kind: "timeout"},
 	{name: "stale: stall between body bytes", fault: faultStallBody, stale: true, status: 200},
-	{name: "stale: garbage", fault: faultGarbage, stale: true, status: 200},
+	{name: "stale: garbage", fault: faultGarbage, stale: true, status: 200, kind: "bad_response"},
 	{name: "stale: 503", fault: faultStatus503, stale: true, status: 200},
 }
 
@@ -173,9 +178,7 @@ func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
 				t.Fatalf("%s: priming: %v %d", tc.name, err, a.status)
 			}
 		}
-		if tc.down != nil {
-			tc.down(rig.origins[i])
-		}
+		rig.origins[i].goes(t, tc.down)
 	}
 	return rig
 }
@@ -307,11 +310,12 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 			t.Errorf("%s: a connection that saw a fault was used again: %s", tc.name, bad)
 		}
 		leftOpen := tc.fault == faultStallHead || tc.fault == faultStallBody || tc.fault == faultGarbage
-		if leftOpen && tc.down == nil && o.faultedConns() == 0 {
+		if leftOpen && tc.down == "" && o.faultedConns() == 0 {
 			t.Errorf("%s: no connection saw the fault", tc.name)
 		}
 		t.Logf("%s: %d connections, requests on each: %v", tc.name, o.accepts.Load(), o.requestCounts())
 	}
+	checkLogKinds(t, rig.p.log, cases, clients*rounds)
 	waitForBaseline(t, rig.p.srv, base)
 }
 
@@ -384,5 +388,43 @@ func TestUpstreamRetryClosedPooledConnection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// caseOfLine finds the case index in an access log line (by its route's host); -1 if none.
+var caseOfLine = regexp.MustCompile(`http://c(\d+)\.faults\.test/`)
+
+// checkLogKinds waits for the access log of the run (each stale case's priming first, then
+// n requests) and checks that every line names its case's error kind.
+func checkLogKinds(t *testing.T, log *syncBuffer, cases []faultCase, n int) {
+	t.Helper()
+	primes := 0
+	for _, tc := range cases {
+		if tc.stale {
+			primes++
+		}
+	}
+	waitFor(t, "the access log", func() bool { return len(log.lines()) >= primes+n })
+	primed := map[int]bool{}
+	bad := 0
+	for _, line := range log.lines() {
+		m := caseOfLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		k, _ := strconv.Atoi(m[1])
+		want := cases[k].kind
+		if cases[k].stale && !primed[k] {
+			primed[k], want = true, ""
+		}
+		got := ""
+		if i := strings.LastIndex(line, " error:"); i >= 0 {
+			got = line[i+len(" error:"):]
+		}
+		if got != want {
+			if bad++; bad <= 10 {
+				t.Errorf("%s: logged error kind %q, want %q: %s", cases[k].name, got, want, line)
+			}
+		}
 	}
 }
