@@ -29,6 +29,7 @@ type faultCase struct {
 	status int    // the status the client must see
 	cut    bool   // the head arrives, the body ends early, the connection closes
 	kind   string // the access log's error:kind ("" for none)
+	http10 bool   // the client speaks HTTP/1.0 (with keep-alive)
 }
 
 // staleCC is the Cache-Control of the stale objects: stale at once, usable on error for an hour.
@@ -46,6 +47,7 @@ var faultCases = []faultCase{
 	{name: "reset mid-body, Content-Length", fault: faultResetBody, status: 200, cut: true, kind: "cut_reset"},
 	{name: "reset mid-body, chunked", fault: faultResetChunked, status: 200, cut: true, kind: "cut_reset"},
 	{name: "reset mid-body, cacheable", fault: faultResetBody, cc: "max-age=60", status: 200, cut: true, kind: "cut_reset"},
+	{name: "HTTP/1.0 client, reset mid-body", fault: faultResetBody, http10: true, status: 200, cut: true, kind: "cut_reset"},
 	{name: "stall before the head", fault: faultStallHead, status: 504, kind: "timeout"},
 	{name: "HEAD stall before the head", fault: faultStallHead, method: "HEAD", status: 504, kind: "timeout"},
 	{name: "stall between body bytes", fault: faultStallBody, status: 200, cut: true, kind: "cut_timeout"},
@@ -80,24 +82,32 @@ type faultAnswer struct {
 	closed      bool  // the proxy closed the connection after the response
 }
 
-// ask sends one request on a new connection to the proxy and reads the answer.
-func ask(addr, host, method, path, cc, body string) (faultAnswer, error) {
+// ask sends case tc's request for path on a new connection to the proxy and reads the answer.
+func ask(addr, host string, tc *faultCase, path string) (faultAnswer, error) {
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		return faultAnswer{}, err
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	method, proto := tc.method, "HTTP/1.1"
+	if method == "" {
+		method = "GET"
+	}
 	var req strings.Builder
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, host)
-	if cc != "" {
+	if tc.http10 {
+		proto = "HTTP/1.0"
+		req.WriteString("Connection: keep-alive\r\n")
+	}
+	if cc := tc.requestCC(); cc != "" {
 		fmt.Fprintf(&req, "X-CC: %s\r\n", cc)
 	}
-	if body != "" || method == "POST" {
-		fmt.Fprintf(&req, "Content-Length: %d\r\n", len(body))
+	if tc.body != "" || method == "POST" {
+		fmt.Fprintf(&req, "Content-Length: %d\r\n", len(tc.body))
 	}
-	req.WriteString("\r\n" + body)
-	if _, err := io.WriteString(nc, req.String()); err != nil {
+	head := fmt.Sprintf("%s %s %s\r\nHost: %s\r\n", method, path, proto, host)
+	req.WriteString("\r\n" + tc.body)
+	if _, err := io.WriteString(nc, head+req.String()); err != nil {
 		return faultAnswer{}, err
 	}
 	br := bufio.NewReader(nc)
@@ -276,11 +286,7 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 			for j := range rounds {
 				k := (i + j*7) % len(cases)
 				tc := &cases[k]
-				method := tc.method
-				if method == "" {
-					method = "GET"
-				}
-				a, err := ask(rig.p.addr, caseHost(k), method, tc.path(i, j), tc.requestCC(), tc.body)
+				a, err := ask(rig.p.addr, caseHost(k), tc, tc.path(i, j))
 				if err == nil {
 					err = tc.check(a)
 				}
@@ -384,8 +390,13 @@ func TestUpstreamRetryClosedPooledConnection(t *testing.T) {
 			}
 			for i := range want {
 				if got[i] != want[i] {
-					t.Errorf("request %d: %+v, want %+v", i, got[i], want[i])
+					t.Errorf("request %d: %+v, want %+v", i, trimSeen(got[i]), trimSeen(want[i]))
 				}
+			}
+			waitFor(t, "the access log", func() bool { return len(p.log.lines()) == 2 })
+			line := p.log.lines()[1]
+			if logged := strings.Contains(line, " error:reset"); logged == tc.retried {
+				t.Errorf("logged %q: want error:reset only when not retried", line)
 			}
 		})
 	}
@@ -427,4 +438,10 @@ func checkLogKinds(t *testing.T, log *syncBuffer, cases []faultCase, n int) {
 			}
 		}
 	}
+}
+
+// trimSeen shortens a recorded request's body for a message.
+func trimSeen(r seenRequest) seenRequest {
+	r.body = trim(r.body)
+	return r
 }
