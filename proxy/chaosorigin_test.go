@@ -60,6 +60,7 @@ type chaosOrigin struct {
 	down    bool
 	wg      sync.WaitGroup // the accept loop and every connection's goroutine
 	accepts atomic.Int64
+	live    atomic.Int64 // connections being served
 }
 
 // seenRequest is a request the origin read: on which connection, and its body.
@@ -137,6 +138,7 @@ func (o *chaosOrigin) acceptLoop() {
 		fc.id = len(o.conns)
 		o.conns = append(o.conns, fc)
 		o.wg.Add(1)
+		o.live.Add(1)
 		o.mu.Unlock()
 		go o.serve(fc)
 	}
@@ -151,6 +153,7 @@ func resetConn(nc *net.TCPConn) {
 // serve reads requests on one connection and answers each with its fault.
 func (o *chaosOrigin) serve(fc *chaosConn) {
 	defer o.wg.Done()
+	defer o.live.Add(-1)
 	defer fc.nc.Close()
 	br := bufio.NewReader(fc.nc)
 	closeNext := false

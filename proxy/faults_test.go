@@ -82,14 +82,32 @@ type faultAnswer struct {
 	closed      bool  // the proxy closed the connection after the response
 }
 
-// ask sends case tc's request for path on a new connection to the proxy and reads the answer.
-func ask(addr, host string, tc *faultCase, path string) (faultAnswer, error) {
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		return faultAnswer{}, err
+// faultClient is one client of the load: a keep-alive connection to the proxy, used for its
+// next request unless the answer ended it (a cut response, Connection: close).
+type faultClient struct {
+	addr string
+	nc   net.Conn
+	br   *bufio.Reader
+}
+
+// close closes the client's connection, if any.
+func (c *faultClient) close() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+		c.nc = nil
 	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+}
+
+// ask sends case tc's request for path and reads the answer.
+func (c *faultClient) ask(host string, tc *faultCase, path string) (faultAnswer, error) {
+	if c.nc == nil {
+		nc, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			return faultAnswer{}, err
+		}
+		c.nc, c.br = nc, bufio.NewReader(nc)
+	}
+	_ = c.nc.SetDeadline(time.Now().Add(20 * time.Second))
 	method, proto := tc.method, "HTTP/1.1"
 	if method == "" {
 		method = "GET"
@@ -107,20 +125,22 @@ func ask(addr, host string, tc *faultCase, path string) (faultAnswer, error) {
 	}
 	head := fmt.Sprintf("%s %s %s\r\nHost: %s\r\n", method, path, proto, host)
 	req.WriteString("\r\n" + tc.body)
-	if _, err := io.WriteString(nc, head+req.String()); err != nil {
+	if _, err := io.WriteString(c.nc, head+req.String()); err != nil {
+		c.close()
 		return faultAnswer{}, err
 	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
 	if err != nil {
+		c.close()
 		return faultAnswer{}, fmt.Errorf("reading the response head: %w", err)
 	}
 	got, berr := io.ReadAll(resp.Body)
 	a := faultAnswer{status: resp.StatusCode, body: string(got), cacheStatus: resp.Header.Get("Cache-Status"), bodyErr: berr}
 	if berr != nil || resp.Close {
-		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := br.ReadByte()
+		_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.br.ReadByte()
 		a.closed = err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+		c.close()
 	}
 	return a, nil
 }
@@ -191,6 +211,21 @@ func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
 		rig.origins[i].goes(t, tc.down)
 	}
 	return rig
+}
+
+// quiesce closes the proxy's idle upstream connections and waits until no client or origin
+// connection is open, for a baseline of goroutines and fds without them.
+func (rig *faultRig) quiesce(t *testing.T) {
+	rig.p.srv.closeIdleUpstream()
+	waitFor(t, "no connection open", func() bool {
+		rig.p.srv.mu.Lock()
+		n := len(rig.p.srv.conns)
+		rig.p.srv.mu.Unlock()
+		for _, o := range rig.origins {
+			n += int(o.live.Load())
+		}
+		return n == 0
+	})
 }
 
 // askPrimed stores the stale object of a path (X-Fault: ok, with staleCC).
@@ -266,7 +301,8 @@ func waitForBaseline(t *testing.T, srv *Server, base resources) {
 }
 
 // TestOriginFaultsUnderLoad: 200 concurrent clients, each sending a bounded series of requests
-// spread over the fault table, get each fault's documented answer — 502, 504 on a timeout,
+// spread over the fault table on a keep-alive connection (a new one after an answer that
+// ended it), get each fault's documented answer — 502, 504 on a timeout,
 // the stale object where it allows stale-if-error, a cut response when the head was already
 // sent, a transparent retry for a pooled connection the origin closed. No connection that saw
 // a fault is used again, and no goroutine or file descriptor outlives the run.
@@ -274,6 +310,7 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 	const clients, rounds = 200, 4
 	cases := faultCases
 	rig := startFaultRig(t, cases)
+	rig.quiesce(t)
 	base := currentResources(t)
 	start := make(chan struct{})
 	errs := make(chan error, clients*rounds)
@@ -283,10 +320,12 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
+			c := &faultClient{addr: rig.p.addr}
+			defer c.close()
 			for j := range rounds {
 				k := (i + j*7) % len(cases)
 				tc := &cases[k]
-				a, err := ask(rig.p.addr, caseHost(k), tc, tc.path(i, j))
+				a, err := c.ask(caseHost(k), tc, tc.path(i, j))
 				if err == nil {
 					err = tc.check(a)
 				}
