@@ -333,7 +333,7 @@ type outRequest struct {
 // connection, for an idempotent request (RFC 9110 §9.2.2) whose body is absent or could be
 // recorded for replay (retryable); a POST is never sent twice.
 func (cl *client) roundTrip(ctx context.Context, out *outRequest) (*http.Response, error) {
-	out.body = nil
+	out.body, out.replay = nil, nil
 	if outgoingLength(out.r) != 0 {
 		out.body = out.r.Body
 	}
