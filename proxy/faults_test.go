@@ -66,12 +66,30 @@ var faultCases = []faultCase{
 	{name: "stale: 503", fault: faultStatus503, stale: true, status: 200},
 }
 
-// faultProxyConfig is the proxy of the fault tests: small upstream timeouts, one route per case.
-const faultProxyConfig = `[proxy.upstream]
-connect_timeout = "1s"
-response_header_timeout = "1s"
-read_timeout = "1s"
-`
+// faultProfiles are the upstream settings of the fault proxies, by the timeout a case tests:
+// each case runs on the proxy whose one small timeout (1 s) it exercises, every other limit
+// generous (5 s), so that a loaded machine cannot turn a healthy exchange into a timeout.
+// Idle pooled connections close after 500 ms, so that the pools empty themselves after the
+// run (for the goroutine and fd baseline).
+var faultProfiles = map[string]string{
+	"":        `connect_timeout = "5s"` + "\n" + `response_header_timeout = "5s"` + "\n" + `read_timeout = "5s"`,
+	"connect": `connect_timeout = "1s"` + "\n" + `response_header_timeout = "5s"` + "\n" + `read_timeout = "5s"`,
+	"header":  `connect_timeout = "5s"` + "\n" + `response_header_timeout = "1s"` + "\n" + `read_timeout = "5s"`,
+	"body":    `connect_timeout = "5s"` + "\n" + `response_header_timeout = "5s"` + "\n" + `read_timeout = "1s"`,
+}
+
+// profile names the timeout the case tests (a key of faultProfiles).
+func (tc *faultCase) profile() string {
+	switch {
+	case tc.down == downBlackhole:
+		return "connect"
+	case tc.fault == faultStallHead:
+		return "header"
+	case tc.fault == faultStallBody:
+		return "body"
+	}
+	return ""
+}
 
 // faultAnswer is what a client saw.
 type faultAnswer struct {
@@ -183,27 +201,33 @@ func trim(s string) string {
 	return s
 }
 
-// faultRig is a proxy with one route, and one chaos origin, per fault case.
+// faultRig is one chaos origin per fault case, and a proxy per profile (faultProfiles) with a
+// route to each case's origin; a case's requests go to the proxy of its profile.
 type faultRig struct {
-	p       *testProxy
+	proxies map[string]*testProxy
 	origins []*chaosOrigin
 }
+
+// proxy is the proxy case tc runs on.
+func (rig *faultRig) proxy(tc *faultCase) *testProxy { return rig.proxies[tc.profile()] }
 
 // startFaultRig starts the origins, the proxy with the project's cache, and primes the stale
 // objects; the origins of down cases go down after priming.
 func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
-	rig := &faultRig{}
-	var cfg strings.Builder
-	cfg.WriteString(faultProxyConfig)
+	rig := &faultRig{proxies: map[string]*testProxy{}}
+	var routes strings.Builder
 	for i := range cases {
 		o := startChaosOrigin(t)
 		rig.origins = append(rig.origins, o)
-		fmt.Fprintf(&cfg, "[[proxy.routes]]\nhost = \"c%d.faults.test\"\norigins = [%q]\n", i, o.url())
+		fmt.Fprintf(&routes, "[[proxy.routes]]\nhost = \"c%d.faults.test\"\norigins = [%q]\n", i, o.url())
 	}
-	rig.p = startProxy(t, cfg.String(), Options{Cache: newRealCache(t)})
+	for name, limits := range faultProfiles {
+		cfg := "[proxy.upstream]\n" + limits + "\nidle_conn_timeout = \"500ms\"\n" + routes.String()
+		rig.proxies[name] = startProxy(t, cfg, Options{Cache: newRealCache(t)})
+	}
 	for i, tc := range cases {
 		if tc.stale {
-			a, err := askPrimed(rig.p.addr, caseHost(i), tc.path(0, 0))
+			a, err := askPrimed(rig.proxy(&tc).addr, caseHost(i), tc.path(0, 0))
 			if err != nil || a.status != 200 || a.body != faultBody {
 				t.Fatalf("%s: priming: %v %d", tc.name, err, a.status)
 			}
@@ -213,14 +237,16 @@ func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
 	return rig
 }
 
-// quiesce closes the proxy's idle upstream connections and waits until no client or origin
-// connection is open, for a baseline of goroutines and fds without them.
+// quiesce waits until no client or origin connection is open (the pools' idle connections
+// closed after idle_conn_timeout), for a baseline of goroutines and fds without them.
 func (rig *faultRig) quiesce(t *testing.T) {
-	rig.p.srv.closeIdleUpstream()
 	waitFor(t, "no connection open", func() bool {
-		rig.p.srv.mu.Lock()
-		n := len(rig.p.srv.conns)
-		rig.p.srv.mu.Unlock()
+		n := 0
+		for _, p := range rig.proxies {
+			p.srv.mu.Lock()
+			n += len(p.srv.conns)
+			p.srv.mu.Unlock()
+		}
 		for _, o := range rig.origins {
 			n += int(o.live.Load())
 		}
@@ -277,11 +303,11 @@ func currentResources(t testing.TB) resources {
 	return resources{goroutines: runtime.NumGoroutine(), fds: len(ents)}
 }
 
-// waitForBaseline polls until goroutines and fds are back to base (closing the proxy's idle
-// upstream connections first), and fails with the goroutines' stacks otherwise.
-func waitForBaseline(t *testing.T, srv *Server, base resources) {
+// waitForBaseline polls until goroutines and fds are back to base (the pools' idle
+// connections closing after idle_conn_timeout), and fails with the goroutines' stacks
+// otherwise.
+func waitForBaseline(t *testing.T, base resources) {
 	t.Helper()
-	srv.closeIdleUpstream()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		now := currentResources(t)
@@ -296,7 +322,6 @@ func waitForBaseline(t *testing.T, srv *Server, base resources) {
 				now.goroutines, now.fds, base.goroutines, base.fds, buf)
 		}
 		time.Sleep(10 * time.Millisecond)
-		srv.closeIdleUpstream()
 	}
 }
 
@@ -320,12 +345,15 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			c := &faultClient{addr: rig.p.addr}
-			defer c.close()
+			c := map[string]*faultClient{} // a keep-alive connection to each proxy
+			for name, p := range rig.proxies {
+				c[name] = &faultClient{addr: p.addr}
+				defer c[name].close()
+			}
 			for j := range rounds {
 				k := (i + j*7) % len(cases)
 				tc := &cases[k]
-				a, err := c.ask(caseHost(k), tc, tc.path(i, j))
+				a, err := c[tc.profile()].ask(caseHost(k), tc, tc.path(i, j))
 				if err == nil {
 					err = tc.check(a)
 				}
@@ -360,14 +388,8 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 		}
 		t.Logf("%s: %d connections, requests on each: %v", tc.name, o.accepts.Load(), o.requestCounts())
 	}
-	checkLogKinds(t, rig.p.log, cases, clients*rounds)
-	waitForBaseline(t, rig.p.srv, base)
-}
-
-// closeIdleUpstream closes the idle upstream connections of every pool.
-func (s *Server) closeIdleUpstream() {
-	s.fwd.closeIdle()
-	s.routes.closeIdle()
+	checkLogKinds(t, rig, cases, clients*rounds)
+	waitForBaseline(t, base)
 }
 
 // TestUpstreamRetryClosedPooledConnection: a pooled connection the origin closes as the proxy
@@ -444,9 +466,9 @@ func TestUpstreamRetryClosedPooledConnection(t *testing.T) {
 // caseOfLine finds the case index in an access log line (by its route's host); -1 if none.
 var caseOfLine = regexp.MustCompile(`http://c(\d+)\.faults\.test/`)
 
-// checkLogKinds waits for the access log of the run (each stale case's priming first, then
-// n requests) and checks that every line names its case's error kind.
-func checkLogKinds(t *testing.T, log *syncBuffer, cases []faultCase, n int) {
+// checkLogKinds waits for the access logs of the run (each stale case's priming first, then
+// n requests in all) and checks that every line names its case's error kind.
+func checkLogKinds(t *testing.T, rig *faultRig, cases []faultCase, n int) {
 	t.Helper()
 	primes := 0
 	for _, tc := range cases {
@@ -454,10 +476,17 @@ func checkLogKinds(t *testing.T, log *syncBuffer, cases []faultCase, n int) {
 			primes++
 		}
 	}
-	waitFor(t, "the access log", func() bool { return len(log.lines()) >= primes+n })
+	lines := func() []string {
+		var all []string
+		for _, p := range rig.proxies {
+			all = append(all, p.log.lines()...)
+		}
+		return all
+	}
+	waitFor(t, "the access logs", func() bool { return len(lines()) >= primes+n })
 	primed := map[int]bool{}
 	bad := 0
-	for _, line := range log.lines() {
+	for _, line := range lines() {
 		m := caseOfLine.FindStringSubmatch(line)
 		if m == nil {
 			continue
