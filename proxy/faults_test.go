@@ -30,6 +30,7 @@ type faultCase struct {
 	cut    bool   // the head arrives, the body ends early, the connection closes
 	kind   string // the access log's error:kind ("" for none)
 	http10 bool   // the client speaks HTTP/1.0 (with keep-alive)
+	fwd    bool   // a forward-proxy request (absolute-form) instead of a reverse route's
 }
 
 // staleCC is the Cache-Control of the stale objects: stale at once, usable on error for an hour.
@@ -55,6 +56,10 @@ var faultCases = []faultCase{
 	{name: "503 from the origin", fault: faultStatus503, status: 503},
 	{name: "closed after a keep-alive response", fault: faultCloseAfter, status: 200},
 	{name: "closed as the pooled connection is reused", fault: faultCloseNext, status: 200},
+	{name: "forward: reset mid-head", fault: faultResetHead, fwd: true, status: 502, kind: "reset"},
+	{name: "forward: reset mid-body", fault: faultResetBody, fwd: true, status: 200, cut: true, kind: "cut_reset"},
+	{name: "forward: stall before the head", fault: faultStallHead, fwd: true, status: 504, kind: "timeout"},
+	{name: "forward: closed as the pooled connection is reused", fault: faultCloseNext, fwd: true, status: 200},
 	{name: "stale: connect refused", fault: faultOK, down: downRefuse, stale: true, status: 200, kind: "connect_refused"},
 	{name: "stale: connect reset right after accept", fault: faultOK, down: downReset, stale: true, status: 200, kind: "reset"},
 	{name: "stale: connect hangs", fault: faultOK, down: downBlackhole, stale: true, status: 200, kind: "timeout"},
@@ -141,7 +146,11 @@ func (c *faultClient) ask(host string, tc *faultCase, path string) (faultAnswer,
 	if tc.body != "" || method == "POST" {
 		fmt.Fprintf(&req, "Content-Length: %d\r\n", len(tc.body))
 	}
-	head := fmt.Sprintf("%s %s %s\r\nHost: %s\r\n", method, path, proto, host)
+	target := path
+	if tc.fwd {
+		target = "http://" + host + path
+	}
+	head := fmt.Sprintf("%s %s %s\r\nHost: %s\r\n", method, target, proto, host)
 	req.WriteString("\r\n" + tc.body)
 	if _, err := io.WriteString(c.nc, head+req.String()); err != nil {
 		c.close()
@@ -204,8 +213,9 @@ func trim(s string) string {
 // faultRig is one chaos origin per fault case, and a proxy per profile (faultProfiles) with a
 // route to each case's origin; a case's requests go to the proxy of its profile.
 type faultRig struct {
-	proxies map[string]*testProxy
-	origins []*chaosOrigin
+	proxies  map[string]*testProxy
+	origins  []*chaosOrigin
+	fwdHosts []string // a forward case's host:port (resolved to its origin), "" for the others
 }
 
 // proxy is the proxy case tc runs on.
@@ -216,18 +226,27 @@ func (rig *faultRig) proxy(tc *faultCase) *testProxy { return rig.proxies[tc.pro
 func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
 	rig := &faultRig{proxies: map[string]*testProxy{}}
 	var routes strings.Builder
-	for i := range cases {
+	var names []string
+	for i, tc := range cases {
 		o := startChaosOrigin(t)
 		rig.origins = append(rig.origins, o)
-		fmt.Fprintf(&routes, "[[proxy.routes]]\nhost = \"c%d.faults.test\"\norigins = [%q]\n", i, o.url())
+		if tc.fwd {
+			_, port, _ := net.SplitHostPort(o.addr)
+			rig.fwdHosts = append(rig.fwdHosts, fmt.Sprintf("f%d.faults.test:%s", i, port))
+			names = append(names, fmt.Sprintf("%q", fmt.Sprintf("f%d.faults.test=127.0.0.1", i)))
+		} else {
+			rig.fwdHosts = append(rig.fwdHosts, "")
+			fmt.Fprintf(&routes, "[[proxy.routes]]\nhost = \"c%d.faults.test\"\norigins = [%q]\n", i, o.url())
+		}
 	}
 	for name, limits := range faultProfiles {
-		cfg := "[proxy.upstream]\n" + limits + "\nidle_conn_timeout = \"500ms\"\n" + routes.String()
+		cfg := "resolve = [" + strings.Join(names, ", ") + "]\n[proxy.upstream]\n" + limits +
+			"\nidle_conn_timeout = \"500ms\"\n" + routes.String()
 		rig.proxies[name] = startProxy(t, cfg, Options{Cache: newRealCache(t)})
 	}
 	for i, tc := range cases {
 		if tc.stale {
-			a, err := askPrimed(rig.proxy(&tc).addr, caseHost(i), tc.path(0, 0))
+			a, err := askPrimed(rig.proxy(&tc).addr, rig.host(i), tc.path(0, 0))
 			if err != nil || a.status != 200 || a.body != faultBody {
 				t.Fatalf("%s: priming: %v %d", tc.name, err, a.status)
 			}
@@ -271,8 +290,13 @@ func askPrimed(addr, host, path string) (faultAnswer, error) {
 	return faultAnswer{status: resp.StatusCode, body: string(body)}, err
 }
 
-// caseHost is the Host of case i's route.
-func caseHost(i int) string { return fmt.Sprintf("c%d.faults.test", i) }
+// host is the Host of case i's requests: its route's, or its origin's name for a forward case.
+func (rig *faultRig) host(i int) string {
+	if h := rig.fwdHosts[i]; h != "" {
+		return h
+	}
+	return fmt.Sprintf("c%d.faults.test", i)
+}
 
 // path is the request path of a case for client i's round j: one object for the stale
 // cases, a new one per request otherwise.
@@ -353,7 +377,7 @@ func TestOriginFaultsUnderLoad(t *testing.T) {
 			for j := range rounds {
 				k := (i + j*7) % len(cases)
 				tc := &cases[k]
-				a, err := c[tc.profile()].ask(caseHost(k), tc, tc.path(i, j))
+				a, err := c[tc.profile()].ask(rig.host(k), tc, tc.path(i, j))
 				if err == nil {
 					err = tc.check(a)
 				}
@@ -464,7 +488,7 @@ func TestUpstreamRetryClosedPooledConnection(t *testing.T) {
 }
 
 // caseOfLine finds the case index in an access log line (by its route's host); -1 if none.
-var caseOfLine = regexp.MustCompile(`http://c(\d+)\.faults\.test/`)
+var caseOfLine = regexp.MustCompile(`http://[cf](\d+)\.faults\.test[:/]`)
 
 // checkLogKinds waits for the access logs of the run (each stale case's priming first, then
 // n requests in all) and checks that every line names its case's error kind.
@@ -512,4 +536,59 @@ func checkLogKinds(t *testing.T, rig *faultRig, cases []faultCase, n int) {
 func trimSeen(r seenRequest) seenRequest {
 	r.body = trim(r.body)
 	return r
+}
+
+// TestOriginFaultsPipelined: a fault in the middle of a pipeline costs only its own response.
+// Requests before it are answered whole; a 502 is followed by the rest of the pipeline on the
+// same connection; a cut response is the last thing on the connection (nothing after it could
+// be told apart from its body), and it closes.
+func TestOriginFaultsPipelined(t *testing.T) {
+	o := startChaosOrigin(t)
+	p := startProxy(t, "[proxy.upstream]\n"+faultProfiles["body"]+"\n[[proxy.routes]]\nhost = \"*\"\norigins = [\""+o.url()+"\"]\n", Options{Cache: newRealCache(t)})
+	cases := []struct {
+		fault  string
+		status int  // the middle response's status
+		cut    bool // the middle response is cut and the connection closes
+	}{
+		{faultResetHead, 502, false},
+		{faultGarbage, 502, false},
+		{faultStatus503, 503, false},
+		{faultCloseNext, 200, false},
+		{faultResetBody, 200, true},
+		{faultResetChunked, 200, true},
+		{faultStallBody, 200, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.fault, func(t *testing.T) {
+			c := dialRaw(t, p.addr)
+			var req strings.Builder
+			for i, fault := range []string{faultOK, tc.fault, faultOK} {
+				fmt.Fprintf(&req, "GET /f/%s/pipe-%d HTTP/1.1\r\nHost: site.test\r\n\r\n", fault, i)
+			}
+			c.send(req.String())
+			if resp, body := c.response("GET"); resp.StatusCode != 200 || body != faultBody {
+				t.Fatalf("first: %d (%d bytes), want the whole 200", resp.StatusCode, len(body))
+			}
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				t.Fatalf("second: %v", err)
+			}
+			body, berr := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || (berr != nil) != tc.cut {
+				t.Fatalf("second: %d, body error %v, want %d cut=%v", resp.StatusCode, berr, tc.status, tc.cut)
+			}
+			if tc.cut {
+				if !c.closed() {
+					t.Fatal("the connection stayed open after a cut response")
+				}
+				return
+			}
+			if tc.status == 200 && string(body) != faultBody {
+				t.Fatalf("second: %d bytes, want the whole body", len(body))
+			}
+			if resp, body := c.response("GET"); resp.StatusCode != 200 || body != faultBody {
+				t.Fatalf("third: %d (%d bytes), want the whole 200", resp.StatusCode, len(body))
+			}
+		})
+	}
 }
