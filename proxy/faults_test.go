@@ -510,6 +510,7 @@ func checkLogKinds(t *testing.T, rig *faultRig, cases []faultCase, n int) {
 	waitFor(t, "the access logs", func() bool { return len(lines()) >= primes+n })
 	primed := map[int]bool{}
 	bad := 0
+	logged := map[string]int{}
 	for _, line := range lines() {
 		m := caseOfLine.FindStringSubmatch(line)
 		if m == nil {
@@ -523,11 +524,21 @@ func checkLogKinds(t *testing.T, rig *faultRig, cases []faultCase, n int) {
 		got := ""
 		if i := strings.LastIndex(line, " error:"); i >= 0 {
 			got = line[i+len(" error:"):]
+			logged[got]++
 		}
 		if got != want {
 			if bad++; bad <= 10 {
 				t.Errorf("%s: logged error kind %q, want %q: %s", cases[k].name, got, want, line)
 			}
+		}
+	}
+	for kind, n := range logged { // the metric counts what the log names, cut responses included
+		counted := 0.0
+		for _, p := range rig.proxies {
+			counted += counterValue(p.srv.m.upstreamErrors.WithLabelValues(kind))
+		}
+		if int(counted) != n {
+			t.Errorf("outpost_proxy_upstream_errors_total{kind=%q} = %v, the log has %d", kind, counted, n)
 		}
 	}
 }

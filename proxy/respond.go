@@ -235,8 +235,10 @@ func (e *bodyReadError) Error() string { return e.err.Error() }
 // Unwrap returns the failure.
 func (e *bodyReadError) Unwrap() error { return e.err }
 
-// noteCut records a response cut by its source for the log: error:cut_<kind> (cut_reset,
-// cut_timeout, cut_bad_response…), the response's status staying what its head said.
+// noteCut records a response cut by its source for the log, error:cut_<kind> (cut_reset,
+// cut_timeout, cut_bad_response…; the response's status stays what its head said), and counts
+// it in outpost_proxy_upstream_errors_total under that kind (once per client: a collapsed
+// fetch that broke off counts for each client it cut).
 func (s *slot) noteCut(err error) {
 	var re *bodyReadError
 	if !errors.As(err, &re) {
@@ -245,6 +247,7 @@ func (s *slot) noteCut(err error) {
 	s.cut = true
 	if s.errKind == "" {
 		s.errKind = "cut_" + errKind(re.err)
+		s.c.srv.m.upstreamErrors.WithLabelValues(s.errKind).Inc()
 	}
 }
 
