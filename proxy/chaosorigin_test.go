@@ -327,7 +327,9 @@ func (o *chaosOrigin) blackhole(t testing.TB) {
 	}
 	o.closeConns()
 	for range 8 { // the first wakes the accept loop; backlog 0 then admits one or two
-		nc, err := net.DialTimeout("tcp", o.addr, 300*time.Millisecond)
+		// A second is long enough that a connect which completed is not taken for a hanging
+		// one, on a machine however loaded.
+		nc, err := net.DialTimeout("tcp", o.addr, time.Second)
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
