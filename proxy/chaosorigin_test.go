@@ -19,8 +19,8 @@ import (
 // listener on 127.0.0.1:0 that misbehaves on request. The fault of a request is chosen by its
 // path, /f/<fault>/…, or by an X-Fault request field (which wins: a test primes a cached
 // object with X-Fault: ok on the path it later faults). How connections are accepted is the
-// origin's state: served, reset right after accept (resetAccepts), or refused (goDown closes
-// the listener). It counts the requests read on each connection and the bytes that arrive on
+// origin's state (goes): served, reset right after accept (resetAccepts), refused (goDown
+// closes the listener) or left hanging (blackhole: the accept queue full). It counts the requests read on each connection and the bytes that arrive on
 // a connection after a fault left it unusable, which the proxy must never send
 // (reuseAfterFault).
 
@@ -50,11 +50,11 @@ type chaosOrigin struct {
 	addr string
 
 	reset atomic.Bool // accepted connections are reset at once (SO_LINGER 0)
-	hold  atomic.Bool // accept no more (blackhole)
-	quit  chan struct{}
-	fill  []net.Conn // the test's own connections filling the accept queue (blackhole)
+	hold  atomic.Bool   // accept no more (blackhole)
+	quit  chan struct{} // closed at shutdown: ends the held accept loop
 
 	mu      sync.Mutex
+	fill    []net.Conn // the test's own connections filling the accept queue (blackhole)
 	conns   []*chaosConn
 	seen    []seenRequest
 	down    bool
