@@ -49,7 +49,7 @@ type chaosOrigin struct {
 	ln   net.Listener
 	addr string
 
-	reset atomic.Bool // accepted connections are reset at once (SO_LINGER 0)
+	reset atomic.Bool   // accepted connections are reset at once (SO_LINGER 0)
 	hold  atomic.Bool   // accept no more (blackhole)
 	quit  chan struct{} // closed at shutdown: ends the held accept loop
 
