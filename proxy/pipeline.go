@@ -142,6 +142,8 @@ type slotState struct {
 
 	stripped bool // hop-by-hop fields were stripped (serveProxied)
 
+	keys *cache.KeyRules // the reverse route's cache-key rules (nil: none; classify)
+
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
 	serial     bool  // starts only after its predecessors finished; keeps the reader role
