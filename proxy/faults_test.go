@@ -221,8 +221,8 @@ type faultRig struct {
 // proxy is the proxy case tc runs on.
 func (rig *faultRig) proxy(tc *faultCase) *testProxy { return rig.proxies[tc.profile()] }
 
-// startFaultRig starts the origins, the proxies (each with the project's cache), and primes the stale
-// objects; the origins of down cases go down after priming.
+// startFaultRig starts the origins and the proxies (each with the project's cache), and
+// primes the stale objects; the origins of down cases go down after priming.
 func startFaultRig(t *testing.T, cases []faultCase) *faultRig {
 	rig := &faultRig{proxies: map[string]*testProxy{}}
 	var routes strings.Builder
