@@ -288,6 +288,9 @@ func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
 	} else {
 		b = append(b, '-')
 	}
+	if s.h2 != nil {
+		b = append(b, " HTTP/2.0"...) // the protocol, after the fields of Squid's format
+	}
 	if s.errKind != "" {
 		b = append(b, " error:"...)
 		b = append(b, s.errKind...)
@@ -310,6 +313,9 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 		b = appendQuoted(b, h.Target())
 		b = append(b, ' ')
 		b = append(b, protoName(h)...)
+	} else if s.h2 != nil {
+		b = appendQuoted(b, s.req.RequestURI)
+		b = append(b, " HTTP/2.0"...)
 	} else {
 		b = append(b, "- -"...)
 	}
@@ -320,6 +326,8 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 	var ref, ua []byte
 	if h := s.head; h != nil {
 		ref, ua = h.Get("Referer"), h.Get("User-Agent")
+	} else if s.h2 != nil {
+		ref, ua = []byte(s.req.Header.Get("Referer")), []byte(s.req.Header.Get("User-Agent"))
 	}
 	b = append(b, " \""...)
 	b = appendQuoted(b, orDash(ref))
@@ -342,6 +350,9 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 // appendMethod appends the request method ("-" when the request was unreadable).
 func appendMethod(b []byte, s *slot) []byte {
 	if s.head == nil {
+		if s.h2 != nil {
+			return appendQuoted(b, s.req.Method)
+		}
 		return append(b, '-')
 	}
 	return appendQuoted(b, s.head.Method())

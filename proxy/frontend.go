@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -21,8 +22,9 @@ import (
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
-// acceptLoop accepts client connections until the listener is closed.
-func (s *Server) acceptLoop(ln net.Listener) error {
+// acceptLoop accepts client connections until the listener is closed; on a TLS listener
+// (secure) each is wrapped in a *tls.Conn, whose handshake run does first.
+func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 	var backoff component.AcceptBackoff
 	for {
 		if !s.acquireConnSlot() {
@@ -41,6 +43,9 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			return err
 		}
 		backoff.Reset()
+		if secure {
+			nc = tls.Server(nc, s.tlsConf)
+		}
 		c := s.newConn(nc)
 		if c == nil {
 			continue
@@ -87,6 +92,7 @@ type conn struct {
 	remote string     // client "ip:port"
 	ip     netip.Addr // client address, unmapped
 	ipStr  string
+	tls    bool            // a TLS connection (set by run before any request)
 	ctx    context.Context // upstream requests; cancelled when the connection closes
 	cancel context.CancelFunc
 
@@ -144,9 +150,25 @@ func (s *Server) newConn(nc net.Conn) *conn {
 // localAddr is the proxy's "ip:port" the client connected to.
 func (c *conn) localAddr() string { return c.nc.LocalAddr().String() }
 
-// run is the connection's first goroutine: it holds the reader role.
+// run is the connection's first goroutine: it holds the reader role. A TLS connection
+// completes its handshake first and, when ALPN chose h2, is served by the HTTP/2 front end.
 func (c *conn) run() {
 	defer c.release()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		c.tls = true
+		proto, err := c.handshake(tc)
+		if err != nil {
+			c.srv.log.Debug("proxy: TLS handshake failed", "client", c.remote, "err", err)
+			return
+		}
+		if proto == "h2" && c.srv.h2 != nil {
+			c.serveH2()
+			return
+		}
+		c.srv.m.connsHTTPS.Inc()
+	} else {
+		c.srv.m.connsHTTP.Inc()
+	}
 	c.readLoop()
 }
 

@@ -54,10 +54,14 @@ func (srv *Server) serveProxied(s *slot) {
 		return
 	}
 	if srv.opts.Cache != nil {
-		seq := s.seq
-		s.c.enterCache(seq)
+		seq, watch := s.seq, s.h2 == nil // an HTTP/2 stream holds no reader role to hand on
+		if watch {
+			s.c.enterCache(seq)
+		}
 		out, err := srv.opts.Cache.Serve(s, s, s)
-		s.c.leaveCache(seq)
+		if watch {
+			s.c.leaveCache(seq)
+		}
 		s.outcome = out
 		if err != nil && !s.written {
 			s.writeUpstreamError(err)

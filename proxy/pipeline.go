@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -147,6 +146,7 @@ type slotState struct {
 	proto10    bool  // the client spoke HTTP/1.0
 	isHEAD     bool
 	upgrade    bool        // an upgrade request (upgrade.go): serial, never cached
+	h2         *h2Stream   // the HTTP/2 stream the response goes to (h2.go); nil for HTTP/1.x
 	perr       *protoError // the request could not be read
 
 	// Response state.
@@ -297,6 +297,9 @@ func (c *conn) breakLocked() {
 // any goroutine working for request seq (the cache's included); once s is finished or serves
 // another request it does nothing.
 func (s *slot) detach(seq uint64) {
+	if s.h2 != nil {
+		return // an HTTP/2 stream has its own goroutine, and no reader role
+	}
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
@@ -441,9 +444,7 @@ func (s *slot) finish() (detached bool) {
 // endLocked ends the connection after a final response: no more writes, FIN to the client,
 // and a reader still waiting for requests gives up shortly.
 func (c *conn) endLocked() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
+	closeWrite(c.nc)
 	c.broken = true
 	c.setReadDeadline(time.Now().Add(lingerTime))
 }

@@ -11,6 +11,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -59,11 +60,17 @@ type Server struct {
 	status *status // the admin listener's /proxy/top and /proxy/routes (status.go)
 
 	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	viaValue      string     // "1.1 <pseudonym>", for HTTP/2 responses
 	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
 	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
+	certs   certStore   // the TLS listeners' certificates (tls.go), swapped by SetCertificates
+	tlsConf *tls.Config // nil: no TLS listener
+	h2      *h2Front    // the HTTP/2 server for h2 connections (h2.go); nil when off
+
 	mu         sync.Mutex
 	lns        []net.Listener
+	tlsLns     []net.Listener // [proxy.tls] listen (also in lns)
 	addrs      []string
 	self       map[string]bool // bound host:port addresses: requests to these are for the proxy itself
 	conns      map[*conn]struct{}
@@ -115,6 +122,10 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	}
 	s.forwarding = newForwarding(cfg)
 	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
+	s.viaValue = "1.1 " + cfg.ViaPseudonym
+	if err := s.setUpTLS(); err != nil {
+		return nil, err
+	}
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
@@ -122,16 +133,41 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 // Name is "proxy".
 func (s *Server) Name() string { return "proxy" }
 
-// Listen binds every configured address.
+// setUpTLS loads the certificates when [proxy.tls] has listeners, certificates or the demo,
+// and makes the TLS and HTTP/2 configuration of the TLS listeners.
+func (s *Server) setUpTLS() error {
+	t := s.cfg.TLS
+	if len(t.Listen) == 0 && len(t.Certificates) == 0 && !t.Demo {
+		return nil
+	}
+	if err := s.SetCertificates(t); err != nil {
+		return err
+	}
+	if len(t.Listen) == 0 {
+		return nil
+	}
+	s.tlsConf = newTLSConfig(&s.certs, s.cfg.HTTP2.Enabled)
+	if s.cfg.HTTP2.Enabled {
+		s.h2 = newH2Front(s)
+	}
+	return nil
+}
+
+// Listen binds every configured address: the plain listeners, then the TLS ones.
 func (s *Server) Listen(ctx context.Context) error {
 	var lc net.ListenConfig
-	for _, a := range s.cfg.Listen {
+	addrs := append(append([]string(nil), s.cfg.Listen...), s.cfg.TLS.Listen...)
+	for i, a := range addrs {
 		ln, err := lc.Listen(ctx, "tcp", a)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", a, err)
 		}
 		s.mu.Lock()
+		if i >= len(s.cfg.Listen) {
+			s.tlsLns = append(s.tlsLns, ln)
+			s.log.Info("proxy: TLS listener", "addr", ln.Addr().String(), "alpn", s.tlsConf.NextProtos)
+		}
 		s.self[ln.Addr().String()] = true
 		if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil {
 			s.self["localhost:"+port] = true
@@ -160,8 +196,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.tier.start()
 	errc := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { errc <- s.acceptLoop(ln) }()
+	for i, ln := range lns {
+		secure := i >= len(lns)-len(s.tlsLns)
+		go func() { errc <- s.acceptLoop(ln, secure) }()
 	}
 	var first error
 	for range lns {
@@ -190,6 +227,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.wakeIfIdle()
 	}
 	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2.shutdown(ctx)
+	}
 	finished := make(chan struct{})
 	go func() { s.connWG.Wait(); close(finished) }()
 	var err error
