@@ -65,12 +65,13 @@ func maxForwards(h http.Header) int {
 // Forwarded as configured. Expect is dropped: the proxy answered it itself.
 type forwarding struct {
 	via10, via11   string // "1.0 <pseudonym>", "1.1 <pseudonym>"
+	via2           string // "2 <pseudonym>" (HTTP/2 clients, RFC 9110 §7.6.3)
 	xff, forwarded bool
 }
 
 // newForwarding builds the forwarding settings from configuration.
 func newForwarding(cfg config.ProxyConfig) forwarding {
-	return forwarding{via10: "1.0 " + cfg.ViaPseudonym, via11: "1.1 " + cfg.ViaPseudonym,
+	return forwarding{via10: "1.0 " + cfg.ViaPseudonym, via11: "1.1 " + cfg.ViaPseudonym, via2: "2 " + cfg.ViaPseudonym,
 		xff: cfg.XForwardedFor, forwarded: cfg.Forwarded}
 }
 
@@ -106,8 +107,11 @@ func (f *forwarding) appendOwn(b []byte, r *http.Request, countdown bool) []byte
 		b = wire.AppendField(b, "Via", v)
 	}
 	via := f.via11
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+	switch {
+	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
 		via = f.via10
+	case r.ProtoMajor == 2:
+		via = f.via2
 	}
 	b = wire.AppendField(b, "Via", via)
 	if countdown {

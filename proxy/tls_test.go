@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/outpost-proxy/outpost/internal/democa"
+)
+
+// tlsProxy is a running proxy with a TLS listener and the CA its certificate comes from.
+type tlsProxy struct {
+	*testProxy
+	tlsAddr string
+	ca      *democa.CA
+	caFile  string // the CA certificate in PEM, for curl --cacert and friends
+	leaf    *x509.Certificate
+}
+
+// startTLSProxy starts a proxy from a [proxy] section with a TLS listener on 127.0.0.1:0 and a
+// certificate for *.cdn.test, localhost and 127.0.0.1 signed by a fresh CA. extra is TOML
+// appended after the section (tables such as [proxy.http2]).
+func startTLSProxy(t testing.TB, section, extra string, opts Options) *tlsProxy {
+	t.Helper()
+	ca, err := democa.New("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(democa.DemoNames...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile, caFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+	if err := democa.WritePair(leaf, certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, caFile, string(ca.CertPEM()))
+	text := fmt.Sprintf("%s\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\n[[proxy.tls.certificates]]\ncert_file = %q\nkey_file = %q\n%s\n",
+		section, certFile, keyFile, extra)
+	p := startProxy(t, text, opts)
+	return &tlsProxy{testProxy: p, tlsAddr: p.srv.TLSAddrs()[0], ca: ca, caFile: caFile, leaf: leaf.Leaf}
+}
+
+// writeFile writes a test file.
+func writeFile(t testing.TB, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clientTLS is a client configuration trusting the proxy's CA, for serverName.
+func (p *tlsProxy) clientTLS(serverName string, protos ...string) *tls.Config {
+	return &tls.Config{RootCAs: p.ca.Pool(), ServerName: serverName, NextProtos: protos}
+}
+
+// h1Client is an HTTP/1.1-only client for the TLS listener (every request dialled there).
+func (p *tlsProxy) h1Client() *http.Client {
+	tr := &http.Transport{TLSClientConfig: p.clientTLS("www.cdn.test", "http/1.1"),
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", p.tlsAddr)
+		}}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+// h2Client is an HTTP/2 client for the TLS listener: https:// URLs go there with SNI from the
+// URL's host, http:// URLs too (as :scheme http, a forward-proxy request).
+func (p *tlsProxy) h2Client() *http.Client {
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		d := tls.Dialer{Config: p.clientTLS(host, "h2")}
+		if net.ParseIP(host) != nil || !strings.HasSuffix(host, ".cdn.test") {
+			d.Config.ServerName = "www.cdn.test"
+		}
+		return d.DialContext(ctx, "tcp", p.tlsAddr)
+	}}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+// fetchURL fetches url with c and returns the response and its body.
+func fetchURL(t testing.TB, c *http.Client, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", url, err)
+	}
+	return resp, string(body)
+}
+
+// cacheableOrigin answers every path with a cacheable body naming the path.
+func cacheableOrigin(t testing.TB) *testOrigin {
+	return startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "object %s via %s", r.URL.Path, r.Header.Get("Via"))
+	})
+}
+
+// TestTLSReverseSameRequestPath serves a reverse route over TLS with HTTP/1.1 and HTTP/2: the
+// same cache (a miss, then hits across both protocols), the same Cache-Status, Via, access log
+// (the protocol in the line) and metrics.
+func TestTLSReverseSameRequestPath(t *testing.T) {
+	o := cacheableOrigin(t)
+	p := startTLSProxy(t, reverseRoute(o), "", Options{Cache: newRealCache(t)})
+	resp, body := fetchURL(t, p.h1Client(), "https://www.cdn.test/a")
+	if resp.Proto != "HTTP/1.1" || resp.TLS == nil || body != "object /a via 1.1 outpost" {
+		t.Fatalf("HTTP/1.1 over TLS: %s %q", resp.Proto, body)
+	}
+	h2 := p.h2Client()
+	resp, body = fetchURL(t, h2, "https://www.cdn.test/a")
+	if resp.Proto != "HTTP/2.0" || body != "object /a via 1.1 outpost" {
+		t.Fatalf("HTTP/2: %s %q", resp.Proto, body)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "hit") {
+		t.Errorf("HTTP/2 request after an HTTP/1.1 miss: Cache-Status %q, want a hit", cs)
+	}
+	if via := resp.Header.Get("Via"); via != "1.1 outpost" {
+		t.Errorf("Via %q", via)
+	}
+	resp, _ = fetchURL(t, h2, "https://www.cdn.test/b") // a miss over HTTP/2: HTTP/1.1 to the origin
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=") {
+		t.Errorf("first /b over HTTP/2: Cache-Status %q, want a miss", cs)
+	}
+	if last := o.last(); last.Proto != "HTTP/1.1" || !strings.Contains(last.Header.Get("Via"), "2 outpost") {
+		t.Errorf("the origin got %s with Via %q, want HTTP/1.1 with Via 2 outpost", last.Proto, last.Header.Get("Via"))
+	}
+	if o.seen() != 2 {
+		t.Errorf("origin saw %d requests, want 2 (/a once, /b once)", o.seen())
+	}
+	waitFor(t, "three log lines", func() bool { return len(p.log.lines()) == 3 })
+	lines := p.log.lines()
+	if strings.Contains(lines[0], "HTTP/2.0") || !strings.Contains(lines[1], "TCP_MEM_HIT/200") ||
+		!strings.HasSuffix(lines[1], " HTTP/2.0") || !strings.Contains(lines[2], "TCP_MISS/200") {
+		t.Errorf("access log:\n%s", strings.Join(lines, "\n"))
+	}
+	if n := counterValue(p.srv.m.connsH2); n != 1 {
+		t.Errorf("h2 connections counted: %v", n)
+	}
+}
+
+// TestTLSVersionsSNIResumption checks the handshake: TLS 1.1 refused, 1.2 and 1.3 accepted,
+// ALPN, the certificate chosen by SNI (a second certificate for another name, the first as
+// the default), and session resumption.
+func TestTLSVersionsSNIResumption(t *testing.T) {
+	o := cacheableOrigin(t)
+	other, err := democa.New("other CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherLeaf, _ := other.Issue("other.test")
+	dir := t.TempDir()
+	oc, ok := filepath.Join(dir, "o.pem"), filepath.Join(dir, "o-key.pem")
+	if err := democa.WritePair(otherLeaf, oc, ok); err != nil {
+		t.Fatal(err)
+	}
+	p := startTLSProxy(t, reverseRoute(o), fmt.Sprintf("[[proxy.tls.certificates]]\ncert_file = %q\nkey_file = %q\n", oc, ok), Options{})
+	dial := func(cfg *tls.Config) (*tls.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", p.tlsAddr, cfg)
+	}
+	if _, err := dial(&tls.Config{RootCAs: p.ca.Pool(), ServerName: "www.cdn.test", MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("a TLS 1.1 handshake succeeded")
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cfg := p.clientTLS("www.cdn.test", "h2", "http/1.1")
+		cfg.MinVersion, cfg.MaxVersion = v, v
+		c, err := dial(cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", tls.VersionName(v), err)
+		}
+		if st := c.ConnectionState(); st.NegotiatedProtocol != "h2" {
+			t.Errorf("%s: ALPN chose %q", tls.VersionName(v), st.NegotiatedProtocol)
+		}
+		c.Close()
+	}
+	c, err := dial(&tls.Config{RootCAs: other.Pool(), ServerName: "other.test"})
+	if err != nil {
+		t.Fatalf("SNI other.test: %v", err)
+	}
+	if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "other.test" {
+		t.Errorf("SNI other.test got %q", cn)
+	}
+	c.Close()
+	c, err = dial(&tls.Config{RootCAs: p.ca.Pool(), ServerName: "unknown.example"})
+	if err == nil || !strings.Contains(err.Error(), "*.cdn.test") {
+		t.Errorf("an unknown name should get the default certificate (*.cdn.test): %v", err)
+	}
+	cache := tls.NewLRUClientSessionCache(4)
+	for i, want := range []bool{false, true} {
+		cfg := p.clientTLS("www.cdn.test", "http/1.1")
+		cfg.ClientSessionCache = cache
+		c, err := dial(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// TLS 1.3 tickets arrive after the handshake: one request and its answer bring them.
+		fmt.Fprintf(c, "GET /r HTTP/1.1\r\nHost: www.cdn.test\r\nConnection: close\r\n\r\n")
+		_, _ = io.ReadAll(bufio.NewReader(c))
+		if got := c.ConnectionState().DidResume; got != want {
+			t.Errorf("connection %d: resumed %v, want %v", i, got, want)
+		}
+		c.Close()
+	}
+}
