@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -61,8 +62,10 @@ func newH2Front(s *Server) *h2Front {
 			WriteByteTimeout:             s.cfg.WriteTimeout,
 			CountError:                   func(kind string) { s.m.h2Errors.WithLabelValues(kind).Inc() },
 		},
+		// x/net/http2 logs connection errors (an attack's among them) through ErrorLog: at
+		// debug level, counted in http2_errors_total.
 		hs: &http.Server{MaxHeaderBytes: int(c.MaxHeaderListSize), IdleTimeout: s.cfg.IdleTimeout,
-			ErrorLog: nil},
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)},
 	}
 	_ = http2.ConfigureServer(f.hs, f.h2) // registers GOAWAY on f.hs.Shutdown
 	return f
@@ -89,6 +92,8 @@ type h2Stream struct {
 // serveStream serves one stream's request through the proxy's request path (handle), then
 // records it like any request.
 func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
+	c.refs.Add(1) // the connection closes, and Shutdown returns, after its last stream
+	defer c.release()
 	st := &h2Stream{w: w, rc: http.NewResponseController(w)}
 	s := &slot{c: c}
 	s.slotState = slotState{start: time.Now(), req: r, h2: st, isHEAD: r.Method == http.MethodHead}

@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "client_connections_total", Help: "Client connections accepted, by protocol (http, https, h2)."},
 			[]string{"protocol"}),
 		h2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
-			Name: "http2_errors_total", Help: "HTTP/2 errors detected on client connections, by type (too_many_early_resets: rapid reset)."},
+			Name: "http2_errors_total", Help: "HTTP/2 errors detected on client connections, by type, as x/net/http2 names them (conn_ENHANCE_YOUR_CALM_too_many_early_resets: a rapid reset)."},
 			[]string{"type"}),
 		counters: map[uint32]prometheus.Counter{},
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,4 +220,75 @@ func TestTLSVersionsSNIResumption(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestTLSForwardProxy uses the TLS listener as an HTTPS proxy: forward requests and CONNECT
+// over HTTP/1.1 (Go's Transport with an https:// proxy URL) and over HTTP/2 (:scheme http
+// requests, CONNECT on a stream).
+func TestTLSForwardProxy(t *testing.T) {
+	o := cacheableOrigin(t)
+	_, port, _ := net.SplitHostPort(o.hostport())
+	p := startTLSProxy(t, "connect_ports = ["+port+"]\n", "", Options{Cache: newRealCache(t)})
+	t.Run("http1 forward", func(t *testing.T) {
+		tr := &http.Transport{Proxy: http.ProxyURL(mustURL(t, "https://"+p.tlsAddr)), TLSClientConfig: p.clientTLS("")}
+		resp, body := fetchURL(t, &http.Client{Transport: tr, Timeout: 20 * time.Second}, o.URL+"/fwd1")
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "object /fwd1") {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("http1 connect", func(t *testing.T) {
+		c, err := tls.Dial("tcp", p.tlsAddr, p.clientTLS("localhost", "http/1.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\nGET /tun1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", o.hostport(), o.hostport())
+		all, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(all), "HTTP/1.1 200") || !strings.Contains(string(all), "object /tun1") {
+			t.Fatalf("tunnel over TLS:\n%s", all)
+		}
+	})
+	t.Run("h2 forward", func(t *testing.T) {
+		resp, body := fetchURL(t, p.h2Client(), o.URL+"/fwd2")
+		if resp.Proto != "HTTP/2.0" || !strings.HasPrefix(body, "object /fwd2 via 2 outpost") {
+			t.Fatalf("%s %q", resp.Proto, body)
+		}
+		resp, _ = fetchURL(t, p.h2Client(), o.URL+"/fwd2")
+		if !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+			t.Errorf("second forward request over h2: Cache-Status %q", resp.Header.Get("Cache-Status"))
+		}
+	})
+	t.Run("h2 connect", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		req := &http.Request{Method: http.MethodConnect, URL: mustURL(t, "https://"+o.hostport()), Host: o.hostport(),
+			Header: http.Header{}, Body: pr}
+		resp, err := p.h2Client().Transport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("CONNECT over h2: %d", resp.StatusCode)
+		}
+		go func() {
+			fmt.Fprintf(pw, "GET /tun2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		}()
+		all, _ := io.ReadAll(resp.Body)
+		pw.Close()
+		if !strings.Contains(string(all), "object /tun2") {
+			t.Fatalf("tunnel over h2:\n%s", all)
+		}
+	})
+	waitFor(t, "the tunnels in the log", func() bool { return strings.Count(p.log.String(), "TCP_TUNNEL/200") == 2 })
+}
+
+// mustURL parses a URL.
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
