@@ -26,6 +26,7 @@ import (
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/internal/democa"
 )
 
 // Options are the proxy's collaborators.
@@ -64,9 +65,10 @@ type Server struct {
 	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
 	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
-	certs   certStore   // the TLS listeners' certificates (tls.go), swapped by SetCertificates
-	tlsConf *tls.Config // nil: no TLS listener
-	h2      *h2Front    // the HTTP/2 server for h2 connections (h2.go); nil when off
+	certs   certStore    // the TLS listeners' certificates (tls.go), swapped by SetCertificates
+	tlsConf *tls.Config  // nil: no TLS listener
+	h2      *h2Front     // the HTTP/2 server for h2 connections (h2.go); nil when off
+	demo    *democa.Demo // the demo CA's files when the certificate is the demo's (s.mu)
 
 	mu         sync.Mutex
 	lns        []net.Listener
@@ -166,7 +168,7 @@ func (s *Server) Listen(ctx context.Context) error {
 		s.mu.Lock()
 		if i >= len(s.cfg.Listen) {
 			s.tlsLns = append(s.tlsLns, ln)
-			s.log.Info("proxy: TLS listener", "addr", ln.Addr().String(), "alpn", s.tlsConf.NextProtos)
+			defer s.logTLSListener(ln.Addr().String())
 		}
 		s.self[ln.Addr().String()] = true
 		if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil {

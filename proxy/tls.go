@@ -171,16 +171,24 @@ func (s *Server) SetCertificates(cfg config.ProxyTLSConfig) error {
 		return err
 	}
 	s.certs.cur.Store(set)
-	if demo != nil {
-		s.logDemo(*demo)
-	}
+	s.mu.Lock()
+	s.demo = demo
+	s.mu.Unlock()
 	return nil
 }
 
-// logDemo says where the demo CA is, and how to use it.
-func (s *Server) logDemo(d democa.Demo) {
-	s.log.Info("proxy: TLS with the demo CA", "ca_file", d.CAFile, "created", d.Created,
-		"try", "curl --cacert "+d.CAFile+" https://<proxy.tls.listen>/ -H 'Host: www.cdn.test'")
+// logTLSListener says a TLS listener is up, and with the demo certificate where its CA is and
+// how to use it.
+func (s *Server) logTLSListener(addr string) {
+	s.mu.Lock()
+	d := s.demo
+	s.mu.Unlock()
+	if d == nil {
+		s.log.Info("proxy: TLS listener", "addr", addr, "alpn", s.tlsConf.NextProtos)
+		return
+	}
+	s.log.Info("proxy: TLS listener with the demo CA", "addr", addr, "alpn", s.tlsConf.NextProtos, "ca_file", d.CAFile,
+		"created", d.Created, "try", "curl --cacert "+d.CAFile+" https://"+addr+"/ -H 'Host: www.cdn.test'")
 }
 
 // TLSConfig returns a TLS server configuration with the proxy's certificates (the same store,
