@@ -28,7 +28,7 @@ type Server struct {
 	ln       net.Listener
 	srv      *http.Server
 	gatherer prometheus.Gatherer
-	dash     *dashboard // nil unless MountDashboard was called
+	dash     *dashboard  // nil unless MountDashboard was called
 	tlsConf  *tls.Config // nil: plain HTTP (UseTLS)
 }
 
