@@ -110,6 +110,9 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		return nil, err
 	}
 	s.joinHierarchy()
+	if err := s.setUpTLS(); err != nil { // before anything that starts a goroutine
+		return nil, err
+	}
 	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
@@ -125,9 +128,6 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	s.forwarding = newForwarding(cfg)
 	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
 	s.viaValue = "1.1 " + cfg.ViaPseudonym
-	if err := s.setUpTLS(); err != nil {
-		return nil, err
-	}
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
