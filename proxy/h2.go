@@ -103,6 +103,13 @@ func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
 		r.URL.Scheme, r.URL.Host = "http", r.Host
 		r.RequestURI = r.URL.String()
 	}
+	if max := int64(c.srv.cfg.MaxBodySize); max > 0 && r.Method != http.MethodConnect {
+		if r.ContentLength > max {
+			s.perr = errBodyTooLarge
+		} else if r.ContentLength != 0 {
+			r.Body = &maxBody{r: r.Body, left: max}
+		}
+	}
 	c.srv.handle(s)
 	c.mu.Lock()
 	c.srv.record(s, &c.logBuf, time.Now())
@@ -110,6 +117,36 @@ func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
 	if st.aborted {
 		panic(http.ErrAbortHandler) // x/net/http2 resets the stream: the client sees it incomplete
 	}
+}
+
+// maxBody is an HTTP/2 request body held to proxy.max_body_size (the HTTP/1.x body reader
+// holds its own): reading past it fails with 413's error.
+type maxBody struct {
+	r    io.ReadCloser
+	left int64
+}
+
+// Read reads from the body, failing once more than the limit arrived.
+func (b *maxBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return n, errBodyTooLarge
+	}
+	return n, err
+}
+
+// Close closes the body.
+func (b *maxBody) Close() error { return b.r.Close() }
+
+// headerSize is the size of h as HTTP/1.1 would carry it (HPACK sends less), for the log.
+func headerSize(h http.Header) int64 {
+	var n int
+	for name, values := range h {
+		for _, v := range values {
+			n += len(name) + len(v) + 4
+		}
+	}
+	return int64(n)
 }
 
 // writeStoredH2 sends a stored response (WriteStored's arguments) on the stream: the head's
@@ -187,16 +224,13 @@ func (s *slot) writeResponseH2(resp *http.Response) error {
 	if resp.ContentLength >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
-	for name := range resp.Trailer {
-		h["Trailer"] = append(h["Trailer"], name)
-	}
 	h["Via"] = append(h["Via"], s.c.srv.viaValue)
 	s.status = code
 	if ct := h["Content-Type"]; len(ct) > 0 {
 		s.ctype = []byte(ct[0])
 	}
 	st.w.WriteHeader(code)
-	s.bytesOut += 64 // the head, roughly: HPACK compresses it
+	s.bytesOut += int64(len("HTTP/1.1 200 OK\r\n\r\n")) + headerSize(h)
 	if bodyless {
 		return nil
 	}
@@ -206,7 +240,7 @@ func (s *slot) writeResponseH2(resp *http.Response) error {
 		st.aborted = true
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
-	for name, values := range resp.Trailer {
+	for name, values := range resp.Trailer { // known once the body has ended
 		h[http.TrailerPrefix+name] = values
 	}
 	return nil

@@ -1,7 +1,9 @@
-// Package proxy is Outpost's HTTP/1.0 and HTTP/1.1 forward and reverse proxy: persistent and
-// pipelined client connections, request smuggling defences, policy (ACL, Basic auth, deny
-// lists), reverse routes with origin pools, CONNECT tunnels, header hygiene and the seam to the
-// cache (cache.Handler).
+// Package proxy is Outpost's HTTP/1.0, HTTP/1.1 and HTTP/2 forward and reverse proxy, on plain
+// and TLS listeners: persistent and pipelined client connections, request smuggling defences,
+// policy (ACL, Basic auth, deny lists), reverse routes with origin pools, CONNECT tunnels,
+// header hygiene and the seam to the cache (cache.Handler). TLS (tls.go) wraps the connection
+// before the same front end; an HTTP/2 stream (h2.go) becomes a slot that enters the same path
+// at policy.
 //
 // A request's path, one file per step: frontend.go (accept, connection loop) → request.go (read
 // and check one request) → pipeline.go (its slot in the connection's window) → policy.go

@@ -292,3 +292,37 @@ func mustURL(t testing.TB, s string) *url.URL {
 	}
 	return u
 }
+
+// TestH2RequestBodies: request bodies over HTTP/2 reach the origin (with and without a
+// content-length), and max_body_size holds for them (413).
+func TestH2RequestBodies(t *testing.T) {
+	o := echoOrigin(t)
+	p := startTLSProxy(t, "max_body_size = \"1KiB\"\n"+reverseRoute(o), "", Options{})
+	c := p.h2Client()
+	for _, tt := range []struct {
+		name   string
+		body   io.Reader
+		length int64
+		status int
+		echo   string
+	}{
+		{"with content-length", strings.NewReader("hello"), 5, 200, "POST /up hello"},
+		{"without content-length", io.MultiReader(strings.NewReader("chun"), strings.NewReader("ked")), -1, 200, "POST /up chunked"},
+		{"declared too large", strings.NewReader(strings.Repeat("x", 2000)), 2000, 413, ""},
+		{"streamed too large", io.MultiReader(strings.NewReader(strings.Repeat("x", 1000)), strings.NewReader(strings.Repeat("y", 1000))), -1, 413, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, "https://www.cdn.test/up", tt.body)
+			req.ContentLength = tt.length
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || tt.echo != "" && string(body) != tt.echo {
+				t.Errorf("%d %q, want %d %q", resp.StatusCode, body, tt.status, tt.echo)
+			}
+		})
+	}
+}
