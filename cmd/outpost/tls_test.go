@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -72,5 +74,77 @@ func TestDemoTLS(t *testing.T) {
 	}
 	if out := output(t, "curl", "-sS", "--cacert", caFile, "-o", "/dev/null", "-w", "%{http_version}", "https://"+addr+"/", "-H", "Host: www.cdn.test"); out != "2" {
 		t.Errorf("after the restart: HTTP version %q", out)
+	}
+}
+
+// TestAdminTLS: with [admin] tls = true (here from the environment) the admin listener serves
+// HTTPS with the proxy's demo certificate; without the proxy's certificates the binary exits 2
+// naming admin.tls.
+func TestAdminTLS(t *testing.T) {
+	clienttest.Need(t, "curl", "curl")
+	cfg, moved := demoConfig(t)
+	cmd, lines := startBinary(t, []string{"OUTPOST_ADMIN_TLS=true"}, "up", "--config", cfg)
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	var caFile string
+	for l := range lines {
+		if m := caFileLine.FindStringSubmatch(l); m != nil {
+			caFile = m[1]
+			break
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	if caFile == "" {
+		t.Fatal("no demo-CA log line")
+	}
+	url := "https://" + moved["127.0.0.1:9090"] + "/readyz"
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := exec.Command("curl", "-sS", "--cacert", caFile, url).CombinedOutput()
+		if err == nil && strings.TrimSpace(string(out)) == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin over TLS: %v %s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the starting process
+	}
+	plain := filepath.Join(t.TempDir(), "plain.toml")
+	if err := os.WriteFile(plain, []byte("data_dir = \""+t.TempDir()+"\"\n[admin]\ntls = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(mustBinary(t), "up", "--config", plain).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "admin.tls") {
+		t.Errorf("admin.tls without certificates: %v\n%s", err, out)
+	}
+}
+
+// mustBinary returns the built outpost binary.
+func mustBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestTLSBadCertificateExit2: `outpost up` with a certificate file that does not exist exits 2
+// naming the key.
+func TestTLSBadCertificateExit2(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.toml")
+	text := "data_dir = \"" + dir + "\"\n[admin]\nenabled = false\n[proxy]\nlisten = [\"127.0.0.1:0\"]\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\n" +
+		"[[proxy.tls.certificates]]\ncert_file = \"" + filepath.Join(dir, "missing.pem") + "\"\nkey_file = \"" + filepath.Join(dir, "missing-key.pem") + "\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(mustBinary(t), "proxy", "--config", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "proxy.tls.certificates[0].cert_file") {
+		t.Errorf("missing certificate: %v\n%s", err, out)
 	}
 }

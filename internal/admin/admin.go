@@ -65,7 +65,10 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 
 // UseTLS makes the listener serve HTTPS (HTTP/1.1 and HTTP/2) with cfg's certificates: the
 // proxy's ([admin] tls = true). Call it before Serve.
-func (s *Server) UseTLS(cfg *tls.Config) { s.tlsConf = cfg }
+func (s *Server) UseTLS(cfg *tls.Config) {
+	s.tlsConf = cfg
+	s.srv.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug) // failed handshakes
+}
 
 // Name implements component.Component.
 func (s *Server) Name() string { return "admin" }
