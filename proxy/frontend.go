@@ -93,6 +93,9 @@ type conn struct {
 	ip     netip.Addr // client address, unmapped
 	ipStr  string
 	tls    bool            // a TLS connection (set by run before any request)
+	// h2cPrior: the connection opened with HTTP/2's client preface (h2c with prior knowledge):
+	// readLoop stopped before it, and run serves HTTP/2 (h2.go serveH2C).
+	h2cPrior bool
 	ctx    context.Context // upstream requests; cancelled when the connection closes
 	cancel context.CancelFunc
 
@@ -162,7 +165,8 @@ func (c *conn) run() {
 			return
 		}
 		if proto == "h2" && c.srv.h2 != nil {
-			c.serveH2()
+			c.srv.m.connsH2.Inc()
+			c.serveH2(c.nc)
 			return
 		}
 		c.srv.m.connsHTTPS.Inc()
@@ -170,6 +174,9 @@ func (c *conn) run() {
 		c.srv.m.connsHTTP.Inc()
 	}
 	c.readLoop()
+	if c.h2cPrior {
+		c.serveH2C()
+	}
 }
 
 // release ends one goroutine's work on the connection; the last one closes it.
@@ -256,6 +263,10 @@ func (c *conn) nextRequest() (*slot, bool) {
 		if !c.waitFirstByte(now, quiet) {
 			return nil, false
 		}
+	}
+	if c.served == 0 && c.h2cPreface() {
+		c.h2cPrior = true
+		return nil, false
 	}
 	start := time.Now()
 	if !c.headBuffered() {

@@ -75,11 +75,55 @@ func newH2Front(s *Server) *h2Front {
 // and close.
 func (f *h2Front) shutdown(ctx context.Context) { _ = f.hs.Shutdown(ctx) }
 
-// serveH2 serves an h2 connection until it ends.
-func (c *conn) serveH2() {
-	c.srv.m.connsH2.Inc()
+// serveH2 serves an h2 connection (nc: the tls.Conn, or the plain one with what was read of
+// it first) until it ends.
+func (c *conn) serveH2(nc net.Conn) {
 	f := c.srv.h2
-	f.h2.ServeConn(c.nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: f.hs, Handler: http.HandlerFunc(c.serveStream)})
+	f.h2.ServeConn(nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: f.hs, Handler: http.HandlerFunc(c.serveStream)})
+}
+
+// h2cPreface reports whether a plain connection's first bytes are HTTP/2's client preface
+// ([proxy.http2] h2c): the buffered bytes begin it, and the rest arrives within
+// read_header_timeout. Anything else is read as HTTP/1.x.
+func (c *conn) h2cPreface() bool {
+	if c.tls || !c.srv.cfg.HTTP2.H2C || c.srv.h2 == nil {
+		return false
+	}
+	buf, _ := c.br.Peek(c.br.Buffered())
+	n := min(len(buf), len(http2.ClientPreface))
+	if n == 0 || string(buf[:n]) != http2.ClientPreface[:n] {
+		return false
+	}
+	c.armRead(time.Now(), c.srv.cfg.ReadHeaderTimeout)
+	p, err := c.br.Peek(len(http2.ClientPreface))
+	return err == nil && string(p) == http2.ClientPreface
+}
+
+// serveH2C serves HTTP/2 on a plain connection that opened with the client preface: the bytes
+// read so far, then the socket.
+func (c *conn) serveH2C() {
+	c.srv.m.connsH2C.Inc()
+	read, _ := c.br.Peek(c.br.Buffered())
+	pc := &prefixConn{Conn: c.nc, pre: append([]byte(nil), read...)}
+	c.releaseBuffers()
+	c.setReadDeadline(time.Time{})
+	c.serveH2(pc)
+}
+
+// prefixConn is a connection whose first reads return pre.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+// Read returns what is left of pre, then reads the connection.
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }
 
 // h2Stream is the HTTP/2 side of a slot: the stream's response writer.
@@ -98,8 +142,9 @@ func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
 	s := &slot{c: c}
 	s.slotState = slotState{start: time.Now(), req: r, h2: st, isHEAD: r.Method == http.MethodHead}
 	r.RemoteAddr = c.remote
-	if r.TLS == nil && r.Method != http.MethodConnect {
-		// :scheme http over TLS: a forward-proxy request for an http:// URL.
+	if c.tls && r.TLS == nil && r.Method != http.MethodConnect {
+		// :scheme http over TLS: a forward-proxy request for an http:// URL (on h2c, every
+		// request is :scheme http and routed as a reverse one).
 		r.URL.Scheme, r.URL.Host = "http", r.Host
 		r.RequestURI = r.URL.String()
 	}

@@ -21,10 +21,10 @@ type metrics struct {
 	bytesOut        prometheus.Counter
 	clientWrites    prometheus.Counter // socket writes to clients (fewer than responses when pipelined)
 	// TLS and HTTP/2 (tls.go, h2.go).
-	tlsHandshakeErrors             prometheus.Counter
-	clientProtocols                *prometheus.CounterVec // connections by protocol (http/1.1, h2, tls-http/1.1)
-	h2Errors                       *prometheus.CounterVec // HTTP/2 protocol errors by x/net/http2's type
-	connsHTTP, connsHTTPS, connsH2 prometheus.Counter     // clientProtocols' children
+	tlsHandshakeErrors                       prometheus.Counter
+	clientProtocols                          *prometheus.CounterVec // connections by protocol (http/1.1, h2, tls-http/1.1)
+	h2Errors                                 *prometheus.CounterVec // HTTP/2 protocol errors by x/net/http2's type
+	connsHTTP, connsHTTPS, connsH2, connsH2C prometheus.Counter     // clientProtocols' children
 
 	mu       sync.RWMutex
 	counters map[uint32]prometheus.Counter // requests children, so the hot path does not allocate
@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		tlsHandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "tls_handshake_errors_total", Help: "TLS handshakes with clients that failed or timed out."}),
 		clientProtocols: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
-			Name: "client_connections_total", Help: "Client connections accepted, by protocol (http, https, h2)."},
+			Name: "client_connections_total", Help: "Client connections accepted, by protocol (http, https, h2, h2c)."},
 			[]string{"protocol"}),
 		h2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "http2_errors_total", Help: "HTTP/2 errors detected on client connections, by type, as x/net/http2 names them (conn_ENHANCE_YOUR_CALM_too_many_early_resets: a rapid reset)."},
@@ -72,6 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.connsHTTP = m.clientProtocols.WithLabelValues("http")
 	m.connsHTTPS = m.clientProtocols.WithLabelValues("https")
 	m.connsH2 = m.clientProtocols.WithLabelValues("h2")
+	m.connsH2C = m.clientProtocols.WithLabelValues("h2c")
 	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
 		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites,
 		m.tlsHandshakeErrors, m.clientProtocols, m.h2Errors} {

@@ -141,18 +141,17 @@ func (s *Server) Name() string { return "proxy" }
 // and makes the TLS and HTTP/2 configuration of the TLS listeners.
 func (s *Server) setUpTLS() error {
 	t := s.cfg.TLS
+	if s.cfg.HTTP2.Enabled && (len(t.Listen) > 0 || s.cfg.HTTP2.H2C) {
+		s.h2 = newH2Front(s)
+	}
 	if len(t.Listen) == 0 && len(t.Certificates) == 0 && !t.Demo {
 		return nil
 	}
 	if err := s.SetCertificates(t); err != nil {
 		return err
 	}
-	if len(t.Listen) == 0 {
-		return nil
-	}
-	s.tlsConf = newTLSConfig(&s.certs, s.cfg.HTTP2.Enabled)
-	if s.cfg.HTTP2.Enabled {
-		s.h2 = newH2Front(s)
+	if len(t.Listen) > 0 {
+		s.tlsConf = newTLSConfig(&s.certs, s.cfg.HTTP2.Enabled)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -324,5 +325,41 @@ func TestH2RequestBodies(t *testing.T) {
 				t.Errorf("%d %q, want %d %q", resp.StatusCode, body, tt.status, tt.echo)
 			}
 		})
+	}
+}
+
+// TestH2C: with [proxy.http2] h2c, a plain connection that opens with the client preface
+// speaks HTTP/2 (prior knowledge) through the same path; HTTP/1.1 on the same listener,
+// a POST included, is unchanged; curl and h2load speak h2c to it.
+func TestH2C(t *testing.T) {
+	o := cacheableOrigin(t)
+	p := startProxy(t, reverseRoute(o)+"[proxy.http2]\nh2c = true\n", Options{Cache: newRealCache(t)})
+	h2c := &http.Client{Timeout: 20 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", p.addr)
+		}}}
+	resp, body := fetchURL(t, h2c, "http://www.cdn.test/h2c")
+	if resp.Proto != "HTTP/2.0" || body != "object /h2c via 2 outpost" {
+		t.Fatalf("h2c: %s %q", resp.Proto, body)
+	}
+	c := dialRaw(t, p.addr)
+	c.send("POST /echo HTTP/1.1\r\nHost: www.cdn.test\r\nContent-Length: 2\r\n\r\nhi")
+	if resp, _ := c.response("POST"); resp.StatusCode != 200 || resp.Proto != "HTTP/1.1" {
+		t.Errorf("HTTP/1.1 POST with h2c on: %d %s", resp.StatusCode, resp.Proto)
+	}
+	if _, err := exec.LookPath("curl"); err == nil {
+		out := run(t, "curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-H", "Host: www.cdn.test", "http://"+p.addr+"/h2c")
+		if !strings.HasPrefix(out, "HTTP/2 200") || !strings.Contains(out, "hit") {
+			t.Errorf("curl --http2-prior-knowledge:\n%s", out)
+		}
+	}
+	if _, err := exec.LookPath("h2load"); err == nil {
+		out := run(t, "h2load", "-n", "100", "-c", "2", "-m", "10", "http://"+p.addr+"/h2c")
+		if !strings.Contains(out, "100 succeeded") || !strings.Contains(out, "Application protocol: h2c") {
+			t.Errorf("h2load h2c:\n%s", out)
+		}
+	}
+	if n := counterValue(p.srv.m.connsH2C); n < 2 {
+		t.Errorf("h2c connections counted: %v", n)
 	}
 }

@@ -45,6 +45,9 @@ type ProxyHTTP2Config struct {
 	ConnectionWindow ByteSize `mapstructure:"connection_window"`
 	// MaxReadFrameSize is the largest frame the proxy accepts (SETTINGS_MAX_FRAME_SIZE).
 	MaxReadFrameSize ByteSize `mapstructure:"max_read_frame_size"`
+	// H2C serves HTTP/2 with prior knowledge (RFC 9113 §3.3) on the plain listeners too: a
+	// connection that opens with the client preface is HTTP/2, routed as reverse requests.
+	H2C bool `mapstructure:"h2c"`
 }
 
 func defaultProxyTLS() ProxyTLSConfig {
