@@ -92,12 +92,12 @@ type conn struct {
 	remote string     // client "ip:port"
 	ip     netip.Addr // client address, unmapped
 	ipStr  string
-	tls    bool            // a TLS connection (set by run before any request)
+	tls    bool // a TLS connection (set by run before any request)
 	// h2cPrior: the connection opened with HTTP/2's client preface (h2c with prior knowledge):
 	// readLoop stopped before it, and run serves HTTP/2 (h2.go serveH2C).
 	h2cPrior bool
-	ctx    context.Context // upstream requests; cancelled when the connection closes
-	cancel context.CancelFunc
+	ctx      context.Context // upstream requests; cancelled when the connection closes
+	cancel   context.CancelFunc
 
 	// Header reading (request.go), used only by the goroutine holding the reader role.
 	reqHead *wire.RequestHead // the request being read (request.go); its slot takes it (setRequest)
