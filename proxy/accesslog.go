@@ -367,7 +367,7 @@ func appendURL(b []byte, s *slot) []byte {
 	case r == nil && s.head.Target()[0] != '/': // a lean absolute-form request
 		return appendQuoted(b, s.head.Target())
 	case r == nil: // a lean origin-form request, with a Host
-		b = append(b, "http://"...)
+		b = append(b, s.c.scheme()...)
 		b = appendQuoted(b, s.head.Host())
 		return appendQuoted(b, s.head.Target())
 	case r.Method == "CONNECT":
@@ -375,9 +375,18 @@ func appendURL(b []byte, s *slot) []byte {
 	case r.URL.Scheme != "" && len(r.RequestURI) > 0 && r.RequestURI[0] != '/':
 		return appendQuoted(b, r.RequestURI)
 	}
-	b = append(b, "http://"...)
+	b = append(b, s.c.scheme()...)
 	b = appendQuoted(b, r.Host)
 	return appendQuoted(b, r.RequestURI)
+}
+
+// scheme is how the access log names the URL of a reverse request on the connection:
+// "https://" over TLS (the cache's key says http:// either way, so both share one object).
+func (c *conn) scheme() string {
+	if c.tls {
+		return "https://"
+	}
+	return "http://"
 }
 
 // appendQuoted appends v with spaces, quotes and control bytes escaped (%xx), so one log line

@@ -83,16 +83,17 @@ type conn struct {
 	// br and bw are the connection's read and write buffers while it has a request; both are
 	// nil while it idles (takeBuffers, releaseBuffers). src and dw are what they read from
 	// and write to.
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	bufs   *connBuffers // br and bw while the connection has them
-	src    connSource
-	dw     deadlineWriter
-	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
-	remote string     // client "ip:port"
-	ip     netip.Addr // client address, unmapped
-	ipStr  string
-	tls    bool // a TLS connection (set by run before any request)
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	bufs     *connBuffers // br and bw while the connection has them
+	src      connSource
+	dw       deadlineWriter
+	bodyW    bodyWriter // a body sent past the output buffer (writeBodyDirect)
+	remote   string     // client "ip:port"
+	ip       netip.Addr // client address, unmapped
+	ipStr    string
+	tls      bool                 // a TLS connection (set by run before any request)
+	tlsState *tls.ConnectionState // its handshake's outcome, for the requests' r.TLS
 	// h2cPrior: the connection opened with HTTP/2's client preface (h2c with prior knowledge):
 	// readLoop stopped before it, and run serves HTTP/2 (h2.go serveH2C).
 	h2cPrior bool

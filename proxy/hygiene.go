@@ -137,7 +137,7 @@ func (f *forwarding) appendOwn(b []byte, r *http.Request, countdown bool) []byte
 		b = append(b, "\r\n"...)
 	}
 	if f.forwarded {
-		b = wire.AppendField(b, "Forwarded", forwardedElement(ip, r.Host))
+		b = wire.AppendField(b, "Forwarded", forwardedElement(ip, r.Host, r.TLS != nil))
 	}
 	return b
 }
@@ -158,11 +158,15 @@ func clientIP(remote string) string {
 	return host
 }
 
-// forwardedElement renders one RFC 7239 element.
-func forwardedElement(ip, host string) string {
+// forwardedElement renders one RFC 7239 element; secure: the client came over TLS.
+func forwardedElement(ip, host string, secure bool) string {
 	forIP := ip
 	if strings.Contains(ip, ":") {
 		forIP = `"[` + ip + `]"`
 	}
-	return "for=" + forIP + ";proto=http;host=" + strconv.Quote(host)
+	proto := "http"
+	if secure {
+		proto = "https"
+	}
+	return "for=" + forIP + ";proto=" + proto + ";host=" + strconv.Quote(host)
 }

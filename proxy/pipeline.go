@@ -205,7 +205,7 @@ func (s *slot) setRequest(req *http.Request) {
 		s.body.s = s
 	}
 	if req != nil {
-		req.RemoteAddr = c.remote
+		req.RemoteAddr, req.TLS = c.remote, c.tlsState
 	}
 	s.proto10 = h.Proto10
 	method := s.method()

@@ -222,7 +222,9 @@ func (c *conn) handshake(tc *tls.Conn) (string, error) {
 		return "", err
 	}
 	_ = tc.SetDeadline(time.Time{})
-	return tc.ConnectionState().NegotiatedProtocol, nil
+	st := tc.ConnectionState()
+	c.tlsState = &st
+	return st.NegotiatedProtocol, nil
 }
 
 // closeWrite ends the proxy's side of the connection after its last response: close_notify

@@ -363,3 +363,21 @@ func TestH2C(t *testing.T) {
 		t.Errorf("h2c connections counted: %v", n)
 	}
 }
+
+// TestTLSForwardedProto: over TLS, upstream requests say proto=https in Forwarded (HTTP/1.1
+// and HTTP/2) and the access log names the URL https://.
+func TestTLSForwardedProto(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("Forwarded")) })
+	p := startTLSProxy(t, "forwarded = true\n"+reverseRoute(o), "", Options{})
+	for name, c := range map[string]*http.Client{"http/1.1": p.h1Client(), "h2": p.h2Client()} {
+		if _, body := fetchURL(t, c, "https://www.cdn.test/f"); !strings.Contains(body, "proto=https") {
+			t.Errorf("%s: Forwarded %q", name, body)
+		}
+	}
+	waitFor(t, "two log lines", func() bool { return len(p.log.lines()) == 2 })
+	for _, l := range p.log.lines() {
+		if !strings.Contains(l, " https://www.cdn.test/f ") {
+			t.Errorf("log line without https://: %s", l)
+		}
+	}
+}
