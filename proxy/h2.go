@@ -80,6 +80,11 @@ func (f *h2Front) shutdown(ctx context.Context) { _ = f.hs.Shutdown(ctx) }
 func (c *conn) serveH2(nc net.Conn) {
 	f := c.srv.h2
 	f.h2.ServeConn(nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: f.hs, Handler: http.HandlerFunc(c.serveStream)})
+	// Handlers may still run (or be about to start): those that started hold a reference and
+	// the connection closes after the last; none starts from here on (serveStream).
+	c.mu.Lock()
+	c.h2Done = true
+	c.mu.Unlock()
 }
 
 // h2cPreface reports whether a plain connection's first bytes are HTTP/2's client preface
@@ -136,7 +141,13 @@ type h2Stream struct {
 // serveStream serves one stream's request through the proxy's request path (handle), then
 // records it like any request.
 func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	if c.h2Done { // the connection is over: nothing can be answered
+		c.mu.Unlock()
+		return
+	}
 	c.refs.Add(1) // the connection closes, and Shutdown returns, after its last stream
+	c.mu.Unlock()
 	defer c.release()
 	st := &h2Stream{w: w, rc: http.NewResponseController(w)}
 	s := &slot{c: c}
