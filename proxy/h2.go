@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"time"
 
@@ -249,7 +250,7 @@ func addFields(h http.Header, b []byte) {
 		if !ok || len(name) == 0 {
 			continue
 		}
-		n := string(name)
+		n := textproto.CanonicalMIMEHeaderKey(string(name)) // the cache's are already
 		if wire.IsHopByHop(n) {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
 // The HTTP/2 front end's defences, each attacked on a running proxy with raw frames
@@ -200,4 +203,23 @@ func TestH2ContinuationFlood(t *testing.T) {
 		t.Fatalf("another client after the flood: %d %q", resp.StatusCode, body)
 	}
 	t.Logf("flood ended after %d bytes by %v", sent, end)
+}
+
+// FuzzAddFields: a serialised head of any shape becomes an HTTP/2 response header without a
+// panic and without hop-by-hop fields (HTTP/2 forbids them).
+func FuzzAddFields(f *testing.F) {
+	f.Add([]byte("Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n"))
+	f.Add([]byte("Age: 3\r\nCache-Status: outpost; hit\r\n"))
+	f.Add([]byte(":bad\r\nNoColon\r\n\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked"))
+	f.Add([]byte(""))
+	f.Add([]byte("connection: close\r\nte: trailers\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h := http.Header{}
+		addFields(h, b)
+		for name := range h {
+			if wire.IsHopByHop(textproto.CanonicalMIMEHeaderKey(name)) {
+				t.Errorf("hop-by-hop %s kept from %q", name, b)
+			}
+		}
+	})
 }
