@@ -169,7 +169,6 @@ func (s *Server) Listen(ctx context.Context) error {
 		s.mu.Lock()
 		if i >= len(s.cfg.Listen) {
 			s.tlsLns = append(s.tlsLns, ln)
-			defer s.logTLSListener(ln.Addr().String())
 		}
 		s.self[ln.Addr().String()] = true
 		if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil {
@@ -178,6 +177,9 @@ func (s *Server) Listen(ctx context.Context) error {
 		s.addrs = append(s.addrs, "tcp "+ln.Addr().String())
 		s.lns = append(s.lns, ln)
 		s.mu.Unlock()
+	}
+	for _, a := range s.TLSAddrs() {
+		s.logTLSListener(a)
 	}
 	return nil
 }
