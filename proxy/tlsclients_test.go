@@ -87,6 +87,12 @@ func TestTLSOpenSSL(t *testing.T) {
 		!strings.Contains(out, "Verify return code: 0 (ok)") {
 		t.Errorf("SNI other.test did not get its certificate:\n%s", out)
 	}
+	if out := sclient("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-servername", "www.cdn.test"); !strings.Contains(out, "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256") {
+		t.Errorf("TLS 1.2 with an AEAD suite:\n%s", out)
+	}
+	if out := sclient("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:AES128-GCM-SHA256", "-servername", "www.cdn.test"); !strings.Contains(out, "handshake failure") {
+		t.Errorf("TLS 1.2 with only CBC or non-ECDHE suites was not refused:\n%s", out)
+	}
 	out := sclient("-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "www.cdn.test")
 	if !strings.Contains(out, "protocol version") && !strings.Contains(out, "unsupported protocol") {
 		t.Errorf("TLS 1.1 was not refused for the right reason:\n%s", out)
