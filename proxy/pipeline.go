@@ -297,13 +297,12 @@ func (c *conn) breakLocked() {
 // any goroutine working for request seq (the cache's included); once s is finished or serves
 // another request it does nothing.
 func (s *slot) detach(seq uint64) {
-	if s.h2 != nil {
-		return // an HTTP/2 stream has its own goroutine, and no reader role
-	}
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
-	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
+	// An HTTP/2 stream (h2) has its own goroutine and no reader role to hand on. (The slot's
+	// fields are read under c.mu: the stall watch may call this while the reader resets them.)
+	if s.h2 != nil || s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
 		c.mu.Unlock()
 		return
 	}
