@@ -53,8 +53,8 @@ func (srv *Server) serveProxied(s *slot) {
 		s.writeError(perr)
 		return
 	}
+	seq, watch := s.seq, s.h2 == nil // an HTTP/2 stream holds no reader role to hand on
 	if srv.opts.Cache != nil {
-		seq, watch := s.seq, s.h2 == nil // an HTTP/2 stream holds no reader role to hand on
 		if watch {
 			s.c.enterCache(seq)
 		}
@@ -68,7 +68,15 @@ func (srv *Server) serveProxied(s *slot) {
 		}
 		return
 	}
-	resp, err := s.fetch(cache.Upstream{}, s.c.ctx) // nothing shares it: a client that goes away cancels it
+	// The stall watch hands the reader role on if a pipelined request arrives meanwhile;
+	// nothing shares the fetch, so a client that goes away cancels it.
+	if watch {
+		s.c.enterCache(seq)
+	}
+	resp, err := s.fetch(cache.Upstream{}, s.c.ctx)
+	if watch {
+		s.c.leaveCache(seq)
+	}
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

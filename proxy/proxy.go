@@ -158,7 +158,10 @@ func (s *Server) setUpTLS() error {
 
 // Listen binds every configured address: the plain listeners, then the TLS ones.
 func (s *Server) Listen(ctx context.Context) error {
-	var lc net.ListenConfig
+	// No TCP keep-alive probes on client connections: idle_timeout and the tunnels' own
+	// timeouts end idle ones, and arming the probes costs four setsockopt(2) calls per
+	// accepted connection (nginx leaves them off too, unless so_keepalive is set).
+	lc := net.ListenConfig{KeepAlive: -1}
 	addrs := append(append([]string(nil), s.cfg.Listen...), s.cfg.TLS.Listen...)
 	for i, a := range addrs {
 		ln, err := lc.Listen(ctx, "tcp", a)
