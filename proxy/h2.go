@@ -152,7 +152,8 @@ func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
 	defer c.release()
 	st := &h2Stream{w: w, rc: http.NewResponseController(w)}
 	s := &slot{c: c}
-	s.slotState = slotState{start: time.Now(), req: r, h2: st, isHEAD: r.Method == http.MethodHead}
+	s.slotState = slotState{start: time.Now(), req: r, h2: st, isHEAD: r.Method == http.MethodHead,
+		reqBytes: int64(len(r.Method)+len(r.RequestURI)+len(r.Host)+len(" HTTP/2.0\r\nHost: \r\n\r\n")) + headerSize(r.Header)}
 	r.RemoteAddr = c.remote
 	if c.tls && r.TLS == nil && r.Method != http.MethodConnect {
 		// :scheme http over TLS: a forward-proxy request for an http:// URL (on h2c, every

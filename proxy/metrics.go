@@ -110,7 +110,7 @@ func (m *metrics) observe(s *slot, dur time.Duration) {
 	c.mCounter.Inc()
 	m.requestSeconds.Observe(dur.Seconds())
 	m.bytesOut.Add(float64(s.bytesOut))
-	if s.head != nil {
+	if s.head != nil || s.h2 != nil {
 		m.bytesIn.Add(float64(s.reqBytes))
 	}
 }
