@@ -302,8 +302,13 @@ func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 		now = time.Now()
 	}
 	c.armRead(now, srv.cfg.IdleTimeout)
-	if quiet && c.src.raw != nil {
+	switch {
+	case quiet && c.src.raw != nil:
 		if !c.src.readFirst() {
+			return false
+		}
+	case quiet && c.tls:
+		if !c.readFirstTLS() {
 			return false
 		}
 	}

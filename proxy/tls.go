@@ -227,6 +227,20 @@ func (c *conn) handshake(tc *tls.Conn) (string, error) {
 	return st.NegotiatedProtocol, nil
 }
 
+// readFirstTLS is readFirst for a TLS connection, whose records only crypto/tls can read: the
+// connection's buffers go back to the pool, then the reader waits in a one-byte read of the
+// tls.Conn (which keeps the rest of the record, and any records after it, in its own buffer);
+// that byte goes to the read buffer, taken again, first. An idle TLS keep-alive connection then
+// holds crypto/tls's state but none of the proxy's buffers. false when the read failed.
+func (c *conn) readFirstTLS() bool {
+	c.idleBuffers()
+	n, err := c.nc.Read(c.src.tlsFirst[:])
+	if n == 1 {
+		c.src.pend = c.src.tlsFirst[:]
+	}
+	return err == nil || n == 1
+}
+
 // closeWrite ends the proxy's side of the connection after its last response: close_notify
 // and a FIN for TLS, a FIN for TCP.
 func closeWrite(nc net.Conn) {

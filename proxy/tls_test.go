@@ -381,3 +381,48 @@ func TestTLSForwardedProto(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSIdleConnHoldsNoBuffers: between requests an idle TLS keep-alive connection gives its
+// read and write buffers back (readFirstTLS); the next request, and pipelined requests sent as
+// separate TLS records, are answered.
+func TestTLSIdleConnHoldsNoBuffers(t *testing.T) {
+	o := cacheableOrigin(t)
+	p := startTLSProxy(t, reverseRoute(o), "", Options{Cache: newRealCache(t)})
+	c, err := tls.Dial("tcp", p.tlsAddr, p.clientTLS("www.cdn.test", "http/1.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	read := func(path string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.HasPrefix(string(body), "object "+path) {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+	}
+	fmt.Fprintf(c, "GET /idle1 HTTP/1.1\r\nHost: www.cdn.test\r\n\r\n")
+	read("/idle1")
+	waitFor(t, "the idle connection's buffers released", func() bool {
+		p.srv.mu.Lock()
+		defer p.srv.mu.Unlock()
+		for cn := range p.srv.conns {
+			cn.mu.Lock()
+			held := cn.bufs != nil
+			cn.mu.Unlock()
+			if held || !cn.idle.Load() {
+				return false
+			}
+		}
+		return len(p.srv.conns) == 1
+	})
+	fmt.Fprintf(c, "GET /idle2 HTTP/1.1\r\nHost: www.cdn.test\r\n\r\n")
+	fmt.Fprintf(c, "GET /idle3 HTTP/1.1\r\nHost: www.cdn.test\r\n\r\n") // a second TLS record
+	read("/idle2")
+	read("/idle3")
+}
