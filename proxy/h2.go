@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -135,8 +136,32 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 // h2Stream is the HTTP/2 side of a slot: the stream's response writer.
 type h2Stream struct {
 	w       http.ResponseWriter
-	rc      *http.ResponseController
 	aborted bool // the response could not be completed: the stream is reset
+}
+
+// h2Request is a stream's slot and writer, allocated together.
+type h2Request struct {
+	slot
+	st h2Stream
+}
+
+// flush sends what was written to the stream (x/net/http2's writer is an http.Flusher).
+func (st *h2Stream) flush() error {
+	if f, ok := st.w.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	if f, ok := st.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return nil
+}
+
+// setWriteDeadline bounds the stream's next writes (x/net/http2's writer has per-stream
+// deadlines).
+func (st *h2Stream) setWriteDeadline(t time.Time) {
+	if d, ok := st.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = d.SetWriteDeadline(t)
+	}
 }
 
 // serveStream serves one stream's request through the proxy's request path (handle), then
@@ -150,8 +175,8 @@ func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
 	c.refs.Add(1) // the connection closes, and Shutdown returns, after its last stream
 	c.mu.Unlock()
 	defer c.release()
-	st := &h2Stream{w: w, rc: http.NewResponseController(w)}
-	s := &slot{c: c}
+	hr := &h2Request{slot: slot{c: c}, st: h2Stream{w: w}}
+	s, st := &hr.slot, &hr.st
 	s.slotState = slotState{start: time.Now(), req: r, h2: st, isHEAD: r.Method == http.MethodHead,
 		reqBytes: int64(len(r.Method)+len(r.RequestURI)+len(r.Host)+len(" HTTP/2.0\r\nHost: \r\n\r\n")) + headerSize(r.Header)}
 	r.RemoteAddr = c.remote
@@ -214,15 +239,15 @@ func (s *slot) writeStoredH2(head, extra, body []byte) error {
 	st := s.h2
 	h := st.w.Header()
 	status := wire.StatusOf(head)
-	if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
-		addFields(h, head[i+2:])
+	_, fields, _ := bytes.Cut(head, []byte("\r\n")) // the fields after the status line
+	addFields(h, fields, extra)
+	if via := h["Via"]; len(via) > 0 {
+		h["Via"] = append(via, s.c.srv.viaValue)
+	} else {
+		h["Via"] = s.c.srv.viaValues // shared, read-only: its capacity is its length
 	}
-	addFields(h, extra)
-	h["Via"] = append(h["Via"], s.c.srv.viaValue)
 	s.status = status
-	if ct := h["Content-Type"]; len(ct) > 0 {
-		s.ctype = []byte(ct[0])
-	}
+	s.ctype = fieldValue(head, "\r\nContent-Type:") // the stored head's bytes: no copy
 	st.w.WriteHeader(status)
 	s.bytesOut += int64(len(head) + len(extra))
 	if s.isHEAD || len(body) == 0 {
@@ -237,25 +262,34 @@ func (s *slot) writeStoredH2(head, extra, body []byte) error {
 	return nil
 }
 
-// addFields adds serialised "Name: value\r\n" lines to h, but hop-by-hop fields (which HTTP/2
-// forbids, RFC 9113 §8.2.2).
-func addFields(h http.Header, b []byte) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
-			line, b = b[:i], b[i+2:]
+// addFields adds the serialised "Name: value\r\n" lines of a head and its extra fields to h,
+// but hop-by-hop fields (which HTTP/2 forbids, RFC 9113 §8.2.2). The names and values are
+// substrings of one copy of both, and the values' slices share one array: two allocations for
+// a head, not two per field.
+func addFields(h http.Header, head, extra []byte) {
+	text := string(head) + "\r\n" + string(extra)
+	vals := make([]string, 0, bytes.Count(head, []byte("\n"))+bytes.Count(extra, []byte("\n"))+2)
+	for len(text) > 0 {
+		line := text
+		if i := strings.Index(text, "\r\n"); i >= 0 {
+			line, text = text[:i], text[i+2:]
 		} else {
-			b = nil
+			text = ""
 		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
+		name, value, ok := strings.Cut(line, ":")
 		if !ok || len(name) == 0 {
 			continue
 		}
-		n := textproto.CanonicalMIMEHeaderKey(string(name)) // the cache's are already
+		n := textproto.CanonicalMIMEHeaderKey(name) // the cache's are canonical already: no copy
 		if wire.IsHopByHop(n) {
 			continue
 		}
-		h[n] = append(h[n], string(bytes.TrimSpace(value)))
+		vals = append(vals, strings.TrimSpace(value))
+		if old := h[n]; len(old) > 0 {
+			h[n] = append(old, vals[len(vals)-1])
+		} else {
+			h[n] = vals[len(vals)-1 : len(vals) : len(vals)] // capped: a later append copies
+		}
 	}
 }
 
@@ -332,7 +366,7 @@ func (st *h2Stream) copyBody(body io.Reader, limit int64) (int64, error) {
 			return n, rerr
 		}
 		if m > 0 && (limit < 0 || n < limit) {
-			if err := st.rc.Flush(); err != nil {
+			if err := st.flush(); err != nil {
 				return n, err
 			}
 		}
@@ -362,7 +396,7 @@ func (srv *Server) tunnelH2(s *slot) {
 	s.written, s.status = true, http.StatusOK
 	st.w.Header()["Via"] = []string{srv.viaValue}
 	st.w.WriteHeader(http.StatusOK)
-	if err := st.rc.Flush(); err != nil {
+	if err := st.flush(); err != nil {
 		return
 	}
 	idle := srv.cfg.TunnelIdleTimeout
@@ -374,8 +408,8 @@ func (srv *Server) tunnelH2(s *slot) {
 		_ = up.SetReadDeadline(time.Now().Add(idle))
 		n, rerr := up.Read(buf)
 		if n > 0 {
-			_ = st.rc.SetWriteDeadline(time.Now().Add(idle))
-			if _, werr := st.w.Write(buf[:n]); werr != nil || st.rc.Flush() != nil {
+			st.setWriteDeadline(time.Now().Add(idle))
+			if _, werr := st.w.Write(buf[:n]); werr != nil || st.flush() != nil {
 				break
 			}
 			toClient += int64(n)

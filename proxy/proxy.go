@@ -64,6 +64,7 @@ type Server struct {
 
 	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
 	viaValue      string     // "1.1 <pseudonym>", for HTTP/2 responses
+	viaValues     []string   // {viaValue}, shared by HTTP/2 responses (read-only)
 	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
 	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
@@ -130,6 +131,7 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	s.forwarding = newForwarding(cfg)
 	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
 	s.viaValue = "1.1 " + cfg.ViaPseudonym
+	s.viaValues = []string{s.viaValue}
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
