@@ -151,7 +151,7 @@ for i in range(2):
 
 // TestTLSChromium loads a page with its objects in headless Chromium over https:// through a
 // reverse route (HTTP/2: the access log shows each object with HTTP/2.0), and a page over
-// http:// through the listener as an HTTPS proxy. Chromium trusts the proxy's certificate by
+// http:// through the listener as an HTTPS proxy, named by --proxy-server and by the PAC file. Chromium trusts the proxy's certificate by
 // its public key's hash (--ignore-certificate-errors-spki-list).
 func TestTLSChromium(t *testing.T) {
 	clienttest.Chromium(t)
@@ -166,6 +166,8 @@ func TestTLSChromium(t *testing.T) {
 	}{
 		{"reverse", "https://www.cdn.test:" + port + "/", []string{"--host-resolver-rules=MAP www.cdn.test 127.0.0.1"}},
 		{"https proxy", "http://demo.outpost.test:" + oport + "/", []string{"--proxy-server=https://127.0.0.1:" + port, "--proxy-bypass-list=<-loopback>"}},
+		// The PAC file fetched from the TLS listener names it as "HTTPS 127.0.0.1:port".
+		{"pac naming the https proxy", "http://demo.outpost.test:" + oport + "/", []string{"--proxy-pac-url=https://127.0.0.1:" + port + "/proxy.pac", "--proxy-bypass-list=<-loopback>"}},
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
