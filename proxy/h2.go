@@ -263,7 +263,8 @@ func (s *slot) writeStoredH2(head, extra, body []byte) error {
 }
 
 // addFields adds the serialised "Name: value\r\n" lines of a head and its extra fields to h,
-// but hop-by-hop fields (which HTTP/2 forbids, RFC 9113 §8.2.2). The names and values are
+// but the connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2; the cache's stored heads
+// hold none, the proxy's own answers keep theirs, such as a 407's Proxy-Authenticate). The names and values are
 // substrings of one copy of both, and the values' slices share one array: two allocations for
 // a head, not two per field.
 func addFields(h http.Header, head, extra []byte) {
@@ -281,7 +282,7 @@ func addFields(h http.Header, head, extra []byte) {
 			continue
 		}
 		n := textproto.CanonicalMIMEHeaderKey(name) // the cache's are canonical already: no copy
-		if wire.IsHopByHop(n) {
+		if h2Forbidden(n) {
 			continue
 		}
 		vals = append(vals, strings.TrimSpace(value))
@@ -291,6 +292,16 @@ func addFields(h http.Header, head, extra []byte) {
 			h[n] = vals[len(vals)-1 : len(vals) : len(vals)] // capped: a later append copies
 		}
 	}
+}
+
+// h2Forbidden reports the connection-specific fields an HTTP/2 message may not carry
+// (RFC 9113 §8.2.2; TE only as "trailers", which no response needs).
+func h2Forbidden(name string) bool {
+	switch name {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te":
+		return true
+	}
+	return false
 }
 
 // writeResponseH2 streams a response that is not in memory (WriteResponse's argument) on the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/http2"
 
 	"github.com/outpost-proxy/outpost/internal/democa"
@@ -425,4 +427,36 @@ func TestTLSIdleConnHoldsNoBuffers(t *testing.T) {
 	fmt.Fprintf(c, "GET /idle3 HTTP/1.1\r\nHost: www.cdn.test\r\n\r\n") // a second TLS record
 	read("/idle2")
 	read("/idle3")
+}
+
+// TestH2ProxyAuth: the HTTPS forward proxy asks HTTP/2 clients for credentials like HTTP/1.1
+// ones: 407 with Proxy-Authenticate, then 200 with Proxy-Authorization.
+func TestH2ProxyAuth(t *testing.T) {
+	o := cacheableOrigin(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(t.TempDir(), "users")
+	writeFile(t, users, "alice:"+string(hash)+"\n")
+	p := startTLSProxy(t, fmt.Sprintf("auth_users_file = %q\n", users), "", Options{})
+	c := p.h2Client()
+	resp, _ := fetchURL(t, c, o.URL+"/auth")
+	if resp.StatusCode != http.StatusProxyAuthRequired || !strings.HasPrefix(resp.Header.Get("Proxy-Authenticate"), "Basic realm=") {
+		t.Fatalf("without credentials: %d %v", resp.StatusCode, resp.Header)
+	}
+	req, _ := http.NewRequest(http.MethodGet, o.URL+"/auth", nil)
+	req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:s3cret")))
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("with credentials: %d", resp.StatusCode)
+	}
+	if last := o.last(); last.Header.Get("Proxy-Authorization") != "" {
+		t.Error("Proxy-Authorization went on to the origin")
+	}
+	waitFor(t, "the user in the log", func() bool { return strings.Contains(p.log.String(), " alice HIER_DIRECT") })
 }
