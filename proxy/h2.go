@@ -233,8 +233,8 @@ func headerSize(h http.Header) int64 {
 }
 
 // writeStoredH2 sends a stored response (WriteStored's arguments) on the stream: the head's
-// fields and extra as the response header, less those HTTP/2 forbids (h2Forbidden), with Via; the body
-// unless the request was HEAD.
+// fields and extra as the response header, less those HTTP/2 forbids (h2Forbidden), with Via;
+// the body unless the request was HEAD.
 func (s *slot) writeStoredH2(head, extra, body []byte) error {
 	st := s.h2
 	h := st.w.Header()
