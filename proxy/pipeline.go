@@ -141,6 +141,8 @@ type slotState struct {
 
 	stripped bool // hop-by-hop fields were stripped (serveProxied)
 
+	keys *cache.KeyRules // the reverse route's cache-key rules (nil: none; classify)
+
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
 	serial     bool  // starts only after its predecessors finished; keeps the reader role
@@ -172,6 +174,7 @@ type slotState struct {
 	upstream string
 	ctype    []byte // Content-Type of the response (a slice of a stored head, or a copy)
 	errKind  string
+	cut      bool // the body ended early after the head went out (errKind says why)
 	user     string
 	fetchErr error
 }

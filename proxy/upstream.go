@@ -68,6 +68,8 @@ type pool struct {
 	cl          *client
 	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
 	parents     *parentTier // misses go to a parent first (parents.go); nil = none
+
+	keys *cache.KeyRules // the route's cache-key rules: the parent is chosen by the ruled key
 }
 
 // newPool builds a pool with its own connections.
@@ -233,7 +235,7 @@ func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent c
 // 101's Upgrade); its body, closed by the caller, releases the origin.
 func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
 	r := out.r
-	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out); asked {
+	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out, p.keys); asked {
 		if err != nil {
 			return nil, host, fmt.Errorf("proxy: %s: %s %w", p.name, r.Method, err)
 		}
@@ -328,7 +330,7 @@ func classifyError(err error) (int, string, string) {
 		return http.StatusBadGateway, "unreachable", "the origin is unreachable"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout, "timeout", "the origin did not answer in time"
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return http.StatusBadGateway, "reset", "the origin closed the connection without a valid response"
 	}
 	return http.StatusBadGateway, "upstream", "the origin could not be reached"
