@@ -131,7 +131,8 @@ func loadCertificates(cfg config.ProxyTLSConfig, dataDir string) (*certSet, *dem
 // loadPair reads one certificate and key, and refuses files that are missing, hold no PEM
 // certificate or key, do not match, or a certificate that is not valid now.
 func loadPair(key string, e config.ProxyTLSCertificate) (*tls.Certificate, error) {
-	for k, f := range map[string]string{key + ".cert_file": e.CertFile, key + ".key_file": e.KeyFile} {
+	for _, kf := range [...][2]string{{key + ".cert_file", e.CertFile}, {key + ".key_file", e.KeyFile}} {
+		k, f := kf[0], kf[1]
 		if _, err := os.Stat(f); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil, config.Errorf(k, "%s: no such file", f)
