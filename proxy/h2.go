@@ -6,15 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
@@ -37,56 +38,62 @@ import (
 // proxy for http:// pages), the absolute form of HTTP/1.1; CONNECT opens a tunnel on the
 // stream.
 
-// h2Front is the HTTP/2 server shared by the proxy's h2 connections.
+// h2Front is the proxy's set of HTTP/2 connections (h2conn.go), for shutdown.
 type h2Front struct {
-	h2 *http2.Server
-	hs *http.Server // the base configuration: header list size; its Shutdown sends GOAWAY
+	mu      sync.Mutex
+	conns   map[*h2conn]struct{}
+	closing bool
 }
 
-// newH2Front configures the HTTP/2 server from [proxy.http2] and the proxy's timeouts. Its
-// defences, from x/net/http2 (tests in h2attack_test.go attack a running proxy with each):
-//   - rapid reset (CVE-2023-44487): at most max_concurrent_streams handlers run per connection;
-//     streams opened and reset faster than handlers finish queue up, and a queue beyond 4×
-//     that ends the connection with ENHANCE_YOUR_CALM ("too_many_early_resets");
+// newH2Front makes the HTTP/2 front end. Its defences (tests in h2attack_test.go attack a
+// running proxy with each; h2conn.go):
+//   - rapid reset (CVE-2023-44487): at most max_concurrent_streams streams run per
+//     connection (more are refused); streams reset by the client before their response
+//     completed, and refused ones, draw on a budget of 4× max_concurrent_streams refilled at
+//     max_concurrent_streams a second, and a client that exhausts it is sent GOAWAY
+//     ENHANCE_YOUR_CALM ("too_many_early_resets");
 //   - CONTINUATION floods (CVE-2024-27316): a header block is bounded by max_header_list_size
-//     across HEADERS and CONTINUATION frames; a block that exceeds it ends the connection
-//     without being decoded further;
-//   - control-frame floods (PING, SETTINGS; CVE-2019-9512/9515): at most 10000 queued replies.
+//     across HEADERS and CONTINUATION frames (x/net/http2's Framer); a block that exceeds it
+//     ends the connection without being decoded further;
+//   - control-frame floods (PING, SETTINGS): replies are written, not queued; a client that
+//     does not read them blocks its own connection's reader (write_timeout).
 func newH2Front(s *Server) *h2Front {
-	c := s.cfg.HTTP2
-	f := &h2Front{
-		h2: &http2.Server{
-			MaxConcurrentStreams:         uint32(c.MaxConcurrentStreams),
-			MaxReadFrameSize:             uint32(c.MaxReadFrameSize),
-			MaxUploadBufferPerStream:     int32(c.StreamWindow),
-			MaxUploadBufferPerConnection: int32(c.ConnectionWindow),
-			IdleTimeout:                  s.cfg.IdleTimeout,
-			WriteByteTimeout:             s.cfg.WriteTimeout,
-			CountError:                   func(kind string) { s.m.h2Errors.WithLabelValues(kind).Inc() },
-		},
-		// x/net/http2 logs connection errors (an attack's among them) through ErrorLog: at
-		// debug level, counted in http2_errors_total.
-		hs: &http.Server{MaxHeaderBytes: int(c.MaxHeaderListSize), IdleTimeout: s.cfg.IdleTimeout,
-			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)},
+	_ = s
+	return &h2Front{conns: map[*h2conn]struct{}{}}
+}
+
+// add registers a connection, or reports false when shutting down.
+func (f *h2Front) add(hc *h2conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
 	}
-	_ = http2.ConfigureServer(f.hs, f.h2) // registers GOAWAY on f.hs.Shutdown
-	return f
+	f.conns[hc] = struct{}{}
+	return true
+}
+
+// remove forgets a connection.
+func (f *h2Front) remove(hc *h2conn) {
+	f.mu.Lock()
+	delete(f.conns, hc)
+	f.mu.Unlock()
 }
 
 // shutdown sends GOAWAY on every h2 connection: they finish their streams, take no new ones,
 // and close.
-func (f *h2Front) shutdown(ctx context.Context) { _ = f.hs.Shutdown(ctx) }
-
-// serveH2 serves an h2 connection (nc: the tls.Conn, or the plain one with what was read of
-// it first) until it ends.
-func (c *conn) serveH2(nc net.Conn) {
-	f := c.srv.h2
-	f.h2.ServeConn(nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: f.hs, Handler: http.HandlerFunc(c.serveStream)})
-	// Handlers may still run (or be about to start): those that started hold a reference and
-	// the connection closes after the last; none starts from here on (serveStream).
-	c.mu.Lock()
-	c.h2Done = true
-	c.mu.Unlock()
+func (f *h2Front) shutdown(ctx context.Context) {
+	_ = ctx
+	f.mu.Lock()
+	f.closing = true
+	conns := make([]*h2conn, 0, len(f.conns))
+	for hc := range f.conns {
+		conns = append(conns, hc)
+	}
+	f.mu.Unlock()
+	for _, hc := range conns {
+		hc.goAway()
+	}
 }
 
 // h2cPreface reports whether a plain connection's first bytes are HTTP/2's client preface
@@ -133,53 +140,87 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 	return p.Conn.Read(b)
 }
 
-// h2Stream is the HTTP/2 side of a slot: the stream's response writer.
+// h2Stream is the HTTP/2 side of a slot: a stream of an h2conn (its fields but req, hdr and
+// aborted are guarded by the connection's mu).
 type h2Stream struct {
-	w       http.ResponseWriter
-	aborted bool // the response could not be completed: the stream is reset
+	hc          *h2conn
+	id          uint32
+	send, recv  int64 // send window; what the client may still send on the stream
+	remoteEnded bool  // END_STREAM (or trailers) received
+	localEnded  bool  // END_STREAM sent
+	reset       bool  // RST_STREAM sent or received, or the connection ended
+	headersSent bool
+	done        bool // the handler finished
+	inlineRun   bool // runs on the reader's goroutine: its writes never wait
+	handed      bool // it was run inline and handed the reader role on (handOff)
+	pending     []byte
+	pendingEnd  bool
+	body        *h2Body
+	req         *http.Request
+	hdr         http.Header // the streamed response's header (Header)
+	trailer     http.Header
+	aborted     bool  // the response could not be completed: the stream is reset
+	sl          *slot // the slot allocated with it (h2Request)
 }
 
-// h2Request is a stream's slot and writer, allocated together.
+// h2Request is a stream's slot, allocated with it.
 type h2Request struct {
 	slot
 	st h2Stream
 }
 
-// flush sends what was written to the stream (x/net/http2's writer is an http.Flusher).
-func (st *h2Stream) flush() error {
-	if f, ok := st.w.(interface{ FlushError() error }); ok {
-		return f.FlushError()
+// Header is the header of a response sent with WriteHeader.
+func (st *h2Stream) Header() http.Header {
+	if st.hdr == nil {
+		st.hdr = http.Header{}
 	}
-	if f, ok := st.w.(http.Flusher); ok {
-		f.Flush()
-	}
-	return nil
+	return st.hdr
 }
 
-// setWriteDeadline bounds the stream's next writes (x/net/http2's writer has per-stream
-// deadlines).
-func (st *h2Stream) setWriteDeadline(t time.Time) {
-	if d, ok := st.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
-		_ = d.SetWriteDeadline(t)
-	}
+// WriteHeader sends the response header: the status and Header's fields.
+func (st *h2Stream) WriteHeader(code int) {
+	hc := st.hc
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	hc.writeHeadersLocked(st, code, st.hdr, false)
 }
+
+// Write sends body bytes, waiting for flow-control window. A stream run inline hands the
+// reader role on first: the window comes through the reader.
+func (st *h2Stream) Write(p []byte) (int, error) {
+	hc := st.hc
+	hc.handOff(st)
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if err := hc.writeDataLocked(st, p, false, true); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flush sends what was written to the stream.
+func (st *h2Stream) flush() error {
+	hc := st.hc
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.dead {
+		return errH2ConnClosed
+	}
+	if st.reset {
+		return errH2StreamReset
+	}
+	return hc.bw.Flush()
+}
+
+// setWriteDeadline is a no-op: the connection's writes are bounded by write_timeout.
+func (st *h2Stream) setWriteDeadline(time.Time) {}
 
 // serveStream serves one stream's request through the proxy's request path (handle), then
 // records it like any request.
-func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	if c.h2Done { // the connection is over: nothing can be answered
-		c.mu.Unlock()
-		return
-	}
-	c.refs.Add(1) // the connection closes, and Shutdown returns, after its last stream
-	c.mu.Unlock()
-	defer c.release()
-	hr := &h2Request{slot: slot{c: c}, st: h2Stream{w: w}}
-	s, st := &hr.slot, &hr.st
+func (c *conn) serveStream(st0 *h2Stream) {
+	r, s, st := st0.req, st0.sl, st0
 	s.slotState = slotState{start: time.Now(), req: r, h2: st, isHEAD: r.Method == http.MethodHead,
 		reqBytes: int64(len(r.Method)+len(r.RequestURI)+len(r.Host)+len(" HTTP/2.0\r\nHost: \r\n\r\n")) + headerSize(r.Header)}
-	r.RemoteAddr = c.remote
 	if c.tls && r.TLS == nil && r.Method != http.MethodConnect {
 		// :scheme http over TLS: a forward-proxy request for an http:// URL (on h2c, every
 		// request is :scheme http and routed as a reverse one).
@@ -197,8 +238,13 @@ func (c *conn) serveStream(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.srv.record(s, &c.logBuf, time.Now())
 	c.mu.Unlock()
-	if st.aborted {
-		panic(http.ErrAbortHandler) // x/net/http2 resets the stream: the client sees it incomplete
+	for name, values := range st.hdr {
+		if strings.HasPrefix(name, http.TrailerPrefix) {
+			if st.trailer == nil {
+				st.trailer = http.Header{}
+			}
+			st.trailer[name] = values
+		}
 	}
 }
 
@@ -233,33 +279,64 @@ func headerSize(h http.Header) int64 {
 }
 
 // writeStoredH2 sends a stored response (WriteStored's arguments) on the stream: the head's
-// fields and extra as the response header, less those HTTP/2 forbids (h2Forbidden), with Via;
-// the body unless the request was HEAD.
+// fields and extra, less those HTTP/2 forbids (h2Forbidden), with Via, HPACK-encoded straight
+// into the connection's write buffer; the body unless the request was HEAD. A stream run
+// inline never waits: body bytes beyond the send window stay referenced (the cache's memory
+// does not change) and leave as WINDOW_UPDATEs arrive.
 func (s *slot) writeStoredH2(head, extra, body []byte) error {
 	st := s.h2
-	h := st.w.Header()
+	hc := st.hc
 	status := wire.StatusOf(head)
-	_, fields, _ := bytes.Cut(head, []byte("\r\n")) // the fields after the status line
-	addFields(h, fields, extra)
-	if via := h["Via"]; len(via) > 0 {
-		h["Via"] = append(via, s.c.srv.viaValue)
-	} else {
-		h["Via"] = s.c.srv.viaValues // shared, read-only: its capacity is its length
-	}
 	s.status = status
 	s.ctype = fieldValue(head, "\r\nContent-Type:") // the stored head's bytes: no copy
-	st.w.WriteHeader(status)
+	bodyless := s.isHEAD || len(body) == 0
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.dead || st.reset {
+		st.aborted = true
+		return errH2StreamReset
+	}
+	hc.hbuf.Reset()
+	_ = hc.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)})
+	if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
+		hc.encodeFieldsLocked(head[i+2:])
+	}
+	hc.encodeFieldsLocked(extra)
+	_ = hc.enc.WriteField(hpack.HeaderField{Name: "via", Value: s.c.srv.viaValue})
+	hc.sendBlockLocked(st, bodyless)
 	s.bytesOut += int64(len(head) + len(extra))
-	if s.isHEAD || len(body) == 0 {
+	if bodyless {
 		return nil
 	}
-	n, err := st.w.Write(body)
-	s.bytesOut += int64(n)
-	if err != nil {
+	if err := hc.writeDataLocked(st, body, true, !st.inlineRun); err != nil {
 		st.aborted = true
 		return fmt.Errorf("proxy: h2 stream: %w", err)
 	}
+	s.bytesOut += int64(len(body))
 	return nil
+}
+
+// encodeFieldsLocked HPACK-encodes serialised "Name: value\r\n" lines, but the
+// connection-specific fields HTTP/2 forbids.
+func (hc *h2conn) encodeFieldsLocked(lines []byte) {
+	for len(lines) > 0 {
+		line := lines
+		if i := bytes.Index(lines, []byte("\r\n")); i >= 0 {
+			line, lines = lines[:i], lines[i+2:]
+		} else {
+			lines = nil
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 {
+			continue
+		}
+		n := hc.lowerName(name)
+		switch n {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te":
+			continue
+		}
+		_ = hc.enc.WriteField(hpack.HeaderField{Name: n, Value: hc.internBytes(bytes.TrimSpace(value))})
+	}
 }
 
 // addFields adds the serialised "Name: value\r\n" lines of a head and its extra fields to h,
@@ -313,7 +390,7 @@ func (s *slot) writeResponseH2(resp *http.Response) error {
 	if code < 200 || code > 999 {
 		return fmt.Errorf("proxy: invalid final status %d", code)
 	}
-	h := st.w.Header()
+	h := st.Header()
 	drop := wire.ConnectionTokens(resp.Header)
 	for name, values := range resp.Header {
 		if wire.IsHopByHop(name) || name == "Content-Length" || drop[name] {
@@ -332,7 +409,7 @@ func (s *slot) writeResponseH2(resp *http.Response) error {
 	if ct := h["Content-Type"]; len(ct) > 0 {
 		s.ctype = []byte(ct[0])
 	}
-	st.w.WriteHeader(code)
+	st.WriteHeader(code)
 	s.bytesOut += int64(len("HTTP/1.1 200 OK\r\n\r\n")) + headerSize(h)
 	if bodyless {
 		return nil
@@ -363,7 +440,7 @@ func (st *h2Stream) copyBody(body io.Reader, limit int64) (int64, error) {
 		}
 		m, rerr := body.Read(p)
 		if m > 0 {
-			if _, err := st.w.Write(p[:m]); err != nil {
+			if _, err := st.Write(p[:m]); err != nil {
 				return n, err
 			}
 			n += int64(m)
@@ -405,8 +482,8 @@ func (srv *Server) tunnelH2(s *slot) {
 	}
 	defer up.Close()
 	s.written, s.status = true, http.StatusOK
-	st.w.Header()["Via"] = []string{srv.viaValue}
-	st.w.WriteHeader(http.StatusOK)
+	st.Header()["Via"] = []string{srv.viaValue}
+	st.WriteHeader(http.StatusOK)
 	if err := st.flush(); err != nil {
 		return
 	}
@@ -420,7 +497,7 @@ func (srv *Server) tunnelH2(s *slot) {
 		n, rerr := up.Read(buf)
 		if n > 0 {
 			st.setWriteDeadline(time.Now().Add(idle))
-			if _, werr := st.w.Write(buf[:n]); werr != nil || st.flush() != nil {
+			if _, werr := st.Write(buf[:n]); werr != nil || st.flush() != nil {
 				break
 			}
 			toClient += int64(n)

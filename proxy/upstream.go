@@ -149,6 +149,9 @@ func (s *slot) Fetch(u cache.Upstream) (*http.Response, error) {
 func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, error) {
 	seq := s.seq
 	s.detachIfPipelined(seq)
+	if s.h2 != nil {
+		s.h2.hc.handOff(s.h2) // an h2 stream run inline: the reader goes on without it
+	}
 	var interim func(int, http.Header)
 	if !s.proto10 && s.h2 == nil {
 		interim = func(code int, h http.Header) { _ = s.writeInterim(seq, code, textproto.MIMEHeader(h)) }
