@@ -337,7 +337,9 @@ func FuzzH2Frames(f *testing.F) {
 		f.Add(append([]byte(nil), buf.Bytes()...))
 	}
 	get := block(":method", "GET", ":scheme", "https", ":authority", "www.cdn.test", ":path", "/f")
-	seed(func() { _ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get, EndStream: true, EndHeaders: true}) })
+	seed(func() {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get, EndStream: true, EndHeaders: true})
+	})
 	seed(func() {
 		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get[:3], EndStream: true})
 		_ = fr.WriteContinuation(1, true, get[3:])
