@@ -97,7 +97,6 @@ type conn struct {
 	// h2cPrior: the connection opened with HTTP/2's client preface (h2c with prior knowledge):
 	// readLoop stopped before it, and run serves HTTP/2 (h2.go serveH2C).
 	h2cPrior bool
-	h2Done   bool            // HTTP/2: ServeConn returned, no stream may start (c.mu; h2.go)
 	ctx      context.Context // upstream requests; cancelled when the connection closes
 	cancel   context.CancelFunc
 

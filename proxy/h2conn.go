@@ -281,6 +281,14 @@ func (hc *h2conn) readError(err error) bool {
 	case errors.As(err, &ce):
 		hc.fail(http2.ErrCode(ce), "protocol")
 	default:
+		var ne net.Error
+		hc.mu.Lock()
+		idle := len(hc.streams) == 0 && !hc.dead && !hc.draining
+		if idle && errors.As(err, &ne) && ne.Timeout() { // idle_timeout: say so before closing
+			_ = hc.fr.WriteGoAway(hc.lastID, http2.ErrCodeNo, nil)
+			_ = hc.bw.Flush()
+		}
+		hc.mu.Unlock()
 		hc.teardown()
 	}
 	return false
@@ -638,7 +646,7 @@ func (hc *h2conn) request(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Reques
 		st.body = &h2Body{st: st}
 		r.Body = st.body
 	}
-	return r.WithContext(hc.c.ctx), nil
+	return r, nil // no context: the proxy's request path takes the connection's (c.ctx)
 }
 
 // runInline serves st on the reader's goroutine; it reports whether the reader role moved on
