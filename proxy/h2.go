@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,17 +21,18 @@ import (
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
-// The HTTP/2 front end. A TLS connection that chose "h2" in ALPN is served by x/net/http2's
-// server (framing, HPACK, flow control, stream limits and its defences: see newH2Front). Each
+// The HTTP/2 front end. A TLS connection that chose "h2" in ALPN (or a plain one that opened
+// with the preface, h2c) is served by the proxy's HTTP/2 connection layer (h2conn.go: framing
+// and HPACK from x/net/http2, the state machine, flow control, limits and defences here). Each
 // stream's request arrives as an *http.Request and enters the same path as an HTTP/1.x
 // request: serveStream makes it a slot — the one per-request value — whose request is decoded
 // already (like a non-lean HTTP/1.x request), and hands it to srv.handle: policy (admit) →
 // handle → cache.Serve(s, s, s) → upstream (HTTP/1.1 to the origin) → the access log and
 // metrics. Only the writing differs: the slot's h2 field is set, and WriteStored and
-// WriteResponse (respond.go) send the response through the stream's http.ResponseWriter
-// (writeStoredH2, writeResponseH2) instead of the connection's pipeline. Streams run
-// concurrently, one goroutine each (x/net/http2 starts at most max_concurrent_streams
-// handlers per connection), so nothing of the pipeline's ordering applies to them.
+// WriteResponse (respond.go) write to the stream (writeStoredH2, writeResponseH2) instead of
+// the connection's pipeline. A complete request runs inline on the connection's reader; a
+// stream that must wait runs on its own goroutine (h2conn.go), so nothing of the pipeline's
+// ordering applies to them.
 //
 // Requests map as an HTTP/2 proxy's do (RFC 9113 §8.3.1, §8.5): :scheme https is a request
 // for a site behind the proxy (origin-form, routed by :authority); :scheme http on this TLS
@@ -159,8 +161,10 @@ type h2Stream struct {
 	req         *http.Request
 	hdr         http.Header // the streamed response's header (Header)
 	trailer     http.Header
-	aborted     bool  // the response could not be completed: the stream is reset
-	sl          *slot // the slot allocated with it (h2Request)
+	aborted     bool         // the response could not be completed: the stream is reset
+	sl          *slot        // the slot allocated with it (h2Request)
+	reqv        http.Request // req's storage
+	urlv        url.URL      // req.URL's storage, unless the target needed url.Parse
 }
 
 // h2Request is a stream's slot, allocated with it.

@@ -63,7 +63,8 @@ type h2conn struct {
 	blocked   []*h2Stream
 	hbuf      bytes.Buffer
 	enc       *hpack.Encoder
-	intern    map[string]string
+	intern    map[string]string // response names and values (internBytes)
+	canon     map[string]string // request field names → canonical (canonical)
 	lower     [64]byte
 	dead      bool // the connection is over: nothing more is written
 	draining  bool // GOAWAY sent: no new streams; close after the last
@@ -89,7 +90,7 @@ type h2Limits struct {
 func (c *conn) serveH2(nc net.Conn) {
 	cfg := c.srv.cfg.HTTP2
 	hc := &h2conn{c: c, nc: nc, streams: map[uint32]*h2Stream{}, peerInit: 65535, peerFrame: 16384,
-		connSend: 65535, intern: map[string]string{},
+		connSend: 65535, intern: map[string]string{}, canon: map[string]string{},
 		cfg: h2Limits{maxStreams: int(cfg.MaxConcurrentStreams), streamWindow: int64(cfg.StreamWindow),
 			connWindow: int64(cfg.ConnectionWindow), maxFrame: uint32(cfg.MaxReadFrameSize), maxHeaders: uint32(cfg.MaxHeaderListSize)}}
 	if hc.cfg.maxStreams <= 0 {
@@ -570,6 +571,7 @@ func (hc *h2conn) onHeaders(f *http2.MetaHeadersFrame) (*h2Stream, error) {
 func (hc *h2conn) request(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Request, error) {
 	var method, scheme, authority, path string
 	h := make(http.Header, len(f.Fields))
+	var vals []string // the values' slices share one array
 	var cookies []string
 	for _, hf := range f.Fields {
 		switch hf.Name {
@@ -596,8 +598,16 @@ func (hc *h2conn) request(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Reques
 			if strings.HasPrefix(hf.Name, ":") {
 				return nil, errors.New("unknown pseudo-header")
 			}
-			k := http.CanonicalHeaderKey(hf.Name)
-			h[k] = append(h[k], hf.Value)
+			k := hc.canonical(hf.Name)
+			if vals == nil {
+				vals = make([]string, 0, len(f.Fields))
+			}
+			vals = append(vals, hf.Value)
+			if old := h[k]; len(old) > 0 {
+				h[k] = append(old, hf.Value)
+			} else {
+				h[k] = vals[len(vals)-1 : len(vals) : len(vals)] // capped: a later append copies
+			}
 		}
 	}
 	if len(cookies) > 0 {
@@ -606,28 +616,37 @@ func (hc *h2conn) request(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Reques
 	if method == "" {
 		return nil, errors.New("no :method")
 	}
-	r := &http.Request{Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, RemoteAddr: hc.c.remote}
+	r := &st.reqv // allocated with the stream and its slot (h2Request)
+	*r = http.Request{Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, RemoteAddr: hc.c.remote}
 	if method == http.MethodConnect {
 		if authority == "" || scheme != "" || path != "" {
 			return nil, errors.New("bad CONNECT")
 		}
 		r.URL, r.RequestURI, r.Host = &url.URL{Host: authority}, authority, authority
 	} else {
-		if path == "" || scheme == "" {
-			return nil, errors.New("no :path or :scheme")
+		if scheme == "" || path == "" || path[0] != '/' && (path != "*" || method != http.MethodOptions) {
+			return nil, errors.New("no :scheme, or :path not origin-form")
 		}
-		u, err := url.ParseRequestURI(path)
-		if err != nil && path != "*" {
-			return nil, err
-		}
-		if u == nil {
-			u = &url.URL{Path: "*"}
+		u := &st.urlv
+		switch {
+		case path == "*":
+			*u = url.URL{Path: "*"}
+		case plainPath(path): // what url.Parse would leave as it is: no parse, no allocation
+			p, q, _ := strings.Cut(path, "?")
+			*u = url.URL{Path: p, RawQuery: q, ForceQuery: q == "" && strings.HasSuffix(path, "?")}
+		default:
+			pu, err := url.ParseRequestURI(path)
+			if err != nil {
+				return nil, err
+			}
+			u = pu
 		}
 		r.URL, r.RequestURI = u, path
 		r.Host = authority
 		if r.Host == "" {
 			r.Host = h.Get("Host")
 		}
+		delete(h, "Host") // as net/http's server: the host is r.Host
 		if scheme == "https" {
 			r.TLS = hc.c.tlsState
 		}
@@ -647,6 +666,41 @@ func (hc *h2conn) request(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Reques
 		r.Body = st.body
 	}
 	return r, nil // no context: the proxy's request path takes the connection's (c.ctx)
+}
+
+// plainPath reports whether an origin-form target's path holds only bytes that url.Parse
+// neither unescapes nor keeps a raw form of (letters, digits, -._~/$&+,:;=@), and its query
+// no '#' or control byte: its URL is the path and the query as they are.
+func plainPath(target string) bool {
+	p, q, _ := strings.Cut(target, "?")
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~/$&+,:;=@", c) >= 0:
+		default:
+			return false
+		}
+	}
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c < 0x21 || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// canonical returns a request field's name (lower case on the wire) in net/http's canonical
+// form, from the connection's table when it is there.
+func (hc *h2conn) canonical(name string) string {
+	if k, ok := hc.canon[name]; ok {
+		return k
+	}
+	k := http.CanonicalHeaderKey(name)
+	if len(hc.canon) >= 256 {
+		clear(hc.canon)
+	}
+	hc.canon[name] = k
+	return k
 }
 
 // runInline serves st on the reader's goroutine; it reports whether the reader role moved on
@@ -820,10 +874,10 @@ func (hc *h2conn) writeDataLocked(st *h2Stream, p []byte, end, wait bool) error 
 		if st.reset {
 			return errH2StreamReset
 		}
-		n := min(int64(len(p)), st.send, hc.connSend, int64(hc.peerFrame))
+		n := max(0, min(int64(len(p)), st.send, hc.connSend, int64(hc.peerFrame))) // a window may be negative
 		if n > 0 || len(p) == 0 {
 			last := end && n == int64(len(p))
-			if err := hc.fr.WriteData(st.id, last, p[:max(n, 0)]); err != nil {
+			if err := hc.fr.WriteData(st.id, last, p[:n]); err != nil {
 				return err
 			}
 			st.send -= n

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -387,6 +388,27 @@ func FuzzH2Frames(f *testing.F) {
 		_, err = io.Copy(io.Discard, c)
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Fatalf("the connection is still open 5s after %q", b)
+		}
+	})
+}
+
+// FuzzPlainPath: a target plainPath accepts makes the URL url.ParseRequestURI makes.
+func FuzzPlainPath(f *testing.F) {
+	for _, s := range []string{"/", "/obj", "/a/b?x=1&y=2", "/a?", "/a!b", "/a b", "/%41", "/a?b#c", "/a;b=c@d", "/?", "/a?b?c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		if target == "" || target[0] != '/' || !plainPath(target) {
+			return
+		}
+		want, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatalf("plainPath accepted %q, which url.ParseRequestURI refuses: %v", target, err)
+		}
+		p, q, _ := strings.Cut(target, "?")
+		got := url.URL{Path: p, RawQuery: q, ForceQuery: q == "" && strings.HasSuffix(target, "?")}
+		if got != *want {
+			t.Errorf("%q: %#v, url.ParseRequestURI %#v", target, got, *want)
 		}
 	})
 }

@@ -23,7 +23,7 @@ type metrics struct {
 	// TLS and HTTP/2 (tls.go, h2.go).
 	tlsHandshakeErrors                       prometheus.Counter
 	clientProtocols                          *prometheus.CounterVec // connections by protocol (http/1.1, h2, tls-http/1.1)
-	h2Errors                                 *prometheus.CounterVec // HTTP/2 protocol errors by x/net/http2's type
+	h2Errors                                 *prometheus.CounterVec // HTTP/2 protocol errors by type (h2conn.go count)
 	connsHTTP, connsHTTPS, connsH2, connsH2C prometheus.Counter     // clientProtocols' children
 
 	mu       sync.RWMutex
@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "client_connections_total", Help: "Client connections accepted, by protocol (http, https, h2, h2c)."},
 			[]string{"protocol"}),
 		h2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
-			Name: "http2_errors_total", Help: "HTTP/2 errors detected on client connections, by type, as x/net/http2 names them (conn_ENHANCE_YOUR_CALM_too_many_early_resets: a rapid reset)."},
+			Name: "http2_errors_total", Help: "HTTP/2 errors detected on client connections, by type: conn_<GOAWAY code>_<reason> (conn_ENHANCE_YOUR_CALM_too_many_early_resets: a rapid reset), stream_<RST_STREAM code>, stream_bad_request."},
 			[]string{"type"}),
 		counters: map[uint32]prometheus.Counter{},
 	}
