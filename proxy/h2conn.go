@@ -71,6 +71,10 @@ type h2conn struct {
 	resets    float64
 	resetAt   time.Time
 
+	// The header block being read (the reader's: HEADERS, CONTINUATION; h2block.go).
+	hdec *hpack.Decoder
+	blk  h2Block
+
 	// The reader role (mu): the stream run inline on the reader's goroutine, if any.
 	inline *h2Stream
 	stall  *time.Timer
@@ -114,8 +118,9 @@ func (c *conn) serveH2(nc net.Conn) {
 	hc.bw = bufio.NewWriterSize(h2Out{hc}, 32<<10)
 	hc.fr = http2.NewFramer(hc.bw, hc.br)
 	hc.fr.SetMaxReadFrameSize(hc.cfg.maxFrame)
-	hc.fr.MaxHeaderListSize = hc.cfg.maxHeaders
-	hc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	hc.fr.SetReuseFrames() // every frame is handled before the next is read
+	hc.hdec = hpack.NewDecoder(4096, hc.emit)
+	hc.hdec.SetMaxStringLength(int(hc.cfg.maxHeaders))
 	hc.enc = hpack.NewEncoder(&hc.hbuf)
 	hc.stall = time.AfterFunc(time.Hour, hc.stalled)
 	hc.stall.Stop()
@@ -213,8 +218,24 @@ func (hc *h2conn) readLoop() {
 		}
 		var cerr error
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			st, err := hc.onHeaders(f)
+		case *http2.HeadersFrame, *http2.ContinuationFrame:
+			b, err := hc.readBlock(f)
+			if err != nil {
+				cerr = err
+				break
+			}
+			if b == nil {
+				break // CONTINUATION frames follow
+			}
+			if b.invalid != nil {
+				hc.mu.Lock()
+				hc.lastID = max(hc.lastID, b.StreamID)
+				_ = hc.fr.WriteRSTStream(b.StreamID, http2.ErrCodeProtocol)
+				hc.mu.Unlock()
+				hc.count("stream_bad_header")
+				break
+			}
+			st, err := hc.onHeaders(b)
 			if err != nil {
 				cerr = err
 			} else if st != nil && st.inlineRun {
@@ -249,6 +270,12 @@ func (hc *h2conn) readLoop() {
 			var ce http2.ConnectionError
 			if errors.Is(cerr, errTooManyResets) {
 				hc.fail(http2.ErrCodeEnhanceYourCalm, "too_many_early_resets")
+			} else if errors.Is(cerr, errTooManyContinuations) {
+				hc.fail(http2.ErrCodeEnhanceYourCalm, "too_many_continuations")
+			} else if errors.Is(cerr, errHeaderBlockTooLarge) {
+				hc.fail(http2.ErrCodeProtocol, "header_block_too_large")
+			} else if errors.Is(cerr, errCompression) {
+				hc.fail(http2.ErrCodeCompression, "hpack")
 			} else if errors.As(cerr, &ce) {
 				hc.fail(http2.ErrCode(ce), "protocol")
 			} else {
@@ -500,7 +527,7 @@ func (hc *h2conn) creditLocked(st *h2Stream, n int64) {
 
 // onHeaders opens a stream (or ends one with trailers, which are ignored). A request that is
 // complete and not CONNECT is marked to run inline; others start on their own goroutine.
-func (hc *h2conn) onHeaders(f *http2.MetaHeadersFrame) (*h2Stream, error) {
+func (hc *h2conn) onHeaders(f *h2Block) (*h2Stream, error) {
 	id := f.StreamID
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
@@ -568,7 +595,7 @@ func (hc *h2conn) onHeaders(f *http2.MetaHeadersFrame) (*h2Stream, error) {
 }
 
 // request builds a stream's request from its header block (RFC 9113 §8.3.1).
-func (hc *h2conn) request(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Request, error) {
+func (hc *h2conn) request(f *h2Block, st *h2Stream) (*http.Request, error) {
 	var method, scheme, authority, path string
 	h := make(http.Header, len(f.Fields))
 	var vals []string // the values' slices share one array
