@@ -29,11 +29,12 @@ type h2Raw struct {
 // h2Seen is a frame the client read: its type, stream, flags, error code (GOAWAY, RST_STREAM)
 // and payload (DATA, PING).
 type h2Seen struct {
-	typ   http2.FrameType
-	id    uint32
-	flags http2.Flags
-	code  http2.ErrCode
-	data  []byte
+	typ    http2.FrameType
+	id     uint32
+	flags  http2.Flags
+	code   http2.ErrCode
+	data   []byte
+	status string // HEADERS: :status
 }
 
 // String describes the frame.
@@ -68,6 +69,7 @@ func dialH2Raw(t *testing.T, p *tlsProxy, settings ...http2.Setting) *h2Raw {
 func (r *h2Raw) read() {
 	defer close(r.frames)
 	fr := http2.NewFramer(io.Discard, r.c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -83,6 +85,8 @@ func (r *h2Raw) read() {
 			s.data = append([]byte(nil), f.Data()...)
 		case *http2.PingFrame:
 			s.data = append([]byte(nil), f.Data[:]...)
+		case *http2.MetaHeadersFrame:
+			s.status = f.PseudoValue("status")
 		}
 		r.frames <- s
 	}
@@ -411,4 +415,72 @@ func FuzzPlainPath(f *testing.F) {
 			t.Errorf("%q: %#v, url.ParseRequestURI %#v", target, got, *want)
 		}
 	})
+}
+
+// TestH2HeaderBlockLimits: a header list over max_header_list_size (64 KiB by default) but
+// sent within bounds is answered 431 and the connection goes on; a block in too many
+// CONTINUATION frames, or one HPACK cannot decode, ends the connection.
+func TestH2HeaderBlockLimits(t *testing.T) {
+	o := cacheableOrigin(t)
+	p := startTLSProxy(t, reverseRoute(o), "", Options{})
+	t.Run("431", func(t *testing.T) {
+		r := dialH2Raw(t, p)
+		block := r.block(":method", "GET", ":scheme", "https", ":authority", "www.cdn.test", ":path", "/big",
+			"x-big", strings.Repeat("a", 40000), "x-big2", strings.Repeat("b", 40000))
+		first, rest := block[:16000], block[16000:]
+		if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: true}); err != nil {
+			t.Fatal(err)
+		}
+		for len(rest) > 0 {
+			n := min(len(rest), 16000)
+			if err := r.fr.WriteContinuation(1, n == len(rest), rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		f := r.await(t, "HEADERS", func(f h2Seen) bool { return f.typ == http2.FrameHeaders || f.typ == http2.FrameGoAway })
+		if f.typ != http2.FrameHeaders || f.status != "431" || f.id != 1 {
+			t.Fatalf("an 80 KB header list: %v status %q, want 431 on stream 1", f, f.status)
+		}
+		if err := r.get(3, "/ok"); err != nil {
+			t.Fatal(err)
+		}
+		f = r.await(t, "HEADERS", func(f h2Seen) bool { return f.typ == http2.FrameHeaders || f.typ == http2.FrameGoAway })
+		if f.typ != http2.FrameHeaders || f.status != "200" || f.id != 3 {
+			t.Fatalf("the next request: %v status %q, want 200 on stream 3", f, f.status)
+		}
+	})
+	cases := []struct {
+		name string
+		send func(r *h2Raw) error
+		code http2.ErrCode
+	}{
+		{"too many CONTINUATION frames", func(r *h2Raw) error {
+			block := r.block(":method", "GET", ":scheme", "https", ":authority", "www.cdn.test", ":path", "/", "x-a", strings.Repeat("a", 100))
+			if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:1], EndStream: true}); err != nil {
+				return err
+			}
+			for i := 1; i < len(block); i++ {
+				if err := r.fr.WriteContinuation(1, i == len(block)-1, block[i:i+1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, http2.ErrCodeEnhanceYourCalm},
+		{"undecodable HPACK", func(r *h2Raw) error {
+			return r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, EndStream: true, EndHeaders: true})
+		}, http2.ErrCodeCompression},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialH2Raw(t, p)
+			if err := tc.send(r); err != nil {
+				t.Fatal(err)
+			}
+			f := r.await(t, "GOAWAY", func(f h2Seen) bool { return f.typ == http2.FrameGoAway })
+			if f.code != tc.code {
+				t.Errorf("GOAWAY %v, want %v", f.code, tc.code)
+			}
+		})
+	}
 }

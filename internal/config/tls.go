@@ -36,7 +36,8 @@ type ProxyHTTP2Config struct {
 	// (SETTINGS_MAX_CONCURRENT_STREAMS).
 	MaxConcurrentStreams int `mapstructure:"max_concurrent_streams"`
 	// MaxHeaderListSize caps a request's header list, HPACK-decoded, across HEADERS and
-	// CONTINUATION frames (SETTINGS_MAX_HEADER_LIST_SIZE); beyond it the connection ends.
+	// CONTINUATION frames (SETTINGS_MAX_HEADER_LIST_SIZE); beyond it the request is answered
+	// 431, and a block of more than twice its size ends the connection.
 	MaxHeaderListSize ByteSize `mapstructure:"max_header_list_size"`
 	// StreamWindow is the flow-control window of one stream: request body bytes a client may
 	// send ahead of the proxy reading them.
