@@ -41,6 +41,8 @@ const (
 var (
 	errH2StreamReset = errors.New("proxy: h2 stream reset")
 	errH2ConnClosed  = errors.New("proxy: h2 connection closed")
+	errH2Stalled     = errors.New("proxy: h2 stream: no flow-control window for write_timeout")
+	errH2BodyTimeout = errors.New("proxy: h2 request body: no DATA for read_timeout")
 )
 
 // h2conn is one HTTP/2 connection's state.
@@ -894,6 +896,8 @@ func (hc *h2conn) sendBlockLocked(st *h2Stream, end bool) {
 // when wait is set (the caller is a stream's own goroutine), else kept by reference on the
 // stream (p must stay unchanged: a stored body) and sent as WINDOW_UPDATEs arrive.
 func (hc *h2conn) writeDataLocked(st *h2Stream, p []byte, end, wait bool) error {
+	var deadline time.Time // write_timeout: how long a write may wait for window
+	expired := false
 	for {
 		if hc.dead {
 			return errH2ConnClosed
@@ -923,11 +927,40 @@ func (hc *h2conn) writeDataLocked(st *h2Stream, p []byte, end, wait bool) error 
 			hc.blocked = append(hc.blocked, st)
 			return nil
 		}
+		if expired {
+			hc.resetLocked(st, http2.ErrCodeCancel)
+			hc.count("stream_flow_control_stall")
+			return errH2Stalled
+		}
 		if hc.bw.Buffered() > 0 {
 			_ = hc.bw.Flush()
 		}
-		hc.cond.Wait()
+		if t := hc.c.srv.cfg.WriteTimeout; deadline.IsZero() && t > 0 {
+			deadline = time.Now().Add(t)
+		}
+		expired = !hc.waitLocked(deadline)
 	}
+}
+
+// waitLocked waits for a change (cond) until deadline (zero: none); it reports false when the
+// deadline passed.
+func (hc *h2conn) waitLocked(deadline time.Time) bool {
+	if deadline.IsZero() {
+		hc.cond.Wait()
+		return true
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	t := time.AfterFunc(d, func() {
+		hc.mu.Lock()
+		hc.cond.Broadcast()
+		hc.mu.Unlock()
+	})
+	hc.cond.Wait()
+	t.Stop()
+	return time.Now().Before(deadline)
 }
 
 // drainLocked sends what blocked streams keep, as far as the windows now allow.
@@ -1012,8 +1045,16 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	hc := b.st.hc
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
+	var deadline time.Time // read_timeout: how long a read may wait for DATA
+	if t := hc.c.srv.cfg.ReadTimeout; t > 0 {
+		deadline = time.Now().Add(t)
+	}
 	for len(b.buf) == 0 && !b.ended && b.err == nil && !b.closed {
-		hc.cond.Wait()
+		if !hc.waitLocked(deadline) {
+			hc.resetLocked(b.st, http2.ErrCodeCancel)
+			hc.count("stream_body_timeout")
+			return 0, errH2BodyTimeout
+		}
 	}
 	if len(b.buf) == 0 {
 		switch {

@@ -484,3 +484,27 @@ func TestH2HeaderBlockLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestH2WriteStall: a streamed response to a client that gives no window is reset after
+// write_timeout (its stream's place is freed), and the connection goes on.
+func TestH2WriteStall(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, strings.Repeat("x", 1000))
+	})
+	p := startTLSProxy(t, "write_timeout = \"300ms\"\n"+reverseRoute(o), "", Options{})
+	r := dialH2Raw(t, p, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	if err := r.get(1, "/stream"); err != nil {
+		t.Fatal(err)
+	}
+	f := r.await(t, "RST_STREAM", func(f h2Seen) bool {
+		return f.typ == http2.FrameRSTStream || f.typ == http2.FrameGoAway || f.typ == http2.FrameData && len(f.data) > 0
+	})
+	if f.typ != http2.FrameRSTStream || f.id != 1 || f.code != http2.ErrCodeCancel {
+		t.Fatalf("got %v, want RST_STREAM CANCEL on stream 1", f)
+	}
+	if err := r.fr.WritePing(false, [8]byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	r.await(t, "PING ack", func(f h2Seen) bool { return f.typ == http2.FramePing && f.flags.Has(http2.FlagPingAck) })
+}
