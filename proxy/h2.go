@@ -213,7 +213,7 @@ func (st *h2Stream) flush() error {
 	if st.reset {
 		return errH2StreamReset
 	}
-	return hc.bw.Flush()
+	return hc.flushLocked()
 }
 
 // setWriteDeadline is a no-op: the connection's writes are bounded by write_timeout.

@@ -117,8 +117,7 @@ func (c *conn) serveH2(nc net.Conn) {
 	hc.connRecv = hc.cfg.connWindow
 	hc.cond.L = &hc.mu
 	hc.br = bufio.NewReaderSize(nc, 16<<10)
-	hc.bw = bufio.NewWriterSize(h2Out{hc}, 32<<10)
-	hc.fr = http2.NewFramer(hc.bw, hc.br)
+	hc.fr = http2.NewFramer(h2Sink{hc}, hc.br)
 	hc.fr.SetMaxReadFrameSize(hc.cfg.maxFrame)
 	hc.fr.SetReuseFrames() // every frame is handled before the next is read
 	hc.hdec = hpack.NewDecoder(4096, hc.emit)
@@ -138,6 +137,46 @@ func (c *conn) serveH2(nc net.Conn) {
 		return
 	}
 	hc.readLoop()
+}
+
+// h2Writers are the connections' write buffers, held only while a connection has output.
+var h2Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// h2Sink is what the Framer writes to: the connection's write buffer, taken from h2Writers
+// on the first write after the connection idled (hc.mu is held: every write is under it).
+type h2Sink struct{ hc *h2conn }
+
+// Write buffers p.
+func (w h2Sink) Write(p []byte) (int, error) {
+	hc := w.hc
+	if hc.dead {
+		return 0, errH2ConnClosed
+	}
+	if hc.bw == nil {
+		hc.bw = h2Writers.Get().(*bufio.Writer)
+		hc.bw.Reset(h2Out{hc})
+	}
+	return hc.bw.Write(p)
+}
+
+// flushLocked writes what the buffer holds.
+func (hc *h2conn) flushLocked() error {
+	if hc.dead {
+		return errH2ConnClosed
+	}
+	if hc.bw == nil || hc.bw.Buffered() == 0 {
+		return nil
+	}
+	return hc.bw.Flush()
+}
+
+// releaseWriterLocked gives the write buffer back once it is empty (or the connection over).
+func (hc *h2conn) releaseWriterLocked() {
+	if hc.bw != nil && (hc.bw.Buffered() == 0 || hc.dead) {
+		hc.bw.Reset(nil)
+		h2Writers.Put(hc.bw)
+		hc.bw = nil
+	}
 }
 
 // h2Out writes the connection's output with the proxy's write timeout.
@@ -177,7 +216,7 @@ func (hc *h2conn) handshake() error {
 	if d := hc.cfg.connWindow - 65535; d > 0 {
 		_ = hc.fr.WriteWindowUpdate(0, uint32(d))
 	}
-	return hc.bw.Flush()
+	return hc.flushLocked()
 }
 
 // readLoop holds the reader role: it reads and handles frames until the connection ends or
@@ -187,10 +226,11 @@ func (hc *h2conn) readLoop() {
 	for {
 		if hc.br.Buffered() == 0 {
 			hc.mu.Lock()
-			if hc.bw.Buffered() > 0 && !hc.dead {
-				_ = hc.bw.Flush()
-			}
+			_ = hc.flushLocked()
 			idle := len(hc.streams) == 0
+			if idle {
+				hc.releaseWriterLocked() // an idle connection holds no write buffer
+			}
 			if hc.draining && idle {
 				hc.mu.Unlock()
 				hc.teardown()
@@ -316,7 +356,7 @@ func (hc *h2conn) readError(err error) bool {
 		idle := len(hc.streams) == 0 && !hc.dead && !hc.draining
 		if idle && errors.As(err, &ne) && ne.Timeout() { // idle_timeout: say so before closing
 			_ = hc.fr.WriteGoAway(hc.lastID, http2.ErrCodeNo, nil)
-			_ = hc.bw.Flush()
+			_ = hc.flushLocked()
 		}
 		hc.mu.Unlock()
 		hc.teardown()
@@ -333,7 +373,7 @@ func (hc *h2conn) fail(code http2.ErrCode, why string) {
 	hc.mu.Lock()
 	if !hc.dead {
 		_ = hc.fr.WriteGoAway(hc.lastID, code, nil)
-		_ = hc.bw.Flush()
+		_ = hc.flushLocked()
 	}
 	hc.dead = true
 	hc.draining = true
@@ -359,6 +399,9 @@ func (hc *h2conn) teardown() {
 	}
 	hc.cond.Broadcast()
 	hc.mu.Unlock()
+	hc.mu.Lock()
+	hc.releaseWriterLocked()
+	hc.mu.Unlock()
 	hc.stall.Stop()
 	hc.c.closeNow()
 	hc.c.srv.h2.remove(hc)
@@ -373,7 +416,7 @@ func (hc *h2conn) goAway() {
 	}
 	hc.draining = true
 	_ = hc.fr.WriteGoAway(hc.lastID, http2.ErrCodeNo, nil)
-	_ = hc.bw.Flush()
+	_ = hc.flushLocked()
 	if len(hc.streams) == 0 {
 		_ = hc.nc.SetReadDeadline(time.Now()) // wake the reader: it closes
 	}
@@ -771,9 +814,7 @@ func (hc *h2conn) handOff(st *h2Stream) {
 	st.handed = true
 	hc.inline = nil
 	st.inlineRun = false // its writes may wait for window from now on
-	if hc.bw.Buffered() > 0 {
-		_ = hc.bw.Flush()
-	}
+	_ = hc.flushLocked()
 	hc.c.refs.Add(1)
 	go func() {
 		defer hc.c.release()
@@ -802,8 +843,8 @@ func (hc *h2conn) serve(st *h2Stream) {
 	}
 	st.done = true
 	hc.closeIfDoneLocked(st)
-	if !st.inlineRun && hc.bw.Buffered() > 0 && !hc.dead {
-		_ = hc.bw.Flush()
+	if !st.inlineRun {
+		_ = hc.flushLocked()
 	}
 }
 
@@ -932,9 +973,7 @@ func (hc *h2conn) writeDataLocked(st *h2Stream, p []byte, end, wait bool) error 
 			hc.count("stream_flow_control_stall")
 			return errH2Stalled
 		}
-		if hc.bw.Buffered() > 0 {
-			_ = hc.bw.Flush()
-		}
+		_ = hc.flushLocked()
 		if t := hc.c.srv.cfg.WriteTimeout; deadline.IsZero() && t > 0 {
 			deadline = time.Now().Add(t)
 		}
@@ -1071,9 +1110,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.buf = b.buf[:0:0]
 	}
 	hc.creditLocked(b.st, int64(n))
-	if hc.bw.Buffered() > 0 && !hc.dead {
-		_ = hc.bw.Flush()
-	}
+	_ = hc.flushLocked()
 	return n, nil
 }
 
