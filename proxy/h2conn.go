@@ -269,12 +269,8 @@ func (hc *h2conn) readLoop() {
 			if b == nil {
 				break // CONTINUATION frames follow
 			}
-			if b.invalid != nil {
-				hc.mu.Lock()
-				hc.lastID = max(hc.lastID, b.StreamID)
-				_ = hc.fr.WriteRSTStream(b.StreamID, http2.ErrCodeProtocol)
-				hc.mu.Unlock()
-				hc.count("stream_bad_header")
+			if b.invalid != nil { // a malformed request (or trailers): a stream error
+				cerr = hc.refuseBlock(b)
 				break
 			}
 			st, err := hc.onHeaders(b)
@@ -362,6 +358,24 @@ func (hc *h2conn) readError(err error) bool {
 		hc.teardown()
 	}
 	return false
+}
+
+// refuseBlock resets the stream of a malformed header block; a block that could not open a
+// stream (an even or old id) is a connection error.
+func (hc *h2conn) refuseBlock(b *h2Block) error {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	hc.count("stream_bad_header")
+	if st := hc.streams[b.StreamID]; st != nil {
+		hc.resetLocked(st, http2.ErrCodeProtocol)
+		return nil
+	}
+	if b.StreamID%2 == 0 || b.StreamID <= hc.lastID {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	hc.lastID = b.StreamID
+	_ = hc.fr.WriteRSTStream(b.StreamID, http2.ErrCodeProtocol)
+	return nil
 }
 
 // count counts an error kind in http2_errors_total.
@@ -1084,8 +1098,12 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	hc := b.st.hc
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
-	var deadline time.Time // read_timeout: how long a read may wait for DATA
-	if t := hc.c.srv.cfg.ReadTimeout; t > 0 {
+	var deadline time.Time // read_timeout (a tunnel's: tunnel_idle_timeout): how long a read may wait for DATA
+	t := hc.c.srv.cfg.ReadTimeout
+	if r := b.st.req; r != nil && r.Method == http.MethodConnect {
+		t = hc.c.srv.cfg.TunnelIdleTimeout
+	}
+	if t > 0 {
 		deadline = time.Now().Add(t)
 	}
 	for len(b.buf) == 0 && !b.ended && b.err == nil && !b.closed {
