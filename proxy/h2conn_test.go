@@ -508,3 +508,42 @@ func TestH2WriteStall(t *testing.T) {
 	}
 	r.await(t, "PING ack", func(f h2Seen) bool { return f.typ == http2.FramePing && f.flags.Has(http2.FlagPingAck) })
 }
+
+// TestH2WaitingStreamsLeaveTheReader: streams that wait upstream (ten for one slow object,
+// collapsed in the cache or fetched) do not hold up the connection's reader: a later request
+// on the same connection is answered while they wait, and they all complete once the origin
+// answers.
+func TestH2WaitingStreamsLeaveTheReader(t *testing.T) {
+	o, slow, release := slowOrigin(t)
+	p := startTLSProxy(t, reverseRoute(o), "", Options{Cache: newRealCache(t)})
+	t.Cleanup(release)
+	r := dialH2Raw(t, p)
+	for id := uint32(1); id <= 19; id += 2 {
+		if err := r.get(id, "/slow/a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.get(21, "/fast"); err != nil {
+		t.Fatal(err)
+	}
+	ended := map[uint32]bool{}
+	r.await(t, "/fast answered", func(f h2Seen) bool {
+		if f.typ == http2.FrameData && f.flags.Has(http2.FlagDataEndStream) {
+			ended[f.id] = true
+		}
+		return ended[21]
+	})
+	if len(ended) != 1 || slow.Load() < 1 {
+		t.Fatalf("before the origin answered /slow/a: streams ended %v, origin requests for it %d", ended, slow.Load())
+	}
+	release()
+	r.await(t, "every /slow/a stream ended", func(f h2Seen) bool {
+		if f.typ == http2.FrameRSTStream || f.typ == http2.FrameGoAway {
+			t.Fatalf("%v", f)
+		}
+		if f.typ == http2.FrameData && f.flags.Has(http2.FlagDataEndStream) {
+			ended[f.id] = true
+		}
+		return len(ended) == 11
+	})
+}
