@@ -116,6 +116,8 @@ type ProxyRoute struct {
 	Balance string `mapstructure:"balance"`
 	// RewriteHost sends the origin's host in Host instead of the client's.
 	RewriteHost bool `mapstructure:"rewrite_host"`
+	// Health is the active health check of the route's origins ([proxy.routes.health]).
+	Health ProxyRouteHealth `mapstructure:"health"`
 }
 
 // ProxyAccessLogConfig is [proxy.access_log].
@@ -292,6 +294,9 @@ func (c *ProxyConfig) validateRoutes() error {
 		case "", "round_robin", "least_conn":
 		default:
 			return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
+		}
+		if err := r.Health.validate(key + ".health"); err != nil {
+			return err
 		}
 	}
 	return nil
