@@ -485,12 +485,19 @@ func (t *txn) serveStaleOnError(err error) (Outcome, bool, error) {
 func (t *txn) originError(err error) (Outcome, error) {
 	status := http.StatusBadGateway
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+	var down *UnavailableError
+	switch {
+	case errors.As(err, &down):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		status = http.StatusGatewayTimeout
 	}
 	t.c.log.Debug("cache: origin fetch failed", "key", t.key, "err", err)
 	t.now = t.c.now()
 	m := textBody(status, "text/plain; charset=utf-8", wire.StatusText(status)+": origin unreachable\n")
+	if down != nil {
+		m.header.Set("Retry-After", strconv.Itoa(down.RetryAfterSeconds()))
+	}
 	return Outcome{Code: CodeMiss, Fetched: true}, t.writeMade(m, nil, "fwd="+t.fwd+"; detail=origin-error")
 }
 

@@ -127,17 +127,17 @@ func (srv *Server) answerLocally(s *slot) {
 	case r.Method == http.MethodTrace:
 		srv.answerTrace(s)
 	case r.Method == http.MethodOptions:
-		head := wire.StatusLine(http.StatusOK) + "Allow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
+		head := wire.StatusLine(http.StatusOK) + "Allow: " + allowMethods(s.lv.cfg.AllowTrace) + "\r\nContent-Length: 0\r\n"
 		_ = s.WriteStored([]byte(head), nil, nil)
 	default:
 		srv.servePAC(s)
 	}
 }
 
-// allowMethods lists the methods the proxy forwards, for Allow.
-func (srv *Server) allowMethods() string {
+// allowMethods lists the methods the proxy forwards, for Allow (with TRACE when allowed).
+func allowMethods(trace bool) string {
 	m := "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT"
-	if srv.cfg.AllowTrace {
+	if trace {
 		m += ", TRACE"
 	}
 	return m

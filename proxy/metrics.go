@@ -20,6 +20,7 @@ type metrics struct {
 	bytesIn         prometheus.Counter
 	bytesOut        prometheus.Counter
 	clientWrites    prometheus.Counter // socket writes to clients (fewer than responses when pipelined)
+	reloads         *prometheus.CounterVec // configuration reloads by result (live.go)
 
 	mu       sync.RWMutex
 	counters map[uint32]prometheus.Counter // requests children, so the hot path does not allocate
@@ -54,10 +55,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "client_bytes_sent_total", Help: "Bytes sent to clients."}),
 		clientWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "client_writes_total", Help: "Socket writes to clients; below the response count when pipelined responses are batched."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy", Name: "reloads_total",
+			Help: "Configuration reloads of the proxy by result (ok, rejected)."}, []string{"result"}),
 		counters: map[uint32]prometheus.Counter{},
 	}
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("rejected")
 	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
-		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites} {
+		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites, m.reloads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 		}

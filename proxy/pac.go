@@ -16,14 +16,15 @@ const pacPath = "/proxy.pac"
 // patterns.
 func (srv *Server) servePAC(s *slot) {
 	r := s.request()
-	proxy := srv.cfg.PAC.Proxy
+	pc := s.lv.cfg.PAC
+	proxy := pc.Proxy
 	if proxy == "" {
 		proxy = r.Host
 		if r.URL.Host != "" {
 			proxy = r.URL.Host
 		}
 	}
-	script := pacScript(proxy, srv.cfg.PAC.Direct, srv.cfg.PAC.FallbackDirect)
+	script := pacScript(proxy, pc.Direct, pc.FallbackDirect)
 	head := wire.StatusLine(http.StatusOK) + "Content-Type: application/x-ns-proxy-autoconfig\r\nCache-Control: max-age=300\r\nContent-Length: " +
 		strconv.Itoa(len(script)) + "\r\n"
 	_ = s.WriteStored([]byte(head), nil, []byte(script))
