@@ -52,7 +52,7 @@ func healthRoute(interval time.Duration, fall, rise int, origins ...*checkedOrig
 		urls = append(urls, o.URL)
 	}
 	return routeText("www.test", urls...) + fmt.Sprintf("[proxy.routes.health]\npath = \"/hc\"\ninterval = %q\ntimeout = %q\nfall = %d\nrise = %d\nexpect_status = [200]\n",
-		interval.String(), (interval / 2).String(), fall, rise)
+		interval.String(), (interval/2).String(), fall, rise)
 }
 
 // originStates returns /proxy/origins as url → state.

@@ -19,7 +19,7 @@ type metrics struct {
 	upstreamErrors  *prometheus.CounterVec // by kind
 	bytesIn         prometheus.Counter
 	bytesOut        prometheus.Counter
-	clientWrites    prometheus.Counter // socket writes to clients (fewer than responses when pipelined)
+	clientWrites    prometheus.Counter     // socket writes to clients (fewer than responses when pipelined)
 	reloads         *prometheus.CounterVec // configuration reloads by result (live.go)
 
 	mu       sync.RWMutex

@@ -52,7 +52,7 @@ type Server struct {
 	live   atomic.Pointer[live] // routes, pools and policy: what a reload swaps (live.go)
 	checks sync.WaitGroup       // the origins' health checkers (health.go)
 	fwd    *pool                // forward-proxy upstream (the URL's own host)
-	tier   *parentTier // [proxy.parents] (parents.go); nil = none
+	tier   *parentTier          // [proxy.parents] (parents.go); nil = none
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics

@@ -287,4 +287,3 @@ func TestReloadRejected(t *testing.T) {
 			lv.cfg.MaxConnections, len(lv.routes.routes), lv.policy.users != nil)
 	}
 }
-
