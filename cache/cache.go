@@ -23,10 +23,9 @@ type Cache struct {
 	cfg        config.CacheConfig
 	log        *slog.Logger
 	now        func() time.Time // injected clock; time.Now outside tests
-	heur       heuristics
+	policy     atomic.Pointer[knobs] // the settings a reload changes (Reload)
 	st         *store
 	flights    flightGroup
-	purgeAllow []netip.Prefix
 	stats      counters
 	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
 
@@ -49,10 +48,8 @@ func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{
-		cfg: cfg, log: env.Logger, now: time.Now, purgeAllow: allow,
-		heur: heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax},
-	}
+	c := &Cache{cfg: cfg, log: env.Logger, now: time.Now}
+	c.policy.Store(newKnobs(cfg, allow))
 	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}}
 	c.st.mem, err = newMemory(int64(cfg.MemorySize), &c.stats, func(e *entry) { c.st.gone(e, false) })
 	if err != nil {
@@ -70,6 +67,47 @@ func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
 	}
 	c.mountAdmin(env.Admin)
 	return c, nil
+}
+
+// knobs are the cache's policy settings that Reload changes: heuristic freshness, stale
+// serving, collapsing, purge_allow and strip_cdn_cache_control. Each use loads them once;
+// a value is never modified after it was stored.
+type knobs struct {
+	cfg        config.CacheConfig // the reloaded fields are read from here
+	heur       heuristics
+	purgeAllow []netip.Prefix
+}
+
+func newKnobs(cfg config.CacheConfig, allow []netip.Prefix) *knobs {
+	return &knobs{cfg: cfg, heur: heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax}, purgeAllow: allow}
+}
+
+// knobs returns the running policy settings.
+func (c *Cache) knobs() *knobs { return c.policy.Load() }
+
+// reloadableKeys are the [cache] keys Reload applies; the rest (sizes, the disk tier,
+// max_variants, enabled) need a restart.
+var reloadableKeys = map[string]bool{"cache.heuristic_fraction": true, "cache.heuristic_max": true,
+	"cache.stale_on_error": true, "cache.stale_on_5xx": true, "cache.stale_max": true, "cache.collapse": true,
+	"cache.collapse_timeout": true, "cache.purge_allow": true, "cache.strip_cdn_cache_control": true}
+
+// Reload applies cfg's policy settings (reloadableKeys) to requests that start from now on;
+// changed keys that need a restart are logged and keep their running values. A bad
+// purge_allow keeps the running settings and is returned, naming the key.
+func (c *Cache) Reload(cfg config.CacheConfig) error {
+	allow, err := config.ParsePrefixes("cache.purge_allow", cfg.PurgeAllow)
+	if err != nil {
+		c.log.Error("cache: reload rejected, the previous settings keep serving", "err", err)
+		return fmt.Errorf("cache: reload: %w", err)
+	}
+	for _, key := range config.ChangedKeys("cache", c.cfg, cfg) {
+		if !reloadableKeys[key] {
+			c.log.Warn("cache: reload: this key changes on restart only; the running value stays", "key", key)
+		}
+	}
+	c.policy.Store(newKnobs(cfg, allow))
+	c.log.Info("cache: policy settings reloaded")
+	return nil
 }
 
 // openDisk opens the disk tier and indexes what it holds.

@@ -29,7 +29,7 @@ func (t *txn) forward(fwd string) (Outcome, error) {
 	if t.r.Values(hdrRange) != nil && t.lr.e == nil {
 		return t.fetchRange()
 	}
-	if t.c.cfg.Collapse && !t.rq.noStore {
+	if t.c.knobs().cfg.Collapse && !t.rq.noStore {
 		fl, leader := t.c.flights.join(t.h, t.key)
 		if !leader {
 			return t.follow(fl)
@@ -51,7 +51,7 @@ func (t *txn) alone() (Outcome, error) {
 func (t *txn) follow(fl *flight) (Outcome, error) {
 	c, r := t.c, t.r
 	fl.followers.Add(1)
-	timer := time.NewTimer(c.cfg.CollapseTimeout)
+	timer := time.NewTimer(c.knobs().cfg.CollapseTimeout)
 	defer timer.Stop()
 	select {
 	case <-fl.ready:
@@ -208,10 +208,10 @@ func (t *txn) passOn(why Reason, cs string) error {
 // newEntry builds the stored form of the origin's response (without its body).
 func (t *txn) newEntry(d *respDirectives) *entry {
 	c, resp := t.c, t.resp
-	hdr := storedHeader(resp.Header, d, c.cfg.StripCDNCacheControl, t.respTime)
+	hdr := storedHeader(resp.Header, d, c.knobs().cfg.StripCDNCacheControl, t.respTime)
 	vary := varyNames(resp.Header)
 	sec := secondaryKey(vary, t.r)
-	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, t.respTime, c.heur)
+	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, t.respTime, c.knobs().heur)
 	e := &entry{
 		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
 		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
@@ -228,7 +228,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 // storage (they only may not be reused, RFC 9111 §5.2.2.4, §5.2.2.7), and the origin's Age as
 // received (RFC 9111 §5.1: the response was not served from storage).
 func (c *Cache) leaderHeader(origin http.Header, respTime time.Time) http.Header {
-	h := storedHeader(origin, &respDirectives{}, c.cfg.StripCDNCacheControl, respTime)
+	h := storedHeader(origin, &respDirectives{}, c.knobs().cfg.StripCDNCacheControl, respTime)
 	if age := origin[hdrAge]; len(age) > 0 {
 		h[hdrAge] = age
 	}
@@ -418,7 +418,7 @@ func selects304(h http.Header, e *entry) bool {
 func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time.Time) *entry {
 	d := parseResponseDirectives(upd)
 	merged := old.header.Clone()
-	for k, v := range storedHeader(upd, &d, c.cfg.StripCDNCacheControl, respTime) {
+	for k, v := range storedHeader(upd, &d, c.knobs().cfg.StripCDNCacheControl, respTime) {
 		if k == hdrContentRange {
 			continue // framing of a partial response, not of the stored one
 		}
@@ -428,7 +428,7 @@ func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time
 	e.header = merged
 	dm := parseResponseDirectives(merged)
 	e.timing = newTiming(upd, reqTime, respTime)
-	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.heur)
+	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.knobs().heur)
 	e.policy, e.heuristic = newPolicy(&dm, lifetime), heur
 	return e.build()
 }
@@ -453,8 +453,8 @@ func (t *txn) staleAllowed(err error) bool {
 		return false
 	}
 	window := time.Duration(-1)
-	if (err == nil && c.cfg.StaleOn5xx) || (err != nil && c.cfg.StaleOnError) {
-		window = c.cfg.StaleMax
+	if (err == nil && c.knobs().cfg.StaleOn5xx) || (err != nil && c.knobs().cfg.StaleOnError) {
+		window = c.knobs().cfg.StaleMax
 	}
 	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.policy, &t.rq, c.now(), window)
 }
@@ -539,7 +539,7 @@ func headMatches(resp *http.Response, e *entry) bool {
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 	resp.Header = resp.Header.Clone()
 	delete(resp.Header, hdrOutpostCC)
-	if t.c.cfg.StripCDNCacheControl {
+	if t.c.knobs().cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}
 	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+cs)

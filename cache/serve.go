@@ -166,7 +166,7 @@ func (c *Cache) awaitFlight(r Request, h uint64, key string) bool {
 	if fl == nil {
 		return false
 	}
-	t := time.NewTimer(c.cfg.CollapseTimeout)
+	t := time.NewTimer(c.knobs().cfg.CollapseTimeout)
 	defer t.Stop()
 	select {
 	case <-fl.left:

@@ -131,7 +131,7 @@ func (c *Cache) purgeAllowed(remote string) bool {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range c.purgeAllow {
+	for _, p := range c.knobs().purgeAllow {
 		if p.Contains(a) {
 			return true
 		}
