@@ -20,14 +20,14 @@ import (
 
 // Cache is the shared cache. It implements Handler and io.Closer.
 type Cache struct {
-	cfg        config.CacheConfig
-	log        *slog.Logger
-	now        func() time.Time // injected clock; time.Now outside tests
-	policy     atomic.Pointer[knobs] // the settings a reload changes (Reload)
-	st         *store
-	flights    flightGroup
-	stats      counters
-	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+	cfg     config.CacheConfig
+	log     *slog.Logger
+	now     func() time.Time      // injected clock; time.Now outside tests
+	policy  atomic.Pointer[knobs] // the settings a reload changes (Reload)
+	st      *store
+	flights flightGroup
+	stats   counters
+	peering peering // Cache-Status name and purge fan-out (purgefanout.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations

@@ -33,8 +33,8 @@ type live struct {
 	routes *routeTable
 }
 
-// reloadableKeys are the [proxy] keys a reload applies.
-// TODO(i13-tls): proxy.tls.certificates, through reloadCertificates.
+// reloadableKeys are the [proxy] keys a reload applies (and proxy.tls certificates, through
+// reloadCertificates, once the TLS listeners land).
 var reloadableKeys = []string{"proxy.routes", "proxy.allow", "proxy.auth_users_file", "proxy.auth_realm",
 	"proxy.deny_hosts", "proxy.deny_ports", "proxy.connect_ports", "proxy.forward", "proxy.allow_trace",
 	"proxy.pac"}
@@ -96,6 +96,9 @@ func (s *Server) PrepareReload(cfg config.ProxyConfig) (apply func(), err error)
 		}
 	}
 	lv, err := s.buildLive(withReloadable(s.cfg, cfg), prev)
+	if err == nil {
+		err = s.reloadCertificates(cfg)
+	}
 	if err != nil {
 		s.m.reloads.WithLabelValues("rejected").Inc()
 		for _, e := range splitErrors(err) {
@@ -105,6 +108,12 @@ func (s *Server) PrepareReload(cfg config.ProxyConfig) (apply func(), err error)
 	}
 	return func() { s.publish(prev, lv) }, nil
 }
+
+// reloadCertificates is the hook for the TLS listeners' certificates ([proxy.tls], branch
+// i13-tls): it loads and checks the new certificates, so that a bad one rejects the reload,
+// and they are swapped in when apply runs. Until the TLS listeners land there is nothing to
+// reload.
+func (s *Server) reloadCertificates(config.ProxyConfig) error { return nil }
 
 // Reload applies cfg at once (PrepareReload, then apply).
 func (s *Server) Reload(cfg config.ProxyConfig) error {
