@@ -93,7 +93,7 @@ func (o *origin) startCheck(srv *Server, route string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started || c.stopped {
+	if c.started || c.stopped || srv.closing.Load() {
 		return
 	}
 	c.started = true
