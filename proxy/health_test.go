@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -210,4 +211,56 @@ func TestAllOriginsDown(t *testing.T) {
 func promText(t *testing.T, p *testProxy, w http.ResponseWriter) {
 	t.Helper()
 	promhttp.HandlerFor(p.env.Metrics.(prometheus.Gatherer), promhttp.HandlerOpts{}).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+}
+
+// TestOriginStoppedAndRestarted: an origin process that stops (its port refuses connections)
+// is taken out within fall × interval — every request then succeeds on the other origin, none
+// is tried on the stopped one (it would be a 502) — and a new process on the same port gets
+// traffic again after rise checks.
+func TestOriginStoppedAndRestarted(t *testing.T) {
+	const interval, fall, rise = 30 * time.Millisecond, 2, 2
+	a, b := startCheckedOrigin(t, "A"), startCheckedOrigin(t, "B")
+	addr := a.Listener.Addr().String()
+	p := startProxy(t, "[proxy.access_log]\ndestination = \"off\"\n"+healthRoute(interval, fall, rise, a, b), Options{})
+	cl := &http.Client{Timeout: 10 * time.Second}
+	a.Close()
+	took := waitUntil(t, "the stopped origin marked down", fall*interval+interval/2+time.Second, func() bool {
+		h := originStates(t, p)[a.URL].Health
+		return h != nil && h.State == "down"
+	})
+	t.Logf("down after %s (fall × interval = %s)", took, fall*interval)
+	for i := range 40 {
+		if code, body, err := getHost(cl, p.addr, "www.test", "/"); err != nil || code != 200 || body != "B" {
+			t.Fatalf("request %d with A stopped: %d %q %v; want B's answer", i, code, body, err)
+		}
+	}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	again := &checkedOrigin{name: "A2"}
+	again.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hc" {
+			again.checks.Add(1)
+			return
+		}
+		again.traffic.Add(1)
+		io.WriteString(w, "A2")
+	}))
+	again.Listener = ln
+	again.Start()
+	t.Cleanup(again.Close)
+	waitUntil(t, "the restarted origin back up", time.Duration(rise+2)*interval+2*time.Second, func() bool { return originStates(t, p)[a.URL].Up })
+	if n := again.checks.Load(); n < rise {
+		t.Errorf("back after %d checks, want at least rise = %d", n, rise)
+	}
+	for range 20 {
+		if _, _, err := getHost(cl, p.addr, "www.test", "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again.traffic.Load() == 0 {
+		t.Error("the restarted origin got no traffic")
+	}
 }
