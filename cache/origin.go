@@ -515,6 +515,7 @@ func (t *txn) forwardHead() (Outcome, error) {
 	if t.lr.e != nil && resp.StatusCode == http.StatusOK {
 		if headMatches(resp, t.lr.e) {
 			c.storeRefreshed(t.lr, c.updatedEntry(t.lr.e, resp.Header, t.reqTime, t.respTime))
+			resp.Header = resp.Header.Clone() // the stored entry may share it: writeOrigin edits
 		} else {
 			c.st.purge(t.lr.e.key, false)
 		}
@@ -535,9 +536,10 @@ func headMatches(resp *http.Response, e *entry) bool {
 }
 
 // writeOrigin sends an origin response that is not stored, with our Cache-Status and without
-// the targeted fields meant for us.
+// the targeted fields meant for us. It edits resp.Header in place: the response is this
+// transaction's alone (followers of an abandoned flight fetch for themselves), and a caller
+// that shared its header with a stored entry passes a copy.
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
-	resp.Header = resp.Header.Clone()
 	delete(resp.Header, hdrOutpostCC)
 	if t.c.knobs().cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)

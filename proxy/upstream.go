@@ -164,8 +164,9 @@ func (p *pool) originsDown() error {
 // Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
 // request to: the upstream request is built from the client's (which passed policy and
 // hygiene) with the cache's additions u; exchange adds this hop's forwarding fields, and the
-// response comes back without hop-by-hop fields. The reader role moves on first, so the next
-// pipelined requests are read and started while this one waits.
+// response comes back without hop-by-hop fields. The reader role moves on first when the next
+// pipelined request is already buffered, so it is read and started while this one waits (else
+// the stall watch hands it on should one arrive: detachIfPipelined).
 //
 // The slot is the Fetcher only while the cache's Serve runs for its request (the seam's
 // contract); for work after that the cache takes Background. The cache may share the fetch
@@ -181,7 +182,7 @@ func (s *slot) Fetch(u cache.Upstream) (*http.Response, error) {
 // answer.
 func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, error) {
 	seq := s.seq
-	s.detach(seq)
+	s.detachIfPipelined(seq)
 	var interim func(int, http.Header)
 	if !s.proto10 {
 		interim = func(code int, h http.Header) { _ = s.writeInterim(seq, code, textproto.MIMEHeader(h)) }
@@ -326,8 +327,8 @@ func stripResponse(resp *http.Response) {
 // r itself when there are none, else a shallow copy with u's method, and a copy of the header
 // edited by u when u changes it.
 func withAdditions(r *http.Request, u cache.Upstream) *http.Request {
-	if u == (cache.Upstream{}) {
-		return r
+	if u == (cache.Upstream{}) || u.Method(r.Method) == r.Method && !u.ChangesHeader(r.Header) {
+		return r // a plain GET miss fetched for storage: nothing to change
 	}
 	out := new(http.Request)
 	*out = *r
