@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // reloadSuiteConfig is a lean suite (admin, proxy, cache) with its routes; the admin listener
@@ -324,4 +327,58 @@ func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDemoSuiteReload: the whole demo suite takes its own configuration again on reload (what
+// a SIGHUP with an unchanged file does): accepted by every component, no key reported as
+// needing a restart; a changed listen address is reported by key and kept, the rest applied.
+func TestDemoSuiteReload(t *testing.T) {
+	file := ephemeralConfig(t)
+	cfg, err := config.Load(config.Source{File: file, Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, stop := runSuite(t, cfg, nil)
+	defer stop()
+	var logged lockedLog
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	again, err := config.Load(config.Source{File: file, Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.reload(again, logger); len(errs) != 0 {
+		t.Fatalf("the demo configuration was rejected on reload: %v", errs)
+	}
+	if strings.Contains(logged.String(), "restart only") {
+		t.Errorf("an unchanged configuration reported keys needing a restart:\n%s", logged.String())
+	}
+	moved := *again
+	moved.Admin.Listen = "127.0.0.1:1"
+	moved.Proxy.Listen = []string{"127.0.0.1:2"}
+	if errs := s.reload(&moved, logger); len(errs) != 0 {
+		t.Fatalf("reload: %v", errs)
+	}
+	for _, key := range []string{"key=admin.listen"} { // proxy.listen: the proxy's own log (TestReloadRejected)
+		if !strings.Contains(logged.String(), key) {
+			t.Errorf("changed %s not logged as needing a restart:\n%s", key, logged.String())
+		}
+	}
+}
+
+// lockedLog is a goroutine-safe log buffer.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
