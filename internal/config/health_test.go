@@ -70,3 +70,18 @@ func TestChangedKeys(t *testing.T) {
 		t.Errorf("ChangedKeys = %q", got)
 	}
 }
+
+// TestEveryBadRouteReported: each bad route and each section's problem is its own error, so a
+// reload can log every one by key.
+func TestEveryBadRouteReported(t *testing.T) {
+	_, err := load(t, "[cache]\nheuristic_fraction = 3\n[[proxy.routes]]\nhost = \"a\"\norigins = [\"ftp://x\"]\n[[proxy.routes]]\nhost = \"b\"\norigins = []\n")
+	var j interface{ Unwrap() []error }
+	if !errors.As(err, &j) {
+		t.Fatalf("error %v holds one problem", err)
+	}
+	for _, key := range []string{"proxy.routes[0].origins[0]", "proxy.routes[1].origins", "cache.heuristic_fraction"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+}
