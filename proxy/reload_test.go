@@ -287,3 +287,43 @@ func TestReloadRejected(t *testing.T) {
 			lv.cfg.MaxConnections, len(lv.routes.routes), lv.policy.users != nil)
 	}
 }
+
+// TestReloadPolicy: a reload applies the forward policy (deny lists, TRACE) and the PAC
+// settings to the next request on a connection that stays open.
+func TestReloadPolicy(t *testing.T) {
+	a := startNamedOrigin(t, "A")
+	base := "[proxy.access_log]\ndestination = \"off\"\n"
+	p := startProxy(t, base, Options{})
+	c := dialRaw(t, p.addr)
+	ask := func(req string) (int, string) {
+		t.Helper()
+		c.send(req)
+		resp, body := c.response(strings.Fields(req)[0])
+		return resp.StatusCode, body
+	}
+	fwd := "GET " + a.URL + "/ HTTP/1.1\r\nHost: " + strings.TrimPrefix(a.URL, "http://") + "\r\n\r\n"
+	pac := "GET /proxy.pac HTTP/1.1\r\nHost: " + p.addr + "\r\n\r\n"
+	trace := "TRACE http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\nMax-Forwards: 0\r\n\r\n"
+	if code, body := ask(fwd); code != 200 || body != "A" {
+		t.Fatalf("forward before: %d %q", code, body)
+	}
+	if code, body := ask(pac); code != 200 || strings.Contains(body, "intranet.test") {
+		t.Fatalf("pac before: %d %q", code, body)
+	}
+	if code, _ := ask(trace); code != http.StatusMethodNotAllowed {
+		t.Fatalf("TRACE before: %d, want 405", code)
+	}
+	next := loadProxyConfig(t, "deny_ports = ["+a.URL[strings.LastIndex(a.URL, ":")+1:]+"]\nallow_trace = true\n"+base+"[proxy.pac]\ndirect = [\"*.intranet.test\"]\n")
+	if err := p.srv.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := ask(fwd); code != http.StatusForbidden {
+		t.Errorf("forward to a port denied by the reload: %d, want 403", code)
+	}
+	if code, body := ask(pac); code != 200 || !strings.Contains(body, "*.intranet.test") {
+		t.Errorf("pac after: %d %q, want the reloaded direct pattern", code, body)
+	}
+	if code, _ := ask(trace); code != http.StatusOK {
+		t.Errorf("TRACE after allow_trace was reloaded on: %d, want 200", code)
+	}
+}
