@@ -188,10 +188,6 @@ func (s *suite) run(ctx context.Context) error {
 	return err
 }
 
-// reloadedSections are the sections whose components reload themselves (and log their own
-// restart-only keys); a change anywhere else needs a restart.
-var reloadedSections = []string{"proxy", "cache", "dns"}
-
 // reload passes a new configuration to every component that can take one: all of them
 // prepare it first, and only when none rejects it is it applied, so a bad configuration
 // leaves every component on the running one. Keys outside the reloaded sections are logged,
@@ -199,9 +195,15 @@ var reloadedSections = []string{"proxy", "cache", "dns"}
 func (s *suite) reload(cfg *config.Config, logger *slog.Logger) []error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	// The running components named after their sections (proxy, cache, dns) reload those and
+	// log their own restart-only keys; a change anywhere else needs a restart.
+	reloaded := map[string]bool{}
+	for _, r := range s.reloaders {
+		reloaded[r.name] = true
+	}
 	for _, key := range config.ChangedKeys("", *s.cfg, *cfg) {
 		section, _, _ := strings.Cut(key, ".")
-		if !slices.Contains(reloadedSections, section) || key == "dns.enabled" {
+		if !reloaded[section] || key == "dns.enabled" {
 			logger.Warn("reload: this key changes on restart only; the running value stays", "key", key)
 		}
 	}
