@@ -86,8 +86,9 @@ func (s *Server) buildLive(cfg config.ProxyConfig, prev *live) (*live, error) {
 // PrepareReload builds what cfg changes without applying it: on success, apply publishes it
 // (and starts and stops health checkers, drains unused pools); on failure the running
 // configuration is untouched and err lists every problem, each naming its key. Keys that need
-// a restart are logged and keep their running values. Calls must not overlap (the suite
-// serialises reloads); apply must be called, if at all, before the next PrepareReload.
+// a restart are logged and keep their running values. Reloads are meant to be serialised (the
+// suite does); an apply whose configuration was replaced by another reload since it was
+// prepared does nothing and counts as rejected.
 func (s *Server) PrepareReload(cfg config.ProxyConfig) (apply func(), err error) {
 	prev := s.live.Load()
 	for _, key := range config.ChangedKeys("proxy", prev.cfg, cfg) {
@@ -128,8 +129,12 @@ func (s *Server) Reload(cfg config.ProxyConfig) error {
 // publish makes lv the running configuration: its checkers start, prev's pools and origins
 // that lv does not carry over are drained and stopped.
 func (s *Server) publish(prev, lv *live) {
+	if !s.live.CompareAndSwap(prev, lv) { // another reload was applied since this one was prepared
+		s.m.reloads.WithLabelValues("rejected").Inc()
+		s.log.Error("proxy: reload not applied: another reload was applied after it was prepared")
+		return
+	}
 	lv.routes.startChecks(s)
-	s.live.Store(lv)
 	keptClients := map[*client]bool{}
 	keptOrigins := map[*origin]bool{}
 	for _, rt := range lv.routes.routes {
