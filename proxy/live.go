@@ -97,8 +97,9 @@ func (s *Server) PrepareReload(cfg config.ProxyConfig) (apply func(), err error)
 		}
 	}
 	lv, err := s.buildLive(withReloadable(s.cfg, cfg), prev)
+	applyCerts := func() {}
 	if err == nil {
-		err = s.reloadCertificates(cfg)
+		applyCerts, err = s.reloadCertificates(cfg)
 	}
 	if err != nil {
 		s.m.reloads.WithLabelValues("rejected").Inc()
@@ -107,14 +108,21 @@ func (s *Server) PrepareReload(cfg config.ProxyConfig) (apply func(), err error)
 		}
 		return nil, fmt.Errorf("proxy: reload: %w", err)
 	}
-	return func() { s.publish(prev, lv) }, nil
+	return func() {
+		if s.publish(prev, lv) {
+			applyCerts()
+		}
+	}, nil
 }
 
 // reloadCertificates is the hook for the TLS listeners' certificates ([proxy.tls], branch
-// i13-tls): it loads and checks the new certificates, so that a bad one rejects the reload,
-// and they are swapped in when apply runs. Until the TLS listeners land there is nothing to
-// reload.
-func (s *Server) reloadCertificates(config.ProxyConfig) error { return nil }
+// i13-tls: Server.SetCertificates). Once that lands, it loads cfg.TLS's certificates here
+// (loadCertificates), so that a bad one rejects the whole reload naming its key, and the
+// apply it returns makes them the ones new handshakes get (s.certs.cur.Store), together with
+// the rest of the reload. Until then there is nothing to reload.
+func (s *Server) reloadCertificates(config.ProxyConfig) (apply func(), err error) {
+	return func() {}, nil
+}
 
 // Reload applies cfg at once (PrepareReload, then apply).
 func (s *Server) Reload(cfg config.ProxyConfig) error {
@@ -126,13 +134,14 @@ func (s *Server) Reload(cfg config.ProxyConfig) error {
 	return nil
 }
 
-// publish makes lv the running configuration: its checkers start, prev's pools and origins
-// that lv does not carry over are drained and stopped.
-func (s *Server) publish(prev, lv *live) {
+// publish makes lv the running configuration, if prev still is: its checkers start, prev's
+// pools and origins that lv does not carry over are drained and stopped. It reports whether
+// lv was published.
+func (s *Server) publish(prev, lv *live) bool {
 	if !s.live.CompareAndSwap(prev, lv) { // another reload was applied since this one was prepared
 		s.m.reloads.WithLabelValues("rejected").Inc()
 		s.log.Error("proxy: reload not applied: another reload was applied after it was prepared")
-		return
+		return false
 	}
 	lv.routes.startChecks(s)
 	keptClients := map[*client]bool{}
@@ -155,6 +164,7 @@ func (s *Server) publish(prev, lv *live) {
 	}
 	s.m.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("proxy: configuration reloaded", "routes", len(lv.routes.routes))
+	return true
 }
 
 // splitErrors returns the errors a joined error holds (err itself otherwise).
