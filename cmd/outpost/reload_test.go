@@ -295,6 +295,20 @@ func TestBinaryReloadUnderLoad(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+
+	// `outpost reload` does the same from the command line, with the token from the file.
+	var out bytes.Buffer
+	if got := run(context.Background(), []string{"reload", "--config", cfgFile, "--admin-listen", admin}, &out, &out); got != exitUsage || !strings.Contains(out.String(), "proxy.routes[1].origins") {
+		t.Errorf("outpost reload with the bad file: exit %d, want %d naming the key:\n%s", got, exitUsage, out.String())
+	}
+	write("", route("www.test", a.URL))
+	out.Reset()
+	if got := run(context.Background(), []string{"reload", "--config", cfgFile, "--admin-listen", admin}, &out, &out); got != exitOK || !strings.Contains(out.String(), "reloaded") {
+		t.Errorf("outpost reload: exit %d, want 0:\n%s", got, out.String())
+	}
+	if code, body, err := hit("www.test"); err != nil || code != 200 || body != "A" {
+		t.Errorf("after outpost reload: %d %q %v, want A", code, body, err)
+	}
 }
 
 // TestAdminTokenRequiredOffLoopback: an admin listener on a non-loopback address without

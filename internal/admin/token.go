@@ -97,3 +97,17 @@ func (s *Server) MountReload(reload ReloadFunc) {
 		_ = json.NewEncoder(w).Encode(res)
 	})
 }
+
+// AuthorizeRequest adds the bearer token from tokenFile (admin.token_file) to req, for the
+// commands that call a running server's admin listener; nothing when tokenFile is empty.
+func AuthorizeRequest(req *http.Request, tokenFile string) error {
+	if tokenFile == "" {
+		return nil
+	}
+	tok, err := LoadToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}

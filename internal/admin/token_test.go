@@ -158,3 +158,17 @@ func TestLoadToken(t *testing.T) {
 		})
 	}
 }
+
+func TestAuthorizeRequest(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(p, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:1/reload", nil)
+	if err := AuthorizeRequest(req, ""); err != nil || req.Header.Get("Authorization") != "" {
+		t.Fatalf("no token file: %v %q", err, req.Header.Get("Authorization"))
+	}
+	if err := AuthorizeRequest(req, p); err != nil || req.Header.Get("Authorization") != "Bearer "+testToken {
+		t.Fatalf("token file: %v %q", err, req.Header.Get("Authorization"))
+	}
+}
