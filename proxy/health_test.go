@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -262,5 +264,37 @@ func TestOriginStoppedAndRestarted(t *testing.T) {
 	}
 	if again.traffic.Load() == 0 {
 		t.Error("the restarted origin got no traffic")
+	}
+}
+
+// TestHealthCheckHTTPS: an https:// origin is checked over TLS with SNI and the upstream roots:
+// a verified origin stays up, one whose certificate is not trusted goes down naming TLS.
+func TestHealthCheckHTTPS(t *testing.T) {
+	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	o.Config.ErrorLog = log.New(io.Discard, "", 0) // the untrusted case's refused handshakes
+	o.StartTLS()
+	t.Cleanup(o.Close)
+	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	roots := x509.NewCertPool()
+	roots.AddCert(o.Certificate())
+	url := "https://example.com:" + port
+	route := fmt.Sprintf("resolve = [\"example.com=127.0.0.1\"]\n[proxy.access_log]\ndestination = \"off\"\n%s[proxy.routes.health]\npath = \"/hc\"\ninterval = \"500ms\"\nfall = 1\nrise = 1\n", // a TLS handshake under -race takes tens of ms
+		routeText("www.test", url))
+	for _, tc := range []struct {
+		name  string
+		roots *x509.CertPool
+		state string
+	}{{"verified", roots, "up"}, {"untrusted", nil, "down"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, route, Options{UpstreamRoots: tc.roots})
+			waitUntil(t, "a check", 5*time.Second, func() bool {
+				h := originStates(t, p)[url].Health
+				return h != nil && h.Passed+h.Failed >= 1
+			})
+			h := originStates(t, p)[url].Health
+			if h.State != tc.state || (tc.state == "down" && !strings.Contains(h.LastError, "TLS")) {
+				t.Errorf("health %+v, want %s", h, tc.state)
+			}
+		})
 	}
 }
