@@ -179,6 +179,3 @@ func splitErrors(err error) []error {
 	}
 	return out
 }
-
-// SplitErrors lists the errors a reload error holds, one per problem (for POST /reload).
-func SplitErrors(err error) []error { return splitErrors(err) }

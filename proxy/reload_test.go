@@ -246,7 +246,7 @@ func TestReloadRejected(t *testing.T) {
 	if err == nil {
 		t.Fatal("a bad configuration was applied")
 	}
-	errs := SplitErrors(err)
+	errs := splitErrors(err)
 	keys := []string{"proxy.auth_users_file", "proxy.routes[1].origins[0]"}
 	if len(errs) != len(keys) {
 		t.Fatalf("errors = %q, want one per key %q", errs, keys)
