@@ -327,3 +327,52 @@ func TestReloadPolicy(t *testing.T) {
 		t.Errorf("TRACE after allow_trace was reloaded on: %d, want 200", code)
 	}
 }
+
+// TestRepeatedReloads: reloads back to back (as a soak's SIGHUPs) while keep-alive clients
+// run: no request fails, and the route whose pool never changes keeps one upstream connection.
+func TestRepeatedReloads(t *testing.T) {
+	a, b, keep := startNamedOrigin(t, "A"), startNamedOrigin(t, "B"), startNamedOrigin(t, "K")
+	base := "[proxy.access_log]\ndestination = \"off\"\n"
+	cfgs := []string{base + routeText("www.test", a.URL) + routeText("keep.test", keep.URL),
+		base + routeText("www.test", b.URL) + routeText("keep.test", keep.URL) + routeText("x.test", a.URL, b.URL)}
+	p := startProxy(t, cfgs[0], Options{})
+	loaded := []config.ProxyConfig{loadProxyConfig(t, cfgs[0]), loadProxyConfig(t, cfgs[1])}
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 30 * time.Second}
+	defer cl.CloseIdleConnections()
+	stop := make(chan struct{})
+	reloads := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { reloads <- n }()
+		for ; n < 40; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := p.srv.Reload(loaded[(n+1)%2]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				host := []string{"www.test", "keep.test"}[i%2]
+				if code, body, err := getHost(cl, p.addr, host, "/"); err != nil || code != 200 || body == "" {
+					t.Errorf("%s request %d: %d %q %v", host, i, code, body, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	t.Logf("%d reloads during the run", <-reloads)
+	if n := keep.conns.Load(); n > 4 {
+		t.Errorf("keep.test's origin saw %d connections for at most 4 concurrent clients: its pool was not carried over", n)
+	}
+}
