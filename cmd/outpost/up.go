@@ -233,6 +233,7 @@ func (s *suite) reload(cfg *config.Config, logger *slog.Logger) []error {
 	return nil
 }
 
+// boolInt is 1 for true (sorting one-step reloaders last).
 func boolInt(b bool) int {
 	if b {
 		return 1
