@@ -198,7 +198,7 @@ func (t *txn) passOn(why Reason, cs string) error {
 	if evalConditions(r, r.Method(), resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
 		// The client's own validators still match: answer its conditional request.
 		h := notModifiedHeader(resp.Header)
-		h.Add(hdrCacheStatus, c.statusName()+"; "+cs+"; detail="+why.Token)
+		h.Add(hdrCacheStatus, c.statusName()+"; "+c.withKey(cs+"; detail="+why.Token, t.key))
 		return t.w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
 			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody})
 	}
@@ -544,7 +544,7 @@ func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 	if t.c.knobs().cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}
-	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+cs)
+	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+t.c.withKey(cs, t.key))
 	return t.w.WriteResponse(resp)
 }
 

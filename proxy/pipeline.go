@@ -142,6 +142,8 @@ type slotState struct {
 
 	stripped bool // hop-by-hop fields were stripped (serveProxied)
 
+	keys *cache.KeyRules // the reverse route's cache-key rules (nil: none; classify)
+
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
 	lv         *live // the configuration the request runs under, loaded once by admit (live.go)

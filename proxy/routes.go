@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -14,6 +15,7 @@ type route struct {
 	host   string // lowercased exact host, "*.suffix" or "*"
 	prefix string // path prefix ("" = all)
 	pool   *pool
+	keys   *cache.KeyRules // [proxy.routes.cache_key], nil for none
 }
 
 // routeTable finds the route for an origin-form request: the exact host first, then the
@@ -44,7 +46,13 @@ func newRouteTable(cfg config.ProxyConfig, d *dialer, prev *routeTable) (*routeT
 			p = newPool(name, origins, rc.Balance, rc.RewriteHost, cfg, d)
 			p.spec = spec
 		}
-		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p})
+		keys, err := cache.NewKeyRules(fmt.Sprintf("proxy.routes[%d].cache_key", i), rc.CacheKey)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.keys = keys // a carried-over pool is a new value: the route's rules may have changed
+		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p, keys: keys})
 	}
 	return t, errors.Join(errs...)
 }
@@ -144,4 +152,14 @@ func (t *routeTable) closeIdle() {
 	for _, r := range t.routes {
 		r.pool.closeIdle()
 	}
+}
+
+// keyRulesFor returns the cache-key rules of the route a URL falls under (its host and path),
+// nil for none: the cache applies them to purges by URL and /cache/explain, which come without
+// a request.
+func (t *routeTable) keyRulesFor(u *url.URL) *cache.KeyRules {
+	if rt := t.lookup(u.Host, u.EscapedPath()); rt != nil {
+		return rt.keys
+	}
+	return nil
 }

@@ -71,6 +71,8 @@ type pool struct {
 	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
 	parents     *parentTier // misses go to a parent first (parents.go); nil = none
 	spec        string      // what a reload compares to carry the pool over (routes.go poolSpec)
+
+	keys *cache.KeyRules // the route's cache-key rules: the parent is chosen by the ruled key
 }
 
 // newPool builds a pool with its own connections.
@@ -269,7 +271,7 @@ func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent c
 // 101's Upgrade); its body, closed by the caller, releases the origin.
 func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
 	r := out.r
-	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out); asked {
+	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out, p.keys); asked {
 		if err != nil {
 			return nil, host, fmt.Errorf("proxy: %s: %s %w", p.name, r.Method, err)
 		}

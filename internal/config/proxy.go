@@ -119,6 +119,8 @@ type ProxyRoute struct {
 	RewriteHost bool `mapstructure:"rewrite_host"`
 	// Health is the active health check of the route's origins ([proxy.routes.health]).
 	Health ProxyRouteHealth `mapstructure:"health"`
+	// CacheKey is the route's cache-key rules ([proxy.routes.cache_key], cachekey.go).
+	CacheKey CacheKeyConfig `mapstructure:"cache_key"`
 }
 
 // ProxyAccessLogConfig is [proxy.access_log].
@@ -313,6 +315,9 @@ func (r *ProxyRoute) validate(key string) error {
 	case "", "round_robin", "least_conn":
 	default:
 		return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
+	}
+	if err := r.CacheKey.validate(key + ".cache_key"); err != nil {
+		return err
 	}
 	return r.Health.validate(key + ".health")
 }
