@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -374,5 +375,28 @@ func TestRepeatedReloads(t *testing.T) {
 	t.Logf("%d reloads during the run", <-reloads)
 	if n := keep.conns.Load(); n > 4 {
 		t.Errorf("keep.test's origin saw %d connections for at most 4 concurrent clients: its pool was not carried over", n)
+	}
+}
+
+// TestReloadCacheKeyRules: a reload that changes only a route's cache-key rules keeps its pool
+// (the same client) and hands the new rules to the route, its pool and the cache's URL lookups.
+func TestReloadCacheKeyRules(t *testing.T) {
+	a := startNamedOrigin(t, "A")
+	base := "[proxy.access_log]\ndestination = \"off\"\n" + routeText("www.test", a.URL)
+	p := startProxy(t, base, Options{})
+	before := p.srv.live.Load().routes.routes[0]
+	if err := p.srv.Reload(loadProxyConfig(t, base+"[proxy.routes.cache_key]\nignore_query = [\"utm_*\"]\n")); err != nil {
+		t.Fatal(err)
+	}
+	after := p.srv.live.Load().routes.routes[0]
+	if after.keys == nil || after.pool.keys != after.keys || before.keys != nil {
+		t.Errorf("key rules before %v, after %v (pool %v)", before.keys, after.keys, after.pool.keys)
+	}
+	if after.pool.cl != before.pool.cl {
+		t.Error("changing only the key rules replaced the route's pool")
+	}
+	u, _ := url.Parse("http://www.test/x?utm_source=a")
+	if p.srv.live.Load().routes.keyRulesFor(u) != after.keys {
+		t.Error("keyRulesFor does not see the reloaded rules")
 	}
 }
