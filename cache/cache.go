@@ -28,7 +28,8 @@ type Cache struct {
 	flights    flightGroup
 	purgeAllow []netip.Prefix
 	stats      counters
-	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+	peering    peering  // Cache-Status name and purge fan-out (purgefanout.go)
+	tagRules   tagRules // how response tags are read (tags.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations
@@ -51,9 +52,10 @@ func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
 	}
 	c := &Cache{
 		cfg: cfg, log: env.Logger, now: time.Now, purgeAllow: allow,
-		heur: heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax},
+		heur:     heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax},
+		tagRules: newTagRules(cfg),
 	}
-	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}}
+	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}, tags: newTagIndex()}
 	c.st.mem, err = newMemory(int64(cfg.MemorySize), &c.stats, func(e *entry) { c.st.gone(e, false) })
 	if err != nil {
 		return nil, fmt.Errorf("cache: memory tier: %w", err)

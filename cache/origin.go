@@ -97,6 +97,9 @@ func (t *txn) fetch(u Upstream) error {
 // lead performs the flight's fetch and answers its own client; a registered flight is also
 // published to followers.
 func (t *txn) lead() (Outcome, error) {
+	if out, ok, err := t.storedMeanwhile(); ok {
+		return out, err
+	}
 	err := t.fetch(forStorage(t.lr.e))
 	if err == nil && t.resp.StatusCode == http.StatusNotModified && t.lr.e != nil {
 		if selects304(t.resp.Header, t.lr.e) {
@@ -216,7 +219,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
 		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
 		timing: newTiming(resp.Header, t.reqTime, t.respTime), policy: newPolicy(d, lifetime), heuristic: heur,
-		used: new(atomic.Int64),
+		used: new(atomic.Int64), tags: c.takeTags(hdr), purged: newPurgeMark(),
 	}
 	e.used.Store(t.respTime.Unix())
 	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
@@ -229,6 +232,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 // received (RFC 9111 §5.1: the response was not served from storage).
 func (c *Cache) leaderHeader(origin http.Header, respTime time.Time) http.Header {
 	h := storedHeader(origin, &respDirectives{}, c.cfg.StripCDNCacheControl, respTime)
+	c.stripTags(h)
 	if age := origin[hdrAge]; len(age) > 0 {
 		h[hdrAge] = age
 	}
@@ -426,6 +430,10 @@ func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time
 	}
 	e := *old
 	e.header = merged
+	e.purged = newPurgeMark() // a revalidated response is fresh again (softpurge.go)
+	if len(upd[c.tagRules.field]) > 0 {
+		e.tags = c.takeTags(merged) // the 304's tags replace the stored ones
+	}
 	dm := parseResponseDirectives(merged)
 	e.timing = newTiming(upd, reqTime, respTime)
 	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.heur)
@@ -456,7 +464,7 @@ func (t *txn) staleAllowed(err error) bool {
 	if (err == nil && c.cfg.StaleOn5xx) || (err != nil && c.cfg.StaleOnError) {
 		window = c.cfg.StaleMax
 	}
-	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.policy, &t.rq, c.now(), window)
+	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.livePolicy(), &t.rq, c.now(), window)
 }
 
 // serveStaleOnError serves the stale response after a failed fetch (err) or a 5xx (t.resp);
@@ -532,6 +540,7 @@ func headMatches(resp *http.Response, e *entry) bool {
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 	resp.Header = resp.Header.Clone()
 	delete(resp.Header, hdrOutpostCC)
+	t.c.stripTags(resp.Header)
 	if t.c.cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}

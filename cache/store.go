@@ -27,6 +27,8 @@ type store struct {
 
 	mu    sync.RWMutex
 	index map[uint64]*urlRecord // primary hash → record
+
+	tags *tagIndex // purge tags of the items in index (tags.go); locked after mu
 }
 
 // newMemory builds the ristretto tier for a byte budget.
@@ -165,6 +167,7 @@ func (s *store) index1(h uint64, e *entry) []uint64 {
 	}
 	rec.seq++
 	rec.items[e.item] = rec.seq
+	s.tags.set(e.item, h, e.tags)
 	return stale
 }
 
@@ -184,6 +187,7 @@ func (s *store) indexIfAbsent(h uint64, e *entry) {
 	if _, ok := rec.items[e.item]; !ok {
 		rec.seq++
 		rec.items[e.item] = rec.seq
+		s.tags.set(e.item, h, e.tags)
 	}
 }
 
@@ -200,8 +204,9 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-// dropItem removes one stored response from both tiers.
+// dropItem removes one stored response from both tiers (and its tags).
 func (s *store) dropItem(k uint64) {
+	s.tags.forget(k)
 	if s.mem != nil {
 		s.mem.Del(k)
 	}
@@ -229,6 +234,7 @@ func (s *store) gone(e *entry, fromDisk bool) {
 	defer s.mu.Unlock()
 	if rec := s.index[h]; rec != nil && rec.key == e.key {
 		delete(rec.items, e.item)
+		s.tags.forget(e.item)
 		if len(rec.items) == 0 {
 			delete(s.index, h)
 		}
@@ -284,4 +290,6 @@ type counters struct {
 	diskDropped           atomic.Uint64 // disk writes dropped because the queue was full
 	diskRefused           atomic.Uint64 // disk writes refused or failed for a full file system
 	invalidations, purges atomic.Uint64 // §4.4 invalidations / PURGE and admin purges
+	softPurges            atomic.Uint64 // purges that marked stale (softpurge.go)
+	tagsDropped           atomic.Uint64 // response tags ignored for cache.max_tags, max_tag_length or their bytes
 }

@@ -93,7 +93,9 @@ func sameOrigin(u, target *url.URL, host string) bool {
 
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
 // with the number of responses removed, or 404 when nothing was stored (and, with a fan-out,
-// no other cache took the purge). The fan-out (purgefanout.go) passes it on.
+// no other cache took the purge). The fan-out (purgefanout.go) passes it on. With tags in
+// cache.tag_header or Surrogate-Key it purges those tags (tags.go) instead of the URL; with
+// Soft-Purge: 1 it marks stale instead of removing (softpurge.go).
 func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, now: c.now()}
 	if !c.purgeAllowed(r.RemoteAddr()) {
@@ -107,12 +109,12 @@ func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE of an unparsable URL"}`+"\n")
 		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-url")
 	}
+	spec := purgeSpec{key: string(normalizeKey(raw, 0)), prefix: prefix, tags: c.purgeTagsOf(r), soft: softPurgeRequested(r.Values(SoftPurgeField))}
 	n := 0
-	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Arrived: dir, Via: r.Values("Via")}, func() {
-		n = c.st.purge(string(normalizeKey(raw, 0)), prefix)
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Tags: spec.tags, Soft: spec.soft, Arrived: dir, Via: r.Values("Via")}, func() {
+		n = c.apply(spec)
 	})
-	c.stats.purges.Add(1)
-	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})
+	body, _ := json.Marshal(purgeAnswer{Purged: n, Tags: spec.tags, Soft: spec.soft, PurgeReport: rep})
 	status := http.StatusOK
 	if n == 0 && (rep == nil || rep.Forwarded == 0) { // with a fan-out, another cache may have removed it here first
 		status = http.StatusNotFound
