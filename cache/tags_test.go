@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -419,4 +420,43 @@ func TestSoftPurge(t *testing.T) {
 			t.Fatalf("lifetime %v, want 10s", lt)
 		}
 	})
+}
+
+// TestTagsSurviveRestart: the tags travel in the disk entry's metadata; the start-up scan
+// rebuilds the index, a tag purge after the restart removes the files, and a second restart
+// does not bring them back.
+func TestTagsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	mod := func(c *config.CacheConfig) { c.DiskEnabled, c.DiskDir = true, dir }
+	h := newHarness(t, tagged(map[string]string{"/a": "k1 shared", "/b": "k2 shared", "/c": "k3"}), mod)
+	for _, p := range []string{"/a", "/b", "/c"} {
+		h.do("GET", p)
+	}
+	h.c.Close()
+	reopen := func() *Cache {
+		cfg := config.Default().Cache
+		cfg.MemorySize = 16 << 20
+		mod(&cfg)
+		c, err := New(cfg, component.Test(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := reopen()
+	if n := c.Stats().Tags; n != 4 {
+		t.Fatalf("%d tags after the restart, want 4", n)
+	}
+	if n := c.apply(purgeSpec{tags: []string{"shared"}}); n != 2 {
+		t.Fatalf("tag purge after the restart removed %d, want 2", n)
+	}
+	if files, _ := c.st.disk.usage(); files != 1 {
+		t.Fatalf("%d disk files after the purge, want 1", files)
+	}
+	c.Close()
+	c = reopen()
+	defer c.Close()
+	if st := c.Stats(); st.Tags != 1 || st.DiskEntries != 1 {
+		t.Fatalf("after a second restart: %d tags, %d disk entries; want 1 and 1", st.Tags, st.DiskEntries)
+	}
 }
