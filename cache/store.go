@@ -207,6 +207,11 @@ func equalStrings(a, b []string) bool {
 // dropItem removes one stored response from both tiers (and its tags).
 func (s *store) dropItem(k uint64) {
 	s.tags.forget(k)
+	s.dropTiers(k)
+}
+
+// dropTiers removes one stored response from both tiers.
+func (s *store) dropTiers(k uint64) {
 	if s.mem != nil {
 		s.mem.Del(k)
 	}

@@ -323,7 +323,7 @@ func (s *store) dropItems(batch []itemRef) int {
 	}
 	s.mu.Unlock()
 	for _, it := range batch {
-		s.dropItem(it.k)
+		s.dropTiers(it.k)
 	}
 	return n
 }
