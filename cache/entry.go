@@ -30,6 +30,7 @@ type entry struct {
 	used      *atomic.Int64 // last use, unix seconds; shared by the entry's copies and its disk file
 	tags      []string      // purge tags from cache.tag_header (tags.go)
 	purged    *atomic.Int64 // soft purge: freshness lifetime cap + 1 in ns, 0 = none; shared by the copies (softpurge.go)
+	seq       uint64        // store order (store.seq) when fetched; 0 for entries read at start-up; tag purges ban older ones
 }
 
 // touch records a use of the entry (for the disk tier's LRU order), writing at most once a

@@ -12,6 +12,9 @@ import (
 // listener of their own).
 func MountAdmin(c *Cache, mux *http.ServeMux) { c.mountAdmin(mux) }
 
+// WaitReclaimed waits until the objects of purged tags are removed from storage.
+func WaitReclaimed(c *Cache) { c.st.reclaimer.Wait() }
+
 // FlightFollowers is how many requests wait on (or are served by) the fetch in progress for
 // the primary key key, 0 without one.
 func FlightFollowers(c *Cache, key string) int {

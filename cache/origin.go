@@ -158,6 +158,7 @@ func (t *txn) fresh() (Outcome, error) {
 	}
 	fl.refs.Add(1)
 	c.pumps.Add(1)
+	c.st.flyStart(e.seq) // a tag purge meanwhile keeps its ban until this body is stored (tags.go)
 	go c.pump(fl, t.registered, resp.Body, e, t.h)
 	defer fl.release()
 	if t.lr.e != nil && resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax && t.staleAllowed(io.ErrUnexpectedEOF) {
@@ -219,7 +220,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
 		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
 		timing: newTiming(resp.Header, t.reqTime, t.respTime), policy: newPolicy(d, lifetime), heuristic: heur,
-		used: new(atomic.Int64), tags: c.takeTags(hdr), purged: newPurgeMark(),
+		used: new(atomic.Int64), tags: c.takeTags(hdr), purged: newPurgeMark(), seq: c.st.seq.Add(1),
 	}
 	e.used.Store(t.respTime.Unix())
 	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
@@ -277,6 +278,7 @@ func (t *txn) respondFlight(fl *flight, e *entry, h http.Header, cs string) erro
 // pump reads the origin body into the flight, then stores the complete response.
 func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, h uint64) {
 	defer c.pumps.Done()
+	defer c.st.flyEnd(e.seq)
 	defer fl.release()
 	err := c.fill(fl, body, e.size)
 	body.Close()
@@ -431,6 +433,7 @@ func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time
 	e := *old
 	e.header = merged
 	e.purged = newPurgeMark() // a revalidated response is fresh again (softpurge.go)
+	e.seq = c.st.seq.Add(1)   // and confirmed by the origin after any earlier tag purge
 	if len(upd[c.tagRules.field]) > 0 {
 		e.tags = c.takeTags(merged) // the 304's tags replace the stored ones
 	}

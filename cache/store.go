@@ -28,7 +28,14 @@ type store struct {
 	mu    sync.RWMutex
 	index map[uint64]*urlRecord // primary hash → record
 
-	tags *tagIndex // purge tags of the items in index (tags.go); locked after mu
+	tags      *tagIndex                // purge tags of the items in index (tags.go); locked after mu
+	seq       atomic.Uint64            // store order of responses (entry.seq) and of tag purges
+	bans      atomic.Pointer[banList]  // tags purged and not yet reclaimed (tags.go); nil: none
+	banMu     sync.Mutex               // serialises changes to bans and toLift
+	toLift    map[string]uint64        // reclaimed bans, lifted once no older fetch is in flight
+	flyMu     sync.Mutex
+	flying    map[uint64]int // store order of responses whose bodies are being read → count
+	reclaimer sync.WaitGroup           // background removal of purged tags' objects
 }
 
 // newMemory builds the ristretto tier for a byte budget.
@@ -60,7 +67,7 @@ func (s *store) memGet(k uint64, key []byte, secondary string) *entry {
 		return nil
 	}
 	e, ok := s.mem.Get(k)
-	if !ok || e == nil || string(key) != e.key || e.secondary != secondary {
+	if !ok || e == nil || string(key) != e.key || e.secondary != secondary || s.banned(e) {
 		return nil
 	}
 	return e
@@ -72,7 +79,7 @@ func (s *store) memGetString(k uint64, key, secondary string) *entry {
 		return nil
 	}
 	e, ok := s.mem.Get(k)
-	if !ok || e == nil || key != e.key || e.secondary != secondary {
+	if !ok || e == nil || key != e.key || e.secondary != secondary || s.banned(e) {
 		return nil
 	}
 	return e
@@ -105,7 +112,7 @@ func (s *store) lookup(h uint64, key string, req fields) lookupResult {
 		return lookupResult{e: e}
 	}
 	if s.disk != nil {
-		if it := s.disk.get(k); it != nil && it.e.key == key && it.e.secondary == sec {
+		if it := s.disk.get(k); it != nil && it.e.key == key && it.e.secondary == sec && !s.banned(it.e) {
 			return lookupResult{e: it.e, disk: it}
 		}
 	}
@@ -118,7 +125,13 @@ func (s *store) lookup(h uint64, key string, req fields) lookupResult {
 // put stores e in memory (when it fits) and records it in the index. toDisk also queues it for
 // the disk tier (a response already written there by a streaming fetch passes false).
 func (s *store) put(h uint64, e *entry, toDisk bool) {
-	stale := s.index1(h, e)
+	stale, ok := s.index1(h, e)
+	if !ok { // fetched before a purge of one of its tags
+		if !toDisk && s.disk != nil && e.body == nil {
+			s.disk.remove(e.item) // streamed to disk meanwhile
+		}
+		return
+	}
 	for _, k := range stale {
 		s.dropItem(k)
 	}
@@ -134,16 +147,19 @@ func (s *store) put(h uint64, e *entry, toDisk bool) {
 }
 
 // index1 records e under its primary key and returns the item keys it makes unreachable: all
-// variants when the Vary field list changed, or the oldest ones beyond max_variants.
-func (s *store) index1(h uint64, e *entry) []uint64 {
+// variants when the Vary field list changed, or the oldest ones beyond max_variants. ok is
+// false, and nothing is recorded, for a response that a tag purge since its fetch banned.
+func (s *store) index1(h uint64, e *entry) (stale []uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.banned(e) {
+		return nil, false
+	}
 	rec := s.index[h]
 	if rec == nil || rec.key != e.key {
 		rec = &urlRecord{key: e.key, items: map[uint64]uint64{}}
 		s.index[h] = rec
 	}
-	var stale []uint64
 	if !equalStrings(rec.vary, e.vary) {
 		for k := range rec.items {
 			if k != e.item {
@@ -168,7 +184,7 @@ func (s *store) index1(h uint64, e *entry) []uint64 {
 	rec.seq++
 	rec.items[e.item] = rec.seq
 	s.tags.set(e.item, h, e.tags)
-	return stale
+	return stale, true
 }
 
 // indexIfAbsent records an entry that reached a tier on its own (a disk write finishing after
@@ -181,7 +197,7 @@ func (s *store) indexIfAbsent(h uint64, e *entry) {
 		rec = &urlRecord{key: e.key, vary: e.vary, items: map[uint64]uint64{}}
 		s.index[h] = rec
 	}
-	if rec.key != e.key || !equalStrings(rec.vary, e.vary) {
+	if rec.key != e.key || !equalStrings(rec.vary, e.vary) || s.banned(e) {
 		return
 	}
 	if _, ok := rec.items[e.item]; !ok {

@@ -272,28 +272,207 @@ func (x *tagIndex) tagsOf(k uint64) []string {
 	return append([]string(nil), x.byItem[k]...)
 }
 
-// tagBatch is how many items a tag purge removes per lock hold: the index's locks are never
-// held for long, so lookups and stores go on while a tag of 100,000 objects is purged.
+// A purge by tag is visible at once and costs little whatever the number of objects: it
+// bans the tags (banList: responses fetched before the purge that carry one of them are
+// misses from then on, and are not stored) and hands their objects to a background
+// reclaimer, which removes them from the indexes and both tiers in batches of tagBatch (the
+// locks are never held for long, so lookups and stores go on while a tag of 100,000 objects
+// is reclaimed) and then lifts the ban. Close waits for the reclaimer.
+
+// banList maps each banned tag to the store order (store.seq) of its purge: an entry whose
+// seq is lower is gone. It is replaced, never modified, once published.
+type banList map[string]uint64
+
+// banned reports whether a tag purge since e was fetched removed it.
+func (s *store) banned(e *entry) bool {
+	if len(e.tags) == 0 {
+		return false
+	}
+	b := s.bans.Load()
+	if b == nil {
+		return false
+	}
+	for _, t := range e.tags {
+		if at, ok := (*b)[t]; ok && e.seq < at {
+			return true
+		}
+	}
+	return false
+}
+
+// setBans publishes a copy of the ban list with tags banned at at (at 0: lifted when still
+// banned at lift).
+func (s *store) setBans(tags []string, at, lift uint64) {
+	s.banMu.Lock()
+	defer s.banMu.Unlock()
+	next := banList{}
+	if b := s.bans.Load(); b != nil {
+		for t, v := range *b {
+			next[t] = v
+		}
+	}
+	for _, t := range tags {
+		switch {
+		case at != 0:
+			next[t] = at
+		case next[t] == lift:
+			delete(next, t)
+		}
+	}
+	if len(next) == 0 {
+		s.bans.Store(nil)
+		return
+	}
+	s.bans.Store(&next)
+}
+
+// tagBatch is how many objects the reclaimer removes per lock hold.
 const tagBatch = 1024
 
-// purgeTags removes every stored response carrying one of tags and returns how many.
+// purgeTags removes every stored response carrying one of tags and returns how many: banned
+// at once (under mu, so that no store slips between the ban and the hand-over), reclaimed in
+// the background.
 func (s *store) purgeTags(tags []string) int {
-	n := 0
-	batch := make([]itemRef, 0, tagBatch)
+	at := s.seq.Add(1)
+	s.mu.Lock()
+	s.setBans(tags, at, 0)
+	sets := make([]map[uint64]uint64, 0, len(tags))
 	for _, tag := range tags {
-		for k, h := range s.tags.detach(tag) {
+		if set := s.tags.detach(tag); len(set) > 0 {
+			sets = append(sets, set)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	if len(sets) == 1 {
+		n = len(sets[0])
+	} else {
+		all := map[uint64]struct{}{}
+		for _, set := range sets {
+			for k := range set {
+				all[k] = struct{}{}
+			}
+		}
+		n = len(all)
+	}
+	s.reclaimer.Add(1)
+	go s.reclaim(sets, tags, at)
+	return n
+}
+
+// reclaim removes the objects of purged tags in batches, then lifts their ban.
+func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
+	defer s.reclaimer.Done()
+	batch := make([]itemRef, 0, tagBatch)
+	for _, set := range sets {
+		for k, h := range set {
 			batch = append(batch, itemRef{k: k, h: h})
 			if len(batch) == tagBatch {
-				n += s.dropItems(batch)
+				s.dropItems(s.olderThan(batch, at))
 				batch = batch[:0]
 			}
 		}
 	}
-	return n + s.dropItems(batch)
+	s.dropItems(s.olderThan(batch, at))
+	s.banMu.Lock()
+	if s.toLift == nil {
+		s.toLift = map[string]uint64{}
+	}
+	for _, t := range tags {
+		s.toLift[t] = max(s.toLift[t], at)
+	}
+	s.banMu.Unlock()
+	s.liftBans()
+}
+
+// liftBans lifts the reclaimed bans that no fetch in flight predates: a response fetched
+// before the purge but still arriving keeps its tag banned, so that it is not stored.
+func (s *store) liftBans() {
+	oldest := s.oldestFlying()
+	s.banMu.Lock()
+	var lift []string
+	var at uint64
+	for t, a := range s.toLift {
+		if oldest >= a {
+			lift = append(lift, t)
+			at = max(at, a)
+			delete(s.toLift, t)
+		}
+	}
+	s.banMu.Unlock()
+	for _, t := range lift {
+		s.setBans([]string{t}, 0, s.banOf(t, at))
+	}
+}
+
+// banOf is the store order tag is banned at (lift when it is at most that, else 0).
+func (s *store) banOf(tag string, lift uint64) uint64 {
+	if b := s.bans.Load(); b != nil {
+		if at := (*b)[tag]; at <= lift {
+			return at
+		}
+	}
+	return 0
+}
+
+// flyStart records a response whose body is being read from the origin.
+func (s *store) flyStart(seq uint64) {
+	s.flyMu.Lock()
+	if s.flying == nil {
+		s.flying = map[uint64]int{}
+	}
+	s.flying[seq]++
+	s.flyMu.Unlock()
+}
+
+// flyEnd records that it was stored or given up, and lifts the bans it was holding.
+func (s *store) flyEnd(seq uint64) {
+	s.flyMu.Lock()
+	if s.flying[seq]--; s.flying[seq] <= 0 {
+		delete(s.flying, seq)
+	}
+	s.flyMu.Unlock()
+	s.banMu.Lock()
+	waiting := len(s.toLift) > 0
+	s.banMu.Unlock()
+	if waiting {
+		s.liftBans()
+	}
+}
+
+// oldestFlying is the lowest store order of the responses in flight (the maximum without).
+func (s *store) oldestFlying() uint64 {
+	s.flyMu.Lock()
+	defer s.flyMu.Unlock()
+	oldest := ^uint64(0)
+	for seq := range s.flying {
+		oldest = min(oldest, seq)
+	}
+	return oldest
 }
 
 // itemRef is an item key and the primary hash of its URL.
 type itemRef struct{ k, h uint64 }
+
+// olderThan keeps the items of batch whose stored response predates store order at (one
+// fetched again since the purge stays), in place.
+func (s *store) olderThan(batch []itemRef, at uint64) []itemRef {
+	out := batch[:0]
+	for _, it := range batch {
+		if s.mem != nil {
+			if e, ok := s.mem.Get(it.k); ok && e != nil && e.seq >= at {
+				continue
+			}
+		}
+		if s.disk != nil {
+			if d := s.disk.get(it.k); d != nil && d.e.seq >= at {
+				continue
+			}
+		}
+		out = append(out, it)
+	}
+	return out
+}
 
 // dropItems removes items from the tag index, the URL index and both tiers, and returns how
 // many the URL index still held.

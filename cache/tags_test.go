@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -197,6 +198,7 @@ func TestTagPurge(t *testing.T) {
 			}
 		})
 	}
+	h.c.st.reclaimer.Wait()
 	if n := h.c.Stats().Tags; n != 0 {
 		t.Fatalf("%d tags left in the index, want 0", n)
 	}
@@ -450,6 +452,7 @@ func TestTagsSurviveRestart(t *testing.T) {
 	if n := c.apply(purgeSpec{tags: []string{"shared"}}); n != 2 {
 		t.Fatalf("tag purge after the restart removed %d, want 2", n)
 	}
+	c.st.reclaimer.Wait()
 	if files, _ := c.st.disk.usage(); files != 1 {
 		t.Fatalf("%d disk files after the purge, want 1", files)
 	}
@@ -458,5 +461,72 @@ func TestTagsSurviveRestart(t *testing.T) {
 	defer c.Close()
 	if st := c.Stats(); st.Tags != 1 || st.DiskEntries != 1 {
 		t.Fatalf("after a second restart: %d tags, %d disk entries; want 1 and 1", st.Tags, st.DiskEntries)
+	}
+}
+
+// TestTagPurgeBan: a purge by tag is final at once — a response fetched before the purge and
+// finished after it is not stored — while a response fetched after the purge is stored and
+// survives the background reclaim of the purged objects.
+func TestTagPurgeBan(t *testing.T) {
+	gate, started := make(chan struct{}), make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Surrogate-Key", "x")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "10")
+		if r.URL.Path == "/slow" && n == 2 {
+			w.Write([]byte("12345"))
+			w.(http.Flusher).Flush()
+			close(started)
+			<-gate
+		} else {
+			w.Write([]byte("12345"))
+		}
+		w.Write([]byte("67890"))
+	}, nil)
+	fillTagged(h.c, "http://origin.test", 300, []string{"x"})
+	h.do("GET", "/a")
+	done := make(chan result)
+	go func() { done <- h.do("GET", "/slow") }()
+	<-started
+	key := "http://origin.test/slow"
+	for fl := (*flight)(nil); fl == nil; fl = h.c.flights.get(primaryHash(key), key) {
+		runtime.Gosched() // the fetch is registered before it is sent: this ends at once
+	}
+	<-h.c.flights.get(primaryHash(key), key).ready // the response header reached the cache
+	// (h.do would wait for the pump of /slow: serve these without settling.)
+	direct := func(method, path string, hdr ...string) result {
+		r := httptest0(h, path)
+		r.Method = method
+		for _, l := range hdr {
+			k, v, _ := strings.Cut(l, ":")
+			r.Header.Add(k, strings.TrimSpace(v))
+		}
+		rw := &recorder{method: method}
+		out, err := h.serve(rw, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result{status: rw.resp.StatusCode, body: string(rw.body), out: out}
+	}
+	if r := direct("PURGE", "/", "Surrogate-Key: x"); !strings.Contains(r.body, `"purged":301`) {
+		t.Fatalf("PURGE: %s", r.body)
+	}
+	if r := direct("GET", "/a"); r.out.Code != CodeMiss {
+		t.Fatalf("/a after the purge: %v, want a miss", r.out.Code)
+	}
+	h.c.st.reclaimer.Wait() // reclaimed before /slow finishes: its ban must outlast the reclaim
+	close(gate)
+	if r := <-done; r.status != 200 || r.body != "1234567890" {
+		t.Fatalf("/slow: %d %q", r.status, r.body)
+	}
+	h.c.st.reclaimer.Wait()
+	if r := h.do("GET", "/slow", "Cache-Control: only-if-cached"); r.status != http.StatusGatewayTimeout {
+		t.Fatalf("/slow, fetched before the purge, was stored: %d", r.status)
+	}
+	if r := h.do("GET", "/a"); r.out.Code != CodeMemHit {
+		t.Fatalf("/a, fetched after the purge, is gone after the reclaim: %v", r.out.Code)
+	}
+	if st := h.c.Stats(); st.Entries != 1 || st.Tags != 1 || h.c.st.bans.Load() != nil {
+		t.Fatalf("after the reclaim: %d entries, %d tags, bans %v", st.Entries, st.Tags, h.c.st.bans.Load())
 	}
 }
