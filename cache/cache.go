@@ -96,7 +96,7 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second) && waitAtMost(&c.st.reclaimer, 10*time.Second)
+	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second) && waitAtMost(&c.st.ban.reclaimer, 10*time.Second)
 	if c.st.disk != nil {
 		c.st.disk.close()
 	}

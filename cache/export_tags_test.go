@@ -13,7 +13,7 @@ import (
 func MountAdmin(c *Cache, mux *http.ServeMux) { c.mountAdmin(mux) }
 
 // WaitReclaimed waits until the objects of purged tags are removed from storage.
-func WaitReclaimed(c *Cache) { c.st.reclaimer.Wait() }
+func WaitReclaimed(c *Cache) { c.st.ban.reclaimer.Wait() }
 
 // FlightFollowers is how many requests wait on (or are served by) the fetch in progress for
 // the primary key key, 0 without one.

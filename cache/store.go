@@ -28,14 +28,9 @@ type store struct {
 	mu    sync.RWMutex
 	index map[uint64]*urlRecord // primary hash → record
 
-	tags      *tagIndex               // purge tags of the items in index (tags.go); locked after mu
-	seq       atomic.Uint64           // store order of responses (entry.seq) and of tag purges
-	bans      atomic.Pointer[banList] // tags purged and not yet reclaimed (tags.go); nil: none
-	banMu     sync.Mutex              // serialises changes to bans and toLift
-	toLift    map[string]uint64       // reclaimed bans, lifted once no older fetch is in flight
-	flyMu     sync.Mutex
-	flying    map[uint64]int // store order of responses whose bodies are being read → count
-	reclaimer sync.WaitGroup // background removal of purged tags' objects
+	tags *tagIndex     // purge tags of the items in index (tags.go); locked after mu
+	seq  atomic.Uint64 // store order of responses (entry.seq) and of tag purges
+	ban  tagBans       // tag purges in progress (tags.go)
 }
 
 // newMemory builds the ristretto tier for a byte budget.

@@ -5,6 +5,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/outpost-proxy/outpost/internal/config"
 )
@@ -279,6 +280,16 @@ func (x *tagIndex) tagsOf(k uint64) []string {
 // locks are never held for long, so lookups and stores go on while a tag of 100,000 objects
 // is reclaimed) and then lifts the ban. Close waits for the reclaimer.
 
+// tagBans are the tag purges in progress: the bans, and what lifts them.
+type tagBans struct {
+	list      atomic.Pointer[banList] // banned tags; nil: none
+	mu        sync.Mutex              // serialises changes to list and toLift
+	toLift    map[string]uint64       // reclaimed bans, lifted once no older fetch is in flight
+	flyMu     sync.Mutex
+	flying    map[uint64]int // store order of responses whose bodies are being read → count
+	reclaimer sync.WaitGroup // background removal of purged tags' objects
+}
+
 // banList maps each banned tag to the store order (store.seq) of its purge: an entry whose
 // seq is lower is gone. It is replaced, never modified, once published.
 type banList map[string]uint64
@@ -288,7 +299,7 @@ func (s *store) banned(e *entry) bool {
 	if len(e.tags) == 0 {
 		return false
 	}
-	b := s.bans.Load()
+	b := s.ban.list.Load()
 	if b == nil {
 		return false
 	}
@@ -303,10 +314,10 @@ func (s *store) banned(e *entry) bool {
 // setBans publishes a copy of the ban list with tags banned at at (at 0: lifted when still
 // banned at lift).
 func (s *store) setBans(tags []string, at, lift uint64) {
-	s.banMu.Lock()
-	defer s.banMu.Unlock()
+	s.ban.mu.Lock()
+	defer s.ban.mu.Unlock()
 	next := banList{}
-	if b := s.bans.Load(); b != nil {
+	if b := s.ban.list.Load(); b != nil {
 		for t, v := range *b {
 			next[t] = v
 		}
@@ -320,10 +331,10 @@ func (s *store) setBans(tags []string, at, lift uint64) {
 		}
 	}
 	if len(next) == 0 {
-		s.bans.Store(nil)
+		s.ban.list.Store(nil)
 		return
 	}
-	s.bans.Store(&next)
+	s.ban.list.Store(&next)
 }
 
 // tagBatch is how many objects the reclaimer removes per lock hold.
@@ -355,14 +366,14 @@ func (s *store) purgeTags(tags []string) int {
 		}
 		n = len(all)
 	}
-	s.reclaimer.Add(1)
+	s.ban.reclaimer.Add(1)
 	go s.reclaim(sets, tags, at)
 	return n
 }
 
 // reclaim removes the objects of purged tags in batches, then lifts their ban.
 func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
-	defer s.reclaimer.Done()
+	defer s.ban.reclaimer.Done()
 	batch := make([]itemRef, 0, tagBatch)
 	for _, set := range sets {
 		for k, h := range set {
@@ -374,14 +385,14 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 		}
 	}
 	s.dropItems(s.olderThan(batch, at))
-	s.banMu.Lock()
-	if s.toLift == nil {
-		s.toLift = map[string]uint64{}
+	s.ban.mu.Lock()
+	if s.ban.toLift == nil {
+		s.ban.toLift = map[string]uint64{}
 	}
 	for _, t := range tags {
-		s.toLift[t] = max(s.toLift[t], at)
+		s.ban.toLift[t] = max(s.ban.toLift[t], at)
 	}
-	s.banMu.Unlock()
+	s.ban.mu.Unlock()
 	s.liftBans()
 }
 
@@ -389,17 +400,17 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 // before the purge but still arriving keeps its tag banned, so that it is not stored.
 func (s *store) liftBans() {
 	oldest := s.oldestFlying()
-	s.banMu.Lock()
+	s.ban.mu.Lock()
 	var lift []string
 	var at uint64
-	for t, a := range s.toLift {
+	for t, a := range s.ban.toLift {
 		if oldest >= a {
 			lift = append(lift, t)
 			at = max(at, a)
-			delete(s.toLift, t)
+			delete(s.ban.toLift, t)
 		}
 	}
-	s.banMu.Unlock()
+	s.ban.mu.Unlock()
 	for _, t := range lift {
 		s.setBans([]string{t}, 0, s.banOf(t, at))
 	}
@@ -407,7 +418,7 @@ func (s *store) liftBans() {
 
 // banOf is the store order tag is banned at (lift when it is at most that, else 0).
 func (s *store) banOf(tag string, lift uint64) uint64 {
-	if b := s.bans.Load(); b != nil {
+	if b := s.ban.list.Load(); b != nil {
 		if at := (*b)[tag]; at <= lift {
 			return at
 		}
@@ -417,24 +428,24 @@ func (s *store) banOf(tag string, lift uint64) uint64 {
 
 // flyStart records a response whose body is being read from the origin.
 func (s *store) flyStart(seq uint64) {
-	s.flyMu.Lock()
-	if s.flying == nil {
-		s.flying = map[uint64]int{}
+	s.ban.flyMu.Lock()
+	if s.ban.flying == nil {
+		s.ban.flying = map[uint64]int{}
 	}
-	s.flying[seq]++
-	s.flyMu.Unlock()
+	s.ban.flying[seq]++
+	s.ban.flyMu.Unlock()
 }
 
 // flyEnd records that it was stored or given up, and lifts the bans it was holding.
 func (s *store) flyEnd(seq uint64) {
-	s.flyMu.Lock()
-	if s.flying[seq]--; s.flying[seq] <= 0 {
-		delete(s.flying, seq)
+	s.ban.flyMu.Lock()
+	if s.ban.flying[seq]--; s.ban.flying[seq] <= 0 {
+		delete(s.ban.flying, seq)
 	}
-	s.flyMu.Unlock()
-	s.banMu.Lock()
-	waiting := len(s.toLift) > 0
-	s.banMu.Unlock()
+	s.ban.flyMu.Unlock()
+	s.ban.mu.Lock()
+	waiting := len(s.ban.toLift) > 0
+	s.ban.mu.Unlock()
 	if waiting {
 		s.liftBans()
 	}
@@ -442,10 +453,10 @@ func (s *store) flyEnd(seq uint64) {
 
 // oldestFlying is the lowest store order of the responses in flight (the maximum without).
 func (s *store) oldestFlying() uint64 {
-	s.flyMu.Lock()
-	defer s.flyMu.Unlock()
+	s.ban.flyMu.Lock()
+	defer s.ban.flyMu.Unlock()
 	oldest := ^uint64(0)
-	for seq := range s.flying {
+	for seq := range s.ban.flying {
 		oldest = min(oldest, seq)
 	}
 	return oldest

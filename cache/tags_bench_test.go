@@ -115,7 +115,7 @@ func benchTagPurge(b *testing.B, hitters int) {
 				b.Fatalf("object %d still served after the purge returned", j)
 			}
 		}
-		h.c.st.reclaimer.Wait()
+		h.c.st.ban.reclaimer.Wait()
 		t2 := time.Now()
 		b.StopTimer()
 		time.Sleep(20 * time.Millisecond)

@@ -198,7 +198,7 @@ func TestTagPurge(t *testing.T) {
 			}
 		})
 	}
-	h.c.st.reclaimer.Wait()
+	h.c.st.ban.reclaimer.Wait()
 	if n := h.c.Stats().Tags; n != 0 {
 		t.Fatalf("%d tags left in the index, want 0", n)
 	}
@@ -452,7 +452,7 @@ func TestTagsSurviveRestart(t *testing.T) {
 	if n := c.apply(purgeSpec{tags: []string{"shared"}}); n != 2 {
 		t.Fatalf("tag purge after the restart removed %d, want 2", n)
 	}
-	c.st.reclaimer.Wait()
+	c.st.ban.reclaimer.Wait()
 	if files, _ := c.st.disk.usage(); files != 1 {
 		t.Fatalf("%d disk files after the purge, want 1", files)
 	}
@@ -514,19 +514,19 @@ func TestTagPurgeBan(t *testing.T) {
 	if r := direct("GET", "/a"); r.out.Code != CodeMiss {
 		t.Fatalf("/a after the purge: %v, want a miss", r.out.Code)
 	}
-	h.c.st.reclaimer.Wait() // reclaimed before /slow finishes: its ban must outlast the reclaim
+	h.c.st.ban.reclaimer.Wait() // reclaimed before /slow finishes: its ban must outlast the reclaim
 	close(gate)
 	if r := <-done; r.status != 200 || r.body != "1234567890" {
 		t.Fatalf("/slow: %d %q", r.status, r.body)
 	}
-	h.c.st.reclaimer.Wait()
+	h.c.st.ban.reclaimer.Wait()
 	if r := h.do("GET", "/slow", "Cache-Control: only-if-cached"); r.status != http.StatusGatewayTimeout {
 		t.Fatalf("/slow, fetched before the purge, was stored: %d", r.status)
 	}
 	if r := h.do("GET", "/a"); r.out.Code != CodeMemHit {
 		t.Fatalf("/a, fetched after the purge, is gone after the reclaim: %v", r.out.Code)
 	}
-	if st := h.c.Stats(); st.Entries != 1 || st.Tags != 1 || h.c.st.bans.Load() != nil {
-		t.Fatalf("after the reclaim: %d entries, %d tags, bans %v", st.Entries, st.Tags, h.c.st.bans.Load())
+	if st := h.c.Stats(); st.Entries != 1 || st.Tags != 1 || h.c.st.ban.list.Load() != nil {
+		t.Fatalf("after the reclaim: %d entries, %d tags, bans %v", st.Entries, st.Tags, h.c.st.ban.list.Load())
 	}
 }
