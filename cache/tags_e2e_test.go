@@ -8,12 +8,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/outpost-proxy/outpost/cache"
+	"github.com/outpost-proxy/outpost/internal/config"
 )
 
 // Tag purge and soft purge end to end: the real proxy on 127.0.0.1:0 in reverse mode, curl
@@ -196,4 +199,123 @@ func TestEndToEndSoftPurgeHerd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkProxyTagPurge100k is the tag purge measurement through the real proxy: 100,000
+// objects carry the tag "big" (stored directly, as fetches would store them), two clients
+// each send keep-alive GETs for 1,000 other objects (memory hits) as fast as they can, and the
+// operator POSTs {"tags":["big"]} to the admin endpoint. Reported: the admin call's duration
+// (purge-ms: the objects are misses from its answer on), the time until storage no longer
+// holds them (reclaimed-ms), and the p99 of the hits that started in that window and in the
+// 200 ms before it. Run: go test -run XXX -bench ProxyTagPurge100k -benchtime 3x ./cache
+func BenchmarkProxyTagPurge100k(b *testing.B) {
+	const objects, hot, clients = 100_000, 1000, 2
+	o := newScriptedOrigin(b, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = io.WriteString(w, "hot "+r.URL.Path)
+	})
+	var purgeTotal, reclaimTotal, duringP99, beforeP99 time.Duration
+	var during int
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s := startStackIn(b, b.TempDir(), o, "disk_enabled = false\n", func(c *config.CacheConfig) { c.MemorySize = 512 << 20 })
+		admin := httptest.NewServer(mountedAdmin(s.cache))
+		if n := cache.FillTagged(s.cache, "http://site.test", objects, "big"); n < objects {
+			b.Fatalf("only %d objects stored", n)
+		}
+		tr := &http.Transport{MaxIdleConnsPerHost: clients}
+		get := func(path string) (*http.Response, error) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+path, nil)
+			req.Host = "site.test"
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			return resp, err
+		}
+		for j := range hot {
+			if _, err := get(fmt.Sprint("/hot/", j)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		logs := make([][]time.Duration, clients)
+		starts := make([][]int64, clients)
+		for c := range clients {
+			logs[c], starts[c] = make([]time.Duration, 0, 1<<20), make([]int64, 0, 1<<20)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := c; !stop.Load() && len(logs[c]) < cap(logs[c]); n += clients {
+					t0 := time.Now()
+					resp, err := get(fmt.Sprint("/hot/", n%hot))
+					if err != nil || resp.StatusCode != 200 {
+						b.Errorf("hit: %v", err)
+						return
+					}
+					logs[c], starts[c] = append(logs[c], time.Since(t0)), append(starts[c], t0.UnixNano())
+				}
+			}()
+		}
+		time.Sleep(200 * time.Millisecond) // the clients' baseline window (a measurement, not synchronisation)
+		b.StartTimer()
+		t0 := time.Now()
+		resp, err := http.Post(admin.URL+"/cache/purge", "application/json", strings.NewReader(`{"tags":["big"]}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t1 := time.Now()
+		cache.WaitReclaimed(s.cache)
+		t2 := time.Now()
+		b.StopTimer()
+		stop.Store(true)
+		wg.Wait()
+		if !strings.Contains(string(out), fmt.Sprintf(`"purged":%d`, objects)) {
+			b.Fatalf("purge answered %s", out)
+		}
+		if r, _ := get("/t/7"); r.StatusCode != 502 && r.StatusCode != 200 {
+			b.Fatalf("/t/7 after the purge: %d", r.StatusCode)
+		}
+		p, n := p99Window(logs, starts, t0, t2)
+		bp, _ := p99Window(logs, starts, t0.Add(-200*time.Millisecond), t0)
+		purgeTotal, reclaimTotal = purgeTotal+t1.Sub(t0), reclaimTotal+t2.Sub(t0)
+		duringP99, beforeP99, during = max(duringP99, p), max(beforeP99, bp), during+n
+		admin.Close()
+		tr.CloseIdleConnections()
+		s.stop()
+	}
+	b.ReportMetric(float64(purgeTotal.Microseconds())/1000/float64(b.N), "purge-ms")
+	b.ReportMetric(float64(reclaimTotal.Milliseconds())/float64(b.N), "reclaimed-ms")
+	b.ReportMetric(float64(duringP99.Microseconds()), "hit-p99-during-µs")
+	b.ReportMetric(float64(beforeP99.Microseconds()), "hit-p99-before-µs")
+	b.ReportMetric(float64(during)/float64(b.N), "hits-during")
+}
+
+// p99Window is the 99th percentile of the latencies whose start falls in [from, to), and how
+// many there were.
+func p99Window(logs [][]time.Duration, starts [][]int64, from, to time.Time) (time.Duration, int) {
+	var ds []time.Duration
+	for c := range logs {
+		for i, s := range starts[c] {
+			if s >= from.UnixNano() && s < to.UnixNano() {
+				ds = append(ds, logs[c][i])
+			}
+		}
+	}
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, len(ds)*99/100)], len(ds)
+}
+
+// mountedAdmin is a mux with the cache's admin endpoints.
+func mountedAdmin(c *cache.Cache) *http.ServeMux {
+	mux := http.NewServeMux()
+	cache.MountAdmin(c, mux)
+	return mux
 }
