@@ -339,7 +339,7 @@ func (s *store) setBans(tags []string, at, lift uint64) {
 }
 
 // tagBatch is how many objects the reclaimer removes per lock hold.
-const tagBatch = 1024
+const tagBatch = 256
 
 // purgeTags removes every stored response carrying one of tags and returns how many: banned
 // at once (under mu, so that no store slips between the ban and the hand-over), reclaimed in
@@ -383,7 +383,7 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 				t0 := time.Now()
 				s.dropItems(s.olderThan(batch, at))
 				batch = batch[:0]
-				time.Sleep(time.Since(t0)) // at most half a core: serving goes first
+				time.Sleep(3 * time.Since(t0)) // a quarter of a core at most: serving goes first
 			}
 		}
 	}
