@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,8 @@ type Cache struct {
 	stats      counters
 	peering    peering  // Cache-Status name and purge fan-out (purgefanout.go)
 	tagRules   tagRules // how response tags are read (tags.go)
+
+	keyRules func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations

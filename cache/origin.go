@@ -70,7 +70,24 @@ func (t *txn) follow(fl *flight) (Outcome, error) {
 		t.lr = lookupResult{e: e, disk: fl.disk}
 		return t.serveStored("fwd="+t.fwd+"; fwd-status=304; collapsed", Outcome{Code: CodeRefreshHit})
 	}
+	if t.staleFallback(e.size) {
+		// As the leader does (fresh): a follower that may fall back to its stale response
+		// takes the whole new body first, so an origin failing mid-body leaves it the stale
+		// response rather than a cut one.
+		if err := fl.wait(); err != nil {
+			out, _, werr := t.serveStaleOnError(err)
+			return out, werr
+		}
+	}
 	return Outcome{Code: CodeMiss}, t.respondFlight(fl, e, nil, "fwd="+t.fwd+"; collapsed")
+}
+
+// staleFallback says whether a revalidation whose new body has the declared size (-1:
+// unknown) waits for the whole body before answering, so that an origin failing mid-body can
+// still be answered with the stale response: when it fits the memory tier and stale-if-error
+// (or stale_on_error) allows the stale response.
+func (t *txn) staleFallback(size int64) bool {
+	return t.lr.e != nil && size >= 0 && size <= t.c.st.memMax && t.staleAllowed(io.ErrUnexpectedEOF)
 }
 
 // forStorage is the fetch the cache stores: a GET without the client's preconditions and
@@ -161,7 +178,7 @@ func (t *txn) fresh() (Outcome, error) {
 	c.st.flyStart(e.seq) // a tag purge meanwhile keeps its ban until this body is stored (tags.go)
 	go c.pump(fl, t.registered, resp.Body, e, t.h)
 	defer fl.release()
-	if t.lr.e != nil && resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax && t.staleAllowed(io.ErrUnexpectedEOF) {
+	if t.staleFallback(resp.ContentLength) {
 		// A revalidation that may fall back to the stale response takes the whole new body
 		// first: an origin failing mid-body then still leaves this client a complete response.
 		if err := fl.wait(); err != nil {
@@ -202,7 +219,7 @@ func (t *txn) passOn(why Reason, cs string) error {
 	if evalConditions(r, r.Method(), resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
 		// The client's own validators still match: answer its conditional request.
 		h := notModifiedHeader(resp.Header)
-		h.Add(hdrCacheStatus, c.statusName()+"; "+cs+"; detail="+why.Token)
+		h.Add(hdrCacheStatus, c.statusName()+"; "+c.withKey(cs+"; detail="+why.Token, t.key))
 		return t.w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
 			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody})
 	}
@@ -519,6 +536,7 @@ func (t *txn) forwardHead() (Outcome, error) {
 	if t.lr.e != nil && resp.StatusCode == http.StatusOK {
 		if headMatches(resp, t.lr.e) {
 			c.storeRefreshed(t.lr, c.updatedEntry(t.lr.e, resp.Header, t.reqTime, t.respTime))
+			resp.Header = resp.Header.Clone() // the stored entry may share it: writeOrigin edits
 		} else {
 			c.st.purge(t.lr.e.key, false)
 		}
@@ -539,15 +557,16 @@ func headMatches(resp *http.Response, e *entry) bool {
 }
 
 // writeOrigin sends an origin response that is not stored, with our Cache-Status and without
-// the targeted fields meant for us.
+// the targeted fields meant for us. It edits resp.Header in place: the response is this
+// transaction's alone (followers of an abandoned flight fetch for themselves), and a caller
+// that shared its header with a stored entry passes a copy.
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
-	resp.Header = resp.Header.Clone()
 	delete(resp.Header, hdrOutpostCC)
 	t.c.stripTags(resp.Header)
 	if t.c.cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}
-	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+cs)
+	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+t.c.withKey(cs, t.key))
 	return t.w.WriteResponse(resp)
 }
 

@@ -134,8 +134,11 @@ func (c *Cache) apply(p purgeSpec) int {
 		n = c.st.purgeTags(p.tags)
 	case p.soft:
 		n = c.st.softPurge(p.key, p.prefix, now)
+		if !p.prefix { // and the URL's include_headers variants, as purgeKey does (keyrules.go)
+			n += c.st.softPurge(p.key+keyHeaderSep, true, now)
+		}
 	default:
-		n = c.st.purge(p.key, p.prefix)
+		n = c.st.purgeKey(p.key, p.prefix)
 	}
 	c.stats.purges.Add(1)
 	if p.soft {

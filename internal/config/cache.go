@@ -58,6 +58,10 @@ type CacheConfig struct {
 	// always removed.
 	StripCDNCacheControl bool `mapstructure:"strip_cdn_cache_control"`
 
+	// DebugKey adds the request's cache key to Cache-Status as a key= parameter (a debug
+	// switch: the key shows the URL and any include_headers values to the client).
+	DebugKey bool `mapstructure:"debug_key"`
+
 	// Tag purge (cache/tags.go).
 
 	// TagHeader is the response field whose tags label a stored object for purging by tag:
