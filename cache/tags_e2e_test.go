@@ -319,3 +319,29 @@ func mountedAdmin(c *cache.Cache) *http.ServeMux {
 	cache.MountAdmin(c, mux)
 	return mux
 }
+
+// TestEndToEndTagsAfterRestart: tags stored with the disk tier are indexed again when the
+// proxy and cache restart on the same data directory, and a curl PURGE by tag then removes
+// the object.
+func TestEndToEndTagsAfterRestart(t *testing.T) {
+	o := newScriptedOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Surrogate-Key", "release-7")
+		_, _ = io.WriteString(w, "asset "+r.URL.Path)
+	})
+	dir := t.TempDir()
+	s := startStackIn(t, dir, o, "", nil)
+	s.get(t, "GET", "/app.js")
+	s.stop()
+	s = startStackIn(t, dir, o, "", nil)
+	if resp, _ := s.get(t, "GET", "/app.js"); !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Fatalf("after the restart: %q", resp.Header.Get("Cache-Status"))
+	}
+	out := curlRun(t, "-X", "PURGE", "-H", "Host: site.test", "-H", "Surrogate-Key: release-7", "http://"+s.addr+"/")
+	if !strings.Contains(out, `"purged":1`) {
+		t.Fatalf("PURGE by tag after the restart: %s", out)
+	}
+	if resp, _ := s.get(t, "GET", "/app.js", "Cache-Control: only-if-cached"); resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("/app.js after the purge: %d", resp.StatusCode)
+	}
+}
