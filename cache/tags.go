@@ -48,6 +48,7 @@ func newTagRules(cfg config.CacheConfig) tagRules {
 // a tag with other bytes, or longer than maxLen, is ignored, and only the first max tags are
 // kept. dropped counts the tags ignored for the limits or their bytes.
 func (r tagRules) parse(lines []string) (tags []string, dropped int) {
+	var seen map[string]struct{} // past a few tags: duplicates found in O(1)
 	for _, line := range lines {
 		for len(line) > 0 {
 			var tok string
@@ -58,11 +59,20 @@ func (r tagRules) parse(lines []string) (tags []string, dropped int) {
 			switch {
 			case len(tok) > r.maxLen || !validTag(tok):
 				dropped++
-			case containsString(tags, tok):
+			case seen == nil && containsString(tags, tok):
+			case seen != nil && hasKey(seen, tok):
 			case len(tags) >= r.max:
 				dropped++
 			default:
 				tags = append(tags, tok)
+				if seen != nil {
+					seen[tok] = struct{}{}
+				} else if len(tags) == 16 {
+					seen = make(map[string]struct{}, 64)
+					for _, t := range tags {
+						seen[t] = struct{}{}
+					}
+				}
 			}
 		}
 	}
@@ -91,6 +101,12 @@ func validTag(t string) bool {
 		}
 	}
 	return t != ""
+}
+
+// hasKey reports whether set holds s.
+func hasKey(set map[string]struct{}, s string) bool {
+	_, ok := set[s]
+	return ok
 }
 
 // containsString reports whether list holds s.
@@ -127,22 +143,25 @@ func (c *Cache) stripTags(h http.Header) {
 }
 
 // purgeTagsOf reads the tags a PURGE names: in cache.tag_header (with its convention) and in
-// Surrogate-Key (space-separated; what the fan-out forwards).
-func (c *Cache) purgeTagsOf(r Request) []string {
+// Surrogate-Key (space-separated; what the fan-out forwards). named reports a tag field
+// present, with or without a valid tag in it.
+func (c *Cache) purgeTagsOf(r Request) (tags []string, named bool) {
 	rules := c.tagRules
 	rules.max, rules.maxLen = maxPurgeTags, maxTagBytes
-	var tags []string
 	if rules.field != "" && rules.field != surrogateKey {
-		tags, _ = rules.parse(r.Values(rules.field))
+		v := r.Values(rules.field)
+		tags, _ = rules.parse(v)
+		named = len(v) > 0
 	}
 	rules.comma = false
-	more, _ := rules.parse(r.Values(surrogateKey))
+	v := r.Values(surrogateKey)
+	more, _ := rules.parse(v)
 	for _, t := range more {
 		if !containsString(tags, t) {
 			tags = append(tags, t)
 		}
 	}
-	return tags
+	return tags, named || len(v) > 0
 }
 
 // Purge request limits: the tags of one purge are forwarded in one Surrogate-Key line.

@@ -43,6 +43,8 @@ func TestTagHeaderParse(t *testing.T) {
 		{"a duplicate past the limit is not counted", space, []string{"a b c d a"}, []string{"a", "b", "c", "d"}, 0},
 		{"control and non-ASCII bytes", space, []string{"ok a\x01b caf\xc3\xa9 x\x7f"}, []string{"ok"}, 3},
 		{"visible ASCII punctuation is allowed", space, []string{"p:42/x#y"}, []string{"p:42/x#y"}, 0},
+		{"many tags: duplicates past the set threshold", tagRules{max: 40, maxLen: 8}, []string{strings.Repeat("a b c d e f g h i j k l m n o p q r s t ", 3)},
+			strings.Fields("a b c d e f g h i j k l m n o p q r s t"), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,7 +119,7 @@ func FuzzTagHeader(f *testing.F) {
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, line string, comma bool) {
-		r := tagRules{field: "Surrogate-Key", comma: comma, max: 16, maxLen: 64}
+		r := tagRules{field: "Surrogate-Key", comma: comma, max: 40, maxLen: 64}
 		tags, dropped := r.parse([]string{line})
 		if len(tags) > r.max || dropped < 0 {
 			t.Fatalf("%d tags, %d dropped", len(tags), dropped)
@@ -176,6 +178,7 @@ func TestTagPurge(t *testing.T) {
 		kept   []string
 	}{
 		{"a tag nobody carries: 404", []string{"Surrogate-Key: nothing"}, 404, 0, nil, []string{"/p/1", "/p/2", "/q", "/untagged"}},
+		{"no valid tag: 400, not a URL purge", []string{"Surrogate-Key: a,b"}, 400, 0, nil, []string{"/p/1", "/p/2", "/q", "/untagged"}},
 		{"one tag", []string{"Surrogate-Key: product-1"}, 200, 1, []string{"/p/1"}, []string{"/p/2", "/q", "/untagged"}},
 		{"two tags, one of them already purged", []string{"Surrogate-Key: all other"}, 200, 2, []string{"/p/2", "/q"}, []string{"/untagged"}},
 	}

@@ -111,7 +111,12 @@ func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE of an unparsable URL"}`+"\n")
 		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-url")
 	}
-	spec := purgeSpec{key: purgeKeyOf(rulesOf(r), u, raw, prefix), prefix: prefix, tags: c.purgeTagsOf(r), soft: softPurgeRequested(r.Values(SoftPurgeField))}
+	tags, named := c.purgeTagsOf(r)
+	if named && len(tags) == 0 {
+		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE names no valid tag (visible ASCII, no commas; space-separated in Surrogate-Key)"}`+"\n")
+		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-tag")
+	}
+	spec := purgeSpec{key: purgeKeyOf(rulesOf(r), u, raw, prefix), prefix: prefix, tags: tags, soft: softPurgeRequested(r.Values(SoftPurgeField))}
 	n := 0
 	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Tags: spec.tags, Soft: spec.soft, Arrived: dir, Via: r.Values("Via")}, func() {
 		n = c.apply(spec)
