@@ -90,7 +90,19 @@ func (c *Cache) openDisk(cfg config.CacheConfig, dataDir string) error {
 		onAdd:    func(e *entry) { c.st.indexIfAbsent(primaryHash(e.key), e) },
 	}
 	c.st.disk = d
-	return openDisk(d, func(e *entry) { c.st.index1(primaryHash(e.key), e) })
+	bans := loadDiskBans(dir, c.log)
+	err := openDisk(d, func(e *entry) {
+		if bans.drops(e) {
+			d.remove(e.item) // purged by tag before a restart that came before its removal
+			return
+		}
+		c.st.index1(primaryHash(e.key), e)
+	})
+	if err == nil {
+		bans.clear() // every file it applied to is gone
+		c.st.ban.disk = bans
+	}
+	return err
 }
 
 // Close waits for background revalidations, flushes the disk tier's write queue and stops the

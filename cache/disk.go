@@ -148,6 +148,9 @@ func openDisk(d *diskStore, found func(*entry)) error {
 			_ = os.Remove(path)
 			return nil
 		}
+		if skipBanFile(path, de.Name()) {
+			return nil // the tag purges' record (tagbans.go)
+		}
 		it, err := scanFile(path)
 		if err != nil {
 			d.stats.diskCorrupt.Add(1)

@@ -131,7 +131,7 @@ func (c *Cache) apply(p purgeSpec) int {
 	case len(p.tags) > 0 && p.soft:
 		n = c.st.softPurgeTags(p.tags, now)
 	case len(p.tags) > 0:
-		n = c.st.purgeTags(p.tags)
+		n = c.st.purgeTags(p.tags, now)
 	case p.soft:
 		n = c.st.softPurge(p.key, p.prefix, now)
 		if !p.prefix { // and the URL's include_headers variants, as purgeKey does (keyrules.go)

@@ -178,7 +178,7 @@ func (s *store) index1(h uint64, e *entry) (stale []uint64, ok bool) {
 	}
 	rec.seq++
 	rec.items[e.item] = rec.seq
-	s.tags.set(e.item, h, e.tags)
+	s.tags.set(e.item, h, e.tags, e.seq)
 	return stale, true
 }
 
@@ -198,7 +198,7 @@ func (s *store) indexIfAbsent(h uint64, e *entry) {
 	if _, ok := rec.items[e.item]; !ok {
 		rec.seq++
 		rec.items[e.item] = rec.seq
-		s.tags.set(e.item, h, e.tags)
+		s.tags.set(e.item, h, e.tags, e.seq)
 	}
 }
 

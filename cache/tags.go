@@ -192,7 +192,14 @@ func checkPurgeTags(tags []string) string {
 type tagIndex struct {
 	mu     sync.Mutex
 	byTag  map[string]*tagSet
-	byItem map[uint64][]string // item key → its tags (the strings of their tagSets)
+	byItem map[uint64]itemTags // item key → its tags
+}
+
+// itemTags are the tags of one stored response (the strings of their tagSets) and its store
+// order (entry.seq).
+type itemTags struct {
+	tags []string
+	seq  uint64
 }
 
 // tagSet is the items carrying one tag.
@@ -203,11 +210,12 @@ type tagSet struct {
 
 // newTagIndex returns an empty index.
 func newTagIndex() *tagIndex {
-	return &tagIndex{byTag: map[string]*tagSet{}, byItem: map[uint64][]string{}}
+	return &tagIndex{byTag: map[string]*tagSet{}, byItem: map[uint64]itemTags{}}
 }
 
-// set records the tags of item k (primary hash h), replacing those it had.
-func (x *tagIndex) set(k, h uint64, tags []string) {
+// set records the tags of item k (primary hash h; the response's store order seq), replacing
+// those it had.
+func (x *tagIndex) set(k, h uint64, tags []string, seq uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.forgetLocked(k)
@@ -224,7 +232,7 @@ func (x *tagIndex) set(k, h uint64, tags []string) {
 		set.items[k] = h
 		own = append(own, set.name)
 	}
-	x.byItem[k] = own
+	x.byItem[k] = itemTags{tags: own, seq: seq}
 }
 
 // forget drops item k's tags.
@@ -236,12 +244,12 @@ func (x *tagIndex) forget(k uint64) {
 
 // forgetLocked is forget with x.mu held.
 func (x *tagIndex) forgetLocked(k uint64) {
-	tags, ok := x.byItem[k]
+	it, ok := x.byItem[k]
 	if !ok {
 		return
 	}
 	delete(x.byItem, k)
-	for _, t := range tags {
+	for _, t := range it.tags {
 		if set := x.byTag[t]; set != nil {
 			delete(set.items, k)
 			if len(set.items) == 0 {
@@ -290,7 +298,7 @@ func (x *tagIndex) count() int {
 func (x *tagIndex) tagsOf(k uint64) []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return append([]string(nil), x.byItem[k]...)
+	return append([]string(nil), x.byItem[k].tags...)
 }
 
 // A purge by tag is visible at once and costs little whatever the number of objects: it
@@ -308,6 +316,7 @@ type tagBans struct {
 	flyMu     sync.Mutex
 	flying    map[uint64]int // store order of responses whose bodies are being read → count
 	reclaimer sync.WaitGroup // background removal of purged tags' objects
+	disk      *diskBans      // the bans kept in the disk tier's directory (nil without one)
 }
 
 // banList maps each banned tag to the store order (store.seq) of its purge: an entry whose
@@ -363,8 +372,9 @@ const tagBatch = 256
 // purgeTags removes every stored response carrying one of tags and returns how many: banned
 // at once (under mu, so that no store slips between the ban and the hand-over), reclaimed in
 // the background.
-func (s *store) purgeTags(tags []string) int {
+func (s *store) purgeTags(tags []string, now time.Time) int {
 	at := s.seq.Add(1)
+	s.ban.disk.add(tags, at, now) // durable before the answer: a restart drops what is left
 	s.mu.Lock()
 	s.setBans(tags, at, 0)
 	sets := make([]map[uint64]uint64, 0, len(tags))
@@ -400,13 +410,13 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 			batch = append(batch, itemRef{k: k, h: h})
 			if len(batch) == tagBatch {
 				t0 := time.Now()
-				s.dropItems(s.olderThan(batch, at))
+				s.dropItems(batch, at)
 				batch = batch[:0]
 				time.Sleep(3 * time.Since(t0)) // a quarter of a core at most: serving goes first
 			}
 		}
 	}
-	s.dropItems(s.olderThan(batch, at))
+	s.dropItems(batch, at)
 	s.ban.mu.Lock()
 	if s.ban.toLift == nil {
 		s.ban.toLift = map[string]uint64{}
@@ -423,18 +433,17 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 func (s *store) liftBans() {
 	oldest := s.oldestFlying()
 	s.ban.mu.Lock()
-	var lift []string
-	var at uint64
+	lift := map[string]uint64{}
 	for t, a := range s.ban.toLift {
 		if oldest >= a {
-			lift = append(lift, t)
-			at = max(at, a)
+			lift[t] = a
 			delete(s.ban.toLift, t)
 		}
 	}
 	s.ban.mu.Unlock()
-	for _, t := range lift {
-		s.setBans([]string{t}, 0, s.banOf(t, at))
+	for t, a := range lift {
+		s.setBans([]string{t}, 0, s.banOf(t, a))
+		s.ban.disk.lift(t, a)
 	}
 }
 
@@ -487,37 +496,23 @@ func (s *store) oldestFlying() uint64 {
 // itemRef is an item key and the primary hash of its URL.
 type itemRef struct{ k, h uint64 }
 
-// olderThan keeps the items of batch whose stored response predates store order at (one
-// fetched again since the purge stays), in place.
-func (s *store) olderThan(batch []itemRef, at uint64) []itemRef {
-	out := batch[:0]
+// dropItems removes the items of batch whose indexed response predates the purge at store
+// order at from the tag index, the URL index and both tiers (one stored again since, or no
+// longer indexed, stays), and returns how many the URL index still held.
+func (s *store) dropItems(batch []itemRef, at uint64) int {
+	s.tags.mu.Lock()
+	keep := batch[:0]
 	for _, it := range batch {
-		if s.mem != nil {
-			if e, ok := s.mem.Get(it.k); ok && e != nil && e.seq >= at {
-				continue
-			}
+		if cur, ok := s.tags.byItem[it.k]; ok && cur.seq < at {
+			s.tags.forgetLocked(it.k)
+			keep = append(keep, it)
 		}
-		if s.disk != nil {
-			if d := s.disk.get(it.k); d != nil && d.e.seq >= at {
-				continue
-			}
-		}
-		out = append(out, it)
 	}
-	return out
-}
-
-// dropItems removes items from the tag index, the URL index and both tiers, and returns how
-// many the URL index still held.
-func (s *store) dropItems(batch []itemRef) int {
+	s.tags.mu.Unlock()
+	batch = keep
 	if len(batch) == 0 {
 		return 0
 	}
-	s.tags.mu.Lock()
-	for _, it := range batch {
-		s.tags.forgetLocked(it.k)
-	}
-	s.tags.mu.Unlock()
 	n := 0
 	s.mu.Lock()
 	for _, it := range batch {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -534,5 +536,59 @@ func TestTagPurgeBan(t *testing.T) {
 	}
 	if st := h.c.Stats(); st.Entries != 1 || st.Tags != 1 || h.c.st.ban.list.Load() != nil {
 		t.Fatalf("after the reclaim: %d entries, %d tags, bans %v", st.Entries, st.Tags, h.c.st.ban.list.Load())
+	}
+}
+
+// TestTagPurgeDurable: a tag purge is recorded in the disk tier's directory before it
+// answers; a restart before the reclaimer removed the files (simulated: the record written,
+// the files left) drops them in the start-up scan, keeps the others, and removes the record.
+func TestTagPurgeDurable(t *testing.T) {
+	dir := t.TempDir()
+	mod := func(c *config.CacheConfig) { c.DiskEnabled, c.DiskDir = true, dir }
+	h := newHarness(t, tagged(map[string]string{"/a": "k1", "/b": "k2"}), mod)
+	h.do("GET", "/a")
+	h.do("GET", "/b")
+	h.c.Close()
+	reopen := func() *Cache {
+		cfg := config.Default().Cache
+		cfg.MemorySize = 16 << 20
+		mod(&cfg)
+		c, err := New(cfg, component.Test(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := reopen()
+	c.st.ban.disk.add([]string{"k1"}, c.st.seq.Add(1), c.now()) // the purge's record, and a crash before its reclaim
+	c.Close()
+	record := filepath.Join(dir, banFile)
+	if _, err := os.Stat(record); err != nil {
+		t.Fatalf("no purge record: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "."+banFile+".tmp-123"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = reopen()
+	defer c.Close()
+	if st := c.Stats(); st.DiskEntries != 1 || st.Tags != 1 || st.DiskCorrupt != 0 {
+		t.Fatalf("after the restart: %d disk entries, %d tags, %d corrupt; want 1, 1 (k2), 0", st.DiskEntries, st.Tags, st.DiskCorrupt)
+	}
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Fatalf("the record outlived the scan that applied it: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "."+banFile+".tmp-123")); !os.IsNotExist(err) {
+		t.Fatalf("a temporary record survived the scan: %v", err)
+	}
+	// A real purge: recorded, then lifted (the record goes) once its objects are removed.
+	if n := c.apply(purgeSpec{tags: []string{"k2"}}); n != 1 {
+		t.Fatalf("purged %d", n)
+	}
+	c.st.ban.reclaimer.Wait()
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Fatalf("the record outlived the reclaim: %v", err)
+	}
+	if files, _ := c.st.disk.usage(); files != 0 {
+		t.Fatalf("%d files after the purge", files)
 	}
 }
