@@ -111,6 +111,7 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.st.ban.hurry.Store(true)
 	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second) && waitAtMost(&c.st.ban.reclaimer, 10*time.Second)
 	if c.st.disk != nil {
 		c.st.disk.close()

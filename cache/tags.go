@@ -317,6 +317,7 @@ type tagBans struct {
 	flying    map[uint64]int // store order of responses whose bodies are being read → count
 	reclaimer sync.WaitGroup // background removal of purged tags' objects
 	disk      *diskBans      // the bans kept in the disk tier's directory (nil without one)
+	hurry     atomic.Bool    // closing: the reclaimer no longer yields to serving
 }
 
 // banList maps each banned tag to the store order (store.seq) of its purge: an entry whose
@@ -412,7 +413,9 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 				t0 := time.Now()
 				s.dropItems(batch, at)
 				batch = batch[:0]
-				time.Sleep(3 * time.Since(t0)) // a quarter of a core at most: serving goes first
+				if !s.ban.hurry.Load() {
+					time.Sleep(3 * time.Since(t0)) // a quarter of a core at most: serving goes first
+				}
 			}
 		}
 	}
