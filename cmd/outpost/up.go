@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,8 @@ type suite struct {
 	group *component.Group
 	// reloaders are components that take a new configuration on SIGHUP.
 	reloaders []func(*config.Config) error
+	// tlsConfig is the proxy's TLS configuration (its certificates), nil without one (tls.go).
+	tlsConfig *tls.Config
 }
 
 // startSuite builds the enabled components (or only the named ones), binds every listener and
@@ -105,6 +108,9 @@ func startSuite(ctx context.Context, cfg *config.Config, only []string, logger *
 		adm := admin.New(cfg.Admin.Listen, mux, prometheus.Gatherers{reg, runtimeReg}, func() bool { return s.group.Ready() }, logger.With("component", "admin"))
 		if cfg.Admin.Dashboard {
 			adm.MountDashboard(admin.DashboardOptions{Interval: cfg.Admin.DashboardInterval, Window: cfg.Admin.DashboardWindow, Gatherer: reg})
+		}
+		if err := adminTLS(cfg, adm, s.tlsConfig); err != nil {
+			return nil, usageError{err}
 		}
 		cs = append(cs, adm)
 	}

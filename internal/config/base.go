@@ -39,6 +39,8 @@ type AdminConfig struct {
 	// DashboardWindow is how much history the dashboard keeps, at most maxDashboardSamples
 	// intervals.
 	DashboardWindow time.Duration `mapstructure:"dashboard_window"`
+	// TLS serves the admin listener over TLS with the proxy's certificates ([proxy.tls]).
+	TLS bool `mapstructure:"tls"`
 }
 
 // maxDashboardSamples bounds the dashboard's history (its memory): window / interval.

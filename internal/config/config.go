@@ -72,6 +72,9 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.Admin.Enabled && c.Admin.TLS && (!c.Proxy.Enabled || len(c.Proxy.TLS.Certificates) == 0 && !c.Proxy.TLS.Demo) {
+		return errorf("admin.tls", "needs the proxy's certificates: proxy.enabled and [[proxy.tls.certificates]] (or proxy.tls.demo)")
+	}
 	return nil
 }
 
