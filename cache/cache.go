@@ -21,14 +21,15 @@ import (
 
 // Cache is the shared cache. It implements Handler and io.Closer.
 type Cache struct {
-	cfg     config.CacheConfig
-	log     *slog.Logger
-	now     func() time.Time      // injected clock; time.Now outside tests
-	policy  atomic.Pointer[knobs] // the settings a reload changes (Reload)
-	st      *store
-	flights flightGroup
-	stats   counters
-	peering peering // Cache-Status name and purge fan-out (purgefanout.go)
+	cfg      config.CacheConfig
+	log      *slog.Logger
+	now      func() time.Time      // injected clock; time.Now outside tests
+	policy   atomic.Pointer[knobs] // the settings a reload changes (Reload)
+	st       *store
+	flights  flightGroup
+	stats    counters
+	peering  peering  // Cache-Status name and purge fan-out (purgefanout.go)
+	tagRules tagRules // how response tags are read (tags.go)
 
 	keyRules func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
@@ -51,9 +52,9 @@ func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{cfg: cfg, log: env.Logger, now: time.Now}
+	c := &Cache{cfg: cfg, log: env.Logger, now: time.Now, tagRules: newTagRules(cfg)}
 	c.policy.Store(newKnobs(cfg, allow))
-	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}}
+	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}, tags: newTagIndex()}
 	c.st.mem, err = newMemory(int64(cfg.MemorySize), &c.stats, func(e *entry) { c.st.gone(e, false) })
 	if err != nil {
 		return nil, fmt.Errorf("cache: memory tier: %w", err)
@@ -126,7 +127,19 @@ func (c *Cache) openDisk(cfg config.CacheConfig, dataDir string) error {
 		onAdd:    func(e *entry) { c.st.indexIfAbsent(primaryHash(e.key), e) },
 	}
 	c.st.disk = d
-	return openDisk(d, func(e *entry) { c.st.index1(primaryHash(e.key), e) })
+	bans := loadDiskBans(dir, c.log)
+	err := openDisk(d, func(e *entry) {
+		if bans.drops(e) {
+			d.remove(e.item) // purged by tag before a restart that came before its removal
+			return
+		}
+		c.st.index1(primaryHash(e.key), e)
+	})
+	if err == nil {
+		bans.clear() // every file it applied to is gone
+		c.st.ban.disk = bans
+	}
+	return err
 }
 
 // Close waits for background revalidations, flushes the disk tier's write queue and stops the
@@ -135,7 +148,8 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second)
+	c.st.ban.hurry.Store(true)
+	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second) && waitAtMost(&c.st.ban.reclaimer, 10*time.Second)
 	if c.st.disk != nil {
 		c.st.disk.close()
 	}

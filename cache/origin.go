@@ -114,6 +114,9 @@ func (t *txn) fetch(u Upstream) error {
 // lead performs the flight's fetch and answers its own client; a registered flight is also
 // published to followers.
 func (t *txn) lead() (Outcome, error) {
+	if out, ok, err := t.storedMeanwhile(); ok {
+		return out, err
+	}
 	err := t.fetch(forStorage(t.lr.e))
 	if err == nil && t.resp.StatusCode == http.StatusNotModified && t.lr.e != nil {
 		if selects304(t.resp.Header, t.lr.e) {
@@ -172,6 +175,7 @@ func (t *txn) fresh() (Outcome, error) {
 	}
 	fl.refs.Add(1)
 	c.pumps.Add(1)
+	c.st.flyStart(e.seq) // a tag purge meanwhile keeps its ban until this body is stored (tags.go)
 	go c.pump(fl, t.registered, resp.Body, e, t.h)
 	defer fl.release()
 	if t.staleFallback(resp.ContentLength) {
@@ -233,7 +237,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
 		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
 		timing: newTiming(resp.Header, t.reqTime, t.respTime), policy: newPolicy(d, lifetime), heuristic: heur,
-		used: new(atomic.Int64),
+		used: new(atomic.Int64), tags: c.takeTags(hdr), purged: newPurgeMark(), seq: c.st.seq.Add(1),
 	}
 	e.used.Store(t.respTime.Unix())
 	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
@@ -246,6 +250,7 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 // received (RFC 9111 §5.1: the response was not served from storage).
 func (c *Cache) leaderHeader(origin http.Header, respTime time.Time) http.Header {
 	h := storedHeader(origin, &respDirectives{}, c.knobs().cfg.StripCDNCacheControl, respTime)
+	c.stripTags(h)
 	if age := origin[hdrAge]; len(age) > 0 {
 		h[hdrAge] = age
 	}
@@ -290,6 +295,7 @@ func (t *txn) respondFlight(fl *flight, e *entry, h http.Header, cs string) erro
 // pump reads the origin body into the flight, then stores the complete response.
 func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, h uint64) {
 	defer c.pumps.Done()
+	defer c.st.flyEnd(e.seq)
 	defer fl.release()
 	err := c.fill(fl, body, e.size)
 	body.Close()
@@ -443,6 +449,11 @@ func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time
 	}
 	e := *old
 	e.header = merged
+	e.purged = newPurgeMark() // a revalidated response is fresh again (softpurge.go)
+	e.seq = c.st.seq.Add(1)   // and confirmed by the origin after any earlier tag purge
+	if len(upd[c.tagRules.field]) > 0 {
+		e.tags = c.takeTags(merged) // the 304's tags replace the stored ones
+	}
 	dm := parseResponseDirectives(merged)
 	e.timing = newTiming(upd, reqTime, respTime)
 	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.knobs().heur)
@@ -473,7 +484,7 @@ func (t *txn) staleAllowed(err error) bool {
 	if (err == nil && c.knobs().cfg.StaleOn5xx) || (err != nil && c.knobs().cfg.StaleOnError) {
 		window = c.knobs().cfg.StaleMax
 	}
-	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.policy, &t.rq, c.now(), window)
+	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.livePolicy(), &t.rq, c.now(), window)
 }
 
 // serveStaleOnError serves the stale response after a failed fetch (err) or a 5xx (t.resp);
@@ -558,6 +569,7 @@ func headMatches(resp *http.Response, e *entry) bool {
 // that shared its header with a stored entry passes a copy.
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 	delete(resp.Header, hdrOutpostCC)
+	t.c.stripTags(resp.Header)
 	if t.c.knobs().cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}

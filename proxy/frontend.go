@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -21,8 +22,9 @@ import (
 	"github.com/outpost-proxy/outpost/proxy/wire"
 )
 
-// acceptLoop accepts client connections until the listener is closed.
-func (s *Server) acceptLoop(ln net.Listener) error {
+// acceptLoop accepts client connections until the listener is closed; on a TLS listener
+// (secure) each is wrapped in a *tls.Conn, whose handshake run does first.
+func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 	var backoff component.AcceptBackoff
 	for {
 		if !s.acquireConnSlot() {
@@ -41,6 +43,9 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			return err
 		}
 		backoff.Reset()
+		if secure {
+			nc = tls.Server(nc, s.tlsConf)
+		}
 		c := s.newConn(nc)
 		if c == nil {
 			continue
@@ -78,17 +83,23 @@ type conn struct {
 	// br and bw are the connection's read and write buffers while it has a request; both are
 	// nil while it idles (takeBuffers, releaseBuffers). src and dw are what they read from
 	// and write to.
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	bufs   *connBuffers // br and bw while the connection has them
-	src    connSource
-	dw     deadlineWriter
-	bodyW  bodyWriter // a body sent past the output buffer (writeBodyDirect)
-	remote string     // client "ip:port"
-	ip     netip.Addr // client address, unmapped
-	ipStr  string
-	ctx    context.Context // upstream requests; cancelled when the connection closes
-	cancel context.CancelFunc
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	bufs     *connBuffers // br and bw while the connection has them
+	src      connSource
+	dw       deadlineWriter
+	bodyW    bodyWriter // a body sent past the output buffer (writeBodyDirect)
+	remote   string     // client "ip:port"
+	ip       netip.Addr // client address, unmapped
+	ipStr    string
+	tls      bool                 // a TLS connection (set by run before any request)
+	tlsState *tls.ConnectionState // its handshake's outcome, for the requests' r.TLS
+	// h2cPrior: the connection opened with HTTP/2's client preface (h2c with prior knowledge):
+	// readLoop stopped before it, and run serves HTTP/2 (h2.go serveH2C).
+	h2cPrior bool
+	h2Done   bool            // HTTP/2: ServeConn returned, no stream may start (c.mu; h2.go)
+	ctx      context.Context // upstream requests; cancelled when the connection closes
+	cancel   context.CancelFunc
 
 	// Header reading (request.go), used only by the goroutine holding the reader role.
 	reqHead *wire.RequestHead // the request being read (request.go); its slot takes it (setRequest)
@@ -144,10 +155,30 @@ func (s *Server) newConn(nc net.Conn) *conn {
 // localAddr is the proxy's "ip:port" the client connected to.
 func (c *conn) localAddr() string { return c.nc.LocalAddr().String() }
 
-// run is the connection's first goroutine: it holds the reader role.
+// run is the connection's first goroutine: it holds the reader role. A TLS connection
+// completes its handshake first and, when ALPN chose h2, is served by the HTTP/2 front end.
 func (c *conn) run() {
 	defer c.release()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		c.tls = true
+		proto, err := c.handshake(tc)
+		if err != nil {
+			c.srv.log.Debug("proxy: TLS handshake failed", "client", c.remote, "err", err)
+			return
+		}
+		if proto == "h2" && c.srv.h2 != nil {
+			c.srv.m.connsH2.Inc()
+			c.serveH2(c.nc)
+			return
+		}
+		c.srv.m.connsHTTPS.Inc()
+	} else {
+		c.srv.m.connsHTTP.Inc()
+	}
 	c.readLoop()
+	if c.h2cPrior {
+		c.serveH2C()
+	}
 }
 
 // release ends one goroutine's work on the connection; the last one closes it.
@@ -235,6 +266,10 @@ func (c *conn) nextRequest() (*slot, bool) {
 			return nil, false
 		}
 	}
+	if c.served == 0 && c.h2cPreface() {
+		c.h2cPrior = true
+		return nil, false
+	}
 	start := time.Now()
 	if !c.headBuffered() {
 		c.flushDeferred() // only part of the next head is here: do not hold earlier responses back
@@ -267,8 +302,13 @@ func (c *conn) waitFirstByte(now time.Time, quiet bool) bool {
 		now = time.Now()
 	}
 	c.armRead(now, srv.cfg.IdleTimeout)
-	if quiet && c.src.raw != nil {
+	switch {
+	case quiet && c.src.raw != nil:
 		if !c.src.readFirst() {
+			return false
+		}
+	case quiet && c.tls:
+		if !c.readFirstTLS() {
 			return false
 		}
 	}

@@ -53,23 +53,30 @@ func (srv *Server) serveProxied(s *slot) {
 		s.writeError(perr)
 		return
 	}
+	seq, watch := s.seq, s.h2 == nil // an HTTP/2 stream holds no reader role to hand on
 	if srv.opts.Cache != nil {
-		seq := s.seq
-		s.c.enterCache(seq)
+		if watch {
+			s.c.enterCache(seq)
+		}
 		out, err := srv.opts.Cache.Serve(s, s, s)
-		s.c.leaveCache(seq)
+		if watch {
+			s.c.leaveCache(seq)
+		}
 		s.outcome = out
 		if err != nil && !s.written {
 			s.writeUpstreamError(err)
 		}
 		return
 	}
-	seq := s.seq
 	// The stall watch hands the reader role on if a pipelined request arrives meanwhile;
 	// nothing shares the fetch, so a client that goes away cancels it.
-	s.c.enterCache(seq)
+	if watch {
+		s.c.enterCache(seq)
+	}
 	resp, err := s.fetch(cache.Upstream{}, s.c.ctx)
-	s.c.leaveCache(seq)
+	if watch {
+		s.c.leaveCache(seq)
+	}
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

@@ -16,6 +16,8 @@ import (
 // established connections, pipelined requests and transfers in flight carry on under the
 // configuration they started with, the next request takes the new one.
 //
+// The TLS certificates are reloaded with the rest (reloadCertificates), two-step as well.
+//
 // Pools are carried over: a new route whose pool spec (origins, balance, rewrite_host, health)
 // equals an old route's shares that pool's client (its idle connections) and its origins (their
 // passive and active health, their checkers). Clients no new pool uses are drained: their idle
@@ -23,8 +25,8 @@ import (
 // of origins no longer configured stop.
 //
 // Everything else in [proxy] needs a restart (listen, limits and timeouts, upstream, parents,
-// purge, access_log, ftp, resolve, via_pseudonym); a reload that changes it logs each such key
-// and keeps the running value.
+// purge, access_log, ftp, resolve, via_pseudonym, tls.listen, tls.handshake_timeout, http2);
+// a reload that changes it logs each such key and keeps the running value.
 
 // live is one configuration's routes, pools and policy. Immutable once published.
 type live struct {
@@ -33,11 +35,11 @@ type live struct {
 	routes *routeTable
 }
 
-// reloadableKeys are the [proxy] keys a reload applies (and proxy.tls certificates, through
-// reloadCertificates, once the TLS listeners land).
+// reloadableKeys are the [proxy] keys a reload applies (the certificates through
+// reloadCertificates).
 var reloadableKeys = []string{"proxy.routes", "proxy.allow", "proxy.auth_users_file", "proxy.auth_realm",
 	"proxy.deny_hosts", "proxy.deny_ports", "proxy.connect_ports", "proxy.forward", "proxy.allow_trace",
-	"proxy.pac"}
+	"proxy.pac", "proxy.tls.certificates", "proxy.tls.demo"}
 
 // reloadable reports whether a changed key is applied by a reload.
 func reloadable(key string) bool {
@@ -54,6 +56,7 @@ func withReloadable(base, next config.ProxyConfig) config.ProxyConfig {
 	base.Routes, base.Allow, base.AuthUsersFile, base.AuthRealm = next.Routes, next.Allow, next.AuthUsersFile, next.AuthRealm
 	base.DenyHosts, base.DenyPorts, base.ConnectPorts = next.DenyHosts, next.DenyPorts, next.ConnectPorts
 	base.Forward, base.AllowTrace, base.PAC = next.Forward, next.AllowTrace, next.PAC
+	base.TLS.Certificates, base.TLS.Demo = next.TLS.Certificates, next.TLS.Demo
 	return base
 }
 
@@ -115,13 +118,26 @@ func (s *Server) PrepareReload(cfg config.ProxyConfig) (apply func(), err error)
 	}, nil
 }
 
-// reloadCertificates is the hook for the TLS listeners' certificates ([proxy.tls], branch
-// i13-tls: Server.SetCertificates). Once that lands, it loads cfg.TLS's certificates here
-// (loadCertificates), so that a bad one rejects the whole reload naming its key, and the
-// apply it returns makes them the ones new handshakes get (s.certs.cur.Store), together with
-// the rest of the reload. Until then there is nothing to reload.
-func (s *Server) reloadCertificates(config.ProxyConfig) (apply func(), err error) {
-	return func() {}, nil
+// reloadCertificates loads the certificates of cfg's [proxy.tls] (tls.go loadCertificates:
+// the files are read again, so a renewed certificate at the same path is picked up), so that a
+// bad one rejects the whole reload naming its key; the apply it returns makes them the ones
+// new handshakes get, on the TLS listeners and the admin listener's, together with the rest
+// of the reload (connections already established keep theirs). A proxy that started without
+// certificates has no TLS listener to give them to: that needs a restart.
+func (s *Server) reloadCertificates(cfg config.ProxyConfig) (apply func(), err error) {
+	if s.certs.cur.Load() == nil {
+		return func() {}, nil
+	}
+	set, demo, err := loadCertificates(cfg.TLS, s.env.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		s.certs.cur.Store(set)
+		s.mu.Lock()
+		s.demo = demo
+		s.mu.Unlock()
+	}, nil
 }
 
 // Reload applies cfg at once (PrepareReload, then apply).

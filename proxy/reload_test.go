@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/internal/democa"
 )
 
 // patternBody is a generated body: n bytes of a repeating pattern (no file on disk).
@@ -398,5 +400,51 @@ func TestReloadCacheKeyRules(t *testing.T) {
 	u, _ := url.Parse("http://www.test/x?utm_source=a")
 	if p.srv.live.Load().routes.keyRulesFor(u) != after.keys {
 		t.Error("keyRulesFor does not see the reloaded rules")
+	}
+}
+
+// TestReloadCertificates: a reload that names a new certificate file gives new TLS handshakes
+// the new certificate while a TLS connection made before it keeps serving; a reload with a bad
+// certificate is rejected naming its key, and the running certificate stays.
+func TestReloadCertificates(t *testing.T) {
+	o := cacheableOrigin(t)
+	p := startTLSProxy(t, reverseRoute(o), "", Options{})
+	leafCN := func() string {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", p.tlsAddr, &tls.Config{InsecureSkipVerify: true, ServerName: "www.cdn.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	cl := p.h1Client() // one keep-alive TLS connection across the reload
+	if resp, _ := fetchURL(t, cl, "https://www.cdn.test/a"); resp.StatusCode != 200 {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	dir := t.TempDir()
+	n, _ := p.ca.Issue("www.cdn.test")
+	nc, nk := filepath.Join(dir, "n.pem"), filepath.Join(dir, "n-key.pem")
+	if err := democa.WritePair(n, nc, nk); err != nil {
+		t.Fatal(err)
+	}
+	withCert := func(cert, key string) config.ProxyConfig {
+		return loadProxyConfig(t, fmt.Sprintf("%s\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\n[[proxy.tls.certificates]]\ncert_file = %q\nkey_file = %q\n", reverseRoute(o), cert, key))
+	}
+	if err := p.srv.Reload(withCert(nc, nk)); err != nil {
+		t.Fatal(err)
+	}
+	if cn := leafCN(); cn != "www.cdn.test" {
+		t.Errorf("a new handshake after the reload got %q, want the new certificate", cn)
+	}
+	if resp, _ := fetchURL(t, cl, "https://www.cdn.test/b"); resp.StatusCode != 200 {
+		t.Errorf("the TLS connection made before the reload: %d", resp.StatusCode)
+	}
+	err := p.srv.Reload(withCert(nc, filepath.Join(dir, "missing.pem")))
+	if err == nil || !strings.Contains(err.Error(), "proxy.tls.certificates[0].key_file") {
+		t.Fatalf("a reload with a missing key: %v, want it rejected naming proxy.tls.certificates[0].key_file", err)
+	}
+	if cn := leafCN(); cn != "www.cdn.test" {
+		t.Errorf("after the rejected reload: %q, want the running certificate", cn)
 	}
 }

@@ -186,7 +186,7 @@ func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, 
 	seq := s.seq
 	s.detachIfPipelined(seq)
 	var interim func(int, http.Header)
-	if !s.proto10 {
+	if !s.proto10 && s.h2 == nil {
 		interim = func(code int, h http.Header) { _ = s.writeInterim(seq, code, textproto.MIMEHeader(h)) }
 	}
 	if s.pool == nil {

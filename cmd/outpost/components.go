@@ -58,6 +58,7 @@ func buildComponents(cfg *config.Config, env component.Env, want func(name strin
 		if err != nil {
 			return nil, err
 		}
+		s.tlsConfig = tlsConfigOf(p)
 		cs = append(cs, p)
 	}
 	return cs, nil

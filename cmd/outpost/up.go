@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,6 +114,8 @@ type suite struct {
 	reloaders []reloader
 	reloadMu  sync.Mutex             // one reload at a time
 	reloads   *prometheus.CounterVec // outpost_reloads_total{result}: ok, rejected
+	// tlsConfig is the proxy's TLS configuration (its certificates), nil without one (tls.go).
+	tlsConfig *tls.Config
 }
 
 // reloader is one component's reload: prepare checks and builds what the new configuration
@@ -165,6 +168,9 @@ func startSuite(ctx context.Context, cfg *config.Config, only []string, logger *
 		s.admin = adm
 		if cfg.Admin.Dashboard {
 			adm.MountDashboard(admin.DashboardOptions{Interval: cfg.Admin.DashboardInterval, Window: cfg.Admin.DashboardWindow, Gatherer: reg})
+		}
+		if err := adminTLS(cfg, adm, s.tlsConfig); err != nil {
+			return nil, usageError{err}
 		}
 		cs = append(cs, adm)
 	}

@@ -44,6 +44,8 @@ type AdminConfig struct {
 	// DashboardWindow is how much history the dashboard keeps, at most maxDashboardSamples
 	// intervals.
 	DashboardWindow time.Duration `mapstructure:"dashboard_window"`
+	// TLS serves the admin listener over TLS with the proxy's certificates ([proxy.tls]).
+	TLS bool `mapstructure:"tls"`
 	// TokenFile holds the bearer token the admin listener requires for changes (POST /reload,
 	// POST /cache/purge, any method but GET/HEAD) and /debug/pprof/. Required when Listen is not
 	// a loopback address; optional (but then enforced) on loopback.

@@ -74,6 +74,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.Admin.Enabled && c.Admin.TLS && (!c.Proxy.Enabled || len(c.Proxy.TLS.Certificates) == 0 && !c.Proxy.TLS.Demo) {
+		errs = append(errs, errorf("admin.tls", "needs the proxy's certificates: proxy.enabled and [[proxy.tls.certificates]] (or proxy.tls.demo)"))
+	}
 	if len(errs) == 1 {
 		return errs[0]
 	}

@@ -82,6 +82,10 @@ type ProxyConfig struct {
 	Parents ProxyParentsConfig `mapstructure:"parents"`
 	// Purge is purge fan-out to parents and peers ([proxy.purge], parents.go).
 	Purge ProxyPurgeConfig `mapstructure:"purge"`
+	// TLS is the TLS listeners and their certificates ([proxy.tls], tls.go).
+	TLS ProxyTLSConfig `mapstructure:"tls"`
+	// HTTP2 is HTTP/2 on the TLS listeners ([proxy.http2], tls.go).
+	HTTP2 ProxyHTTP2Config `mapstructure:"http2"`
 }
 
 // ProxyUpstreamConfig is [proxy.upstream]: the origin connection pools.
@@ -143,6 +147,9 @@ type ProxyPACConfig struct {
 	Direct []string `mapstructure:"direct"`
 	// FallbackDirect lets browsers go direct when the proxy is unreachable.
 	FallbackDirect bool `mapstructure:"fallback_direct"`
+	// HTTPSProxy is a TLS listener's host:port the PAC file names first ("HTTPS host:port"),
+	// before the plain proxy; empty: none.
+	HTTPSProxy string `mapstructure:"https_proxy"`
 }
 
 func defaultProxy() ProxyConfig {
@@ -181,6 +188,8 @@ func defaultProxy() ProxyConfig {
 		PAC:       ProxyPACConfig{Enabled: true, FallbackDirect: true},
 		Parents:   defaultParents(),
 		Purge:     defaultPurge(),
+		TLS:       defaultProxyTLS(),
+		HTTP2:     defaultProxyHTTP2(),
 	}
 }
 
@@ -207,9 +216,15 @@ func (c *ProxyConfig) validate() error {
 			return err
 		}
 	}
+	if c.PAC.HTTPSProxy != "" {
+		if err := CheckHostPort("proxy.pac.https_proxy", c.PAC.HTTPSProxy); err != nil {
+			return err
+		}
+	}
 	var errs []error // every check's first problem (and every bad route): a reload logs each
 	for _, chk := range []func() error{c.validateLimits, c.validateLists, c.Upstream.validate,
-		c.AccessLog.validate, c.validateRoutes, c.Parents.validate, c.Purge.validate} {
+		c.AccessLog.validate, c.validateRoutes, c.Parents.validate, c.Purge.validate,
+		c.TLS.validate, c.HTTP2.validate} {
 		if err := chk(); err != nil {
 			errs = append(errs, err)
 		}
