@@ -310,18 +310,18 @@ func (x *tagIndex) tagsOf(k uint64) []string {
 
 // tagBans are the tag purges in progress: the bans, and what lifts them.
 type tagBans struct {
-	list      atomic.Pointer[banList] // banned tags; nil: none
-	mu        sync.Mutex              // serialises changes to list and toLift
-	toLift    map[string]uint64       // reclaimed bans, lifted once no older fetch is in flight
+	list   atomic.Pointer[banList] // banned tags; nil: none
+	mu     sync.Mutex              // serialises changes to list and toLift
+	toLift map[string]uint64       // reclaimed bans, lifted once no older fetch is in flight
 	// reclaiming counts each tag's reclaims still running: a ban is lifted only when none is
 	// (a second purge of a tag, with nothing left to detach, must not lift the ban that hides
 	// what the first one's reclaimer has yet to remove).
 	reclaiming map[string]int
-	flyMu     sync.Mutex
-	flying    map[uint64]int // store order of responses whose bodies are being read → count
-	reclaimer sync.WaitGroup // background removal of purged tags' objects
-	disk      *diskBans      // the bans kept in the disk tier's directory (nil without one)
-	hurry     atomic.Bool    // closing: the reclaimer no longer yields to serving
+	flyMu      sync.Mutex
+	flying     map[uint64]int // store order of responses whose bodies are being read → count
+	reclaimer  sync.WaitGroup // background removal of purged tags' objects
+	disk       *diskBans      // the bans kept in the disk tier's directory (nil without one)
+	hurry      atomic.Bool    // closing: the reclaimer no longer yields to serving
 }
 
 // banList maps each banned tag to the store order (store.seq) of its purge: an entry whose
