@@ -310,14 +310,18 @@ func (x *tagIndex) tagsOf(k uint64) []string {
 
 // tagBans are the tag purges in progress: the bans, and what lifts them.
 type tagBans struct {
-	list      atomic.Pointer[banList] // banned tags; nil: none
-	mu        sync.Mutex              // serialises changes to list and toLift
-	toLift    map[string]uint64       // reclaimed bans, lifted once no older fetch is in flight
-	flyMu     sync.Mutex
-	flying    map[uint64]int // store order of responses whose bodies are being read → count
-	reclaimer sync.WaitGroup // background removal of purged tags' objects
-	disk      *diskBans      // the bans kept in the disk tier's directory (nil without one)
-	hurry     atomic.Bool    // closing: the reclaimer no longer yields to serving
+	list   atomic.Pointer[banList] // banned tags; nil: none
+	mu     sync.Mutex              // serialises changes to list and toLift
+	toLift map[string]uint64       // reclaimed bans, lifted once no older fetch is in flight
+	// reclaiming counts each tag's reclaims still running: a ban is lifted only when none is
+	// (a second purge of a tag, with nothing left to detach, must not lift the ban that hides
+	// what the first one's reclaimer has yet to remove).
+	reclaiming map[string]int
+	flyMu      sync.Mutex
+	flying     map[uint64]int // store order of responses whose bodies are being read → count
+	reclaimer  sync.WaitGroup // background removal of purged tags' objects
+	disk       *diskBans      // the bans kept in the disk tier's directory (nil without one)
+	hurry      atomic.Bool    // closing: the reclaimer no longer yields to serving
 }
 
 // banList maps each banned tag to the store order (store.seq) of its purge: an entry whose
@@ -397,6 +401,14 @@ func (s *store) purgeTags(tags []string, now time.Time) int {
 		}
 		n = len(all)
 	}
+	s.ban.mu.Lock()
+	if s.ban.reclaiming == nil {
+		s.ban.reclaiming = map[string]int{}
+	}
+	for _, t := range tags {
+		s.ban.reclaiming[t]++
+	}
+	s.ban.mu.Unlock()
 	s.ban.reclaimer.Add(1)
 	go s.reclaim(sets, tags, at)
 	return n
@@ -426,6 +438,9 @@ func (s *store) reclaim(sets []map[uint64]uint64, tags []string, at uint64) {
 	}
 	for _, t := range tags {
 		s.ban.toLift[t] = max(s.ban.toLift[t], at)
+		if s.ban.reclaiming[t]--; s.ban.reclaiming[t] <= 0 {
+			delete(s.ban.reclaiming, t)
+		}
 	}
 	s.ban.mu.Unlock()
 	s.liftBans()
@@ -438,7 +453,7 @@ func (s *store) liftBans() {
 	s.ban.mu.Lock()
 	lift := map[string]uint64{}
 	for t, a := range s.ban.toLift {
-		if oldest >= a {
+		if oldest >= a && s.ban.reclaiming[t] == 0 {
 			lift[t] = a
 			delete(s.ban.toLift, t)
 		}
@@ -516,23 +531,33 @@ func (s *store) dropItems(batch []itemRef, at uint64) int {
 	if len(batch) == 0 {
 		return 0
 	}
+	// Under mu, a response of the same item stored since the check above (put indexes it
+	// under mu) is seen and kept. (The tiers' removals run after mu is released: ristretto's
+	// Del may block on its buffer, whose consumer calls back into the store. A response
+	// stored between the two may then lose its memory copy: one extra miss, never a stale
+	// hit.)
 	n := 0
+	keep = batch[:0]
 	s.mu.Lock()
+	s.tags.mu.Lock()
 	for _, it := range batch {
-		rec := s.index[it.h]
-		if rec == nil {
+		if cur, ok := s.tags.byItem[it.k]; ok && cur.seq >= at {
 			continue
 		}
-		if _, ok := rec.items[it.k]; ok {
-			n++
-			delete(rec.items, it.k)
-			if len(rec.items) == 0 {
-				delete(s.index, it.h)
+		keep = append(keep, it)
+		if rec := s.index[it.h]; rec != nil {
+			if _, ok := rec.items[it.k]; ok {
+				n++
+				delete(rec.items, it.k)
+				if len(rec.items) == 0 {
+					delete(s.index, it.h)
+				}
 			}
 		}
 	}
+	s.tags.mu.Unlock()
 	s.mu.Unlock()
-	for _, it := range batch {
+	for _, it := range keep {
 		s.dropTiers(it.k)
 	}
 	return n

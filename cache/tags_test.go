@@ -531,8 +531,13 @@ func TestTagPurgeBan(t *testing.T) {
 	if r := h.do("GET", "/slow", "Cache-Control: only-if-cached"); r.status != http.StatusGatewayTimeout {
 		t.Fatalf("/slow, fetched before the purge, was stored: %d", r.status)
 	}
+	// /a, fetched after the purge, is not banned. The reclaimer may still have removed its
+	// memory copy, racing with its store (one extra miss, see dropItems); then the next
+	// fetch is stored again.
 	if r := h.do("GET", "/a"); r.out.Code != CodeMemHit {
-		t.Fatalf("/a, fetched after the purge, is gone after the reclaim: %v", r.out.Code)
+		if r := h.do("GET", "/a"); r.out.Code != CodeMemHit {
+			t.Fatalf("/a, fetched after the purge, is not stored after the reclaim: %v", r.out.Code)
+		}
 	}
 	if st := h.c.Stats(); st.Entries != 1 || st.Tags != 1 || h.c.st.ban.list.Load() != nil {
 		t.Fatalf("after the reclaim: %d entries, %d tags, bans %v", st.Entries, st.Tags, h.c.st.ban.list.Load())
