@@ -5,10 +5,11 @@
 // before the same front end; an HTTP/2 stream (h2.go) becomes a slot that enters the same path
 // at policy.
 //
-// A request's path, one file per step: frontend.go (accept, connection loop) → request.go (read
-// and check one request) → pipeline.go (its slot in the connection's window) → policy.go
-// (loop, ACL, auth, route) → handle.go (local answer, tunnel, cache or upstream) → upstream.go
-// (origin pools, hygiene both ways) → respond.go (write in order).
+// A request's path, one file per step: frontend.go (accept, connection loop, read and check
+// one request) → pipeline.go (its slot in the connection's window) → handle.go (admission:
+// loop, route, ACL, auth, method; then local answer, tunnel, cache or upstream) → the cache
+// (cache/serve.go, cache/origin.go) → upstream.go and client.go (origin pools, the exchange) →
+// respond.go (write in order) → pipeline.go (finish, log). proxy/README.md walks it.
 package proxy
 
 import (
