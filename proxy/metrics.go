@@ -19,7 +19,8 @@ type metrics struct {
 	upstreamErrors  *prometheus.CounterVec // by kind
 	bytesIn         prometheus.Counter
 	bytesOut        prometheus.Counter
-	clientWrites    prometheus.Counter // socket writes to clients (fewer than responses when pipelined)
+	clientWrites    prometheus.Counter     // socket writes to clients (fewer than responses when pipelined)
+	reloads         *prometheus.CounterVec // configuration reloads by result (live.go)
 	// TLS and HTTP/2 (tls.go, h2.go).
 	tlsHandshakeErrors                       prometheus.Counter
 	clientProtocols                          *prometheus.CounterVec // connections by protocol (http/1.1, h2, tls-http/1.1)
@@ -59,6 +60,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "client_bytes_sent_total", Help: "Bytes sent to clients."}),
 		clientWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "client_writes_total", Help: "Socket writes to clients; below the response count when pipelined responses are batched."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy", Name: "reloads_total",
+			Help: "Configuration reloads of the proxy by result (ok, rejected)."}, []string{"result"}),
 		tlsHandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "tls_handshake_errors_total", Help: "TLS handshakes with clients that failed or timed out."}),
 		clientProtocols: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
@@ -73,9 +76,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.connsHTTPS = m.clientProtocols.WithLabelValues("https")
 	m.connsH2 = m.clientProtocols.WithLabelValues("h2")
 	m.connsH2C = m.clientProtocols.WithLabelValues("h2c")
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("rejected")
 	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
 		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites,
-		m.tlsHandshakeErrors, m.clientProtocols, m.h2Errors} {
+		m.tlsHandshakeErrors, m.clientProtocols, m.h2Errors, m.reloads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 		}

@@ -17,7 +17,8 @@ const pacPath = "/proxy.pac"
 // patterns.
 func (srv *Server) servePAC(s *slot) {
 	r := s.request()
-	proxy, https := srv.cfg.PAC.Proxy, srv.cfg.PAC.HTTPSProxy
+	pc := s.lv.cfg.PAC // the request's configuration (reloadable)
+	proxy, https := pc.Proxy, pc.HTTPSProxy
 	if proxy == "" {
 		proxy = r.Host
 		if r.URL.Host != "" {
@@ -27,7 +28,7 @@ func (srv *Server) servePAC(s *slot) {
 			proxy, https = "", cmp.Or(https, proxy)
 		}
 	}
-	script := pacScript(pacTarget{https: https, plain: proxy}, srv.cfg.PAC.Direct, srv.cfg.PAC.FallbackDirect)
+	script := pacScript(pacTarget{https: https, plain: proxy}, pc.Direct, pc.FallbackDirect)
 	head := wire.StatusLine(http.StatusOK) + "Content-Type: application/x-ns-proxy-autoconfig\r\nCache-Control: max-age=300\r\nContent-Length: " +
 		strconv.Itoa(len(script)) + "\r\n"
 	_ = s.WriteStored([]byte(head), nil, []byte(script))

@@ -145,6 +145,7 @@ type slotState struct {
 
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
+	lv         *live // the configuration the request runs under, loaded once by admit (live.go)
 	serial     bool  // starts only after its predecessors finished; keeps the reader role
 	closeAfter bool  // the connection closes after this response
 	closeEarly bool  // closeAfter as decided when the request was read (immutable)

@@ -5,10 +5,11 @@
 // before the same front end; an HTTP/2 stream (h2.go) becomes a slot that enters the same path
 // at policy.
 //
-// A request's path, one file per step: frontend.go (accept, connection loop) → request.go (read
-// and check one request) → pipeline.go (its slot in the connection's window) → policy.go
-// (loop, ACL, auth, route) → handle.go (local answer, tunnel, cache or upstream) → upstream.go
-// (origin pools, hygiene both ways) → respond.go (write in order).
+// A request's path, one file per step: frontend.go (accept, connection loop, read and check
+// one request) → pipeline.go (its slot in the connection's window) → handle.go (admission:
+// loop, route, ACL, auth, method; then local answer, tunnel, cache or upstream) → the cache
+// (cache/serve.go, cache/origin.go) → upstream.go and client.go (origin pools, the exchange) →
+// respond.go (write in order) → pipeline.go (finish, log). proxy/README.md walks it.
 package proxy
 
 import (
@@ -53,10 +54,10 @@ type Server struct {
 	env    component.Env
 	opts   Options
 	log    *slog.Logger
-	policy *policy
-	routes *routeTable
-	fwd    *pool       // forward-proxy upstream (the URL's own host)
-	tier   *parentTier // [proxy.parents] (parents.go); nil = none
+	live   atomic.Pointer[live] // routes, pools and policy: what a reload swaps (live.go)
+	checks sync.WaitGroup       // the origins' health checkers (health.go)
+	fwd    *pool                // forward-proxy upstream (the URL's own host)
+	tier   *parentTier          // [proxy.parents] (parents.go); nil = none
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
@@ -96,20 +97,17 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		stopAccept: make(chan struct{}),
 		conns:      map[*conn]struct{}{}, self: map[string]bool{}}
 	var err error
-	if s.policy, err = newPolicy(cfg); err != nil {
-		return nil, err
-	}
 	s.dialer = newDialer(cfg)
 	s.dialer.roots = opts.UpstreamRoots
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
-	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
+	s.fwd.bg.srv = s
+	s.useParents(newParentTier(cfg.Parents, s.dialer, s.log))
+	lv, err := s.buildLive(cfg, nil)
+	if err != nil {
 		return nil, err
 	}
-	s.fwd.bg.srv = s
-	for _, rt := range s.routes.routes {
-		rt.pool.bg.srv = s
-	}
-	if err := s.useParents(newParentTier(cfg.Parents, s.dialer, s.log)); err != nil {
+	s.live.Store(lv)
+	if err := s.registerParents(); err != nil {
 		return nil, err
 	}
 	s.joinHierarchy()
@@ -124,6 +122,11 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	}
 	if s.status, err = newStatus(s, env.Metrics, env.Admin); err != nil {
 		return nil, err
+	}
+	if env.Metrics != nil {
+		if err := env.Metrics.Register(newOriginMetrics(s)); err != nil {
+			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
+		}
 	}
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
@@ -205,6 +208,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("proxy: Serve called before Listen")
 	}
 	s.tier.start()
+	s.live.Load().routes.startChecks(s)
 	errc := make(chan error, len(lns))
 	for i, ln := range lns {
 		secure := i >= len(lns)-len(s.tlsLns)
@@ -255,8 +259,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("proxy: shutdown: %w", ctx.Err())
 	}
 	s.tier.close()
+	lv := s.live.Load()
+	lv.routes.stopChecks()
+	s.checks.Wait()
 	s.fwd.closeIdle()
-	s.routes.closeIdle()
+	lv.routes.closeIdle()
 	if cl, ok := s.opts.Cache.(io.Closer); ok && s.opts.Cache != nil {
 		if cerr := cl.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("proxy: closing cache: %w", cerr)

@@ -30,6 +30,7 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	dash     *dashboard  // nil unless MountDashboard was called
 	tlsConf  *tls.Config // nil: plain HTTP (UseTLS)
+	token    []byte      // admin.token_file's token; empty: nothing guarded (token.go)
 }
 
 // New returns an admin server for addr. mux is shared with the components (they mount their
@@ -47,7 +48,7 @@ func New(addr string, mux *http.ServeMux, gatherer prometheus.Gatherer, ready fu
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           s.guard(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -120,6 +121,8 @@ type ProxyRoute struct {
 	Balance string `mapstructure:"balance"`
 	// RewriteHost sends the origin's host in Host instead of the client's.
 	RewriteHost bool `mapstructure:"rewrite_host"`
+	// Health is the active health check of the route's origins ([proxy.routes.health]).
+	Health ProxyRouteHealth `mapstructure:"health"`
 	// CacheKey is the route's cache-key rules ([proxy.routes.cache_key], cachekey.go).
 	CacheKey CacheKeyConfig `mapstructure:"cache_key"`
 }
@@ -218,14 +221,23 @@ func (c *ProxyConfig) validate() error {
 			return err
 		}
 	}
+	var errs []error // every check's first problem (and every bad route): a reload logs each
 	for _, chk := range []func() error{c.validateLimits, c.validateLists, c.Upstream.validate,
 		c.AccessLog.validate, c.validateRoutes, c.Parents.validate, c.Purge.validate,
 		c.TLS.validate, c.HTTP2.validate} {
 		if err := chk(); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return joinErrors(errs)
+}
+
+// joinErrors is errors.Join that returns a single error as itself.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 // validateLimits checks the timeouts and sizes.
@@ -286,35 +298,43 @@ func (c *ProxyConfig) validateLists() error {
 	return nil
 }
 
-// validateRoutes checks each [[proxy.routes]] entry.
+// validateRoutes checks each [[proxy.routes]] entry, reporting the first problem of each.
 func (c *ProxyConfig) validateRoutes() error {
-	for i, r := range c.Routes {
-		key := fmt.Sprintf("proxy.routes[%d]", i)
-		if r.Host == "" || strings.ContainsAny(r.Host, " /") {
-			return errorf(key+".host", "%q is not a host, *.suffix or *", r.Host)
-		}
-		if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
-			return errorf(key+".path_prefix", "%q must start with /", r.PathPrefix)
-		}
-		if len(r.Origins) == 0 {
-			return errorf(key+".origins", "needs at least one origin URL")
-		}
-		for j, o := range r.Origins {
-			u, err := url.Parse(o)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return errorf(fmt.Sprintf("%s.origins[%d]", key, j), "%q is not an http(s)://host[:port] URL", o)
-			}
-		}
-		switch r.Balance {
-		case "", "round_robin", "least_conn":
-		default:
-			return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
-		}
-		if err := r.CacheKey.validate(key + ".cache_key"); err != nil {
-			return err
+	var errs []error
+	for i := range c.Routes {
+		if err := c.Routes[i].validate(fmt.Sprintf("proxy.routes[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return joinErrors(errs)
+}
+
+// validate checks one route; key is "proxy.routes[i]".
+func (r *ProxyRoute) validate(key string) error {
+	if r.Host == "" || strings.ContainsAny(r.Host, " /") {
+		return errorf(key+".host", "%q is not a host, *.suffix or *", r.Host)
+	}
+	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+		return errorf(key+".path_prefix", "%q must start with /", r.PathPrefix)
+	}
+	if len(r.Origins) == 0 {
+		return errorf(key+".origins", "needs at least one origin URL")
+	}
+	for j, o := range r.Origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errorf(fmt.Sprintf("%s.origins[%d]", key, j), "%q is not an http(s)://host[:port] URL", o)
+		}
+	}
+	switch r.Balance {
+	case "", "round_robin", "least_conn":
+	default:
+		return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
+	}
+	if err := r.CacheKey.validate(key + ".cache_key"); err != nil {
+		return err
+	}
+	return r.Health.validate(key + ".health")
 }
 
 func (c *ProxyUpstreamConfig) validate() error {
