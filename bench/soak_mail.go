@@ -127,8 +127,9 @@ type MailResult struct {
 	Accepted   int      `json:"accepted"`
 	Lost       int      `json:"lost"`
 	Duplicated int      `json:"duplicated"` // extra copies beyond the first
-	Unknown    int      `json:"unknown"`    // read but never accepted (a send that failed after DATA)
+	Unknown    int      `json:"unknown"`    // read but never accepted (the mailboxes' welcome messages, a send that failed after DATA)
 	LostIDs    []string `json:"lost_ids,omitempty"`
+	UnknownIDs []string `json:"unknown_ids,omitempty"`
 }
 
 // result compares what was accepted with what arrived.
@@ -150,6 +151,9 @@ func (m *mailTracker) result() MailResult {
 	for id := range m.arrived {
 		if _, ok := m.accepted[id]; !ok {
 			r.Unknown++
+			if len(r.UnknownIDs) < 20 {
+				r.UnknownIDs = append(r.UnknownIDs, id)
+			}
 		}
 	}
 	return r

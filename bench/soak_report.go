@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"image/color"
 	"io"
 	"os"
 	"slices"
@@ -218,6 +219,7 @@ func soakLatencyPlot(res *SoakResult, title string, p99 bool) (*plot.Plot, error
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top, p.Legend.Left = true, true
+	top := 0.01
 	for i, k := range soakKinds {
 		pts := res.Latency[k]
 		if len(pts) == 0 {
@@ -230,6 +232,7 @@ func soakLatencyPlot(res *SoakResult, title string, p99 bool) (*plot.Plot, error
 				v = pt.P99
 			}
 			xys[j].X, xys[j].Y = pt.T.Seconds(), max(float64(v)/1e6, 0.01)
+			top = max(top, xys[j].Y)
 		}
 		l, err := plotter.NewLine(xys)
 		if err != nil {
@@ -242,7 +245,35 @@ func soakLatencyPlot(res *SoakResult, title string, p99 bool) (*plot.Plot, error
 		p.Add(l)
 		p.Legend.Add(string(k), l)
 	}
-	return p, nil
+	return p, markFaults(p, res, 0.01, top)
+}
+
+// markFaults draws a grey dotted line from lo to hi at the start of each fault and of the
+// main phase's bounds.
+func markFaults(p *plot.Plot, res *SoakResult, lo, hi float64) error {
+	at := []float64{res.MainStart.Seconds(), res.MainEnd.Seconds()}
+	for _, f := range res.Faults {
+		at = append(at, f.Start.Seconds())
+	}
+	for i, x := range at {
+		l, err := plotter.NewLine(plotter.XYs{{X: x, Y: lo}, {X: x, Y: hi}})
+		if err != nil {
+			return err
+		}
+		l.Color, l.Width = color.Gray{Y: 150}, vg.Points(0.8)
+		l.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
+		if i < 2 {
+			l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+		}
+		p.Add(l)
+		switch i {
+		case 0:
+			p.Legend.Add("main phase", l)
+		case 2:
+			p.Legend.Add("fault start", l)
+		}
+	}
+	return nil
 }
 
 // soakProcPlot draws values of the suite's samples over time, one line per name.
@@ -261,5 +292,11 @@ func soakProcPlot(res *SoakResult, title string, vals func(ProcSample) []float64
 	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	top := 1.0
+	for _, s := range ss {
+		for _, y := range s.ys {
+			top = max(top, y)
+		}
+	}
+	return p, markFaults(p, res, 0, top)
 }

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -336,5 +338,52 @@ func TestSoakUsageErrors(t *testing.T) {
 				t.Errorf("err = %v, want it to mention %q", err, tc.msg)
 			}
 		})
+	}
+}
+
+// TestSoakReport renders a result as text, JSON and HTML: the JSON carries the keys other
+// tools judge a run by, the HTML the tables and the four charts.
+func TestSoakReport(t *testing.T) {
+	res := &SoakResult{Pass: false, Failures: []string{"1 unexpected errors"}, UnexpectedErrors: 1, Duration: time.Minute, Warmup: 10 * time.Second,
+		MainStart: 20 * time.Second, MainEnd: 80 * time.Second,
+		Kinds:      []KindStats{{Kind: kindHit, OK: 10, Latency: Latency{P50: time.Millisecond, P99: 3 * time.Millisecond}}},
+		Unexpected: []ErrorCount{{kindHit, "502", 1}},
+		Samples:    []soakError{{Time: 30 * time.Second, Kind: kindHit, Class: "502", Detail: "GET /bytes/1024?obj=1: status 502"}},
+		Faults:     []FaultRecord{{Name: "origin resets", Start: 30 * time.Second, End: 33 * time.Second, Expected: 4}},
+		Latency:    map[soakKind][]LatencyPoint{kindHit: {{T: 0, N: 5, P50: time.Millisecond, P99: 2 * time.Millisecond}, {T: 5 * time.Second, N: 5, P50: time.Millisecond, P99: 4 * time.Millisecond}}},
+	}
+	for i := range 10 {
+		res.Proc = append(res.Proc, ProcSample{T: time.Duration(i) * 10 * time.Second, RSS: 50 << 20, FDs: 22 + i%2, Goroutines: 35 + i%3, Threads: 11, HeapInuse: 20 << 20})
+	}
+	var text bytes.Buffer
+	if err := WriteSoak(&text, res); err != nil || !strings.Contains(text.String(), "FAIL: 1 unexpected errors") || !strings.Contains(text.String(), "status 502") {
+		t.Errorf("text (%v):\n%s", err, text.String())
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	for _, k := range []string{"pass", "unexpected_errors", "lost_mails", "duplicated_mails", "corrupt_bodies", "rss_growth_pct", "goroutines_delta", "fds_delta", "faults", "proc", "latency"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	rep := NewReport("Outpost soak", []string{"outpost", "bench", "soak"}, "test")
+	if err := soakReport(rep, res); err != nil {
+		t.Fatal(err)
+	}
+	var html bytes.Buffer
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(html.String(), "<svg"); n != 4 {
+		t.Errorf("%d charts, want 4", n)
+	}
+	for _, w := range []string{"Verdict", "Faults injected", "origin resets", "Unexpected errors, first ones"} {
+		if !strings.Contains(html.String(), w) {
+			t.Errorf("report lacks %q", w)
+		}
 	}
 }
