@@ -91,7 +91,6 @@ var hitSizes = []int{1024, 4096, 16384, 65536}
 
 // newSoakTraffic prepares the traffic: the object hashes from the origin and the FTP files.
 func newSoakTraffic(rec *soakRecorder, ports soakPorts, runID string, echo *echoTarget, edges []*soakEdge, ftpFiles map[string][]byte) (*soakTraffic, error) {
-	proxy := ports.addr(ports.proxy)
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 32,
@@ -100,7 +99,6 @@ func newSoakTraffic(rec *soakRecorder, ports soakPorts, runID string, echo *echo
 	t := &soakTraffic{rec: rec, ports: ports, runID: runID, echo: echo, edges: edges,
 		client:  &http.Client{Transport: tr, Timeout: 15 * time.Second},
 		sizeSum: map[int][32]byte{}, mail: newMailTracker(ports)}
-	_ = proxy
 	for _, n := range append(hitSizes, missSize) {
 		sum, err := t.originSum(n)
 		if err != nil {
