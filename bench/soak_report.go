@@ -208,7 +208,16 @@ func soakReport(rep *Report, res *SoakResult) error {
 	if err != nil {
 		return err
 	}
-	return rep.AddChart("Suite goroutines, fds and threads over time", p)
+	if err := rep.AddChart("Suite goroutines, fds and threads over time", p); err != nil {
+		return err
+	}
+	p, err = soakProcPlot(res, "suite CPU (cores), machine load average, /metrics answer (s)", func(s ProcSample) []float64 {
+		return []float64{s.cpuRate, s.Load1, s.Scrape.Seconds()}
+	}, "suite CPU (cores)", "load average (1 min)", "admin /metrics answer (s)")
+	if err != nil {
+		return err
+	}
+	return rep.AddChart("Suite CPU and machine load over time", p)
 }
 
 // soakLatencyPlot draws p50 or p99 per kind over time on a log axis, with the main phase's
@@ -281,7 +290,13 @@ func soakProcPlot(res *SoakResult, title string, vals func(ProcSample) []float64
 	var ss []series
 	for i, n := range names {
 		s := series{name: n, line: true, color: i}
-		for _, smp := range res.Proc {
+		for j, smp := range res.Proc {
+			if j > 0 {
+				prev := res.Proc[j-1]
+				if dt := (smp.T - prev.T).Seconds(); dt > 0 {
+					smp.cpuRate = (smp.CPU - prev.CPU) / dt
+				}
+			}
 			s.xs = append(s.xs, smp.T.Seconds())
 			s.ys = append(s.ys, vals(smp)[i])
 		}

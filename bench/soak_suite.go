@@ -209,6 +209,10 @@ type ProcSample struct {
 	Goroutines int           `json:"goroutines"`
 	Threads    int           `json:"threads"`
 	HeapInuse  int64         `json:"heap_inuse_bytes"`
+	CPU        float64       `json:"cpu_seconds"` // the suite's user + system time so far
+	Load1      float64       `json:"load1"`       // the machine's 1-minute load average
+	Scrape     time.Duration `json:"scrape_ns"`   // how long the admin /metrics took to answer
+	cpuRate    float64       // CPU cores used since the previous sample (for the chart)
 }
 
 // sample reads the suite's RSS and threads from /proc/PID/status, its open fds from
@@ -226,7 +230,15 @@ func (s *soakSuite) sample(start time.Time) (ProcSample, error) {
 		return ps, fmt.Errorf("suite fds: %w", err)
 	}
 	ps.FDs = len(fds)
+	if b, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil {
+		if pt, err := parseProcStat(string(b)); err == nil {
+			ps.CPU = ticksToSeconds(pt.own)
+		}
+	}
+	ps.Load1 = loadAverage()
+	t0 := time.Now()
 	m, err := s.metrics("go_goroutines", "go_memstats_heap_inuse_bytes")
+	ps.Scrape = time.Since(t0)
 	if err != nil {
 		return ps, err
 	}

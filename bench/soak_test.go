@@ -342,7 +342,7 @@ func TestSoakUsageErrors(t *testing.T) {
 }
 
 // TestSoakReport renders a result as text, JSON and HTML: the JSON carries the keys other
-// tools judge a run by, the HTML the tables and the four charts.
+// tools judge a run by, the HTML the tables and the five charts.
 func TestSoakReport(t *testing.T) {
 	res := &SoakResult{Pass: false, Failures: []string{"1 unexpected errors"}, UnexpectedErrors: 1, Duration: time.Minute, Warmup: 10 * time.Second,
 		MainStart: 20 * time.Second, MainEnd: 80 * time.Second,
@@ -353,7 +353,7 @@ func TestSoakReport(t *testing.T) {
 		Latency:    map[soakKind][]LatencyPoint{kindHit: {{T: 0, N: 5, P50: time.Millisecond, P99: 2 * time.Millisecond}, {T: 5 * time.Second, N: 5, P50: time.Millisecond, P99: 4 * time.Millisecond}}},
 	}
 	for i := range 10 {
-		res.Proc = append(res.Proc, ProcSample{T: time.Duration(i) * 10 * time.Second, RSS: 50 << 20, FDs: 22 + i%2, Goroutines: 35 + i%3, Threads: 11, HeapInuse: 20 << 20})
+		res.Proc = append(res.Proc, ProcSample{T: time.Duration(i) * 10 * time.Second, RSS: 50 << 20, FDs: 22 + i%2, Goroutines: 35 + i%3, Threads: 11, HeapInuse: 20 << 20, CPU: float64(i), Load1: 2})
 	}
 	var text bytes.Buffer
 	if err := WriteSoak(&text, res); err != nil || !strings.Contains(text.String(), "FAIL: 1 unexpected errors") || !strings.Contains(text.String(), "status 502") {
@@ -378,8 +378,8 @@ func TestSoakReport(t *testing.T) {
 	if err := rep.WriteHTML(&html); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(html.String(), "<svg"); n != 4 {
-		t.Errorf("%d charts, want 4", n)
+	if n := strings.Count(html.String(), "<svg"); n != 5 {
+		t.Errorf("%d charts, want 5", n)
 	}
 	for _, w := range []string{"Verdict", "Faults injected", "origin resets", "Unexpected errors, first ones"} {
 		if !strings.Contains(html.String(), w) {
