@@ -71,6 +71,7 @@ func (c *Cache) mountAdmin(mux *http.ServeMux) {
 		return
 	}
 	mux.HandleFunc("POST /cache/purge", c.handlePurge)
+	mux.HandleFunc("GET /cache/explain", c.handleExplain)
 	mux.HandleFunc("GET /cache/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -96,12 +97,12 @@ func (c *Cache) handlePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want url=<absolute URL> or prefix=<absolute URL prefix>", http.StatusBadRequest)
 		return
 	}
-	key := keyOf(u) // a bare host becomes "http://host/": every path of that host, no other host
+	key := purgeKeyOf(c.rulesForURL(u), u, nil, prefix) // a bare host becomes "http://host/": every path of that host, no other host
 	n := 0
-	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix}, func() { n = c.st.purge(key, prefix) })
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix}, func() { n = c.st.purgeKey(key, prefix) })
 	c.stats.purges.Add(1)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(purgeAnswer{Purged: n, Key: key, Prefix: &prefix, PurgeReport: rep})
+	_ = json.NewEncoder(w).Encode(purgeAnswer{Purged: n, Key: displayKey(key), Prefix: &prefix, PurgeReport: rep})
 }
 
 // registerMetrics exposes the counters to Prometheus.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,8 @@ type Cache struct {
 	purgeAllow []netip.Prefix
 	stats      counters
 	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+
+	keyRules func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
 	refreshing sync.Map       // item key → struct{}: background revalidations in progress
 	bg         sync.WaitGroup // background revalidations

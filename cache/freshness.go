@@ -2,6 +2,7 @@ package cache
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -21,15 +22,26 @@ func newTiming(h http.Header, requestTime, responseTime time.Time) timing {
 	date := dateValue(h, responseTime)
 	apparent := max(responseTime.Sub(date), 0)
 	ageValue := time.Duration(0)
-	if v := h[hdrAge]; len(v) == 1 {
-		// Age is a singleton (RFC 9111 §5.1): a list, a repeated line or anything but
-		// delta-seconds is invalid and ignored (RFC 9110 §5.3); Date still dates the response.
-		if n, ok := parseDelta(v[0]); ok {
-			ageValue = time.Duration(n) * time.Second
-		}
+	if n, ok := ageField(h[hdrAge]); ok {
+		ageValue = time.Duration(n) * time.Second
 	}
 	corrected := ageValue + max(responseTime.Sub(requestTime), 0)
 	return timing{requestTime: requestTime, responseTime: responseTime, initialAge: max(apparent, corrected)}
+}
+
+// ageField reads Age (RFC 9111 §5.1): a singleton, but a list-based value (commas, or several
+// field lines) counts by its first member, the others discarded; a first member that is not
+// delta-seconds makes the field ignored (ok false), and so does a missing one. Empty list
+// elements are not members (RFC 9110 §5.6.1).
+func ageField(lines []string) (int64, bool) {
+	for _, l := range lines {
+		for m := range strings.SplitSeq(l, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				return parseDelta(m)
+			}
+		}
+	}
+	return 0, false
 }
 
 // currentAge is current_age at now (RFC 9111 §4.2.3).

@@ -88,6 +88,7 @@ type harness struct {
 	target *url.URL
 
 	transport *http.Transport // no keep-alive: a hung-up request is not retried
+	wire      bool            // fetch with proxy/wire instead (wirefetch_test.go)
 	remote    string          // RemoteAddr of requests (default 127.0.0.1:40000)
 	mu        sync.Mutex
 	seen      []seenRequest
@@ -164,6 +165,9 @@ func (f fetcher) Fetch(u Upstream) (*http.Response, error) {
 	out.URL.Scheme, out.URL.Host = "http", f.h.target.Host
 	out.RequestURI = ""
 	out.Host = f.r.Host
+	if f.h.wire {
+		return f.h.wireRoundTrip(out)
+	}
 	return f.h.transport.RoundTrip(out)
 }
 

@@ -186,7 +186,8 @@ func varyStar(h http.Header) bool {
 }
 
 // secondaryKey renders the request's values of the Vary'd fields (RFC 9111 §4.1), normalised:
-// lines combined, whitespace around commas removed. An absent field differs from an empty one.
+// lines combined, whitespace around commas removed, and for some fields their own semantics
+// (normalizeVaryValue). An absent field differs from an empty one.
 func secondaryKey(names []string, req fields) string {
 	if len(names) == 0 {
 		return ""
@@ -201,6 +202,7 @@ func secondaryKey(names []string, req fields) string {
 			continue
 		}
 		b.WriteByte(':')
+		start := b.Len()
 		for i, v := range vals {
 			if i > 0 {
 				b.WriteByte(',')
@@ -216,6 +218,13 @@ func secondaryKey(names []string, req fields) string {
 				}
 				v = rest
 			}
+		}
+		if normalizedVary[n] { // the field's own semantics (varynorm.go)
+			combined := b.String()[start:]
+			norm := normalizeVaryValue(n, combined)
+			s := b.String()[:start] + norm
+			b.Reset()
+			b.WriteString(s)
 		}
 		b.WriteByte(0)
 	}

@@ -198,7 +198,7 @@ func (t *txn) passOn(why Reason, cs string) error {
 	if evalConditions(r, r.Method(), resp.StatusCode, resp.Header.Get(hdrETag), resp.Header.Get(hdrLastModified), resp.Header.Get(hdrDate)) == condNotModified {
 		// The client's own validators still match: answer its conditional request.
 		h := notModifiedHeader(resp.Header)
-		h.Add(hdrCacheStatus, c.statusName()+"; "+cs+"; detail="+why.Token)
+		h.Add(hdrCacheStatus, c.statusName()+"; "+c.withKey(cs+"; detail="+why.Token, t.key))
 		return t.w.WriteResponse(&http.Response{StatusCode: http.StatusNotModified, Status: "304 Not Modified",
 			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: -1, Body: http.NoBody})
 	}
@@ -508,6 +508,7 @@ func (t *txn) forwardHead() (Outcome, error) {
 	if t.lr.e != nil && resp.StatusCode == http.StatusOK {
 		if headMatches(resp, t.lr.e) {
 			c.storeRefreshed(t.lr, c.updatedEntry(t.lr.e, resp.Header, t.reqTime, t.respTime))
+			resp.Header = resp.Header.Clone() // the stored entry may share it: writeOrigin edits
 		} else {
 			c.st.purge(t.lr.e.key, false)
 		}
@@ -528,14 +529,15 @@ func headMatches(resp *http.Response, e *entry) bool {
 }
 
 // writeOrigin sends an origin response that is not stored, with our Cache-Status and without
-// the targeted fields meant for us.
+// the targeted fields meant for us. It edits resp.Header in place: the response is this
+// transaction's alone (followers of an abandoned flight fetch for themselves), and a caller
+// that shared its header with a stored entry passes a copy.
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
-	resp.Header = resp.Header.Clone()
 	delete(resp.Header, hdrOutpostCC)
 	if t.c.cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}
-	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+cs)
+	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+t.c.withKey(cs, t.key))
 	return t.w.WriteResponse(resp)
 }
 

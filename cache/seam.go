@@ -11,7 +11,8 @@ import (
 // Request is the cache's read-only view of one client request. The proxy fills it from the
 // head it parsed (a memory hit then needs no *http.Request and no header map); FromHTTP wraps
 // an *http.Request. The request has passed policy and header hygiene. The view handed to Serve
-// is valid while Serve runs.
+// is valid while Serve runs. A Request may also implement KeyRuler to carry its route's
+// cache-key rules (keyrules.go).
 type Request interface {
 	// Method is the request method ("GET", "HEAD", "PURGE", ...).
 	Method() string

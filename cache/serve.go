@@ -49,6 +49,9 @@ func plainRequest(r Request) bool { return !r.HasAny(changesHit[:]) }
 func (c *Cache) serveRead(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
 	kb := getBuf()
 	kb.b = normalizeKey(r.AppendURL(kb.b[:0]), 0)
+	if kr := rulesOf(r); kr != nil {
+		kb.b = kr.apply(kb.b, r)
+	}
 	h := xxhash.Sum64(kb.b)
 	now := c.now()
 	if plainRequest(r) {
@@ -250,6 +253,7 @@ func (t *txn) streamFromDisk(cs string, out Outcome) (Outcome, error) {
 // formatted into a pooled buffer passed as extra. The fast path calls it without a txn.
 func (c *Cache) writeStored(w ResponseWriter, method string, e *entry, now time.Time, cs string, out Outcome) (Outcome, error) {
 	e.touch(now)
+	cs = c.withKey(cs, e.key)
 	xb := getBuf()
 	xb.b = appendStatusFields(xb.b[:0], c.statusName(), e, now, cs)
 	body := e.body
@@ -306,6 +310,7 @@ type made struct {
 // writeMade writes a response the cache makes. When e is set, Age and Cache-Status describe
 // it.
 func (t *txn) writeMade(m made, e *entry, cs string) error {
+	cs = t.c.withKey(cs, t.key)
 	if e != nil {
 		addStatusFields(m.header, t.c.statusName(), e, t.now, cs)
 	} else {

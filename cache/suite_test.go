@@ -313,24 +313,35 @@ func cc200(v string) func(http.ResponseWriter, *http.Request, int) {
 	return reply(200, "x", "Cache-Control: "+v)
 }
 
-// ageCases check Age parsing (RFC 9111 §5.1): only a single delta-seconds value counts.
+// ageCases check Age parsing (RFC 9111 §5.1): a list-based Age (one line with commas, or
+// several lines) counts by its first member, the others discarded; a value that is then not
+// delta-seconds is ignored. With max-age=3600, an Age of 7200 makes the response stale.
 func ageCases() []rfcCase {
 	var cases []rfcCase
 	for _, tc := range []struct {
 		name  string
 		lines []string
+		stale bool // the Age that counts is 7200
 	}{
-		{"a float", []string{"7200.0"}},
-		{"a comma-separated list", []string{"0,7200"}},
-		{"a duplicated old value", []string{"7200, 7200"}},
-		{"two lines", []string{"7200", "0"}},
-		{"two lines, old value last", []string{"0", "7200"}},
+		{"an invalid Age (a float) is ignored", []string{"7200.0"}, false},
+		{"an invalid Age (a sign) is ignored", []string{"+7200"}, false},
+		{"an invalid first member is ignored, not replaced by the next", []string{"old, 7200"}, false},
+		{"a list uses its first member (0)", []string{"0,7200"}, false},
+		{"a list uses its first member (7200)", []string{"7200, 0"}, true},
+		{"a duplicated old value counts", []string{"7200, 7200"}, true},
+		{"an empty first element is no member", []string{", 7200"}, true},
+		{"two lines use the first (7200)", []string{"7200", "0"}, true},
+		{"two lines use the first (0)", []string{"0", "7200"}, false},
 	} {
 		fields := []string{"Cache-Control: max-age=3600"}
 		for _, l := range tc.lines {
 			fields = append(fields, "Age: "+l)
 		}
-		cases = append(cases, rfcCase{name: "RFC 9111 §5.1 an invalid Age (" + tc.name + ") is ignored", origin: reply(200, "x", fields...), steps: reused(200)})
+		steps := reused(200)
+		if tc.stale {
+			steps = notReused(200)
+		}
+		cases = append(cases, rfcCase{name: "RFC 9111 §5.1 Age: " + tc.name, origin: reply(200, "x", fields...), steps: steps})
 	}
 	return cases
 }

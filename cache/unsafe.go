@@ -15,7 +15,8 @@ import (
 // Content-Location is stored for later GETs (RFC 9110 §9.3.3).
 func (c *Cache) serveUnsafe(w ResponseWriter, r Request, f Fetcher) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, f: f, now: c.now(), rq: noDirectives, fwd: "method"}
-	t.key = string(normalizeKey(r.AppendURL(nil), 0))
+	kr := rulesOf(r)
+	t.key = string(kr.applyURL(normalizeKey(r.AppendURL(nil), 0))) // a URL still: parsed below
 	if err := t.fetch(Upstream{}); err != nil {
 		return t.originError(err)
 	}
@@ -26,9 +27,10 @@ func (c *Cache) serveUnsafe(w ResponseWriter, r Request, f Fetcher) (Outcome, er
 		target = &url.URL{}
 	}
 	if resp.StatusCode < 400 {
-		c.invalidate(target, resp.Header)
+		c.invalidate(target, resp.Header, kr)
 	}
-	if r.Method() == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(target, t.key, resp) {
+	if r.Method() == http.MethodPost && resp.StatusCode == http.StatusOK && c.postStorable(target, t.key, resp, kr) {
+		t.key = string(kr.appendHeaders([]byte(t.key), r))
 		t.h = primaryHash(t.key)
 		t.fl = newFlight(t.h, t.key)
 		t.r = asGET{r}
@@ -41,7 +43,7 @@ func (c *Cache) serveUnsafe(w ResponseWriter, r Request, f Fetcher) (Outcome, er
 // postStorable reports a POST response that may serve later GETs: explicit freshness and a
 // Content-Location equal to the request's URI (target, whose key is key) (RFC 9110 §9.3.3,
 // RFC 9111 §4).
-func (c *Cache) postStorable(target *url.URL, key string, resp *http.Response) bool {
+func (c *Cache) postStorable(target *url.URL, key string, resp *http.Response, kr *KeyRules) bool {
 	d := parseResponseDirectives(resp.Header)
 	if !explicitFreshness(resp.Header, &d) {
 		return false
@@ -51,15 +53,15 @@ func (c *Cache) postStorable(target *url.URL, key string, resp *http.Response) b
 		return false
 	}
 	u, err := target.Parse(loc)
-	return err == nil && sameOrigin(u, target, "") && keyOf(u) == key
+	return err == nil && sameOrigin(u, target, "") && kr.urlKey(u) == key
 }
 
 // invalidate removes the stored responses for the target URI and the same-origin URIs named
-// by Location and Content-Location (RFC 9111 §4.4).
-func (c *Cache) invalidate(target *url.URL, h http.Header) {
+// by Location and Content-Location (RFC 9111 §4.4), keyed by the route's rules kr.
+func (c *Cache) invalidate(target *url.URL, h http.Header, kr *KeyRules) {
 	c.stats.invalidations.Add(1)
 	host := target.Host
-	c.st.purge(keyOf(target), false)
+	c.st.purgeKey(kr.urlKey(target), false)
 	for _, f := range []string{hdrLocation, hdrContentLocation} {
 		v := h.Get(f)
 		if v == "" {
@@ -72,7 +74,7 @@ func (c *Cache) invalidate(target *url.URL, h http.Header) {
 		if u.Host == "" {
 			u.Host = host
 		}
-		c.st.purge(keyOf(u), false)
+		c.st.purgeKey(kr.urlKey(u), false)
 	}
 }
 
@@ -109,7 +111,7 @@ func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 	}
 	n := 0
 	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Arrived: dir, Via: r.Values("Via")}, func() {
-		n = c.st.purge(string(normalizeKey(raw, 0)), prefix)
+		n = c.st.purgeKey(purgeKeyOf(rulesOf(r), u, raw, prefix), prefix)
 	})
 	c.stats.purges.Add(1)
 	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})

@@ -581,6 +581,9 @@ func (cl *client) response(uc *upConn, out *outRequest, head *wire.ResponseHead,
 		body.finish()
 	}
 	resp.Body = body
+	if cs := head.Codings(); len(cs) > 0 && !head.Bodiless(isHead) {
+		resp.Body = wire.DecodeCodings(body, cs) // the content, as the cache stores it
+	}
 	return resp
 }
 

@@ -394,7 +394,6 @@ func (c *conn) setReadDeadline(t time.Time) {
 type workDone struct {
 	detached   bool   // the reader role moved on while the request was worked on
 	closeAfter bool   // the connection ends after this response
-	clientEnd  bool   // the client itself asked to end it, and sent no body
 	seq        uint64 // the request's slot sequence number
 }
 
@@ -405,8 +404,7 @@ func (c *conn) work(s *slot) workDone {
 		c.waitDrained(s)
 	}
 	c.srv.handle(s)
-	done := workDone{closeAfter: s.closeAfter, seq: s.seq,
-		clientEnd: s.perr == nil && s.head != nil && !s.head.HasBody() && wantsClose(s.head)}
+	done := workDone{closeAfter: s.closeAfter, seq: s.seq}
 	done.detached = s.finish()
 	return done
 }
@@ -419,9 +417,8 @@ const lingerTime = 500 * time.Millisecond
 // response is not lost to a TCP reset. Like nginx, it does not linger when nothing suggests
 // more is coming: the client asked to close, sent no body, and nothing it sent is unread.
 func (c *conn) lingerClose(done workDone) {
-	c.waitWritten(done.seq)
-	if done.clientEnd && (c.br == nil || c.br.Buffered() == 0) && c.src.nothingPending() {
-		return
+	if c.waitWritten(done.seq) {
+		return // endLocked found nothing to linger for
 	}
 	c.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)

@@ -64,7 +64,12 @@ func (srv *Server) serveProxied(s *slot) {
 		}
 		return
 	}
-	resp, err := s.fetch(cache.Upstream{}, s.c.ctx) // nothing shares it: a client that goes away cancels it
+	seq := s.seq
+	// The stall watch hands the reader role on if a pipelined request arrives meanwhile;
+	// nothing shares the fetch, so a client that goes away cancels it.
+	s.c.enterCache(seq)
+	resp, err := s.fetch(cache.Upstream{}, s.c.ctx)
+	s.c.leaveCache(seq)
 	if err != nil {
 		s.writeUpstreamError(err)
 		return

@@ -51,7 +51,7 @@ func (s *connSource) firstRead(fd uintptr) bool {
 }
 
 // nothingPending reports whether the socket holds no unread bytes (a look without reading and
-// without waiting); false when it cannot tell.
+// without waiting; the peer's end of stream counts as none); false when it cannot tell.
 func (s *connSource) nothingPending() bool {
 	if s.raw == nil || len(s.pend) > 0 {
 		return false
@@ -59,11 +59,13 @@ func (s *connSource) nothingPending() bool {
 	empty := false
 	_ = s.raw.Read(func(fd uintptr) bool {
 		for {
-			_, _, err := syscall.Recvfrom(int(fd), s.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			n, _, err := syscall.Recvfrom(int(fd), s.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			if err == syscall.EINTR {
 				continue
 			}
-			empty = err == syscall.EAGAIN
+			// Nothing arrived, or only the client's FIN (a close with no unread data
+			// does not reset the connection).
+			empty = err == syscall.EAGAIN || err == nil && n == 0
 			return true
 		}
 	})

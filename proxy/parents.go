@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 	"github.com/outpost-proxy/outpost/proxy/wire"
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,17 @@ func parentKey(r *http.Request) uint64 {
 	return hashString(h, originForm(r))
 }
 
+// ruledParentKey is parentKey under a route's cache-key rules (ignored and reordered query
+// parameters, the path's case), so that every request one stored object serves goes to the
+// same parent; the include_headers part is left out (a parent holds all of a URL's variants).
+func ruledParentKey(r *http.Request, keys *cache.KeyRules) uint64 {
+	if keys == nil {
+		return parentKey(r)
+	}
+	b := append(append([]byte("http://"), r.URL.Host...), originForm(r)...)
+	return hashString(fnvOffset, transient(keys.ApplyURL(b)))
+}
+
 // ranked appends the healthy parents to dst, the highest weight for key first.
 func (t *parentTier) ranked(key uint64, dst []*parent) []*parent {
 	var w [maxParents]uint64
@@ -120,13 +132,13 @@ func (t *parentTier) ranked(key uint64, dst []*parent) []*parent {
 // ask sends out to the request's parent, the next ones when a parent refuses the connection
 // (marking it down). asked is false when the request goes to the origin directly: no parent
 // tier, an https:// forward target, or no healthy parent that accepted the connection.
-func (t *parentTier) ask(ctx context.Context, cl *client, forward bool, out *outRequest) (resp *http.Response, host string, asked bool, err error) {
+func (t *parentTier) ask(ctx context.Context, cl *client, forward bool, out *outRequest, keys *cache.KeyRules) (resp *http.Response, host string, asked bool, err error) {
 	r := out.r
 	if t == nil || r.URL.Scheme != "http" {
 		return nil, "", false, nil
 	}
 	var buf [maxParents]*parent
-	for _, p := range t.ranked(parentKey(r), buf[:0]) {
+	for _, p := range t.ranked(ruledParentKey(r, keys), buf[:0]) {
 		po := *out
 		po.scheme, po.host, po.hostHdr, po.target, po.done = "http", p.addr, r.Host, originForm(r), nil
 		if forward {

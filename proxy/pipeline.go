@@ -59,6 +59,9 @@ type pipeline struct {
 	head   uint64 // sequence number of the slot allowed to write
 	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
 	broken bool   // a write failed or the connection was closed under us
+	// noLinger: the connection ended after a response the client asked to be the last, with
+	// nothing of its unread; it closes without lingering (endLocked).
+	noLinger bool
 
 	// wnow is the time finish took for the response it flushes, so the write deadline does
 	// not read the clock again; zero otherwise.
@@ -104,13 +107,15 @@ func (c *conn) flushIdle() (now time.Time, quiet bool) {
 	return time.Time{}, false
 }
 
-// waitWritten waits until the response of slot seq has been written (or the connection broke).
-func (c *conn) waitWritten(seq uint64) {
+// waitWritten waits until the response of slot seq has been written (or the connection
+// broke). noLinger reports that the connection ended with nothing to linger for (endLocked).
+func (c *conn) waitWritten(seq uint64) (noLinger bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for c.head <= seq && !c.broken {
 		c.turn.Wait()
 	}
-	c.mu.Unlock()
+	return c.noLinger
 }
 
 // finishTime is the time finish took for the output being written now, zero outside finish
@@ -136,6 +141,8 @@ type slotState struct {
 	body *bodyReader       // the request body, nil when there is none
 
 	stripped bool // hop-by-hop fields were stripped (serveProxied)
+
+	keys *cache.KeyRules // the reverse route's cache-key rules (nil: none; classify)
 
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
@@ -296,11 +303,25 @@ func (c *conn) breakLocked() {
 // Output whose flush was deferred is flushed first: s may take a while. It may be called from
 // any goroutine working for request seq (the cache's included); once s is finished or serves
 // another request it does nothing.
-func (s *slot) detach(seq uint64) {
+func (s *slot) detach(seq uint64) { s.handOn(seq, true) }
+
+// detachIfPipelined is detach for a request about to wait on its origin: the reader role moves
+// on at once only when the next request's bytes are already buffered. Otherwise the request
+// keeps the role (a keep-alive client that waits for each response, the common case, then
+// costs no new goroutine and no stack growth per miss), and a pipelined request that arrives
+// while it waits is picked up by the stall watch within 2×stallDelay, which the caller armed
+// (enterCache). Deferred output is flushed either way. Only the goroutine working on the
+// request inline may call it (it reads the reader's buffer).
+func (s *slot) detachIfPipelined(seq uint64) { s.handOn(seq, false) }
+
+// handOn flushes deferred output and moves the reader role to a new goroutine: always, or
+// (always false) only when more request bytes are buffered.
+func (s *slot) handOn(seq uint64, always bool) {
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
-	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() {
+	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() ||
+		(!always && (c.br == nil || c.br.Buffered() == 0)) {
 		c.mu.Unlock()
 		return
 	}
@@ -425,7 +446,7 @@ func (s *slot) finish() (detached bool) {
 			c.breakLocked()
 			return detached
 		}
-		c.endLocked()
+		c.endLocked(last)
 	case c.head == c.next && !detached && c.br.Buffered() > 0:
 		// s ran inline in the reader, which has more requests buffered: it flushes later.
 		c.dirty = true
@@ -438,13 +459,21 @@ func (s *slot) finish() (detached bool) {
 	return detached
 }
 
-// endLocked ends the connection after a final response: no more writes, FIN to the client,
-// and a reader still waiting for requests gives up shortly.
-func (c *conn) endLocked() {
+// endLocked ends the connection after last's response, which is flushed. When the client
+// itself asked to close, sent no body, and nothing it sent is unread (neither buffered nor in
+// the socket: a look without reading), the connection closes at once, as nginx's does;
+// otherwise it is half-closed and the reader lingers (lingerClose), so that unread bytes do not
+// turn the close into a reset that destroys the response in flight.
+func (c *conn) endLocked(last *slot) {
+	c.broken = true
+	if last.perr == nil && last.head != nil && !last.head.HasBody() && wantsClose(last.head) &&
+		(c.br == nil || c.br.Buffered() == 0) && c.src.nothingPending() {
+		c.noLinger = true
+		return
+	}
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
-	c.broken = true
 	c.setReadDeadline(time.Now().Add(lingerTime))
 }
 

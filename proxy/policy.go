@@ -339,7 +339,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		if rt == nil {
 			return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", r.Host)
 		}
-		s.mode, s.pool = modeReverse, rt.pool
+		s.mode, s.pool, s.keys = modeReverse, rt.pool, rt.keys
 		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host) // allocates only for upper case
 	}
 	return nil
@@ -380,6 +380,6 @@ func (srv *Server) classifyLean(s *slot) *protoError {
 	if rt == nil {
 		return bad("no route for host %q: this is a proxy; send absolute-form requests (http://host/path) to use it as a forward proxy", host)
 	}
-	s.mode, s.pool = modeReverse, rt.pool
+	s.mode, s.pool, s.keys = modeReverse, rt.pool, rt.keys
 	return nil
 }

@@ -124,7 +124,10 @@ func (s *Server) Name() string { return "proxy" }
 
 // Listen binds every configured address.
 func (s *Server) Listen(ctx context.Context) error {
-	var lc net.ListenConfig
+	// No TCP keep-alive probes on client connections: idle_timeout and the tunnels' own
+	// timeouts end idle ones, and arming the probes costs four setsockopt(2) calls per
+	// accepted connection (nginx leaves them off too, unless so_keepalive is set).
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, a := range s.cfg.Listen {
 		ln, err := lc.Listen(ctx, "tcp", a)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -131,9 +132,18 @@ type peerCache interface {
 	SetPurgeFanout(f cache.PurgeFanout)
 }
 
+// keyRuleTaker is a cache that applies the routes' cache-key rules to URLs given without a
+// request (cache.Cache: purge by URL, /cache/explain).
+type keyRuleTaker interface {
+	SetKeyRules(f func(u *url.URL) *cache.KeyRules)
+}
+
 // joinHierarchy names the cache after the proxy (its Cache-Status member) and gives it the
 // purge fan-out.
 func (s *Server) joinHierarchy() {
+	if kc, ok := s.opts.Cache.(keyRuleTaker); ok {
+		kc.SetKeyRules(s.routes.keyRulesFor)
+	}
 	pc, ok := s.opts.Cache.(peerCache)
 	if !ok {
 		return

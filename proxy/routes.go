@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
 )
 
@@ -13,6 +14,7 @@ type route struct {
 	host   string // lowercased exact host, "*.suffix" or "*"
 	prefix string // path prefix ("" = all)
 	pool   *pool
+	keys   *cache.KeyRules // [proxy.routes.cache_key], nil for none
 }
 
 // routeTable finds the route for an origin-form request: the exact host first, then the
@@ -34,8 +36,13 @@ func newRouteTable(cfg config.ProxyConfig, d *dialer) (*routeTable, error) {
 			origins = append(origins, &origin{u: u})
 		}
 		name := fmt.Sprintf("route[%d] %s%s", i, rc.Host, rc.PathPrefix)
+		keys, err := cache.NewKeyRules(fmt.Sprintf("proxy.routes[%d].cache_key", i), rc.CacheKey)
+		if err != nil {
+			return nil, err
+		}
 		p := newPool(name, origins, rc.Balance, rc.RewriteHost, cfg, d)
-		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p})
+		p.keys = keys
+		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p, keys: keys})
 	}
 	return t, nil
 }
@@ -99,4 +106,14 @@ func (t *routeTable) closeIdle() {
 	for _, r := range t.routes {
 		r.pool.closeIdle()
 	}
+}
+
+// keyRulesFor returns the cache-key rules of the route a URL falls under (its host and path),
+// nil for none: the cache applies them to purges by URL and /cache/explain, which come without
+// a request.
+func (t *routeTable) keyRulesFor(u *url.URL) *cache.KeyRules {
+	if rt := t.lookup(u.Host, u.EscapedPath()); rt != nil {
+		return rt.keys
+	}
+	return nil
 }

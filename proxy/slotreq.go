@@ -209,6 +209,9 @@ func (s *slot) HasAny(names []string) bool {
 // RemoteAddr returns the client's "ip:port".
 func (s *slot) RemoteAddr() string { return s.c.remote }
 
+// KeyRules returns the reverse route's cache-key rules (cache.KeyRuler), nil for none.
+func (s *slot) KeyRules() *cache.KeyRules { return s.keys }
+
 // Done returns nil: a client's departure does not end the cache's work for it (the write
 // fails instead).
 func (s *slot) Done() <-chan struct{} { return nil }

@@ -68,6 +68,8 @@ type pool struct {
 	cl          *client
 	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
 	parents     *parentTier // misses go to a parent first (parents.go); nil = none
+
+	keys *cache.KeyRules // the route's cache-key rules: the parent is chosen by the ruled key
 }
 
 // newPool builds a pool with its own connections.
@@ -128,8 +130,9 @@ func (p *pool) pick() *origin {
 // Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
 // request to: the upstream request is built from the client's (which passed policy and
 // hygiene) with the cache's additions u; exchange adds this hop's forwarding fields, and the
-// response comes back without hop-by-hop fields. The reader role moves on first, so the next
-// pipelined requests are read and started while this one waits.
+// response comes back without hop-by-hop fields. The reader role moves on first when the next
+// pipelined request is already buffered, so it is read and started while this one waits (else
+// the stall watch hands it on should one arrive: detachIfPipelined).
 //
 // The slot is the Fetcher only while the cache's Serve runs for its request (the seam's
 // contract); for work after that the cache takes Background. The cache may share the fetch
@@ -145,7 +148,7 @@ func (s *slot) Fetch(u cache.Upstream) (*http.Response, error) {
 // answer.
 func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, error) {
 	seq := s.seq
-	s.detach(seq)
+	s.detachIfPipelined(seq)
 	var interim func(int, http.Header)
 	if !s.proto10 {
 		interim = func(code int, h http.Header) { _ = s.writeInterim(seq, code, textproto.MIMEHeader(h)) }
@@ -232,7 +235,7 @@ func (srv *Server) exchange(p *pool, r *http.Request, u cache.Upstream, parent c
 // 101's Upgrade); its body, closed by the caller, releases the origin.
 func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, string, error) {
 	r := out.r
-	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out); asked {
+	if resp, host, asked, err := p.parents.ask(ctx, p.cl, p.origins == nil, out, p.keys); asked {
 		if err != nil {
 			return nil, host, fmt.Errorf("proxy: %s: %s %w", p.name, r.Method, err)
 		}
@@ -287,8 +290,8 @@ func stripResponse(resp *http.Response) {
 // r itself when there are none, else a shallow copy with u's method, and a copy of the header
 // edited by u when u changes it.
 func withAdditions(r *http.Request, u cache.Upstream) *http.Request {
-	if u == (cache.Upstream{}) {
-		return r
+	if u == (cache.Upstream{}) || u.Method(r.Method) == r.Method && !u.ChangesHeader(r.Header) {
+		return r // a plain GET miss fetched for storage: nothing to change
 	}
 	out := new(http.Request)
 	*out = *r

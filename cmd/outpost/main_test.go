@@ -60,6 +60,7 @@ func TestCommandExitStatus(t *testing.T) {
 		output string // fragment of stdout+stderr
 	}{
 		{"check default", []string{"config", "check"}, exitOK, "ok"},
+		{"check bad cache-key glob", []string{"config", "check", "--config", write("ck.toml", "[[proxy.routes]]\nhost = \"*\"\norigins = [\"http://127.0.0.1:1\"]\n[proxy.routes.cache_key]\nignore_query = [\"utm_[\"]\n")}, exitUsage, "proxy.routes[0].cache_key.ignore_query[0]"},
 		{"check unknown key", []string{"config", "check", "--config", write("a.toml", "[proxy]\nlistn = \"x\"\n")}, exitUsage, "proxy.listn"},
 		{"check malformed address", []string{"config", "check", "--config", write("b.toml", "[web]\nlisten = \"127.0.0.1\"\n")}, exitUsage, "web.listen"},
 		{"check negative size", []string{"config", "check", "--config", write("c.toml", "[cache]\nmemory_size = -1\n")}, exitUsage, "cache.memory_size"},

@@ -54,6 +54,10 @@ type CacheConfig struct {
 	// caches downstream, and remove it only when configured to. Outpost-Cache-Control is
 	// always removed.
 	StripCDNCacheControl bool `mapstructure:"strip_cdn_cache_control"`
+
+	// DebugKey adds the request's cache key to Cache-Status as a key= parameter (a debug
+	// switch: the key shows the URL and any include_headers values to the client).
+	DebugKey bool `mapstructure:"debug_key"`
 }
 
 func defaultCache() CacheConfig {

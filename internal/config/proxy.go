@@ -116,6 +116,8 @@ type ProxyRoute struct {
 	Balance string `mapstructure:"balance"`
 	// RewriteHost sends the origin's host in Host instead of the client's.
 	RewriteHost bool `mapstructure:"rewrite_host"`
+	// CacheKey is the route's cache-key rules ([proxy.routes.cache_key], cachekey.go).
+	CacheKey CacheKeyConfig `mapstructure:"cache_key"`
 }
 
 // ProxyAccessLogConfig is [proxy.access_log].
@@ -292,6 +294,9 @@ func (c *ProxyConfig) validateRoutes() error {
 		case "", "round_robin", "least_conn":
 		default:
 			return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
+		}
+		if err := r.CacheKey.validate(key + ".cache_key"); err != nil {
+			return err
 		}
 	}
 	return nil

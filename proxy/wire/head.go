@@ -50,6 +50,8 @@ type Head struct {
 	Proto10 bool
 
 	clCount, teCount, hostCount int
+	response                    bool     // a response head: Transfer-Encoding may be a list (codings.go)
+	codings                     []Coding // a response's transfer codings before chunked
 }
 
 // Bytes returns the raw head as read, start line and fields, each line ending in CRLF, with the
@@ -117,6 +119,7 @@ func (h *Head) reset() {
 	h.ContentLength = -1
 	h.Chunked, h.Proto10 = false, false
 	h.clCount, h.teCount, h.hostCount = 0, 0, 0
+	h.response, h.codings = false, h.codings[:0]
 }
 
 // ListHasToken reports whether the comma-separated list v contains token (case-insensitive).

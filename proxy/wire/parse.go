@@ -107,6 +107,9 @@ func (h *Head) countFraming(name, value []byte) error {
 			return bad("invalid Content-Length %q", value)
 		}
 		h.ContentLength = n
+	case equalFold(name, "Transfer-Encoding") && h.response:
+		h.teCount++
+		return h.countResponseTE(value)
 	case equalFold(name, "Transfer-Encoding"):
 		h.teCount++
 		if h.teCount > 1 {
@@ -129,6 +132,9 @@ func (h *Head) checkFraming() error {
 	}
 	if h.teCount > 0 && h.Proto10 {
 		return bad("Transfer-Encoding in an HTTP/1.0 message")
+	}
+	if h.teCount > 0 && !h.Chunked {
+		return bad("Transfer-Encoding without chunked as the final coding")
 	}
 	return nil
 }

@@ -21,11 +21,13 @@ const MaxInterim = 16
 // Read reads one response head from br, final or interim (1xx; the caller reads on), and
 // checks it as strictly as a request head: bare CR or LF, control bytes (NUL, CR in a value),
 // obs-fold, an invalid field name, both Content-Length and Transfer-Encoding, two
-// Content-Lengths, a Transfer-Encoding other than chunked, Transfer-Encoding in HTTP/1.0, a
+// Content-Lengths, a Transfer-Encoding list not ending in chunked or with codings other than
+// gzip and deflate before it (codings.go), Transfer-Encoding in HTTP/1.0, a
 // head over lim — each an *Error (a client answers 502 and closes the connection). A read
 // failure is returned wrapped as it came.
 func (r *ResponseHead) Read(br *bufio.Reader, lim Limits) error {
 	r.reset()
+	r.response = true
 	line, err := r.readLine(br, lim.MaxBytes)
 	if err != nil {
 		return err

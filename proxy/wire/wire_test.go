@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,14 @@ func TestResponseHeadRefused(t *testing.T) {
 		{"CL list", ok + "Content-Length: 3, 4\r\n\r\n"},
 		{"negative CL", ok + "Content-Length: -1\r\n\r\n"},
 		{"TE gzip", ok + "Transfer-Encoding: gzip\r\n\r\n"},
+		{"TE chunked not last", ok + "Transfer-Encoding: chunked, gzip\r\n\r\n"},
+		{"TE chunked not last over two lines", ok + "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"},
+		{"TE chunked twice", ok + "Transfer-Encoding: chunked, chunked\r\n\r\n"},
+		{"TE unknown coding", ok + "Transfer-Encoding: br, chunked\r\n\r\n"},
+		{"TE identity", ok + "Transfer-Encoding: identity, chunked\r\n\r\n"},
+		{"TE too many codings", ok + "Transfer-Encoding: gzip, gzip, gzip, gzip, gzip, chunked\r\n\r\n"},
+		{"TE empty", ok + "Transfer-Encoding: \r\n\r\n"},
+		{"TE list and CL", ok + "Transfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n"},
 		{"TE in 1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"},
 		{"bare LF", "HTTP/1.1 200 OK\nContent-Length: 0\n\n"},
 		{"bare CR", ok + "X-A: a\rb\r\n\r\n"},
@@ -77,6 +86,41 @@ func TestResponseHeadAccepted(t *testing.T) {
 				t.Errorf("status %d length %d chunked %v keep %v", h.Status, h.BodyLength(false), h.Chunked, h.KeepAlive(false))
 			}
 		})
+	}
+}
+
+// TestResponseTransferCodings: a response's Transfer-Encoding list (one line or several) ends
+// in chunked, the codings before it are reported in order.
+func TestResponseTransferCodings(t *testing.T) {
+	ok := "HTTP/1.1 200 OK\r\n"
+	cases := []struct {
+		name, head string
+		want       []Coding
+	}{
+		{"chunked", ok + "Transfer-Encoding: chunked\r\n\r\n", nil},
+		{"case", ok + "Transfer-Encoding: CHUNKED\r\n\r\n", nil},
+		{"gzip, chunked", ok + "Transfer-Encoding: gzip, chunked\r\n\r\n", []Coding{CodingGzip}},
+		{"x-gzip, deflate, chunked", ok + "Transfer-Encoding: x-gzip,deflate ,chunked\r\n\r\n", []Coding{CodingGzip, CodingDeflate}},
+		{"two lines", ok + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", []Coding{CodingGzip}},
+		{"empty elements", ok + "Transfer-Encoding: , gzip,, chunked\r\n\r\n", []Coding{CodingGzip}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _, err := readResponse(tc.head)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !h.Chunked || !slices.Equal(h.Codings(), tc.want) {
+				t.Errorf("chunked %v codings %v, want %v", h.Chunked, h.Codings(), tc.want)
+			}
+		})
+	}
+	var rh RequestHead // requests keep the strict rule: a single chunked
+	for _, req := range []string{"Transfer-Encoding: gzip, chunked", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked"} {
+		err := rh.Read(bufio.NewReader(strings.NewReader("POST / HTTP/1.1\r\nHost: h\r\n"+req+"\r\n\r\n")), Limits{MaxBytes: 4096, MaxFields: 100})
+		if err == nil {
+			t.Errorf("request with %q accepted", req)
+		}
 	}
 }
 
@@ -190,6 +234,8 @@ func FuzzResponseHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
 		"HTTP/1.0 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
