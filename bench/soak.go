@@ -341,8 +341,9 @@ type faultStep struct {
 
 // faults injects the schedule over the main phase of length d: nothing in its first and last
 // tenth (so RSS is compared under the same clean load), and in between, in a cycle with 2 s
-// gaps: origin resets, stalls, mid-body resets, an origin restart, an edge restart and a
-// SIGHUP reload.
+// gaps: origin resets, stalls, an edge restart, an origin closing reused connections, a SIGHUP
+// reload, mid-body resets, an origin restart, 503s and garbage. The steps that excuse nothing
+// follow ones without grace, so no earlier window hides their errors.
 func (r *soakRun) faults(ctx context.Context, d time.Duration) {
 	quiet := max(5*time.Second, d/10)
 	end := time.Now().Add(d - quiet - faultGrace)
@@ -360,16 +361,6 @@ func (r *soakRun) faults(ctx context.Context, d time.Duration) {
 	steps := []faultStep{
 		mode("origin resets", faultReset, 3*time.Second),
 		mode("origin stalls", faultStall, 5*time.Second),
-		mode("origin resets mid-body", faultMidBody, 3*time.Second),
-		{"origin restart", func(ctx context.Context) {
-			done := r.rec.beginFault("origin restart", faultGrace, originExcuse)
-			r.fault.stop()
-			waitCtx(ctx, 3*time.Second)
-			if err := r.fault.start(); err != nil {
-				r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
-			}
-			done()
-		}},
 		{"edge restart", func(ctx context.Context) {
 			e := r.edges[edge%len(r.edges)]
 			edge++
@@ -382,16 +373,40 @@ func (r *soakRun) faults(ctx context.Context, d time.Duration) {
 				r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
 			}
 		}},
+		// The origin closes each idle keep-alive connection as the proxy reuses it: the proxy
+		// retries the GET once on a new connection (RFC 9110 §9.2.2), so nothing is excused.
+		{"origin closes reused connections", func(ctx context.Context) {
+			done := r.rec.beginFault("origin closes reused connections", 0, nil)
+			r.fault.set(faultIdleClose)
+			waitCtx(ctx, 3*time.Second)
+			r.fault.set(faultNone)
+			done()
+		}},
 		{"SIGHUP reload", r.reload},
+		mode("origin resets mid-body", faultMidBody, 3*time.Second),
+		{"origin restart", func(ctx context.Context) {
+			done := r.rec.beginFault("origin restart", faultGrace, originExcuse)
+			r.fault.stop()
+			waitCtx(ctx, 3*time.Second)
+			if err := r.fault.start(); err != nil {
+				r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
+			}
+			done()
+		}},
+		mode("origin answers 503", faultStatus, 3*time.Second),
+		mode("origin sends garbage", faultGarbage, 3*time.Second),
 	}
-	durations := map[string]time.Duration{"origin resets": 3 * time.Second, "origin stalls": 5 * time.Second,
-		"origin resets mid-body": 3 * time.Second, "origin restart": 3 * time.Second, "edge restart": 8 * time.Second, "SIGHUP reload": 5 * time.Second}
+	durations := map[string]time.Duration{"edge restart": 8 * time.Second, "SIGHUP reload": 5 * time.Second, "origin stalls": 5 * time.Second}
 	if !waitCtx(ctx, quiet) {
 		return
 	}
 	for i := 0; ; i++ {
 		s := steps[i%len(steps)]
-		if time.Now().Add(faultGap + durations[s.name]).After(end) {
+		d, ok := durations[s.name]
+		if !ok {
+			d = 3 * time.Second
+		}
+		if time.Now().Add(faultGap + d).After(end) {
 			return
 		}
 		if !waitCtx(ctx, faultGap) {

@@ -52,7 +52,7 @@ func TestSoakEndToEnd(t *testing.T) {
 		n, _ := f.(map[string]any)["name"].(string)
 		names[strings.Fields(n)[0]+" "+strings.Fields(n)[1]] = true
 	}
-	for _, want := range []string{"origin resets", "origin stalls", "origin restart", "edge restart", "SIGHUP reload"} {
+	for _, want := range []string{"origin resets", "origin stalls", "edge restart", "origin closes", "SIGHUP reload"} {
 		if !names[want] {
 			t.Errorf("fault %q not injected (got %v)", want, names)
 		}

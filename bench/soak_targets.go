@@ -26,10 +26,13 @@ type faultMode int32
 
 // The fault origin's modes.
 const (
-	faultNone    faultMode = iota // answer 200
-	faultReset                    // read the request, then reset the connection
-	faultStall                    // read the request, then say nothing for faultStallFor
-	faultMidBody                  // send the head and half the body, then reset
+	faultNone      faultMode = iota // answer 200
+	faultReset                      // read the request, then reset the connection
+	faultStall                      // read the request, then say nothing for faultStallFor
+	faultMidBody                    // send the head and half the body, then reset
+	faultStatus                     // answer 503
+	faultGarbage                    // answer bytes that are not HTTP, then close
+	faultIdleClose                  // answer a connection's first request; close on its next one unanswered
 )
 
 // faultStallFor is how long a stalled request waits before the origin closes it; it exceeds
@@ -106,7 +109,7 @@ func (o *faultOrigin) track(c net.Conn, add bool) {
 // handle serves one connection's requests until it closes, idles 30 s or a fault ends it.
 func (o *faultOrigin) handle(c net.Conn) {
 	br := bufio.NewReader(c)
-	for {
+	for n := 1; ; n++ {
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -128,6 +131,17 @@ func (o *faultOrigin) handle(c net.Conn) {
 			c.Write(body[:len(body)/2])
 			reset(c)
 			return
+		case faultStatus:
+			msg := "503 origin unavailable (soak fault)\n"
+			c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nCache-Control: no-store\r\nContent-Length: " + strconv.Itoa(len(msg)) + "\r\n\r\n" + msg))
+			continue
+		case faultGarbage:
+			c.Write([]byte("HTTP/1.1 2OO 0K\r\nthis is not a header\r\n\x00\x01\x02\r\n\r\n"))
+			return
+		case faultIdleClose:
+			if n > 1 { // the idle connection the proxy reused: gone just as it was reused
+				return
+			}
 		}
 		if _, err := c.Write(append([]byte(head), body...)); err != nil || req.Close {
 			return

@@ -144,6 +144,18 @@ func TestFaultOrigin(t *testing.T) {
 			}
 			return nil
 		}},
+		{"503", faultStatus, func(st int, _ []byte, err error) error {
+			if st != 503 || err != nil {
+				return fmt.Errorf("status %d, %v: want 503", st, err)
+			}
+			return nil
+		}},
+		{"garbage", faultGarbage, func(st int, _ []byte, err error) error {
+			if err == nil {
+				return fmt.Errorf("status %d: want a malformed response", st)
+			}
+			return nil
+		}},
 		{"stall", faultStall, func(st int, _ []byte, err error) error {
 			var ne net.Error
 			if !errors.As(err, &ne) || !ne.Timeout() {
@@ -196,6 +208,34 @@ func TestFaultOriginKeepAlive(t *testing.T) {
 		if string(b) != string(faultBody(p)) || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("%s: %d bytes, Cache-Control %q", p, len(b), resp.Header.Get("Cache-Control"))
 		}
+	}
+}
+
+// TestFaultOriginIdleClose: in idle-close mode a connection's first request is answered and
+// the next one on it gets the connection closed, unanswered.
+func TestFaultOriginIdleClose(t *testing.T) {
+	o, err := newFaultOrigin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	o.set(faultIdleClose)
+	c, err := net.Dial("tcp", o.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	fmt.Fprint(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := http.ReadResponse(br, nil); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("second request: %v, want the connection closed", err)
 	}
 }
 
