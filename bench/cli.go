@@ -111,7 +111,11 @@ func benchScorecardCmd() *cobra.Command {
 		Long: `Fetches /page/N (a base page embedding N objects) from the origin, directly or through the
 proxy, over an emulated link (delay line) of the given RTT and bandwidth, in each strategy:
 nonpersistent 2(n+1) RTT, parallel 2(1+⌈n/m⌉) RTT, persistent n+2 RTT, pipelined 3 RTT,
-pipelined-warm 2 RTT, pipelined-revisit 1 RTT (plus bytes/bandwidth with --bandwidth).`,
+pipelined-warm 2 RTT, pipelined-revisit 1 RTT, and multiplexed 1+1+1+1 RTT (TCP, TLS 1.3,
+base page, all objects as concurrent HTTP/2 streams on one connection), plus bytes/bandwidth
+with --bandwidth. multiplexed loads from --tls-origin, or (by default) from a TLS + HTTP/2
+terminator bench starts in front of --origin, on the origin's side of the link; it runs with
+--target origin only.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -161,6 +165,9 @@ pipelined-warm 2 RTT, pipelined-revisit 1 RTT (plus bytes/bandwidth with --bandw
 	f.StringVar(&o.Stat, "stat", "median", "summary of the runs: median or min (fastest)")
 	f.StringSliceVar(&o.Strategies, "strategy", nil, "strategies to run (default all): "+strings.Join(Strategies, ","))
 	f.StringVar(&sweep, "sweep", "", "sweep a parameter: n=1..64 (doubling), n=1,5,10, rtt=10ms..160ms, rtt=10ms,50ms")
+	f.StringVar(&o.TLSOrigin, "tls-origin", "", "TLS + HTTP/2 server `URL` (https://host:port) of the multiplexed strategy (default: bench's TLS front of --origin)")
+	f.BoolVar(&o.TLS.Insecure, "insecure", false, "do not verify --tls-origin's certificate")
+	f.StringVar(&o.TLS.CACert, "cacert", "", "trust the CA certificates in PEM `FILE` for --tls-origin")
 	f.BoolVar(&csv, "csv", false, "print the result as CSV")
 	f.StringVar(&plt, "plot", "", "write a chart to `FILE.png` or FILE.svg")
 	out.add(cmd)
@@ -213,10 +220,14 @@ func benchHTTPCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "http [flags] URL...",
-		Short: "Load-test an HTTP/1.x server or proxy (like wrk)",
+		Short: "Load-test an HTTP/1.x or HTTP/2 server or proxy (like wrk and h2load)",
 		Long: `Sends requests on -c connections for -d or -n requests: closed loop by default, open loop at
 --rate (latencies measured from each request's intended send time, correcting coordinated
-omission). With --zipf-k K the first URL is a template: {i} becomes the object rank.`,
+omission). With --zipf-k K the first URL is a template: {i} becomes the object rank.
+https:// URLs speak TLS (--insecure or --cacert for test certificates; a new connection never
+resumes a session, so --keepalive=false measures full handshakes). --h2 speaks HTTP/2 (ALPN h2
+over TLS, prior knowledge to http:// URLs) with -m streams per connection: -c × -m requests in
+flight, as h2load -c -m.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.URLs = args
 			if urlsFile != "" {
@@ -259,6 +270,12 @@ omission). With --zipf-k K the first URL is a template: {i} becomes the object r
 	f.StringVar(&o.Proxy, "proxy", "", "send absolute-form requests to this forward proxy `URL`")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	f.Uint64Var(&o.Seed, "seed", 0, "random seed of the Zipf workload (0: random)")
+	f.BoolVar(&o.H2, "h2", false, "speak HTTP/2 (TLS with ALPN h2 for https://, prior knowledge for http://)")
+	f.IntVarP(&o.Streams, "streams", "m", 1, "concurrent streams per connection (--h2)")
+	f.BoolVar(&o.TLS.Insecure, "insecure", false, "do not verify the server's certificate (https://)")
+	f.StringVar(&o.TLS.CACert, "cacert", "", "trust the CA certificates in PEM `FILE` (https://)")
+	f.StringSliceVar(&o.TLS.Curves, "curves", nil, "key exchanges to offer (x25519,p256,p384,p521,x25519mlkem768; default Go's)")
+	f.BoolVar(&o.TLS.TLS13, "tls13", false, "refuse TLS versions older than 1.3")
 	out.add(cmd)
 	return cmd
 }

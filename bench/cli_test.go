@@ -42,6 +42,10 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"http without urls", []string{"http", "-n", "1"}, "URL"},
 		{"http bad duration", []string{"http", "-d", "soon", "http://127.0.0.1:1/"}, "duration"},
 		{"http negative connections", []string{"http", "-c", "-1", "http://127.0.0.1:1/"}, "-c"},
+		{"http streams without h2", []string{"http", "-m", "4", "-n", "1", "https://127.0.0.1:1/"}, "--streams needs --h2"},
+		{"http h2 with pipeline", []string{"http", "--h2", "--pipeline", "4", "-n", "1", "https://127.0.0.1:1/"}, "--streams instead"},
+		{"http missing cacert", []string{"http", "--cacert", "/nonexistent.pem", "-n", "1", "https://127.0.0.1:1/"}, "--cacert"},
+		{"http bad curve", []string{"http", "--curves", "x448", "-n", "1", "https://127.0.0.1:1/"}, "--curves"},
 		{"dns without server", []string{"dns", "--query", "a.test A"}, "arg"},
 		{"dns bad query type", []string{"dns", "--query", "a.test BOGUS", "127.0.0.1:53"}, "BOGUS"},
 		{"cache bad size", []string{"cache", "--sizes", "huge", "--proxies", "http://127.0.0.1:1"}, "--sizes"},
@@ -122,6 +126,27 @@ func TestCLIHTTPAndDNSReports(t *testing.T) {
 	}
 	checkFile(t, h1, "<svg", "requests/s")
 	checkFile(t, h2, "<svg", "queries/s")
+}
+
+// TestCLIHTTPH2 runs `bench http --h2` against a TLS HTTP/2 server, trusting its certificate
+// with --cacert and then with --insecure.
+func TestCLIHTTPH2(t *testing.T) {
+	srv := newTLSServer(t, testOriginHandler(), true)
+	out, err := runCLI(t, "http", "--h2", "-c", "2", "-m", "4", "-n", "200", "--cacert", srv.caFile, srv.URL+"/bytes/1024")
+	if err != nil || !strings.Contains(out, "200 requests") || !strings.Contains(out, "2 connections × 4 streams, HTTP/2 over TLS") ||
+		!strings.Contains(out, "TLS 1.3, ") || !strings.Contains(out, "handshakes, 0 resumed") || !strings.Contains(out, "latency     p50") {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	html := filepath.Join(t.TempDir(), "h2.html")
+	out, err = runCLI(t, "http", "--h2", "--insecure", "-m", "3", "-n", "30", "--json", "--report", html, srv.URL+"/bytes/10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r LoadResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Requests != 30 || r.Protocol != "HTTP/2 over TLS" || r.Streams != 3 {
+		t.Fatalf("JSON %v: %s", err, out)
+	}
+	checkFile(t, html, "HTTP/2 over TLS, 10 connections × 3 streams", "TLS 1.3, ", " handshakes, 0 resumed", "--h2=true")
 }
 
 // checkFile checks that a file exists and contains every string.

@@ -46,6 +46,8 @@ type CompareOptions struct {
 	Nice int
 	// Install installs missing packages with apt-get.
 	Install bool
+	// Loader is the binary whose `bench http` drives the tlsnew scenario (empty: Outpost).
+	Loader string
 	// Log receives progress lines (nil: none).
 	Log io.Writer
 }
@@ -124,7 +126,9 @@ type CompareResult struct {
 	Cells          []Cell            `json:"cells"`
 	Summary        []ScenarioSummary `json:"summary"`
 	Targets        []TargetCheck     `json:"targets"`
-	Elapsed        time.Duration     `json:"elapsed_ns"`
+	// Skipped are the scenarios that could not run, with the reason.
+	Skipped []string      `json:"skipped,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 
 	// workDir and groups are what the run made and started (for tests to see them gone).
 	workDir string
@@ -154,6 +158,15 @@ type compareRun struct {
 	cells   []Cell
 	seq     int
 	pinned  map[string]bool // servers whose threads had to be pinned again (logged once)
+	// certs are the run's CA and server certificate; tlsPorts the TLS listeners that run (a
+	// server without one has none), h2 those that speak HTTP/2; skipped the TLS scenarios
+	// already logged as skipped.
+	certs    certFiles
+	tlsPorts map[string]int
+	h2       map[string]bool
+	skipped  map[string]bool
+	// skippedWhy are the skipped scenarios with their reasons, for the result.
+	skippedWhy []string
 }
 
 // RunCompare installs what is missing, starts the origin and the servers, runs the rounds and
@@ -171,7 +184,8 @@ func RunCompare(ctx context.Context, o CompareOptions) (*CompareResult, error) {
 	if err := ensurePackages(ctx, o); err != nil {
 		return nil, err
 	}
-	r := &compareRun{o: o, servers: map[string]*process{}, ports: map[string]int{}, pinned: map[string]bool{}}
+	r := &compareRun{o: o, servers: map[string]*process{}, ports: map[string]int{}, pinned: map[string]bool{},
+		tlsPorts: map[string]int{}, h2: map[string]bool{}, skipped: map[string]bool{}}
 	res := &CompareResult{}
 	defer func() {
 		r.close()
@@ -189,6 +203,7 @@ func RunCompare(ctx context.Context, o CompareOptions) (*CompareResult, error) {
 	if o.Baseline != "" {
 		_, res.BaselineCommit = binaryCommit(o.Baseline)
 	}
+	res.Skipped = r.skippedWhy
 	res.Summary = Summarise(r.cells, o.Scenarios)
 	res.Targets = CheckTargets(res.Summary)
 	res.Elapsed = time.Since(start)
@@ -217,7 +232,10 @@ func (r *compareRun) startAll(ctx context.Context) error {
 	if err := writeObjects(www); err != nil {
 		return err
 	}
-	ports, err := freePorts(1 + len(r.o.Servers))
+	if err := r.writeCerts(); err != nil {
+		return err
+	}
+	ports, err := freePorts(1 + 2*len(r.o.Servers))
 	if err != nil {
 		return err
 	}
@@ -227,21 +245,42 @@ func (r *compareRun) startAll(ctx context.Context) error {
 		return err
 	}
 	for i, s := range r.o.Servers {
-		r.ports[s] = ports[i+1]
+		r.ports[s] = ports[2*i+1]
 		bin := r.o.Outpost
 		if s == "baseline" {
 			bin = r.o.Baseline
 		}
-		p, err := r.start(ctx, s, serverEnv{port: ports[i+1], origin: r.oport, cpu: r.o.ServerCPU, nice: r.o.Nice, binary: bin})
+		e := serverEnv{port: ports[2*i+1], origin: r.oport, cpu: r.o.ServerCPU, nice: r.o.Nice, binary: bin}
+		if slices.Contains(tlsCapable, s) && r.wantsTLS() {
+			e.tlsPort, e.certs = ports[2*i+2], r.certs
+		}
+		p, err := r.start(ctx, s, e)
+		if err != nil && e.tlsPort != 0 && s != "nginx" && noTLSListener(err.Error()) {
+			r.logf("%s: %s has no TLS listener (it refuses [proxy.tls]): started without; the TLS scenarios skip it", s, bin)
+			r.servers[s].stop(5 * time.Second)
+			e.tlsPort = 0
+			p, err = r.start(ctx, s, e)
+		}
 		if err != nil {
 			return err
 		}
 		r.servers[s] = p
+		if e.tlsPort != 0 {
+			r.tlsPorts[s] = e.tlsPort
+		}
 	}
 	if err := r.pinAll(); err != nil {
 		return err
 	}
-	return r.warm(ctx)
+	if err := r.warm(ctx); err != nil {
+		return err
+	}
+	return r.warmTLS(ctx)
+}
+
+// wantsTLS reports whether a TLS scenario is among the run's.
+func (r *compareRun) wantsTLS() bool {
+	return slices.ContainsFunc(r.o.Scenarios, func(n string) bool { return scenarioByName(n).TLS })
 }
 
 // writeObjects writes the origin's two objects.
@@ -277,9 +316,18 @@ func (r *compareRun) start(ctx context.Context, name string, e serverEnv) (*proc
 	} else {
 		r.servers[name] = p
 	}
-	r.logf("started %s (pid %d) on 127.0.0.1:%d, CPU %d", name, p.pgrp(), e.port, e.cpu)
+	tlsNote := ""
+	if e.tlsPort != 0 {
+		tlsNote = fmt.Sprintf(" (TLS on %d)", e.tlsPort)
+	}
+	r.logf("started %s (pid %d) on 127.0.0.1:%d%s, CPU %d", name, p.pgrp(), e.port, tlsNote, e.cpu)
 	if err := p.waitListening(ctx, "127.0.0.1:"+strconv.Itoa(e.port), 30*time.Second); err != nil {
 		return nil, err
+	}
+	if e.tlsPort != 0 {
+		if err := p.waitListening(ctx, "127.0.0.1:"+strconv.Itoa(e.tlsPort), 30*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -341,6 +389,12 @@ func (r *compareRun) rounds(ctx context.Context) error {
 		for _, name := range r.o.Scenarios {
 			sc := scenarioByName(name)
 			targets := scenarioTargets(sc, r.o.Servers)
+			if sc.TLS {
+				if targets = r.tlsTargets(sc); !slices.Contains(targets, "outpost") || !slices.Contains(targets, "nginx") {
+					r.skipTLS(sc)
+					continue
+				}
+			}
 			if len(targets) == 0 {
 				continue
 			}
@@ -351,8 +405,8 @@ func (r *compareRun) rounds(ctx context.Context) error {
 					return err
 				}
 				r.cells = append(r.cells, c)
-				r.logf("round %d %-7s %-8s %9.0f req/s %8.0f req/CPU-s p50 %v p99 %v outside %.2f cores%s",
-					round, sc.Name, t, c.RequestsPerSec, c.RequestsPerCPU, c.P50, c.P99, c.Outside.OutsideCores, disturbedMark(c.Outside.Disturbed))
+				r.logf("round %d %-7s %-8s %9.0f req/s %8.0f req/CPU-s p50 %s p99 %s outside %.2f cores%s",
+					round, sc.Name, t, c.RequestsPerSec, c.RequestsPerCPU, fmtLatency(c.P50), fmtLatency(c.P99), c.Outside.OutsideCores, disturbedMark(c.Outside.Disturbed))
 			}
 		}
 	}
@@ -401,9 +455,28 @@ func (r *compareRun) measure(ctx context.Context, round int, sc Scenario, server
 	if server == "origin" {
 		port, proc = r.oport, r.origin
 	}
-	cmd := pinned(r.o.LoadCPU, r.o.Nice, "wrk", wrkArgs(sc, r.o.Connections, r.o.Duration, script,
-		fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.Path))...)
-	win, err := r.window(ctx, cmd)
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.Path)
+	if sc.TLS {
+		url = fmt.Sprintf("https://127.0.0.1:%d%s", r.tlsPorts[server], sc.Path)
+	}
+	args, parse := r.loadCommand(sc, script, url)
+	var cmd *exec.Cmd
+	var win cellWindow
+	var err error
+	for attempt := 1; ; attempt++ {
+		cmd = pinned(r.o.LoadCPU, r.o.Nice, args[0], args[1:]...)
+		if sc.Tool == "bench" {
+			cmd.Env = outpostFreeEnv(os.Environ())
+		}
+		win, err = r.window(ctx, cmd, parse)
+		// h2load 1.52 now and then never exits after its duration ("Stopped all clients"):
+		// the cell is measured again, once.
+		if sc.Tool == "h2load" && attempt == 1 && errors.Is(err, errOverrun) {
+			r.logf("%s %s: h2load did not exit after its duration; measuring the cell again", sc.Name, server)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		return Cell{}, fmt.Errorf("%s %s: %w", sc.Name, server, err)
 	}
@@ -434,9 +507,10 @@ type cellWindow struct {
 	origin       int64 // requests that reached the origin
 }
 
-// window runs wrk between two readings of the origin's counter, /proc/stat and every
-// process's CPU time, after pinning the servers' threads again.
-func (r *compareRun) window(ctx context.Context, wrk *exec.Cmd) (cellWindow, error) {
+// window runs the load generator (wrk, h2load or bench http, its output read by parse)
+// between two readings of the origin's counter, /proc/stat and every process's CPU time,
+// after pinning the servers' threads again.
+func (r *compareRun) window(ctx context.Context, wrk *exec.Cmd, parse func(string) (wrkResult, error)) (cellWindow, error) {
 	var w cellWindow
 	if err := r.pinAll(); err != nil {
 		return w, err
@@ -453,8 +527,12 @@ func (r *compareRun) window(ctx context.Context, wrk *exec.Cmd) (cellWindow, err
 	}
 	w.snap0 = takeProcSnapshot()
 	t0 := time.Now()
-	if err := runBounded(ctx, wrk, r.o.Duration+30*time.Second); err != nil {
-		return w, fmt.Errorf("wrk: %w: %s", err, out.String())
+	limit := r.o.Duration + 30*time.Second
+	if strings.HasSuffix(wrk.Path, "h2load") || slices.Contains(wrk.Args, "h2load") {
+		limit = r.o.Duration + 10*time.Second
+	}
+	if err := runBounded(ctx, wrk, limit); err != nil {
+		return w, fmt.Errorf("%s: %w: %s", strings.Join(wrk.Args, " "), err, out.String())
 	}
 	w.snap1, w.elapsed = takeProcSnapshot(), time.Since(t0)
 	if w.cpu1, err = readCPUStat(); err != nil {
@@ -465,7 +543,7 @@ func (r *compareRun) window(ctx context.Context, wrk *exec.Cmd) (cellWindow, err
 		return w, err
 	}
 	w.origin = max(0, after-before-1) // less the status request itself
-	w.wrk, err = parseWrk(out.String())
+	w.wrk, err = parse(out.String())
 	return w, err
 }
 
@@ -522,6 +600,9 @@ func (r *compareRun) originRequests(ctx context.Context) (int64, error) {
 	return parseStubStatus(string(b))
 }
 
+// errOverrun is a load generator still running long after its duration.
+var errOverrun = errors.New("did not finish within")
+
 // runBounded runs cmd (in its own process group) and kills the group if ctx ends or the
 // limit passes.
 func runBounded(ctx context.Context, cmd *exec.Cmd, limit time.Duration) error {
@@ -542,7 +623,7 @@ func runBounded(ctx context.Context, cmd *exec.Cmd, limit time.Duration) error {
 	case <-timer.C:
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
-		return fmt.Errorf("did not finish within %v", limit)
+		return fmt.Errorf("%w %v", errOverrun, limit)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,10 +23,14 @@ func benchCompareCmd() *cobra.Command {
 		Use:   "compare",
 		Short: "Compare Outpost with nginx, Varnish, Squid and Traffic Server, one core each (installs them)",
 		Long: `Installs the peers from Debian packages when missing (nginx-light, varnish, squid,
-trafficserver, wrk), starts an nginx origin and every server as a caching reverse proxy in front
-of it, each pinned to --server-cpu with one worker, and runs wrk on --load-cpu for each
-scenario: hit1k, pipe16, hit1m, miss, close, forward (Outpost as a forward proxy) and misslat
-(one connection, for the latency a miss adds over a direct origin fetch). Rounds interleave the
+trafficserver, wrk, nghttp2-client), starts an nginx origin and every server as a caching
+reverse proxy in front of it, each pinned to --server-cpu with one worker, and runs wrk on
+--load-cpu for each scenario: hit1k, pipe16, hit1m, miss, close, forward (Outpost as a forward
+proxy) and misslat (one connection, for the latency a miss adds over a direct origin fetch).
+The TLS scenarios run Outpost's [proxy.tls] listener against nginx's 'listen … ssl http2' with
+a certificate made for the run: h2hit1k (h2load -m 10), tlsnew (this binary's bench http, a new
+TLS 1.3 connection per request, no session resumption) and tls1k (wrk over https, keep-alive);
+they skip when the Outpost binary has no TLS listener. Rounds interleave the
 servers; a cell during which other processes used more than --disturbed cores is marked and its
 round left out of the medians. The tables go to stdout and are appended to --results with the
 exact command, the date and the commit. Everything started is stopped at the end, on an error
@@ -38,6 +43,10 @@ or on Ctrl-C.`,
 					return fmt.Errorf("find this binary (give --outpost): %w", err)
 				}
 				o.Outpost = exe
+			}
+			// tlsnew's load generator is this binary's bench http, whatever Outpost is measured.
+			if exe, err := os.Executable(); err == nil {
+				o.Loader = exe
 			}
 			for flag, bin := range map[string]string{"--outpost": o.Outpost, "--baseline": o.Baseline} {
 				if fi, err := os.Stat(bin); bin != "" && (err != nil || fi.IsDir()) {
@@ -83,7 +92,7 @@ or on Ctrl-C.`,
 	f.StringVar(&o.Baseline, "baseline", "", "another Outpost `BINARY` (e.g. the build before a change) measured alike in the same rounds")
 	f.IntVar(&o.Nice, "nice", 0, "nice value for the servers, origin and wrk (negative: take the CPU from everything else)")
 	f.StringSliceVar(&o.Servers, "servers", nil, "servers to run (default all): outpost,nginx,varnish,squid,ats")
-	f.StringSliceVar(&o.Scenarios, "scenarios", nil, "scenarios to run (default all): hit1k,pipe16,hit1m,miss,close,forward,misslat")
+	f.StringSliceVar(&o.Scenarios, "scenarios", nil, "scenarios to run (default all): "+strings.Join(ScenarioNames(), ","))
 	f.IntVar(&o.Rounds, "rounds", 2, "rounds (each runs every scenario against every server)")
 	f.DurationVarP(&o.Duration, "duration", "d", 5*time.Second, "wrk duration per cell (whole seconds)")
 	f.IntVarP(&o.Connections, "connections", "c", 50, "wrk connections (misslat uses 1)")
@@ -103,6 +112,13 @@ func compareReport(cmd *cobra.Command, res *CompareResult, file string) error {
 	names, tables := CompareTables(res)
 	for i, t := range tables {
 		r.AddTable(names[i], "", t)
+	}
+	if len(res.Skipped) > 0 {
+		t := &Table{Header: []string{"skipped scenario"}}
+		for _, s := range res.Skipped {
+			t.Rows = append(t.Rows, []string{s})
+		}
+		r.AddTable("Skipped", "Scenarios that could not run, and why.", t)
 	}
 	return r.WriteFile(file)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,7 +40,7 @@ func TestCompareEndToEnd(t *testing.T) {
 	bin := compareBinary(t)
 	var log bytes.Buffer
 	// The same binary as its own baseline: the before/after rows and ratios (~1) come out too.
-	o := CompareOptions{Outpost: bin, Baseline: bin, Rounds: 2, Duration: time.Second, Connections: 20, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15, Log: &log}
+	o := CompareOptions{Outpost: bin, Baseline: bin, Loader: bin, Rounds: 2, Duration: time.Second, Connections: 20, ServerCPU: 0, LoadCPU: 1, Threshold: 0.15, Log: &log}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +60,17 @@ func TestCompareEndToEnd(t *testing.T) {
 			t.Errorf("round %d %s %s: %.3f origin requests per request", c.Round, c.Scenario, c.Server, perReq)
 		}
 	}
-	if want := 2 * (6*(len(CompareServers)+1) + 2 + 1); len(res.Cells) != want {
+	// The TLS scenarios run on outpost, its baseline and nginx, or skip when this outpost has no
+	// TLS listener yet.
+	tlsScenarios, tlsTargets := 3, 4
+	if len(res.Skipped) > 0 {
+		tlsScenarios, tlsTargets = 0, 0
+	}
+	if want := 2 * (6*(len(CompareServers)+1) + 2 + 1 + 3*tlsScenarios); len(res.Cells) != want {
 		t.Errorf("%d cells, want %d", len(res.Cells), want)
 	}
-	if len(res.Summary) != len(Scenarios) || len(res.Targets) != 8 {
-		t.Errorf("%d summaries, %d targets", len(res.Summary), len(res.Targets))
+	if len(res.Summary) != len(Scenarios)-3+tlsScenarios || len(res.Targets) != 8+tlsTargets {
+		t.Errorf("%d summaries, %d targets (skipped %v)", len(res.Summary), len(res.Targets), res.Skipped)
 	}
 	var md bytes.Buffer
 	if err := WriteCompare(&md, res); err != nil {
@@ -157,4 +164,71 @@ func startedPIDs(log string) []int {
 		}
 	}
 	return pids
+}
+
+// TestCompareTLS runs the TLS scenarios for real and briefly (about 15 s): Outpost and nginx,
+// one round of 1 s cells, h2hit1k, tlsnew and tls1k. With an Outpost binary from before its TLS
+// listener the scenarios skip, saying why, and the run still works. It needs nginx, wrk,
+// h2load and two CPUs (it pins CPUs 0 and 1 for those seconds); -short skips it.
+func TestCompareTLS(t *testing.T) {
+	if testing.Short() || runtime.NumCPU() < 2 || runtime.GOOS != "linux" {
+		t.Skip("-short, fewer than 2 CPUs, or not Linux")
+	}
+	addSbinToPath()
+	for _, tool := range []string{"nginx", "wrk", "h2load", "taskset"} {
+		if _, ok := lookTool(tool); !ok {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	// This tree's build: the Outpost measured, and the bench http that drives tlsnew.
+	// OUTPOST_COMPARE_BINARY measures a given build (e.g. another branch's) instead.
+	loader := filepath.Join(t.TempDir(), "outpost")
+	if out, err := exec.Command("go", "build", "-o", loader, "../cmd/outpost").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	bin := loader
+	if b := os.Getenv("OUTPOST_COMPARE_BINARY"); b != "" {
+		bin = b
+	}
+	var log bytes.Buffer
+	scenarios := []string{"h2hit1k", "tlsnew", "tls1k"}
+	o := CompareOptions{Outpost: bin, Loader: loader, Servers: []string{"outpost", "nginx"}, Scenarios: scenarios, Rounds: 1,
+		Duration: time.Second, Connections: 10, ServerCPU: 0, LoadCPU: 1, Threshold: 2, Log: &log}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := RunCompare(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var md bytes.Buffer
+	if err := WriteCompare(&md, res); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s\n%s", log.String(), md.String())
+	if len(res.Skipped) > 0 {
+		// This Outpost has no [proxy.tls]: every TLS scenario skips, cleanly.
+		if len(res.Skipped) != 3 || len(res.Cells) != 0 || !strings.Contains(md.String(), "needs [proxy.tls]") {
+			t.Errorf("skipped %v, %d cells", res.Skipped, len(res.Cells))
+		}
+		return
+	}
+	if len(res.Cells) != 2*len(scenarios) || len(res.Targets) != 4 {
+		t.Errorf("%d cells, %d targets; want 6 and 4", len(res.Cells), len(res.Targets))
+	}
+	for _, c := range res.Cells {
+		if c.Requests == 0 || c.Errors > 0 || c.ServerCPU <= 0 || float64(c.OriginRequests) > 0.01*float64(c.Requests) {
+			t.Errorf("%s %s: %d requests, %d errors, %.2f CPU-s, %d origin requests", c.Scenario, c.Server, c.Requests, c.Errors, c.ServerCPU, c.OriginRequests)
+		}
+	}
+	for _, g := range res.groups {
+		if err := syscall.Kill(-g, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process group %d still exists after the run (%v)", g, err)
+		}
+	}
+	if _, err := os.Stat(res.workDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work directory %s left behind (%v)", res.workDir, err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 // requiredTools are the programs the run itself needs, with their packages.
 var requiredTools = []serverSpec{
 	{binary: "wrk", pkgs: []string{"wrk"}},
+	{binary: "h2load", pkgs: []string{"nghttp2-client"}},
 	{binary: "taskset", pkgs: []string{"util-linux"}},
 }
 
@@ -144,11 +145,14 @@ func addSbinToPath() error {
 // peerVersions are the Debian package versions of the servers measured.
 func peerVersions(servers []string) map[string]string {
 	v := map[string]string{}
-	for _, s := range append(slices.Clone(servers), "origin", "wrk") {
+	for _, s := range append(slices.Clone(servers), "origin", "wrk", "h2load") {
 		spec, ok := serverSpecs[s]
 		pkgs := spec.pkgs
 		if !ok {
 			pkgs = []string{s}
+		}
+		if s == "h2load" {
+			pkgs = []string{"nghttp2-client"}
 		}
 		for _, p := range pkgs {
 			out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", p).Output()

@@ -40,6 +40,9 @@ type serverEnv struct {
 	cpu    int    // the CPU it is pinned to
 	nice   int    // its nice value (0: unchanged)
 	binary string // Outpost's binary (outpost and baseline only)
+	// tlsPort is the TLS listener's port (0: none), with the run's certificate.
+	tlsPort int
+	certs   certFiles
 }
 
 // serverSpec is one kind of server: the Debian package that provides it and how to configure
@@ -123,7 +126,7 @@ func startNginx(e serverEnv, conf string) (*exec.Cmd, error) {
 // outpostConf fills bench/reference/outpost.toml in.
 func outpostConf(e serverEnv) string {
 	return strings.NewReplacer("@PORT@", strconv.Itoa(e.port), "@ORIGIN@", strconv.Itoa(e.origin),
-		"@DATA@", filepath.Join(e.dir, "data")).Replace(outpostTemplate)
+		"@DATA@", filepath.Join(e.dir, "data")).Replace(outpostTemplate) + outpostTLSConf(e)
 }
 
 func outpostCommand(e serverEnv) (*exec.Cmd, error) {
@@ -156,7 +159,7 @@ func nginxConf(e serverEnv) string {
   upstream origin { server 127.0.0.1:%[3]d; keepalive 64; }
   server {
     listen 127.0.0.1:%[2]d;
-    location / {
+%[4]s    location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -164,7 +167,7 @@ func nginxConf(e serverEnv) string {
     }
   }
 }
-`, e.dir, e.port, e.origin)
+`, e.dir, e.port, e.origin, nginxTLSListen(e))
 }
 
 func nginxCommand(e serverEnv) (*exec.Cmd, error) { return startNginx(e, nginxConf(e)) }

@@ -369,8 +369,8 @@ type TargetCheck struct {
 	Note string `json:"note,omitempty"`
 }
 
-// CheckTargets compares the summary with the targets of issue 11 (ratios in one run, one
-// server core each). Targets whose scenario did not run are left out.
+// CheckTargets compares the summary with the targets of issues 11 and 13 (ratios in one run,
+// one server core each). Targets whose scenario did not run are left out.
 func CheckTargets(sum []ScenarioSummary) []TargetCheck {
 	var out []TargetCheck
 	find := func(name string) *ScenarioSummary {
@@ -411,6 +411,22 @@ func CheckTargets(sum []ScenarioSummary) []TargetCheck {
 		v := s.Row("outpost").Ratio.P99
 		add(s, "hit1k p99 vs best peer's p99", "≤ 1.5", v, v <= 1.5, fmtRatio(v)+" ("+fmtDur(s.Row("outpost").P99)+" vs "+s.BestPeerP99+")")
 	}
+	// Issue 13's TLS targets: Outpost over nginx (the TLS peer), ≥ 1.0. tlsnew is also judged
+	// per server CPU-second: one load core doing full handshakes may saturate before a server.
+	for _, t := range []struct {
+		scenario, what string
+		cpu            bool
+	}{{"h2hit1k", "req/s", false}, {"tlsnew", "req/s", false}, {"tlsnew", "req/CPU-s", true}, {"tls1k", "req/s", false}} {
+		s := find(t.scenario)
+		if s == nil || s.Row("outpost") == nil || s.Row("nginx") == nil {
+			continue
+		}
+		v := s.Row("outpost").Ratio.RequestsPerSec
+		if t.cpu {
+			v = s.Row("outpost").Ratio.RequestsPerCPU
+		}
+		add(s, t.scenario+" "+t.what+" vs nginx", "≥ 1.0", v, v >= 1.0, fmtRatio(v)+" vs nginx")
+	}
 	if s := find("misslat"); s != nil && s.Row("outpost") != nil && s.Row("origin") != nil {
 		d := s.Row("outpost").AddedP50
 		add(s, "miss p50 added over a direct origin fetch", "≤ 100µs", Metric(d), d <= 100*time.Microsecond, fmtDur(d))
@@ -423,7 +439,7 @@ func CompareTables(res *CompareResult) (names []string, tables []*Table) {
 	add := func(n string, t *Table) { names, tables = append(names, n), append(tables, t) }
 	add("Summary (Outpost against the best peer; medians of per-round ratios)", summaryTable(res.Summary))
 	if len(res.Targets) > 0 {
-		add("Targets (issue 11)", targetTable(res.Targets))
+		add("Targets (issues 11 and 13)", targetTable(res.Targets))
 	}
 	for i := range res.Summary {
 		s := &res.Summary[i]
@@ -436,7 +452,10 @@ func CompareTables(res *CompareResult) (names []string, tables []*Table) {
 func scenarioHeading(s *ScenarioSummary) string {
 	h := fmt.Sprintf("%s: %s (ratios to the %s", s.Scenario, s.Title, s.Baseline)
 	if s.Baseline == "best peer" && s.BestPeer != "" {
-		h += fmt.Sprintf(": %s by req/s, %s by req/CPU-s, %s by p99", s.BestPeer, s.BestPeerCPU, s.BestPeerP99)
+		h += fmt.Sprintf(": %s by req/s, %s by req/CPU-s", s.BestPeer, s.BestPeerCPU)
+		if s.BestPeerP99 != "" {
+			h += ", " + s.BestPeerP99 + " by p99"
+		}
 	}
 	h += "; " + roundsNote(s) + ")"
 	return h
@@ -675,7 +694,7 @@ func WriteCompare(w io.Writer, res *CompareResult) error {
 		fmt.Fprintf(&b, "Baseline Outpost (--baseline, measured alike in the same rounds): commit %s. ", res.BaselineCommit)
 	}
 	var vs []string
-	for _, s := range append(slices.Clone(res.Options.Servers), "origin", "wrk") {
+	for _, s := range append(slices.Clone(res.Options.Servers), "origin", "wrk", "h2load") {
 		if v, ok := res.Versions[s]; ok {
 			vs = append(vs, s+": "+v)
 		}
@@ -689,6 +708,12 @@ func WriteCompare(w io.Writer, res *CompareResult) error {
 	fmt.Fprintf(&b, "Machine: %s CPUs (%s), kernel %s, load average %s at the start. ", facts["CPUs"], facts["CPU"], facts["kernel"], facts["load average"])
 	fmt.Fprintf(&b, "Every server on CPU %d (one worker/thread pool, Outpost GOMAXPROCS=1, access logs off), wrk -t1 -c%d %v per cell and the nginx origin on CPU %d; %d rounds, servers rotated per round; a cell is disturbed when processes the run did not start used more than %.2f cores in its window (machine busy time from /proc/stat minus the run's own processes from /proc/PID/stat). Run took %v.\n\n",
 		o.ServerCPU, o.Connections, o.Duration, o.LoadCPU, o.Rounds, o.Threshold, res.Elapsed.Round(time.Second))
+	for _, sk := range res.Skipped {
+		fmt.Fprintf(&b, "Skipped %s.\n\n", sk)
+	}
+	if slices.ContainsFunc(res.Cells, func(c Cell) bool { return scenarioByName(c.Scenario).TLS }) {
+		fmt.Fprintf(&b, "TLS scenarios on the TLS listeners (the run's ECDSA P-256 certificate): h2hit1k with h2load -t1 -c%d -m10, tlsnew with outpost bench http -c%d --keepalive=false --tls13 --curves x25519 (a full handshake per request, no resumption), tls1k with wrk over https.\n\n", o.Connections, o.Connections)
+	}
 	names, tables := CompareTables(res)
 	for i, t := range tables {
 		fmt.Fprintf(&b, "%s:\n\n", names[i])

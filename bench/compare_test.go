@@ -299,13 +299,13 @@ func TestMissingPackages(t *testing.T) {
 	have := map[string]bool{"taskset": true, "nginx": true, "squid": true}
 	look := func(b string) (string, bool) { return "/usr/bin/" + b, have[b] }
 	pkgs, alts := missingPackages([]string{"outpost", "nginx", "varnish", "squid", "ats"}, look)
-	if want := []string{"wrk", "varnish", "trafficserver"}; !slices.Equal(pkgs, want) {
+	if want := []string{"wrk", "nghttp2-client", "varnish", "trafficserver"}; !slices.Equal(pkgs, want) {
 		t.Errorf("packages %v, want %v (%v)", pkgs, want, alts)
 	}
 	have["nginx"] = false
 	pkgs, alts = missingPackages([]string{"outpost"}, look)
-	if !slices.Equal(pkgs, []string{"wrk", "nginx-light"}) || !slices.Contains(alts, "nginx-light or nginx") {
-		t.Errorf("outpost alone needs wrk and the origin: %v %v", pkgs, alts)
+	if !slices.Equal(pkgs, []string{"wrk", "nghttp2-client", "nginx-light"}) || !slices.Contains(alts, "nginx-light or nginx") {
+		t.Errorf("outpost alone needs wrk, h2load and the origin: %v %v", pkgs, alts)
 	}
 }
 
@@ -478,7 +478,7 @@ func TestCompareJSONAndReport(t *testing.T) {
 	if err := compareReport(&cobra.Command{Use: "compare"}, res, file); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, file, "<!doctype html>", "Targets (issue 11)", "outpost (baseline)"[:7], "hit1k: 1 KiB hit")
+	checkFile(t, file, "<!doctype html>", "Targets (issues 11 and 13)", "outpost (baseline)"[:7], "hit1k: 1 KiB hit")
 }
 
 // TestWriteCompare checks the markdown: the command, the disturbed marks, every table.

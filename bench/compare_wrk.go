@@ -29,6 +29,15 @@ type Scenario struct {
 	Bytes bool `json:"bytes,omitempty"`
 	// Direct also measures the origin directly (for the added latency of a miss).
 	Direct bool `json:"direct,omitempty"`
+	// TLS runs against the servers' TLS listeners (https://, the run's certificate): only the
+	// TLS-capable servers (Outpost with [proxy.tls], its baseline, nginx) take part.
+	TLS bool `json:"tls,omitempty"`
+	// H2 speaks HTTP/2 (ALPN h2); Streams is the concurrent streams per connection.
+	H2      bool `json:"h2,omitempty"`
+	Streams int  `json:"streams,omitempty"`
+	// Tool is the load generator: "" (wrk), "h2load", or "bench" (`outpost bench http`, whose
+	// TLS client never resumes a session).
+	Tool string `json:"tool,omitempty"`
 }
 
 // Scenarios are the comparison's workloads, in run order.
@@ -40,6 +49,9 @@ var Scenarios = []Scenario{
 	{Name: "close", Title: "1 KiB hit, a new connection per request", Path: "/obj.bin", Close: true, Hit: true},
 	{Name: "forward", Title: "1 KiB hit, Outpost as a forward proxy (absolute-form requests)", Path: "/obj.bin", Forward: true, Hit: true},
 	{Name: "misslat", Title: "miss latency: one connection, no-store, a new URL each request", Path: "/miss/obj.bin", Miss: true, Connections: 1, Direct: true},
+	{Name: "h2hit1k", Title: "1 KiB hit over HTTP/2 + TLS 1.3 (h2load, 10 streams per connection)", Path: "/obj.bin", Hit: true, TLS: true, H2: true, Streams: 10, Tool: "h2load"},
+	{Name: "tlsnew", Title: "1 KiB hit, a new TLS 1.3 connection per request (full handshake, x25519, no resumption)", Path: "/obj.bin", Hit: true, TLS: true, Close: true, Tool: "bench"},
+	{Name: "tls1k", Title: "1 KiB hit over HTTP/1.1 + TLS 1.3, keep-alive", Path: "/obj.bin", Hit: true, TLS: true},
 }
 
 // ScenarioNames lists the scenario names.

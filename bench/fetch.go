@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -22,6 +23,10 @@ type pageClient struct {
 	dialer func(addr string) (net.Conn, error)
 	// onResponse, when set, sees every response read (the lab counts tiers' hits).
 	onResponse func(path string, resp *response)
+	// tls is the multiplexed strategy's client configuration (TLS 1.3, ALPN h2); streamLimit
+	// the server's SETTINGS_MAX_CONCURRENT_STREAMS as last seen (0: unknown).
+	tls         *tls.Config
+	streamLimit atomic.Int64
 }
 
 // resetCounters zeroes the byte and Cache-Status counts.

@@ -315,21 +315,28 @@ type target struct {
 	addr string // host:port to dial
 	host string // Host header
 	path string // request-target: origin-form, or absolute-form through a forward proxy
+	tls  bool   // an https:// URL: TLS to addr
 }
 
-// parseTarget parses an http:// URL; a non-empty proxy address sends the request in absolute
-// form to the proxy instead (a forward proxy).
+// parseTarget parses an http:// or https:// URL; a non-empty proxy address sends the request
+// in absolute form to the proxy instead (a forward proxy, http:// URLs only).
 func parseTarget(raw, proxy string) (target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return target{}, fmt.Errorf("url %q: %w", raw, err)
 	}
-	if u.Scheme != "http" || u.Host == "" {
-		return target{}, fmt.Errorf("url %q: want http://host[:port]/path", raw)
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return target{}, fmt.Errorf("url %q: want http://host[:port]/path or https://host[:port]/path", raw)
 	}
-	t := target{addr: u.Host, host: u.Host, path: u.RequestURI()}
+	t := target{addr: u.Host, host: u.Host, path: u.RequestURI(), tls: u.Scheme == "https"}
 	if u.Port() == "" {
 		t.addr = u.Host + ":80"
+		if t.tls {
+			t.addr = u.Host + ":443"
+		}
+	}
+	if proxy != "" && t.tls {
+		return target{}, fmt.Errorf("url %q: https through --proxy (CONNECT) is not supported", raw)
 	}
 	if proxy != "" {
 		pu, err := url.Parse(proxy)

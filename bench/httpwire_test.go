@@ -85,10 +85,13 @@ func TestParseTarget(t *testing.T) {
 		want             target
 		bad              bool
 	}{
-		{name: "origin form", url: "http://127.0.0.1:8081/page/3?size=10", want: target{"127.0.0.1:8081", "127.0.0.1:8081", "/page/3?size=10"}},
-		{name: "default port", url: "http://localhost/", want: target{"localhost:80", "localhost", "/"}},
-		{name: "through proxy", url: "http://127.0.0.1:8081/x", proxy: "http://127.0.0.1:8080", want: target{"127.0.0.1:8080", "127.0.0.1:8081", "http://127.0.0.1:8081/x"}},
-		{name: "https refused", url: "https://example.com/", bad: true},
+		{name: "origin form", url: "http://127.0.0.1:8081/page/3?size=10", want: target{"127.0.0.1:8081", "127.0.0.1:8081", "/page/3?size=10", false}},
+		{name: "default port", url: "http://localhost/", want: target{"localhost:80", "localhost", "/", false}},
+		{name: "through proxy", url: "http://127.0.0.1:8081/x", proxy: "http://127.0.0.1:8080", want: target{"127.0.0.1:8080", "127.0.0.1:8081", "http://127.0.0.1:8081/x", false}},
+		{name: "https", url: "https://example.com/a", want: target{"example.com:443", "example.com", "/a", true}},
+		{name: "https with port", url: "https://127.0.0.1:8443/a", want: target{"127.0.0.1:8443", "127.0.0.1:8443", "/a", true}},
+		{name: "https through proxy refused", url: "https://example.com/", proxy: "http://127.0.0.1:8080", bad: true},
+		{name: "ftp refused", url: "ftp://example.com/", bad: true},
 		{name: "no host", url: "/x", bad: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

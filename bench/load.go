@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,13 @@ type LoadOptions struct {
 	Seed uint64
 	// Progress, when set, is called about once a second with the requests so far.
 	Progress func(done int64, elapsed time.Duration)
+	// H2 speaks HTTP/2: over TLS (ALPN h2) to https:// URLs, with prior knowledge (h2c) to
+	// http:// ones. Each of the Connections carries Streams concurrent streams.
+	H2      bool
+	Streams int
+	// TLS says how https:// servers are trusted and which key exchanges are offered. A new
+	// connection never resumes a session: each makes a full handshake.
+	TLS TLSOptions
 
 	// rankURL, when set with ZipfK, names the URL of each rank (the cache curve's objects of
 	// varied sizes) instead of the template in URLs[0].
@@ -80,6 +88,21 @@ func (o *LoadOptions) Validate() error {
 		return usagef("--zipf-alpha must not be negative")
 	case o.Timeout <= 0:
 		return usagef("--timeout must be positive")
+	case o.Streams < 0 || o.Streams > 1000:
+		return usagef("--streams must be 1..1000, got %d", o.Streams)
+	case o.Streams > 1 && !o.H2:
+		return usagef("--streams needs --h2 (HTTP/1.1 multiplexes nothing: use --pipeline)")
+	case o.H2 && o.Pipeline > 1:
+		return usagef("--h2 multiplexes streams: use --streams instead of --pipeline")
+	case o.H2 && !o.KeepAlive:
+		return usagef("--h2 needs keep-alive connections")
+	case o.H2 && o.HTTP10:
+		return usagef("--h2 and --http1.0 exclude each other")
+	case o.H2 && o.Proxy != "":
+		return usagef("--h2 does not go through a forward --proxy")
+	}
+	if err := o.TLS.Validate(); err != nil {
+		return err
 	}
 	for _, u := range o.URLs {
 		if _, err := parseTarget(strings.ReplaceAll(u, "{i}", "1"), o.Proxy); err != nil {
@@ -107,6 +130,16 @@ type LoadResult struct {
 	Latency        Latency          `json:"latency"`
 	OpenLoop       bool             `json:"open_loop"`
 	Connections    int              `json:"connections"`
+	// Streams is the concurrent streams per connection (HTTP/2); Protocol "HTTP/1.1" or
+	// "HTTP/2" (with "over TLS").
+	Streams  int    `json:"streams,omitempty"`
+	Protocol string `json:"protocol"`
+	// TLSVersion is the version the last TLS handshake negotiated; Handshakes counts the
+	// handshakes made and Resumed those that resumed a session (the load generator offers none,
+	// so 0).
+	TLSVersion string `json:"tls_version,omitempty"`
+	Handshakes int64  `json:"tls_handshakes,omitempty"`
+	Resumed    int64  `json:"tls_resumed,omitempty"`
 }
 
 // requestSource yields the bytes of successive requests for one connection.
@@ -189,9 +222,10 @@ type loadPlan struct {
 	addr     string
 	reqOpts  requestOptions
 	zipf     *zipf
-	tmpl     target   // the Zipf template's target
+	tmpl     target   // the first URL's target (the Zipf template's)
 	rankReqs [][]byte // prebuilt requests per rank, with rankURL
 	targets  []target
+	tls      *tls.Config  // https:// targets: the client's TLS configuration
 	budget   atomic.Int64 // requests left to claim with -n
 	sent     atomic.Int64 // responses completed, for the progress line
 	start    time.Time
@@ -206,6 +240,9 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	p, err := newLoadPlan(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.H2 {
+		return runH2(ctx, p)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -249,12 +286,23 @@ func newLoadPlan(o LoadOptions) (*loadPlan, error) {
 			}
 			p.targets = append(p.targets, t)
 		}
-		p.addr = p.targets[0].addr
+		p.addr, p.tmpl = p.targets[0].addr, p.targets[0]
 		for _, t := range p.targets {
-			if t.addr != p.addr {
-				return nil, usagef("every URL must name the same host:port (or use --proxy)")
+			if t.addr != p.addr || t.tls != p.tmpl.tls {
+				return nil, usagef("every URL must name the same scheme and host:port (or use --proxy)")
 			}
 		}
+	}
+	if p.tmpl.tls {
+		alpn := []string{"http/1.1"}
+		if o.H2 {
+			alpn = []string{"h2"}
+		}
+		c, err := o.TLS.config(hostName(p.tmpl.host), alpn...)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		p.tls = c
 	}
 	if o.Requests > 0 {
 		p.budget.Store(o.Requests)
@@ -342,8 +390,11 @@ type loadWorker struct {
 	resp     response
 	interval time.Duration // open loop: time between this connection's requests
 	next     time.Time     // open loop: the next intended send time
+	h2       *h2Stream     // HTTP/2: the stream's connection and URLs (nil: HTTP/1.x)
 
 	requests, bytes, hits, misses, hitBytes, missBytes int64
+	handshakes, resumed                                int64
+	tlsVersion                                         uint16
 	status                                             map[int]int64
 	errors                                             map[string]int64
 }
@@ -351,9 +402,10 @@ type loadWorker struct {
 func (p *loadPlan) newWorker(i int) *loadWorker {
 	w := &loadWorker{p: p, src: p.source(i), hist: newLatencyHist(), status: map[int]int64{}, errors: map[string]int64{}}
 	if p.o.Rate > 0 {
-		w.interval = time.Duration(float64(time.Second) * float64(p.o.Connections) / p.o.Rate)
-		// Spread the connections' schedules over one interval.
-		w.next = p.start.Add(w.interval * time.Duration(i) / time.Duration(p.o.Connections))
+		n := p.concurrency()
+		w.interval = time.Duration(float64(time.Second) * float64(n) / p.o.Rate)
+		// Spread the connections' (streams') schedules over one interval.
+		w.next = p.start.Add(w.interval * time.Duration(i) / time.Duration(n))
 	}
 	return w
 }
@@ -445,6 +497,13 @@ func (w *loadWorker) connect() bool {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	if w.p.tls != nil {
+		tc, err := w.handshake(c)
+		if err != nil {
+			return false
+		}
+		c = tc
+	}
 	w.conn = c
 	if w.r == nil {
 		w.r = newRespReader(c, false)
@@ -452,6 +511,27 @@ func (w *loadWorker) connect() bool {
 		w.r.br.Reset(c)
 	}
 	return true
+}
+
+// handshake makes a TLS client handshake on c within the timeout, counting it (and a
+// failure, which closes c).
+func (w *loadWorker) handshake(c net.Conn) (*tls.Conn, error) {
+	tc := tls.Client(c, w.p.tls)
+	c.SetDeadline(w.deadline())
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		if !w.finished() {
+			w.errors["tls"]++
+		}
+		return nil, err
+	}
+	st := tc.ConnectionState()
+	w.handshakes++
+	if st.DidResume {
+		w.resumed++
+	}
+	w.tlsVersion = st.Version
+	return tc, nil
 }
 
 // pause backs off briefly after a failed connect so a dead server does not spin the loop.
@@ -517,9 +597,23 @@ func (w *loadWorker) closeConn() {
 // merge sums the workers' counters and histograms.
 func (p *loadPlan) merge(ws []*loadWorker, elapsed time.Duration) *LoadResult {
 	r := &LoadResult{Elapsed: elapsed, Status: map[string]int64{}, Errors: map[string]int64{},
-		OpenLoop: p.o.Rate > 0, Connections: p.o.Connections}
+		OpenLoop: p.o.Rate > 0, Connections: p.o.Connections, Protocol: "HTTP/1.1"}
+	if p.o.HTTP10 {
+		r.Protocol = "HTTP/1.0"
+	}
+	if p.o.H2 {
+		r.Protocol, r.Streams = "HTTP/2", max(p.o.Streams, 1)
+	}
+	if p.tls != nil {
+		r.Protocol += " over TLS"
+	}
 	h := newLatencyHist()
 	for _, w := range ws {
+		r.Handshakes += w.handshakes
+		r.Resumed += w.resumed
+		if w.tlsVersion != 0 {
+			r.TLSVersion = tlsVersionName(w.tlsVersion)
+		}
 		r.Requests += w.requests
 		r.Bytes += w.bytes
 		r.CacheHits += w.hits
@@ -564,6 +658,12 @@ func isTerminal(f *os.File) bool {
 // WriteLoad writes a human-readable summary of a load result.
 func WriteLoad(w io.Writer, r *LoadResult) {
 	fmt.Fprintf(w, "%d requests in %v over %d connections", r.Requests, r.Elapsed.Round(time.Millisecond), r.Connections)
+	if r.Streams > 0 {
+		fmt.Fprintf(w, " × %d streams", r.Streams)
+	}
+	if r.Protocol != "" {
+		fmt.Fprintf(w, ", %s", r.Protocol)
+	}
 	if r.OpenLoop {
 		fmt.Fprint(w, " (open loop, latencies corrected for coordinated omission)")
 	}
@@ -573,6 +673,9 @@ func WriteLoad(w io.Writer, r *LoadResult) {
 	if r.CacheHits+r.CacheMisses > 0 {
 		fmt.Fprintf(w, "  cache       hit ratio %.3f  byte hit ratio %.3f (%d hits, %d misses)\n",
 			r.HitRatio, r.ByteHitRatio, r.CacheHits, r.CacheMisses)
+	}
+	if r.Handshakes > 0 {
+		fmt.Fprintf(w, "  tls         %s, %d handshakes, %d resumed\n", r.TLSVersion, r.Handshakes, r.Resumed)
 	}
 	fmt.Fprintf(w, "  status      %s\n", formatCounts(r.Status))
 	if len(r.Errors) > 0 {

@@ -172,7 +172,16 @@ func TestLoadOptionsValidate(t *testing.T) {
 		{"pipeline without keep-alive", func(o *LoadOptions) { o.Pipeline, o.KeepAlive = 4, false }},
 		{"pipeline zero", func(o *LoadOptions) { o.Pipeline = 0 }},
 		{"rate with pipeline", func(o *LoadOptions) { o.Rate, o.Pipeline = 10, 2 }},
-		{"https", func(o *LoadOptions) { o.URLs = []string{"https://x/"} }},
+		{"https through a proxy", func(o *LoadOptions) { o.URLs, o.Proxy = []string{"https://x/"}, "http://127.0.0.1:2" }},
+		{"streams without h2", func(o *LoadOptions) { o.Streams = 4 }},
+		{"h2 with pipeline", func(o *LoadOptions) { o.H2, o.Pipeline = true, 4 }},
+		{"h2 without keep-alive", func(o *LoadOptions) { o.H2, o.KeepAlive = true, false }},
+		{"h2 with http/1.0", func(o *LoadOptions) { o.H2, o.HTTP10 = true, true }},
+		{"h2 through a proxy", func(o *LoadOptions) { o.H2, o.Proxy = true, "http://127.0.0.1:2" }},
+		{"too many streams", func(o *LoadOptions) { o.H2, o.Streams = true, 5000 }},
+		{"cacert missing", func(o *LoadOptions) { o.TLS.CACert = "/nonexistent/ca.pem" }},
+		{"cacert and insecure", func(o *LoadOptions) { o.TLS.CACert, o.TLS.Insecure = "/etc/hostname", true }},
+		{"unknown curve", func(o *LoadOptions) { o.TLS.Curves = []string{"x448"} }},
 		{"negative alpha", func(o *LoadOptions) { o.ZipfK, o.ZipfAlpha = 3, -1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

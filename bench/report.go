@@ -210,6 +210,16 @@ func LoadTable(r *LoadResult) *Table {
 	t := &Table{Header: []string{"measure", "value"}}
 	add := func(k, v string) { t.Rows = append(t.Rows, []string{k, v}) }
 	add("requests", fmt.Sprint(r.Requests))
+	if r.Protocol != "" {
+		conc := fmt.Sprintf("%d connections", r.Connections)
+		if r.Streams > 0 {
+			conc += fmt.Sprintf(" × %d streams", r.Streams)
+		}
+		add("protocol", r.Protocol+", "+conc)
+	}
+	if r.Handshakes > 0 {
+		add("TLS", fmt.Sprintf("%s, %d handshakes, %d resumed", r.TLSVersion, r.Handshakes, r.Resumed))
+	}
 	add("elapsed", r.Elapsed.Round(time.Millisecond).String())
 	add("requests/s", fmt.Sprintf("%.1f", r.RequestsPerSec))
 	add("bytes/s", humanBytes(r.BytesPerSec))

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -22,13 +23,18 @@ const (
 	StrategyPipelined        = "pipelined"         // one connection, all objects pipelined
 	StrategyPipelinedWarm    = "pipelined-warm"    // pipelined on an already open connection
 	StrategyPipelinedRevisit = "pipelined-revisit" // warm connection, page and objects in one round
+	StrategyMultiplexed      = "multiplexed"       // one TLS 1.3 connection, HTTP/2, n concurrent streams
 )
 
 // Strategies lists every strategy in table order.
 var Strategies = []string{
 	StrategyNonPersistent, StrategyParallel, StrategyPersistent,
-	StrategyPipelined, StrategyPipelinedWarm, StrategyPipelinedRevisit,
+	StrategyPipelined, StrategyPipelinedWarm, StrategyPipelinedRevisit, StrategyMultiplexed,
 }
+
+// proxyStrategies are the strategies a forward proxy target runs (multiplexed needs a TLS
+// server at the far end of the link, which a forward proxy is not).
+var proxyStrategies = Strategies[:len(Strategies)-1]
 
 // ScorecardOptions configure one scorecard run.
 type ScorecardOptions struct {
@@ -56,6 +62,13 @@ type ScorecardOptions struct {
 	// Stat summarises the runs: "median" (default) or "min" (the fastest run, the best
 	// estimate of the protocol's cost on a machine busy with other work).
 	Stat string
+	// TLSOrigin is the TLS + HTTP/2 server the multiplexed strategy loads the page from
+	// (https://host:port, serving /page/N like Origin: the origin itself, or a proxy's TLS
+	// listener in front of it). Empty: bench puts its own TLS terminator in front of Origin,
+	// on the origin's side of the link.
+	TLSOrigin string
+	// TLS says how TLSOrigin's certificate is trusted.
+	TLS TLSOptions
 }
 
 // Validate checks the options, returning a *UsageError naming the flag.
@@ -88,6 +101,17 @@ func (o *ScorecardOptions) Validate() error {
 		if !slices.Contains(Strategies, s) {
 			return usagef("unknown strategy %q (want one of %s)", s, strings.Join(Strategies, ", "))
 		}
+		if s == StrategyMultiplexed && o.Target == "proxy" {
+			return usagef("strategy multiplexed needs --target origin (give a TLS proxy listener as --tls-origin)")
+		}
+	}
+	if o.TLSOrigin != "" {
+		if u, err := url.Parse(o.TLSOrigin); err != nil || u.Scheme != "https" || u.Host == "" {
+			return usagef("--tls-origin: want https://host:port, got %q", o.TLSOrigin)
+		}
+	}
+	if err := o.TLS.Validate(); err != nil {
+		return err
 	}
 	if _, err := hostOf(o.Origin); err != nil {
 		return &UsageError{Err: fmt.Errorf("--origin: %w", err)}
@@ -143,6 +167,9 @@ func RunScorecard(ctx context.Context, o ScorecardOptions) (*Scorecard, error) {
 	strategies := o.Strategies
 	if len(strategies) == 0 {
 		strategies = Strategies
+		if o.Target == "proxy" {
+			strategies = proxyStrategies
+		}
 	}
 	sc := &Scorecard{Options: o}
 	for _, s := range strategies {
@@ -159,15 +186,20 @@ func RunScorecard(ctx context.Context, o ScorecardOptions) (*Scorecard, error) {
 type legs struct {
 	client *DelayLine // client → origin or proxy
 	origin *DelayLine // proxy → origin (proxy target only)
+	front  *tlsFront  // multiplexed without TLSOrigin: the TLS terminator in front of the origin
 	pc     *pageClient
 }
 
-// openLegs starts the delay lines for the options' target.
-func openLegs(o ScorecardOptions) (*legs, error) {
+// openLegs starts the delay lines for the options' target (and, for the multiplexed
+// strategy, the TLS server the client leg ends at).
+func openLegs(o ScorecardOptions, strategy string) (*legs, error) {
 	originAddr, _ := hostOf(o.Origin)
 	l := &legs{}
 	first := originAddr
 	host := originAddr
+	if strategy == StrategyMultiplexed {
+		return l, l.openTLS(o)
+	}
 	if o.Target == "proxy" {
 		var err error
 		l.origin, err = NewDelayLine("", originAddr, Link{Delay: o.OriginRTT / 2})
@@ -187,6 +219,38 @@ func openLegs(o ScorecardOptions) (*legs, error) {
 	return l, nil
 }
 
+// openTLS starts the client leg to the TLS server of the multiplexed strategy: TLSOrigin, or
+// a TLS front of the origin started here.
+func (l *legs) openTLS(o ScorecardOptions) error {
+	conf, err := o.TLS.config("")
+	if err != nil {
+		return err
+	}
+	conf.MinVersion, conf.NextProtos = tls.VersionTLS13, []string{"h2"}
+	var addr string
+	if o.TLSOrigin != "" {
+		u, _ := url.Parse(o.TLSOrigin)
+		addr = u.Host
+		if u.Port() == "" {
+			addr = u.Host + ":443"
+		}
+		conf.ServerName = u.Hostname()
+	} else {
+		if l.front, err = newTLSFront(o.Origin); err != nil {
+			return err
+		}
+		addr, conf.ServerName, conf.RootCAs, conf.InsecureSkipVerify = l.front.Addr(), "localhost", l.front.roots, false
+	}
+	c, err := NewDelayLine("", addr, Link{Delay: o.RTT / 2, Bandwidth: o.Bandwidth})
+	if err != nil {
+		l.close()
+		return err
+	}
+	l.client = c
+	l.pc = &pageClient{addr: c.Addr(), host: addr, rtt: o.RTT, tls: conf}
+	return nil
+}
+
 func (l *legs) close() {
 	if l.client != nil {
 		l.client.Close()
@@ -194,17 +258,28 @@ func (l *legs) close() {
 	if l.origin != nil {
 		l.origin.Close()
 	}
+	if l.front != nil {
+		l.front.Close()
+	}
 }
 
 // runStrategy measures one strategy Repeat times and fits the model.
 func runStrategy(ctx context.Context, o ScorecardOptions, strategy string) (ScoreRow, error) {
-	l, err := openLegs(o)
+	l, err := openLegs(o, strategy)
 	if err != nil {
 		return ScoreRow{}, err
 	}
 	defer l.close()
 	row := ScoreRow{Strategy: strategy, N: o.N, RTT: o.RTT}
 	var bytes int64
+	if strategy == StrategyMultiplexed {
+		// One unmeasured load first: the first TLS handshakes of a process pay one-time
+		// initialisation (key tables, the front's upstream connections), not round trips. Every
+		// measured run still makes a new connection and a full handshake.
+		if _, err := fetchPage(l.pc, strategy, pagePath(o), "", o.Parallel); err != nil {
+			return row, fmt.Errorf("warm-up: %w", err)
+		}
+	}
 	for i := 0; i < o.Repeat; i++ {
 		if err := ctx.Err(); err != nil {
 			return row, err
@@ -239,7 +314,7 @@ func runStrategy(ctx context.Context, o ScorecardOptions, strategy string) (Scor
 	if o.Stat == "min" {
 		row.Measured = sorted[0]
 	}
-	row.Model, row.Formula = model(o, strategy, bytes)
+	row.Model, row.Formula = modelStreams(o, strategy, bytes, int(l.pc.streamLimit.Load()))
 	row.Ratio = float64(row.Measured) / float64(row.Model)
 	return row, nil
 }
@@ -280,6 +355,8 @@ func fetchPage(pc *pageClient, strategy, page, suffix string, m int) (time.Durat
 		})
 	case StrategyPipelinedWarm, StrategyPipelinedRevisit:
 		return pageWarm(pc, strategy, page, suffix)
+	case StrategyMultiplexed:
+		return timed(func() error { return pageMultiplexed(pc, page, suffix) })
 	}
 	return 0, usagef("unknown strategy %q", strategy)
 }
@@ -422,6 +499,13 @@ func objectsOf(base *response, page, suffix string) ([]string, error) {
 // a cold proxy, the origin leg adds its own round trips (the proxy reuses upstream
 // connections and opens new ones, each costing one origin RTT, for concurrent requests).
 func model(o ScorecardOptions, strategy string, bytes int64) (time.Duration, string) {
+	return modelStreams(o, strategy, bytes, 0)
+}
+
+// modelStreams is model with the multiplexed strategy's stream limit: the server's
+// SETTINGS_MAX_CONCURRENT_STREAMS (0: unknown, taken as no limit). Over the limit the objects
+// go in ⌈n/s⌉ rounds.
+func modelStreams(o ScorecardOptions, strategy string, bytes int64, limit int) (time.Duration, string) {
 	n, m := float64(o.N), float64(o.Parallel)
 	waves := math.Ceil(n / m)
 	var c, up float64 // client-leg and origin-leg round trips
@@ -439,6 +523,12 @@ func model(o ScorecardOptions, strategy string, bytes int64) (time.Duration, str
 		c, up, f = 2, 4, "2"
 	case StrategyPipelinedRevisit:
 		c, up, f = 1, 2, "1"
+	case StrategyMultiplexed: // TCP + TLS 1.3 + base page + objects
+		c, up, f = 4, 0, "1+1+1+1"
+		if limit > 0 && o.N > limit {
+			w := math.Ceil(n / float64(limit))
+			c, f = 3+w, fmt.Sprintf("1+1+1+⌈n/%d⌉", limit)
+		}
 	}
 	f += " RTT"
 	t := c * float64(o.RTT)

@@ -70,7 +70,24 @@ func (t *txn) follow(fl *flight) (Outcome, error) {
 		t.lr = lookupResult{e: e, disk: fl.disk}
 		return t.serveStored("fwd="+t.fwd+"; fwd-status=304; collapsed", Outcome{Code: CodeRefreshHit})
 	}
+	if t.staleFallback(e.size) {
+		// As the leader does (fresh): a follower that may fall back to its stale response
+		// takes the whole new body first, so an origin failing mid-body leaves it the stale
+		// response rather than a cut one.
+		if err := fl.wait(); err != nil {
+			out, _, werr := t.serveStaleOnError(err)
+			return out, werr
+		}
+	}
 	return Outcome{Code: CodeMiss}, t.respondFlight(fl, e, nil, "fwd="+t.fwd+"; collapsed")
+}
+
+// staleFallback says whether a revalidation whose new body has the declared size (-1:
+// unknown) waits for the whole body before answering, so that an origin failing mid-body can
+// still be answered with the stale response: when it fits the memory tier and stale-if-error
+// (or stale_on_error) allows the stale response.
+func (t *txn) staleFallback(size int64) bool {
+	return t.lr.e != nil && size >= 0 && size <= t.c.st.memMax && t.staleAllowed(io.ErrUnexpectedEOF)
 }
 
 // forStorage is the fetch the cache stores: a GET without the client's preconditions and
@@ -157,7 +174,7 @@ func (t *txn) fresh() (Outcome, error) {
 	c.pumps.Add(1)
 	go c.pump(fl, t.registered, resp.Body, e, t.h)
 	defer fl.release()
-	if t.lr.e != nil && resp.ContentLength >= 0 && resp.ContentLength <= c.st.memMax && t.staleAllowed(io.ErrUnexpectedEOF) {
+	if t.staleFallback(resp.ContentLength) {
 		// A revalidation that may fall back to the stale response takes the whole new body
 		// first: an origin failing mid-body then still leaves this client a complete response.
 		if err := fl.wait(); err != nil {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,15 +34,16 @@ var errBadResponse = errors.New("proxy: the origin sent an invalid response")
 
 // upConn is one connection to an origin.
 type upConn struct {
-	nc     net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	key    string    // the host's pool key
-	idleAt time.Time // when it went back to the pool
-	reused bool      // it carried an exchange before this one
-	tcp    syscall.RawConn
-	head   wire.ResponseHead // the last response head read, its buffers reused
-	slot   *hostConns        // whose max_conns_per_host slot it holds (nil: none)
+	nc      net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	key     string    // the host's pool key
+	idleAt  time.Time // when it went back to the pool
+	reused  bool      // it carried an exchange before this one
+	tcp     syscall.RawConn
+	head    wire.ResponseHead // the last response head read, its buffers reused
+	interim bool              // an interim (1xx) response of the current exchange was read
+	slot    *hostConns        // whose max_conns_per_host slot it holds (nil: none)
 }
 
 // hostConns are one host's connections in a client.
@@ -114,13 +116,14 @@ func (cl *client) host(key string) *hostConns {
 }
 
 // get returns an idle connection to key that is still usable, or dials a new one (waiting for a
-// free slot under max_conns_per_host).
-func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error) {
+// free slot under max_conns_per_host). fresh: never an idle one (a retry after a pooled
+// connection failed).
+func (cl *client) get(ctx context.Context, scheme, host string, fresh bool) (*upConn, error) {
 	key, addr := hostKey(scheme, host)
 	now := time.Now()
 	cl.mu.Lock()
 	h := cl.host(key)
-	for len(h.idle) > 0 {
+	for len(h.idle) > 0 && !fresh {
 		uc := h.idle[len(h.idle)-1]
 		h.idle = h.idle[:len(h.idle)-1]
 		if (cl.idleTimeout <= 0 || now.Sub(uc.idleAt) < cl.idleTimeout) && uc.alive() {
@@ -132,7 +135,7 @@ func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error)
 	}
 	cl.mu.Unlock()
 	if h.slots != nil {
-		uc, err := waitSlot(ctx, h, cl.connect+cl.header)
+		uc, err := waitSlot(ctx, h, cl.connect+cl.header, fresh)
 		if uc != nil || err != nil {
 			return uc, err
 		}
@@ -148,8 +151,8 @@ func (cl *client) get(ctx context.Context, scheme, host string) (*upConn, error)
 }
 
 // waitSlot takes a connection slot of h (nil, nil: dial), or a connection another exchange
-// gives back meanwhile, waiting at most max.
-func waitSlot(ctx context.Context, h *hostConns, max time.Duration) (*upConn, error) {
+// gives back meanwhile (unless fresh), waiting at most max.
+func waitSlot(ctx context.Context, h *hostConns, max time.Duration, fresh bool) (*upConn, error) {
 	select {
 	case h.slots <- struct{}{}:
 		return nil, nil
@@ -157,10 +160,14 @@ func waitSlot(ctx context.Context, h *hostConns, max time.Duration) (*upConn, er
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
+	ready := h.ready
+	if fresh {
+		ready = nil // a nil channel: never taken
+	}
 	select {
 	case h.slots <- struct{}{}:
 		return nil, nil
-	case uc := <-h.ready:
+	case uc := <-ready:
 		uc.reused = true
 		return uc, nil
 	case <-ctx.Done():
@@ -317,15 +324,29 @@ type outRequest struct {
 	interim func(code int, h http.Header)
 	idle    time.Duration // read_timeout: progress limit on the body both ways; 0 = none
 	done    func()        // run once when the exchange ends (body read or closed), may be nil
+	body    io.Reader     // the request body as sent (r.Body, or a replay of it); nil = none
+	replay  *replayBody   // records the body for a retry (nil: the request cannot be retried with it)
 }
 
 // roundTrip runs one exchange on a pooled or new connection. A reused connection that turns
-// out closed before any response byte arrived is replaced once, for a request without a body.
+// out closed by the origin before any byte of the response arrived is replaced once, by a new
+// connection, for an idempotent request (RFC 9110 §9.2.2) whose body is absent or could be
+// recorded for replay (retryable); a POST is never sent twice.
 func (cl *client) roundTrip(ctx context.Context, out *outRequest) (*http.Response, error) {
+	out.body, out.replay = nil, nil
+	if outgoingLength(out.r) != 0 {
+		out.body = out.r.Body
+	}
 	for attempt := 0; ; attempt++ {
-		uc, err := cl.get(ctx, out.scheme, out.host)
+		uc, err := cl.get(ctx, out.scheme, out.host, attempt > 0)
 		if err != nil {
 			return nil, err
+		}
+		if attempt == 0 && uc.reused && out.body != nil && idempotent(out.r.Method) {
+			out.replay = newReplayBody(out.body, outgoingLength(out.r))
+			if out.replay != nil {
+				out.body = out.replay
+			}
 		}
 		resp, err := cl.exchange(ctx, uc, out)
 		if err == nil {
@@ -333,13 +354,47 @@ func (cl *client) roundTrip(ctx context.Context, out *outRequest) (*http.Respons
 		}
 		cl.discard(uc)
 		var re *retryable
-		if !errors.As(err, &re) || attempt > 0 {
-			if errors.As(err, &re) {
-				err = re.err
-			}
+		if !errors.As(err, &re) {
 			return nil, err
 		}
+		if attempt > 0 {
+			return nil, re.err
+		}
+		if out.replay != nil {
+			out.body, out.replay = out.replay.again(), nil
+		}
 	}
+}
+
+// replayMax is the largest request body recorded so that an idempotent request can be sent
+// again after a pooled connection failed (larger bodies are not retried).
+const replayMax = 64 << 10
+
+// replayBody records what is read of a request body of known length, so that the request can
+// be sent again: the recorded bytes, then the rest of the original.
+type replayBody struct {
+	src io.Reader
+	buf []byte
+}
+
+// newReplayBody records src, a body of length n; nil when n is unknown or over replayMax.
+func newReplayBody(src io.Reader, n int64) *replayBody {
+	if n < 0 || n > replayMax {
+		return nil
+	}
+	return &replayBody{src: src, buf: make([]byte, 0, n)}
+}
+
+// Read reads from the original and records what it read.
+func (b *replayBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	b.buf = append(b.buf, p[:n]...)
+	return n, err
+}
+
+// again returns the body to send on the retry: what was read, then what was not.
+func (b *replayBody) again() io.Reader {
+	return io.MultiReader(bytes.NewReader(b.buf), b.src)
 }
 
 // retryable wraps the failure of a reused connection before the response began.
@@ -369,7 +424,9 @@ func (cl *client) exchange(ctx context.Context, uc *upConn, out *outRequest) (*h
 }
 
 // failed ends a failed exchange: stops the cancellation hook and says whether a retry on a new
-// connection is safe (inWrite: the failure was in writing the request).
+// connection is safe: the connection was a pooled one the origin closed (EOF, reset), nothing
+// of the response had arrived (inWrite: the failure was in writing the request), the method
+// is idempotent and the body, if any, was recorded for replay.
 func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err error, inWrite bool) error {
 	if stop != nil {
 		stop()
@@ -378,19 +435,20 @@ func (cl *client) failed(uc *upConn, out *outRequest, stop func() bool, err erro
 	if errors.As(err, &body) {
 		return body.err
 	}
-	bodyless := out.r.Body == nil || out.r.Body == http.NoBody
-	if uc.reused && bodyless && isStaleConnError(err) && (inWrite || (idempotent(out.r.Method) && len(uc.head.Bytes()) == 0)) {
+	nothingReceived := inWrite || (len(uc.head.Bytes()) == 0 && !uc.interim)
+	replayable := out.body == nil || out.replay != nil
+	if uc.reused && isStaleConnError(err) && nothingReceived && idempotent(out.r.Method) && replayable {
 		return &retryable{err: err}
 	}
 	return err
 }
 
-// idempotent reports the methods a client may repeat after a failure (RFC 9110 §9.2.2) that
-// the proxy retries on a new connection; others are retried only when the request could not
-// even be written.
+// idempotent reports the methods whose requests may be repeated after a failure
+// (RFC 9110 §9.2.2): the proxy retries them on a new connection when a pooled one turns out
+// closed. Other methods (POST, PATCH, …) are never sent twice: their client gets 502.
 func idempotent(method string) bool {
 	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
 	return false
@@ -466,7 +524,7 @@ func writeBody(uc *upConn, out *outRequest, n int64) error {
 		if n >= 0 && int64(len(p)) > n-sent {
 			p = p[:n-sent]
 		}
-		m, rerr := out.r.Body.Read(p)
+		m, rerr := out.body.Read(p)
 		if m > 0 {
 			if out.idle > 0 {
 				_ = uc.nc.SetWriteDeadline(time.Now().Add(out.idle))
@@ -504,6 +562,7 @@ func writeBody(uc *upConn, out *outRequest, n int64) error {
 // wire.MaxInterim of them) and frames its body.
 func (cl *client) readResponse(uc *upConn, out *outRequest, stop func() bool) (*http.Response, error) {
 	head := &uc.head
+	uc.interim = false
 	lim := wire.Limits{MaxBytes: maxResponseHead}
 	if cl.header > 0 {
 		_ = uc.nc.SetReadDeadline(time.Now().Add(cl.header))
@@ -515,6 +574,7 @@ func (cl *client) readResponse(uc *upConn, out *outRequest, stop func() bool) (*
 		if !head.Interim() {
 			break
 		}
+		uc.interim = true
 		if interim >= wire.MaxInterim {
 			return nil, fmt.Errorf("%w: more than %d interim (1xx) responses", errBadResponse, wire.MaxInterim)
 		}

@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "upstream_duration_seconds", Help: "Time to an upstream response header (or tunnel connect).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
-			Name: "upstream_errors_total", Help: "Upstream failures by kind (dns, connect_refused, unreachable, timeout, reset, bad_response, upstream)."},
+			Name: "upstream_errors_total", Help: "Upstream failures by kind (dns, connect_refused, unreachable, timeout, reset, bad_response, upstream; cut_<kind>: a response cut mid-body)."},
 			[]string{"kind"}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "client_bytes_received_total", Help: "Bytes received from clients (request heads, and tunnel payload)."}),

@@ -174,6 +174,7 @@ type slotState struct {
 	upstream string
 	ctype    []byte // Content-Type of the response (a slice of a stored head, or a copy)
 	errKind  string
+	cut      bool // the body ended early after the head went out (errKind says why)
 	user     string
 	fetchErr error
 }

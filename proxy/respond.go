@@ -219,9 +219,36 @@ func (s *slot) copyBody(resp *http.Response, chunked bool) error {
 	if err != nil {
 		s.closeAfter = true
 		s.c.abortStream()
+		s.noteCut(err)
 		return fmt.Errorf("proxy: copying response body: %w", err)
 	}
 	return nil
+}
+
+// bodyReadError is a failure reading the body being streamed (from the origin, a collapsed
+// fetch or the disk), as opposed to writing it to the client.
+type bodyReadError struct{ err error }
+
+// Error renders the failure.
+func (e *bodyReadError) Error() string { return e.err.Error() }
+
+// Unwrap returns the failure.
+func (e *bodyReadError) Unwrap() error { return e.err }
+
+// noteCut records a response cut by its source for the log, error:cut_<kind> (cut_reset,
+// cut_timeout, cut_bad_response…; the response's status stays what its head said), and counts
+// it in outpost_proxy_upstream_errors_total under that kind (once per client: a collapsed
+// fetch that broke off counts for each client it cut).
+func (s *slot) noteCut(err error) {
+	var re *bodyReadError
+	if !errors.As(err, &re) {
+		return // the client went away: nothing of the origin's
+	}
+	s.cut = true
+	if s.errKind == "" {
+		s.errKind = "cut_" + errKind(re.err)
+		s.c.srv.m.upstreamErrors.WithLabelValues(s.errKind).Inc()
+	}
 }
 
 // writeBodyDirect sends a body of length n that can write itself (a file of the disk tier, a
@@ -235,7 +262,7 @@ func (c *conn) writeBodyDirect(wt io.WriterTo, n int64) (int64, error) {
 	written, err := wt.WriteTo(&c.bodyW)
 	c.bodyW = bodyWriter{}
 	if err == nil && written < n {
-		err = io.ErrUnexpectedEOF
+		err = &bodyReadError{io.ErrUnexpectedEOF}
 	}
 	return written, err
 }
@@ -267,9 +294,9 @@ func copyStreaming(bw *bufio.Writer, src io.Reader, limit int64) (int64, error) 
 		case rerr == io.EOF && (limit < 0 || n == limit):
 			return n, nil
 		case rerr == io.EOF:
-			return n, io.ErrUnexpectedEOF
+			return n, &bodyReadError{io.ErrUnexpectedEOF}
 		case rerr != nil:
-			return n, rerr
+			return n, &bodyReadError{rerr}
 		}
 		if m > 0 && (limit < 0 || n < limit) {
 			if err := bw.Flush(); err != nil {
@@ -304,7 +331,7 @@ func copyChunked(bw *bufio.Writer, resp *http.Response) (int64, error) {
 			return n, nil
 		}
 		if rerr != nil {
-			return n, rerr
+			return n, &bodyReadError{rerr}
 		}
 		if m > 0 {
 			if err := bw.Flush(); err != nil {

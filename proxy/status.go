@@ -95,7 +95,7 @@ func sourceOf(s *slot) source {
 		return sourceTunnel
 	case s.outcome.Hit:
 		return sourceCache
-	case s.errKind != "": // the upstream failed: the proxy wrote the error
+	case s.errKind != "" && !s.cut: // the upstream failed: the proxy wrote the error
 		return sourceLocal
 	case s.outcome.Fetched || s.upstream != "":
 		return sourceOrigin

@@ -330,7 +330,7 @@ func classifyError(err error) (int, string, string) {
 		return http.StatusBadGateway, "unreachable", "the origin is unreachable"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout, "timeout", "the origin did not answer in time"
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return http.StatusBadGateway, "reset", "the origin closed the connection without a valid response"
 	}
 	return http.StatusBadGateway, "upstream", "the origin could not be reached"
