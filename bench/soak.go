@@ -99,17 +99,18 @@ type FaultRecord struct {
 
 // soakRun is one soak: the suite, the soak's own servers, the traffic and the recorder.
 type soakRun struct {
-	o       SoakOptions
-	dir     string
-	start   time.Time
-	suite   *soakSuite
-	conf    string // the configuration text, rewritten before each SIGHUP
-	confDir string
-	fault   *faultOrigin
-	echo    *echoTarget
-	edges   []*soakEdge
-	rec     *soakRecorder
-	t       *soakTraffic
+	o     SoakOptions
+	dir   string
+	start time.Time
+	suite *soakSuite
+	conf  string // the configuration text, rewritten before each SIGHUP
+	fault *faultOrigin
+	echo  *echoTarget
+	edges []*soakEdge
+	rec   *soakRecorder
+	t     *soakTraffic
+	// edgeTurn picks the edge the next edge restart stops.
+	edgeTurn int
 
 	mu      sync.Mutex
 	samples []ProcSample
@@ -333,11 +334,15 @@ func (r *soakRun) traffic(ctx context.Context, d time.Duration, faults func(cont
 	r.t.closeIdle()
 }
 
-// faultStep is one fault of the schedule.
+// faultStep is one fault of the schedule: it runs for about hold.
 type faultStep struct {
 	name string
+	hold time.Duration
 	run  func(ctx context.Context)
 }
+
+// originExcuse is what an origin fault excuses: the fault route's answers for a broken origin.
+var originExcuse = map[soakKind][]string{kindFaulty: {"502", "503", "504", classCut, classReset, classTimeout}}
 
 // faults injects the schedule over the main phase of length d: nothing in its first and last
 // tenth (so RSS is compared under the same clean load), and in between, in a cycle with 2 s
@@ -347,74 +352,81 @@ type faultStep struct {
 func (r *soakRun) faults(ctx context.Context, d time.Duration) {
 	quiet := max(5*time.Second, d/10)
 	end := time.Now().Add(d - quiet - faultGrace)
-	originExcuse := map[soakKind][]string{kindFaulty: {"502", "503", "504", classCut, classReset, classTimeout}}
-	mode := func(name string, m faultMode, hold time.Duration) faultStep {
-		return faultStep{name, func(ctx context.Context) {
-			done := r.rec.beginFault(name, faultGrace, originExcuse)
-			r.fault.set(m)
-			waitCtx(ctx, hold)
-			r.fault.set(faultNone)
-			done()
-		}}
-	}
-	edge := 0
-	steps := []faultStep{
-		mode("origin resets", faultReset, 3*time.Second),
-		mode("origin stalls", faultStall, 5*time.Second),
-		{"edge restart", func(ctx context.Context) {
-			e := r.edges[edge%len(r.edges)]
-			edge++
-			e.stop()
-			done := r.rec.beginFault("edge restart ("+e.name+")", 0, map[soakKind][]string{kindDNS: {classDownEdge}})
-			waitCtx(ctx, dnsDetect)
-			done()
-			waitCtx(ctx, 8*time.Second-dnsDetect)
-			if err := e.start(); err != nil {
-				r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
-			}
-		}},
-		// The origin closes each idle keep-alive connection as the proxy reuses it: the proxy
-		// retries the GET once on a new connection (RFC 9110 §9.2.2), so nothing is excused.
-		{"origin closes reused connections", func(ctx context.Context) {
-			done := r.rec.beginFault("origin closes reused connections", 0, nil)
-			r.fault.set(faultIdleClose)
-			waitCtx(ctx, 3*time.Second)
-			r.fault.set(faultNone)
-			done()
-		}},
-		{"SIGHUP reload", r.reload},
-		mode("origin resets mid-body", faultMidBody, 3*time.Second),
-		{"origin restart", func(ctx context.Context) {
-			done := r.rec.beginFault("origin restart", faultGrace, originExcuse)
-			r.fault.stop()
-			waitCtx(ctx, 3*time.Second)
-			if err := r.fault.start(); err != nil {
-				r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
-			}
-			done()
-		}},
-		mode("origin answers 503", faultStatus, 3*time.Second),
-		mode("origin sends garbage", faultGarbage, 3*time.Second),
-	}
-	durations := map[string]time.Duration{"edge restart": 8 * time.Second, "SIGHUP reload": 5 * time.Second, "origin stalls": 5 * time.Second}
+	steps := r.faultSteps()
 	if !waitCtx(ctx, quiet) {
 		return
 	}
 	for i := 0; ; i++ {
 		s := steps[i%len(steps)]
-		d, ok := durations[s.name]
-		if !ok {
-			d = 3 * time.Second
-		}
-		if time.Now().Add(faultGap + d).After(end) {
-			return
-		}
-		if !waitCtx(ctx, faultGap) {
+		if time.Now().Add(faultGap+s.hold).After(end) || !waitCtx(ctx, faultGap) {
 			return
 		}
 		r.logf("fault: %s", s.name)
 		s.run(ctx)
 	}
+}
+
+// faultSteps is one cycle of the schedule.
+func (r *soakRun) faultSteps() []faultStep {
+	return []faultStep{
+		r.originMode("origin resets", faultReset, 3*time.Second),
+		r.originMode("origin stalls", faultStall, 5*time.Second),
+		{"edge restart", 8 * time.Second, r.edgeRestart},
+		{"origin closes reused connections", 3 * time.Second, r.reusedClose},
+		{"SIGHUP reload", 5 * time.Second, r.reload},
+		r.originMode("origin resets mid-body", faultMidBody, 3*time.Second),
+		{"origin restart", 3 * time.Second, r.originRestart},
+		r.originMode("origin answers 503", faultStatus, 3*time.Second),
+		r.originMode("origin sends garbage", faultGarbage, 3*time.Second),
+	}
+}
+
+// originMode is a step that puts the fault origin in mode m for hold.
+func (r *soakRun) originMode(name string, m faultMode, hold time.Duration) faultStep {
+	return faultStep{name, hold, func(ctx context.Context) {
+		done := r.rec.beginFault(name, faultGrace, originExcuse)
+		r.fault.set(m)
+		waitCtx(ctx, hold)
+		r.fault.set(faultNone)
+		done()
+	}}
+}
+
+// originRestart stops the fault origin for 3 s (connections refused) and starts it again.
+func (r *soakRun) originRestart(ctx context.Context) {
+	done := r.rec.beginFault("origin restart", faultGrace, originExcuse)
+	defer done()
+	r.fault.stop()
+	waitCtx(ctx, 3*time.Second)
+	if err := r.fault.start(); err != nil {
+		r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
+	}
+}
+
+// edgeRestart stops the next edge for 8 s. DNS answers naming it are excused for the health
+// checks' detection time only.
+func (r *soakRun) edgeRestart(ctx context.Context) {
+	e := r.edges[r.edgeTurn%len(r.edges)]
+	r.edgeTurn++
+	e.stop()
+	done := r.rec.beginFault("edge restart ("+e.name+")", 0, map[soakKind][]string{kindDNS: {classDownEdge}})
+	waitCtx(ctx, dnsDetect)
+	done()
+	waitCtx(ctx, 8*time.Second-dnsDetect)
+	if err := e.start(); err != nil {
+		r.rec.failure(kindCheck, "soak", err.Error(), time.Now())
+	}
+}
+
+// reusedClose has the origin close each idle keep-alive connection as the proxy reuses it, for
+// 3 s. Nothing is excused: the proxy retries the GET once on a new connection (RFC 9110
+// §9.2.2).
+func (r *soakRun) reusedClose(ctx context.Context) {
+	done := r.rec.beginFault("origin closes reused connections", 0, nil)
+	defer done()
+	r.fault.set(faultIdleClose)
+	waitCtx(ctx, 3*time.Second)
+	r.fault.set(faultNone)
 }
 
 // reload rewrites the configuration file (unchanged) and sends SIGHUP. Nothing is excused:
