@@ -2,12 +2,14 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSoakEndToEnd runs `outpost bench soak -d 60s` for real: it builds the binary, which
@@ -26,7 +28,9 @@ func TestSoakEndToEnd(t *testing.T) {
 	}
 	report := filepath.Join(dir, "soak.html")
 	work := filepath.Join(dir, "work")
-	cmd := exec.Command(bin, "bench", "soak", "-d", "60s", "--warmup", "10s", "--json", "--report", report, "--work-dir", work)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "bench", "soak", "-d", "60s", "--warmup", "10s", "--json", "--report", report, "--work-dir", work)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
