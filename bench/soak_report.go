@@ -285,14 +285,19 @@ func markFaults(p *plot.Plot, res *SoakResult, lo, hi float64) error {
 	return nil
 }
 
+// maxChartPoints bounds the points of one line of a resource chart.
+const maxChartPoints = 300
+
 // soakProcPlot draws values of the suite's samples over time, one line per name.
 func soakProcPlot(res *SoakResult, title string, vals func(ProcSample) []float64, names ...string) (*plot.Plot, error) {
 	var ss []series
+	step := max(1, len(res.Proc)/maxChartPoints) // keeps the report small for long runs
 	for i, n := range names {
 		s := series{name: n, line: true, color: i}
-		for j, smp := range res.Proc {
-			if j > 0 {
-				prev := res.Proc[j-1]
+		for j := 0; j < len(res.Proc); j += step {
+			smp := res.Proc[j]
+			if j >= step {
+				prev := res.Proc[j-step]
 				if dt := (smp.T - prev.T).Seconds(); dt > 0 {
 					smp.cpuRate = (smp.CPU - prev.CPU) / dt
 				}
