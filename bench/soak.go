@@ -86,6 +86,7 @@ type SoakResult struct {
 	Mail             MailResult                  `json:"mail"`
 	Proc             []ProcSample                `json:"proc"`
 	Latency          map[soakKind][]LatencyPoint `json:"latency"`
+	Leaks            []string                    `json:"leaks,omitempty"`    // goroutine stacks and fds the end has beyond the baseline
 	WorkDir          string                      `json:"work_dir,omitempty"` // kept when the run failed
 }
 
@@ -231,6 +232,7 @@ func (r *soakRun) run(ctx context.Context) *SoakResult {
 	}
 	r.traffic(ctx, r.o.Warmup, nil)
 	res.Baseline = r.quiesce(ctx, nil)
+	baseSnap := r.suite.snapshot()
 	r.logf("baseline: %d goroutines, %d fds, RSS %s", res.Baseline.Goroutines, res.Baseline.FDs, humanBytes(float64(res.Baseline.RSS)))
 
 	r.suite.saveHeap(filepath.Join(r.dir, "heap-baseline.pprof"))
@@ -244,6 +246,9 @@ func (r *soakRun) run(ctx context.Context) *SoakResult {
 	res.CheckedBodies, res.CorruptBodies = r.t.checkObjects(ctx)
 	r.logf("checked %d stored bodies, %d corrupt", res.CheckedBodies, res.CorruptBodies)
 	res.End = r.quiesce(ctx, &res.Baseline)
+	if res.End.Goroutines > res.Baseline.Goroutines || res.End.FDs > res.Baseline.FDs {
+		res.Leaks = r.suite.snapshot().since(baseSnap)
+	}
 	r.logf("end: %d goroutines, %d fds, RSS %s", res.End.Goroutines, res.End.FDs, humanBytes(float64(res.End.RSS)))
 	r.suite.saveHeap(filepath.Join(r.dir, "heap-end.pprof"))
 	if r.suite.proc.exited() {
@@ -494,30 +499,49 @@ func (r *soakRun) sampleLoop(ctx context.Context) {
 }
 
 // quiesce waits, with no traffic, for the suite's idle connections to time out, then samples
-// it: the minimum of a few samples, or with a baseline, polls until goroutines and fds are back
-// to it (or quiesceWait passed).
+// it every 500 ms and returns the median of the last five samples (transient goroutines of a
+// health check or a sampler neither raise nor lower it). With a baseline it polls until that
+// median is back to it (or quiesceWait passed).
 func (r *soakRun) quiesce(ctx context.Context, base *ProcSample) ProcSample {
 	r.t.closeIdle()
 	waitCtx(ctx, quiesceSettle)
-	var best ProcSample
+	var last []ProcSample
 	deadline := time.Now().Add(quiesceWait)
-	for i := 0; ctx.Err() == nil; i++ {
-		s, err := r.suite.sample(r.start)
-		if err == nil {
-			if i == 0 || s.Goroutines < best.Goroutines {
-				best.Goroutines, best.T, best.RSS, best.HeapInuse, best.Threads = s.Goroutines, s.T, s.RSS, s.HeapInuse, s.Threads
-			}
-			if i == 0 || s.FDs < best.FDs {
-				best.FDs = s.FDs
+	for ctx.Err() == nil {
+		if s, err := r.suite.sample(r.start); err == nil {
+			last = append(last, s)
+			if len(last) > 5 {
+				last = last[1:]
 			}
 		}
-		back := base != nil && best.Goroutines <= base.Goroutines && best.FDs <= base.FDs
-		if base == nil && i >= 5 || back || time.Now().After(deadline) {
-			return best
+		if len(last) == 5 {
+			m := medianSample(last)
+			if base == nil || m.Goroutines <= base.Goroutines && m.FDs <= base.FDs || time.Now().After(deadline) {
+				return m
+			}
+		}
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			break
 		}
 		waitCtx(ctx, 500*time.Millisecond)
 	}
-	return best
+	if len(last) == 0 {
+		return ProcSample{}
+	}
+	return medianSample(last)
+}
+
+// medianSample is the last sample with goroutines and fds replaced by their medians.
+func medianSample(ss []ProcSample) ProcSample {
+	m := ss[len(ss)-1]
+	g, f := make([]int, len(ss)), make([]int, len(ss))
+	for i, s := range ss {
+		g[i], f[i] = s.Goroutines, s.FDs
+	}
+	slices.Sort(g)
+	slices.Sort(f)
+	m.Goroutines, m.FDs = g[len(g)/2], f[len(f)/2]
+	return m
 }
 
 // judge fills in the result and decides whether the run passed.

@@ -45,7 +45,8 @@ func TestSoakEndToEnd(t *testing.T) {
 	}
 	if err != nil || res["pass"] != true {
 		log, _ := os.ReadFile(filepath.Join(work, "outpost.log"))
-		t.Fatalf("soak failed (%v): %v\nunexpected: %v\nsamples: %v\n%s\nsuite log tail:\n%s", err, res["failures"], res["unexpected"], res["unexpected_samples"], stderr.String(), tail(log, 3000))
+		t.Fatalf("soak failed (%v): %v\nunexpected: %v\nsamples: %v\nbaseline %v\nend %v\nleaks: %v\n%s\nsuite log tail:\n%s", err, res["failures"], res["unexpected"], res["unexpected_samples"],
+			res["baseline"], res["end"], res["leaks"], stderr.String(), tail(log, 3000))
 	}
 	if n, _ := res["expected_errors"].(float64); n == 0 {
 		t.Error("no expected errors: the faults did not happen")

@@ -108,6 +108,12 @@ func WriteSoak(w io.Writer, res *SoakResult) error {
 	if err := writeTable(w, soakKindTable(res)); err != nil {
 		return err
 	}
+	if len(res.Leaks) > 0 {
+		fmt.Fprintln(w, "\nthe idle suite holds beyond its baseline:")
+		for _, l := range res.Leaks {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
 	if len(res.Samples) > 0 {
 		fmt.Fprintln(w, "\nunexpected errors (first ones):")
 		for _, s := range res.Samples {
@@ -180,6 +186,13 @@ func soakReport(rep *Report, res *SoakResult) error {
 			st.Rows = append(st.Rows, []string{fmt.Sprintf("%.1fs", s.Time.Seconds()), string(s.Kind), s.Class, s.Detail})
 		}
 		rep.AddTable("Unexpected errors, first ones", "", st)
+	}
+	if len(res.Leaks) > 0 {
+		lt := &Table{Header: []string{"beyond the baseline"}}
+		for _, l := range res.Leaks {
+			lt.Rows = append(lt.Rows, []string{l})
+		}
+		rep.AddTable("What the idle suite holds beyond its baseline", "Goroutines grouped by stack (innermost first) and open fds (TCP sockets by address).", lt)
 	}
 	for _, q := range []struct {
 		name string

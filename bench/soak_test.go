@@ -427,3 +427,48 @@ func TestSoakReport(t *testing.T) {
 		}
 	}
 }
+
+// goroutineProfile is a debug=1 goroutine listing in the shape net/http/pprof writes.
+const goroutineProfile = `goroutine profile: total 5
+3 @ 0x43e1ee 0x4373d7 0x46a8a5
+#	0x46a8a4	internal/poll.runtime_pollWait+0x84	/go/src/runtime/netpoll.go:351
+#	0x4b3f0c	net.(*conn).Read+0x2c	/go/src/net/net.go:194
+
+2 @ 0x43e1ee 0x40a8c5
+#	0x40a8c4	time.Sleep+0x124	/go/src/runtime/time.go:338
+`
+
+// TestSuiteSnapshotSince: goroutine groups and fds beyond a baseline, by stack and target.
+func TestSuiteSnapshotSince(t *testing.T) {
+	g := parseGoroutineGroups(strings.NewReader(goroutineProfile))
+	if g["internal/poll.runtime_pollWait < net.(*conn).Read"] != 3 || g["time.Sleep"] != 2 || len(g) != 2 {
+		t.Fatalf("groups %v", g)
+	}
+	base := suiteSnapshot{stacks: map[string]int{"time.Sleep": 2}, fds: map[string]int{"/dev/null": 1}}
+	end := suiteSnapshot{stacks: g, fds: map[string]int{"/dev/null": 1, "tcp 127.0.0.1:1143 → 127.0.0.1:5000 state 01": 1}}
+	got := end.since(base)
+	want := []string{"+1 fd: tcp 127.0.0.1:1143 → 127.0.0.1:5000 state 01", "+3 goroutines: internal/poll.runtime_pollWait < net.(*conn).Read"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("since = %q, want %q", got, want)
+	}
+	if a := procAddr("0100007F:1F90"); a != "127.0.0.1:8080" {
+		t.Errorf("procAddr = %q", a)
+	}
+	if a := procAddr("zz:1"); a != "zz:1" {
+		t.Errorf("procAddr(bad) = %q", a)
+	}
+}
+
+func FuzzParseGoroutineGroups(f *testing.F) {
+	f.Add(goroutineProfile)
+	f.Add("1 @ 0x1\n#\t0x1\n\nx @ 0x2\n#\t0x2\tf+1\tfile:1\n")
+	f.Fuzz(func(t *testing.T, s string) { parseGoroutineGroups(strings.NewReader(s)) })
+}
+
+// TestMedianSample: the median of goroutines and fds ignores one dip and one spike.
+func TestMedianSample(t *testing.T) {
+	m := medianSample([]ProcSample{{Goroutines: 35, FDs: 22}, {Goroutines: 33, FDs: 22}, {Goroutines: 35, FDs: 30}, {Goroutines: 40, FDs: 22}, {Goroutines: 35, FDs: 21, RSS: 7}})
+	if m.Goroutines != 35 || m.FDs != 22 || m.RSS != 7 {
+		t.Errorf("median %+v", m)
+	}
+}
