@@ -32,6 +32,9 @@ type Stats struct {
 	DiskEvicted uint64  `json:"disk_evictions"`
 	DiskCorrupt uint64  `json:"disk_corrupt"`
 	Purges      uint64  `json:"purges"`
+	SoftPurges  uint64  `json:"soft_purges"`  // purges that marked stale
+	Tags        int     `json:"tags"`         // distinct purge tags in the index
+	TagsDropped uint64  `json:"tags_dropped"` // response tags ignored (limits, bytes)
 }
 
 // Stats returns a snapshot of the cache's counters and sizes.
@@ -45,7 +48,9 @@ func (c *Cache) Stats() Stats {
 		NotStored: c.stats.notStored.Load(), Evictions: c.stats.evictions.Load(),
 		Refused: c.stats.admissionRefused.Load(), DiskEvicted: c.stats.diskEvictions.Load(),
 		DiskCorrupt: c.stats.diskCorrupt.Load(), Purges: c.stats.purges.Load(),
+		SoftPurges: c.stats.softPurges.Load(), TagsDropped: c.stats.tagsDropped.Load(),
 	}
+	s.Tags = c.st.tags.count()
 	s.URLs, s.Entries = c.st.counts()
 	s.MemoryBytes = c.memBytes()
 	if c.st.disk != nil {
@@ -80,17 +85,23 @@ func (c *Cache) mountAdmin(mux *http.ServeMux) {
 	})
 }
 
-// handlePurge removes one URL (url=) or every URL under a prefix (prefix=), given as query or
-// form parameters.
+// handlePurge removes one URL (url), every URL under a prefix (prefix) or every object
+// carrying a tag (tags), given as a JSON object or as query or form parameters
+// (purgeapi.go); soft marks them stale instead.
 func (c *Cache) handlePurge(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+	p, err := readAdminPurge(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	raw, prefix := r.Form.Get("url"), false
+	if p.Tags != nil {
+		c.handleTagPurge(w, p)
+		return
+	}
+	raw, prefix := p.URL, false
 	if raw == "" {
-		raw, prefix = r.Form.Get("prefix"), true
+		raw, prefix = p.Prefix, true
 	}
 	u, err := url.Parse(raw)
 	if raw == "" || err != nil || u.Host == "" {
@@ -99,10 +110,9 @@ func (c *Cache) handlePurge(w http.ResponseWriter, r *http.Request) {
 	}
 	key := purgeKeyOf(c.rulesForURL(u), u, nil, prefix) // a bare host becomes "http://host/": every path of that host, no other host
 	n := 0
-	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix}, func() { n = c.st.purgeKey(key, prefix) })
-	c.stats.purges.Add(1)
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Soft: p.Soft}, func() { n = c.apply(purgeSpec{key: key, prefix: prefix, soft: p.Soft}) })
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(purgeAnswer{Purged: n, Key: displayKey(key), Prefix: &prefix, PurgeReport: rep})
+	_ = json.NewEncoder(w).Encode(purgeAnswer{Purged: n, Key: displayKey(key), Prefix: &prefix, Soft: p.Soft, PurgeReport: rep})
 }
 
 // registerMetrics exposes the counters to Prometheus.
@@ -131,6 +141,8 @@ func (c *Cache) registerMetrics(reg prometheus.Registerer) error {
 		counter("disk_refused_total", "Objects the disk tier did not store because its file system was (nearly) full.", st.diskRefused.Load),
 		counter("stored_total", "Responses stored.", st.stored.Load),
 		counter("not_stored_total", "Responses not stored.", st.notStored.Load),
+		counter("soft_purges_total", "Purges that marked objects stale instead of removing them.", st.softPurges.Load),
+		counter("tags_dropped_total", "Response purge tags ignored for cache.max_tags, cache.max_tag_length or their bytes.", st.tagsDropped.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "cache", Name: "memory_bytes", Help: "Bytes charged to the memory tier."},
 			func() float64 { return float64(c.memBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "outpost", Subsystem: "cache", Name: "disk_bytes", Help: "Bytes in the disk tier."},

@@ -21,15 +21,15 @@ import (
 
 // Cache is the shared cache. It implements Handler and io.Closer.
 type Cache struct {
-	cfg        config.CacheConfig
-	log        *slog.Logger
-	now        func() time.Time // injected clock; time.Now outside tests
-	heur       heuristics
-	st         *store
-	flights    flightGroup
-	purgeAllow []netip.Prefix
-	stats      counters
-	peering    peering // Cache-Status name and purge fan-out (purgefanout.go)
+	cfg      config.CacheConfig
+	log      *slog.Logger
+	now      func() time.Time      // injected clock; time.Now outside tests
+	policy   atomic.Pointer[knobs] // the settings a reload changes (Reload)
+	st       *store
+	flights  flightGroup
+	stats    counters
+	peering  peering  // Cache-Status name and purge fan-out (purgefanout.go)
+	tagRules tagRules // how response tags are read (tags.go)
 
 	keyRules func(*url.URL) *KeyRules // the proxy's route rules for a URL (keyrules.go)
 
@@ -52,11 +52,9 @@ func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{
-		cfg: cfg, log: env.Logger, now: time.Now, purgeAllow: allow,
-		heur: heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax},
-	}
-	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}}
+	c := &Cache{cfg: cfg, log: env.Logger, now: time.Now, tagRules: newTagRules(cfg)}
+	c.policy.Store(newKnobs(cfg, allow))
+	c.st = &store{memMax: int64(cfg.MaxObjectSize), maxVariants: max(cfg.MaxVariants, 1), stats: &c.stats, index: map[uint64]*urlRecord{}, tags: newTagIndex()}
 	c.st.mem, err = newMemory(int64(cfg.MemorySize), &c.stats, func(e *entry) { c.st.gone(e, false) })
 	if err != nil {
 		return nil, fmt.Errorf("cache: memory tier: %w", err)
@@ -75,6 +73,47 @@ func New(cfg config.CacheConfig, env component.Env) (*Cache, error) {
 	return c, nil
 }
 
+// knobs are the cache's policy settings that Reload changes: heuristic freshness, stale
+// serving, collapsing, purge_allow and strip_cdn_cache_control. Each use loads them once;
+// a value is never modified after it was stored.
+type knobs struct {
+	cfg        config.CacheConfig // the reloaded fields are read from here
+	heur       heuristics
+	purgeAllow []netip.Prefix
+}
+
+func newKnobs(cfg config.CacheConfig, allow []netip.Prefix) *knobs {
+	return &knobs{cfg: cfg, heur: heuristics{fraction: cfg.HeuristicFraction, max: cfg.HeuristicMax}, purgeAllow: allow}
+}
+
+// knobs returns the running policy settings.
+func (c *Cache) knobs() *knobs { return c.policy.Load() }
+
+// reloadableKeys are the [cache] keys Reload applies; the rest (sizes, the disk tier,
+// max_variants, enabled) need a restart.
+var reloadableKeys = map[string]bool{"cache.heuristic_fraction": true, "cache.heuristic_max": true,
+	"cache.stale_on_error": true, "cache.stale_on_5xx": true, "cache.stale_max": true, "cache.collapse": true,
+	"cache.collapse_timeout": true, "cache.purge_allow": true, "cache.strip_cdn_cache_control": true}
+
+// Reload applies cfg's policy settings (reloadableKeys) to requests that start from now on;
+// changed keys that need a restart are logged and keep their running values. A bad
+// purge_allow keeps the running settings and is returned, naming the key.
+func (c *Cache) Reload(cfg config.CacheConfig) error {
+	allow, err := config.ParsePrefixes("cache.purge_allow", cfg.PurgeAllow)
+	if err != nil {
+		c.log.Error("cache: reload rejected, the previous settings keep serving", "err", err)
+		return fmt.Errorf("cache: reload: %w", err)
+	}
+	for _, key := range config.ChangedKeys("cache", c.cfg, cfg) {
+		if !reloadableKeys[key] {
+			c.log.Warn("cache: reload: this key changes on restart only; the running value stays", "key", key)
+		}
+	}
+	c.policy.Store(newKnobs(cfg, allow))
+	c.log.Info("cache: policy settings reloaded")
+	return nil
+}
+
 // openDisk opens the disk tier and indexes what it holds.
 func (c *Cache) openDisk(cfg config.CacheConfig, dataDir string) error {
 	dir := cfg.DiskDir
@@ -88,7 +127,19 @@ func (c *Cache) openDisk(cfg config.CacheConfig, dataDir string) error {
 		onAdd:    func(e *entry) { c.st.indexIfAbsent(primaryHash(e.key), e) },
 	}
 	c.st.disk = d
-	return openDisk(d, func(e *entry) { c.st.index1(primaryHash(e.key), e) })
+	bans := loadDiskBans(dir, c.log)
+	err := openDisk(d, func(e *entry) {
+		if bans.drops(e) {
+			d.remove(e.item) // purged by tag before a restart that came before its removal
+			return
+		}
+		c.st.index1(primaryHash(e.key), e)
+	})
+	if err == nil {
+		bans.clear() // every file it applied to is gone
+		c.st.ban.disk = bans
+	}
+	return err
 }
 
 // Close waits for background revalidations, flushes the disk tier's write queue and stops the
@@ -97,7 +148,8 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second)
+	c.st.ban.hurry.Store(true)
+	idle := waitAtMost(&c.bg, 10*time.Second) && waitAtMost(&c.pumps, 10*time.Second) && waitAtMost(&c.st.ban.reclaimer, 10*time.Second)
 	if c.st.disk != nil {
 		c.st.disk.close()
 	}

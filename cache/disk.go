@@ -56,6 +56,8 @@ type diskMeta struct {
 	SWR          time.Duration `json:"swr"`
 	SIE          time.Duration `json:"sie"`
 	Heuristic    bool          `json:"heuristic,omitempty"`
+	Tags         []string      `json:"tags,omitempty"`        // purge tags (tags.go): the index is rebuilt from them at start-up
+	SoftPurged   int64         `json:"soft_purged,omitempty"` // soft-purge mark when the file was written (softpurge.go)
 }
 
 // metaOf captures an entry's metadata.
@@ -65,7 +67,16 @@ func metaOf(e *entry) diskMeta {
 		RequestTime: e.timing.requestTime, ResponseTime: e.timing.responseTime,
 		InitialAge: e.timing.initialAge, Lifetime: e.policy.lifetime, NoCache: e.policy.noCache,
 		Revalidate: e.policy.revalidate, SWR: e.policy.swr, SIE: e.policy.sie, Heuristic: e.heuristic,
+		Tags: e.tags, SoftPurged: loadMark(e.purged),
 	}
+}
+
+// loadMark reads a soft-purge mark (0 without one).
+func loadMark(m *atomic.Int64) int64 {
+	if m == nil {
+		return 0
+	}
+	return m.Load()
 }
 
 // entry rebuilds a body-less entry from metadata.
@@ -80,6 +91,9 @@ func (m *diskMeta) entry(size int64) *entry {
 		e.header = http.Header{}
 	}
 	e.used = new(atomic.Int64)
+	e.tags = m.Tags
+	e.purged = newPurgeMark()
+	e.purged.Store(max(m.SoftPurged, 0))
 	e.item = itemKey(primaryHash(e.key), e.key, e.secondary)
 	return e.build()
 }
@@ -133,6 +147,9 @@ func openDisk(d *diskStore, found func(*entry)) error {
 		if strings.HasPrefix(de.Name(), tmpPrefix) {
 			_ = os.Remove(path)
 			return nil
+		}
+		if skipBanFile(path, de.Name()) {
+			return nil // the tag purges' record (tagbans.go)
 		}
 		it, err := scanFile(path)
 		if err != nil {

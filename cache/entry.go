@@ -28,6 +28,9 @@ type entry struct {
 	policy    policy
 	heuristic bool
 	used      *atomic.Int64 // last use, unix seconds; shared by the entry's copies and its disk file
+	tags      []string      // purge tags from cache.tag_header (tags.go)
+	purged    *atomic.Int64 // soft purge: freshness lifetime cap + 1 in ns, 0 = none; shared by the copies (softpurge.go)
+	seq       uint64        // store order (store.seq) when fetched; 0 for entries read at start-up; tag purges ban older ones
 }
 
 // touch records a use of the entry (for the disk tier's LRU order), writing at most once a
@@ -95,6 +98,9 @@ func serializeHead(status int, h http.Header, size int64) []byte {
 // cost is the entry's memory charge: head, body, key and an estimate of the parsed header.
 func (e *entry) cost() int64 {
 	n := int64(len(e.head)+len(e.key)+len(e.secondary)) + int64(len(e.body)) + 512
+	for _, t := range e.tags {
+		n += int64(len(t)) + 64 // the tag index's share
+	}
 	for k, vs := range e.header {
 		n += int64(len(k)) + 48
 		for _, v := range vs {

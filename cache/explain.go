@@ -83,11 +83,12 @@ func (c *Cache) explain(u *url.URL, hdr http.Header) Explanation {
 	if e.body != nil {
 		ex.Tier = "memory"
 	}
-	v, _ := decide(e.timing, e.policy, &noDirectives, now)
+	p := e.livePolicy() // with a soft purge's cut (softpurge.go)
+	v, _ := decide(e.timing, p, &noDirectives, now)
 	age := e.timing.currentAge(now)
 	ex.Fresh = v == useFresh
 	ex.AgeSeconds = int64(age / time.Second)
-	ex.LifetimeSeconds = int64(e.policy.lifetime / time.Second)
-	ex.TTLSeconds = int64((e.policy.lifetime - age) / time.Second)
+	ex.LifetimeSeconds = int64(p.lifetime / time.Second)
+	ex.TTLSeconds = int64((p.lifetime - age) / time.Second)
 	return ex
 }

@@ -29,7 +29,7 @@ func (t *txn) forward(fwd string) (Outcome, error) {
 	if t.r.Values(hdrRange) != nil && t.lr.e == nil {
 		return t.fetchRange()
 	}
-	if t.c.cfg.Collapse && !t.rq.noStore {
+	if t.c.knobs().cfg.Collapse && !t.rq.noStore {
 		fl, leader := t.c.flights.join(t.h, t.key)
 		if !leader {
 			return t.follow(fl)
@@ -51,7 +51,7 @@ func (t *txn) alone() (Outcome, error) {
 func (t *txn) follow(fl *flight) (Outcome, error) {
 	c, r := t.c, t.r
 	fl.followers.Add(1)
-	timer := time.NewTimer(c.cfg.CollapseTimeout)
+	timer := time.NewTimer(c.knobs().cfg.CollapseTimeout)
 	defer timer.Stop()
 	select {
 	case <-fl.ready:
@@ -114,6 +114,9 @@ func (t *txn) fetch(u Upstream) error {
 // lead performs the flight's fetch and answers its own client; a registered flight is also
 // published to followers.
 func (t *txn) lead() (Outcome, error) {
+	if out, ok, err := t.storedMeanwhile(); ok {
+		return out, err
+	}
 	err := t.fetch(forStorage(t.lr.e))
 	if err == nil && t.resp.StatusCode == http.StatusNotModified && t.lr.e != nil {
 		if selects304(t.resp.Header, t.lr.e) {
@@ -172,6 +175,7 @@ func (t *txn) fresh() (Outcome, error) {
 	}
 	fl.refs.Add(1)
 	c.pumps.Add(1)
+	c.st.flyStart(e.seq) // a tag purge meanwhile keeps its ban until this body is stored (tags.go)
 	go c.pump(fl, t.registered, resp.Body, e, t.h)
 	defer fl.release()
 	if t.staleFallback(resp.ContentLength) {
@@ -225,15 +229,15 @@ func (t *txn) passOn(why Reason, cs string) error {
 // newEntry builds the stored form of the origin's response (without its body).
 func (t *txn) newEntry(d *respDirectives) *entry {
 	c, resp := t.c, t.resp
-	hdr := storedHeader(resp.Header, d, c.cfg.StripCDNCacheControl, t.respTime)
+	hdr := storedHeader(resp.Header, d, c.knobs().cfg.StripCDNCacheControl, t.respTime)
 	vary := varyNames(resp.Header)
 	sec := secondaryKey(vary, t.r)
-	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, t.respTime, c.heur)
+	lifetime, heur := freshnessLifetime(resp.StatusCode, resp.Header, d, t.respTime, c.knobs().heur)
 	e := &entry{
 		key: t.key, secondary: sec, item: itemKey(t.h, t.key, sec), vary: vary,
 		status: resp.StatusCode, header: hdr, size: resp.ContentLength,
 		timing: newTiming(resp.Header, t.reqTime, t.respTime), policy: newPolicy(d, lifetime), heuristic: heur,
-		used: new(atomic.Int64),
+		used: new(atomic.Int64), tags: c.takeTags(hdr), purged: newPurgeMark(), seq: c.st.seq.Add(1),
 	}
 	e.used.Store(t.respTime.Unix())
 	e.etag, e.lastMod = hdr.Get(hdrETag), hdr.Get(hdrLastModified)
@@ -245,7 +249,8 @@ func (t *txn) newEntry(d *respDirectives) *entry {
 // storage (they only may not be reused, RFC 9111 §5.2.2.4, §5.2.2.7), and the origin's Age as
 // received (RFC 9111 §5.1: the response was not served from storage).
 func (c *Cache) leaderHeader(origin http.Header, respTime time.Time) http.Header {
-	h := storedHeader(origin, &respDirectives{}, c.cfg.StripCDNCacheControl, respTime)
+	h := storedHeader(origin, &respDirectives{}, c.knobs().cfg.StripCDNCacheControl, respTime)
+	c.stripTags(h)
 	if age := origin[hdrAge]; len(age) > 0 {
 		h[hdrAge] = age
 	}
@@ -290,6 +295,7 @@ func (t *txn) respondFlight(fl *flight, e *entry, h http.Header, cs string) erro
 // pump reads the origin body into the flight, then stores the complete response.
 func (c *Cache) pump(fl *flight, registered bool, body io.ReadCloser, e *entry, h uint64) {
 	defer c.pumps.Done()
+	defer c.st.flyEnd(e.seq)
 	defer fl.release()
 	err := c.fill(fl, body, e.size)
 	body.Close()
@@ -435,7 +441,7 @@ func selects304(h http.Header, e *entry) bool {
 func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time.Time) *entry {
 	d := parseResponseDirectives(upd)
 	merged := old.header.Clone()
-	for k, v := range storedHeader(upd, &d, c.cfg.StripCDNCacheControl, respTime) {
+	for k, v := range storedHeader(upd, &d, c.knobs().cfg.StripCDNCacheControl, respTime) {
 		if k == hdrContentRange {
 			continue // framing of a partial response, not of the stored one
 		}
@@ -443,9 +449,14 @@ func (c *Cache) updatedEntry(old *entry, upd http.Header, reqTime, respTime time
 	}
 	e := *old
 	e.header = merged
+	e.purged = newPurgeMark() // a revalidated response is fresh again (softpurge.go)
+	e.seq = c.st.seq.Add(1)   // and confirmed by the origin after any earlier tag purge
+	if len(upd[c.tagRules.field]) > 0 {
+		e.tags = c.takeTags(merged) // the 304's tags replace the stored ones
+	}
 	dm := parseResponseDirectives(merged)
 	e.timing = newTiming(upd, reqTime, respTime)
-	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.heur)
+	lifetime, heur := freshnessLifetime(e.status, merged, &dm, respTime, c.knobs().heur)
 	e.policy, e.heuristic = newPolicy(&dm, lifetime), heur
 	return e.build()
 }
@@ -470,10 +481,10 @@ func (t *txn) staleAllowed(err error) bool {
 		return false
 	}
 	window := time.Duration(-1)
-	if (err == nil && c.cfg.StaleOn5xx) || (err != nil && c.cfg.StaleOnError) {
-		window = c.cfg.StaleMax
+	if (err == nil && c.knobs().cfg.StaleOn5xx) || (err != nil && c.knobs().cfg.StaleOnError) {
+		window = c.knobs().cfg.StaleMax
 	}
-	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.policy, &t.rq, c.now(), window)
+	return staleOnErrorAllowed(t.lr.e.timing, t.lr.e.livePolicy(), &t.rq, c.now(), window)
 }
 
 // serveStaleOnError serves the stale response after a failed fetch (err) or a 5xx (t.resp);
@@ -502,12 +513,19 @@ func (t *txn) serveStaleOnError(err error) (Outcome, bool, error) {
 func (t *txn) originError(err error) (Outcome, error) {
 	status := http.StatusBadGateway
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+	var down *UnavailableError
+	switch {
+	case errors.As(err, &down):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		status = http.StatusGatewayTimeout
 	}
 	t.c.log.Debug("cache: origin fetch failed", "key", t.key, "err", err)
 	t.now = t.c.now()
 	m := textBody(status, "text/plain; charset=utf-8", wire.StatusText(status)+": origin unreachable\n")
+	if down != nil {
+		m.header.Set("Retry-After", strconv.Itoa(down.RetryAfterSeconds()))
+	}
 	return Outcome{Code: CodeMiss, Fetched: true}, t.writeMade(m, nil, "fwd="+t.fwd+"; detail=origin-error")
 }
 
@@ -551,7 +569,8 @@ func headMatches(resp *http.Response, e *entry) bool {
 // that shared its header with a stored entry passes a copy.
 func (t *txn) writeOrigin(resp *http.Response, cs string) error {
 	delete(resp.Header, hdrOutpostCC)
-	if t.c.cfg.StripCDNCacheControl {
+	t.c.stripTags(resp.Header)
+	if t.c.knobs().cfg.StripCDNCacheControl {
 		delete(resp.Header, hdrCDNCacheControl)
 	}
 	resp.Header.Add(hdrCacheStatus, t.c.statusName()+"; "+t.c.withKey(cs, t.key))

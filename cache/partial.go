@@ -89,7 +89,7 @@ func covers(cover []byteRange, ranges []byteRange) bool {
 // servePartial handles a request that found a partial entry (t.lr).
 func (t *txn) servePartial() (Outcome, error) {
 	c, r, e := t.c, t.r, t.lr.e
-	v, _ := decide(e.timing, e.policy, &t.rq, t.now)
+	v, _ := decide(e.timing, e.livePolicy(), &t.rq, t.now)
 	usable := v == useFresh || v == useStale
 	if r.Values(hdrRange) != nil && r.Method() == http.MethodGet {
 		if ranges, ok := c.wantRanges(r, e); usable && ok && len(ranges) > 0 && covers(e.partial, ranges) {

@@ -27,6 +27,12 @@ type PurgeTarget struct {
 	URL *url.URL
 	// Prefix removes every stored URL that starts with URL.
 	Prefix bool
+	// Tags, when set, purge every object carrying one of them (tags.go) instead of URL, which
+	// then only routes the forwarded PURGE (nil: an admin purge that named no host; the
+	// fan-out then addresses each cache by its own address).
+	Tags []string
+	// Soft marks the objects stale instead of removing them (softpurge.go).
+	Soft bool
 	// Arrived is how the purge reached this cache (PurgeFromClient, PurgeUp, PurgeDown).
 	Arrived string
 	// Via is the request's Via field values (the caches a forwarded purge passed).
@@ -105,8 +111,10 @@ func parsePurgeMarker(values []string) (dir string, prefix bool) {
 // purgeAnswer is the JSON body of a purge's answer: the responses removed here, and where the
 // purge was forwarded when there is a fan-out.
 type purgeAnswer struct {
-	Purged int    `json:"purged"`
-	Key    string `json:"key,omitempty"`
-	Prefix *bool  `json:"prefix,omitempty"`
+	Purged int      `json:"purged"`
+	Key    string   `json:"key,omitempty"`
+	Prefix *bool    `json:"prefix,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
+	Soft   bool     `json:"soft,omitempty"`
 	*PurgeReport
 }

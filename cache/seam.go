@@ -3,6 +3,7 @@ package cache
 import (
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // This file is the seam between the proxy and the cache. The proxy implements ResponseWriter
@@ -95,6 +96,25 @@ func (u Upstream) ApplyHeader(h http.Header) {
 // after Serve returned; work that outlives Serve uses BackgroundFetcher.
 type Fetcher interface {
 	Fetch(u Upstream) (*http.Response, error)
+}
+
+// UnavailableError is a Fetcher's error when it knows the upstream is down without trying it
+// (every origin of a route fails its active health check). Like any failed fetch it lets the
+// cache serve a stale response where the object allows it (stale_on_error); otherwise the
+// client gets 503 with Retry-After (RFC 9110 §15.6.4, §10.2.3) instead of 502.
+type UnavailableError struct {
+	Err        error
+	RetryAfter time.Duration // when to try again; rounded up to whole seconds, at least 1
+}
+
+func (e *UnavailableError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// RetryAfterSeconds is the Retry-After value: RetryAfter in whole seconds, at least 1.
+func (e *UnavailableError) RetryAfterSeconds() int {
+	return max(1, int((e.RetryAfter+time.Second-1)/time.Second))
 }
 
 // ResponseWriter carries one response back to the client, in the connection's pipeline order.

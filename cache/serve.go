@@ -56,7 +56,7 @@ func (c *Cache) serveRead(w ResponseWriter, r Request, f Fetcher) (Outcome, erro
 	now := c.now()
 	if plainRequest(r) {
 		if e := c.st.memGet(h, kb.b, ""); e != nil && e.partial == nil {
-			if v, _ := decide(e.timing, e.policy, &noDirectives, now); v == useFresh {
+			if v, _ := decide(e.timing, e.livePolicy(), &noDirectives, now); v == useFresh {
 				putBuf(kb)
 				return c.writeStored(w, r.Method(), e, now, statusHit, codeHit(e, CodeMemHit))
 			}
@@ -130,7 +130,7 @@ func (t *txn) serveLookup() (Outcome, error) {
 	if t.lr.e.partial != nil {
 		return t.servePartial()
 	}
-	v, why := decide(t.lr.e.timing, t.lr.e.policy, &t.rq, t.now)
+	v, why := decide(t.lr.e.timing, t.lr.e.livePolicy(), &t.rq, t.now)
 	var out Outcome
 	var err error
 	switch v {
@@ -169,7 +169,7 @@ func (c *Cache) awaitFlight(r Request, h uint64, key string) bool {
 	if fl == nil {
 		return false
 	}
-	t := time.NewTimer(c.cfg.CollapseTimeout)
+	t := time.NewTimer(c.knobs().cfg.CollapseTimeout)
 	defer t.Stop()
 	select {
 	case <-fl.left:
@@ -282,7 +282,7 @@ func appendStatusFields(b []byte, name string, e *entry, now time.Time, cs strin
 	b = append(b, "; "...)
 	b = append(b, cs...)
 	b = append(b, "; ttl="...)
-	b = strconv.AppendInt(b, int64((e.policy.lifetime-age)/time.Second), 10)
+	b = strconv.AppendInt(b, int64((e.livePolicy().lifetime-age)/time.Second), 10)
 	return append(b, "\r\n"...)
 }
 

@@ -27,6 +27,10 @@ type store struct {
 
 	mu    sync.RWMutex
 	index map[uint64]*urlRecord // primary hash → record
+
+	tags *tagIndex     // purge tags of the items in index (tags.go); locked after mu
+	seq  atomic.Uint64 // store order of responses (entry.seq) and of tag purges
+	ban  tagBans       // tag purges in progress (tags.go)
 }
 
 // newMemory builds the ristretto tier for a byte budget.
@@ -58,7 +62,7 @@ func (s *store) memGet(k uint64, key []byte, secondary string) *entry {
 		return nil
 	}
 	e, ok := s.mem.Get(k)
-	if !ok || e == nil || string(key) != e.key || e.secondary != secondary {
+	if !ok || e == nil || string(key) != e.key || e.secondary != secondary || s.banned(e) {
 		return nil
 	}
 	return e
@@ -70,7 +74,7 @@ func (s *store) memGetString(k uint64, key, secondary string) *entry {
 		return nil
 	}
 	e, ok := s.mem.Get(k)
-	if !ok || e == nil || key != e.key || e.secondary != secondary {
+	if !ok || e == nil || key != e.key || e.secondary != secondary || s.banned(e) {
 		return nil
 	}
 	return e
@@ -103,7 +107,7 @@ func (s *store) lookup(h uint64, key string, req fields) lookupResult {
 		return lookupResult{e: e}
 	}
 	if s.disk != nil {
-		if it := s.disk.get(k); it != nil && it.e.key == key && it.e.secondary == sec {
+		if it := s.disk.get(k); it != nil && it.e.key == key && it.e.secondary == sec && !s.banned(it.e) {
 			return lookupResult{e: it.e, disk: it}
 		}
 	}
@@ -116,7 +120,13 @@ func (s *store) lookup(h uint64, key string, req fields) lookupResult {
 // put stores e in memory (when it fits) and records it in the index. toDisk also queues it for
 // the disk tier (a response already written there by a streaming fetch passes false).
 func (s *store) put(h uint64, e *entry, toDisk bool) {
-	stale := s.index1(h, e)
+	stale, ok := s.index1(h, e)
+	if !ok { // fetched before a purge of one of its tags
+		if !toDisk && s.disk != nil && e.body == nil {
+			s.disk.remove(e.item) // streamed to disk meanwhile
+		}
+		return
+	}
 	for _, k := range stale {
 		s.dropItem(k)
 	}
@@ -132,16 +142,19 @@ func (s *store) put(h uint64, e *entry, toDisk bool) {
 }
 
 // index1 records e under its primary key and returns the item keys it makes unreachable: all
-// variants when the Vary field list changed, or the oldest ones beyond max_variants.
-func (s *store) index1(h uint64, e *entry) []uint64 {
+// variants when the Vary field list changed, or the oldest ones beyond max_variants. ok is
+// false, and nothing is recorded, for a response that a tag purge since its fetch banned.
+func (s *store) index1(h uint64, e *entry) (stale []uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.banned(e) {
+		return nil, false
+	}
 	rec := s.index[h]
 	if rec == nil || rec.key != e.key {
 		rec = &urlRecord{key: e.key, items: map[uint64]uint64{}}
 		s.index[h] = rec
 	}
-	var stale []uint64
 	if !equalStrings(rec.vary, e.vary) {
 		for k := range rec.items {
 			if k != e.item {
@@ -165,7 +178,8 @@ func (s *store) index1(h uint64, e *entry) []uint64 {
 	}
 	rec.seq++
 	rec.items[e.item] = rec.seq
-	return stale
+	s.tags.set(e.item, h, e.tags, e.seq)
+	return stale, true
 }
 
 // indexIfAbsent records an entry that reached a tier on its own (a disk write finishing after
@@ -178,12 +192,13 @@ func (s *store) indexIfAbsent(h uint64, e *entry) {
 		rec = &urlRecord{key: e.key, vary: e.vary, items: map[uint64]uint64{}}
 		s.index[h] = rec
 	}
-	if rec.key != e.key || !equalStrings(rec.vary, e.vary) {
+	if rec.key != e.key || !equalStrings(rec.vary, e.vary) || s.banned(e) {
 		return
 	}
 	if _, ok := rec.items[e.item]; !ok {
 		rec.seq++
 		rec.items[e.item] = rec.seq
+		s.tags.set(e.item, h, e.tags, e.seq)
 	}
 }
 
@@ -200,8 +215,14 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-// dropItem removes one stored response from both tiers.
+// dropItem removes one stored response from both tiers (and its tags).
 func (s *store) dropItem(k uint64) {
+	s.tags.forget(k)
+	s.dropTiers(k)
+}
+
+// dropTiers removes one stored response from both tiers.
+func (s *store) dropTiers(k uint64) {
 	if s.mem != nil {
 		s.mem.Del(k)
 	}
@@ -229,6 +250,7 @@ func (s *store) gone(e *entry, fromDisk bool) {
 	defer s.mu.Unlock()
 	if rec := s.index[h]; rec != nil && rec.key == e.key {
 		delete(rec.items, e.item)
+		s.tags.forget(e.item)
 		if len(rec.items) == 0 {
 			delete(s.index, h)
 		}
@@ -284,4 +306,6 @@ type counters struct {
 	diskDropped           atomic.Uint64 // disk writes dropped because the queue was full
 	diskRefused           atomic.Uint64 // disk writes refused or failed for a full file system
 	invalidations, purges atomic.Uint64 // §4.4 invalidations / PURGE and admin purges
+	softPurges            atomic.Uint64 // purges that marked stale (softpurge.go)
+	tagsDropped           atomic.Uint64 // response tags ignored for cache.max_tags, max_tag_length or their bytes
 }

@@ -95,7 +95,9 @@ func sameOrigin(u, target *url.URL, host string) bool {
 
 // servePurge handles the PURGE method: only from cache.purge_allow networks (else 403); 200
 // with the number of responses removed, or 404 when nothing was stored (and, with a fan-out,
-// no other cache took the purge). The fan-out (purgefanout.go) passes it on.
+// no other cache took the purge). The fan-out (purgefanout.go) passes it on. With tags in
+// cache.tag_header or Surrogate-Key it purges those tags (tags.go) instead of the URL; with
+// Soft-Purge: 1 it marks stale instead of removing (softpurge.go).
 func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 	t := &txn{c: c, w: w, r: r, now: c.now()}
 	if !c.purgeAllowed(r.RemoteAddr()) {
@@ -109,12 +111,17 @@ func (c *Cache) servePurge(w ResponseWriter, r Request) (Outcome, error) {
 		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE of an unparsable URL"}`+"\n")
 		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-url")
 	}
+	tags, named := c.purgeTagsOf(r)
+	if named && len(tags) == 0 {
+		m := textBody(http.StatusBadRequest, "application/json", `{"error":"PURGE names no valid tag (visible ASCII, no commas; space-separated in Surrogate-Key)"}`+"\n")
+		return Outcome{Code: CodeNone}, t.writeMade(m, nil, "detail=purge-bad-tag")
+	}
+	spec := purgeSpec{key: purgeKeyOf(rulesOf(r), u, raw, prefix), prefix: prefix, tags: tags, soft: softPurgeRequested(r.Values(SoftPurgeField))}
 	n := 0
-	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Arrived: dir, Via: r.Values("Via")}, func() {
-		n = c.st.purgeKey(purgeKeyOf(rulesOf(r), u, raw, prefix), prefix)
+	rep := c.purgeEverywhere(PurgeTarget{URL: u, Prefix: prefix, Tags: spec.tags, Soft: spec.soft, Arrived: dir, Via: r.Values("Via")}, func() {
+		n = c.apply(spec)
 	})
-	c.stats.purges.Add(1)
-	body, _ := json.Marshal(purgeAnswer{Purged: n, PurgeReport: rep})
+	body, _ := json.Marshal(purgeAnswer{Purged: n, Tags: spec.tags, Soft: spec.soft, PurgeReport: rep})
 	status := http.StatusOK
 	if n == 0 && (rep == nil || rep.Forwarded == 0) { // with a fan-out, another cache may have removed it here first
 		status = http.StatusNotFound
@@ -133,7 +140,7 @@ func (c *Cache) purgeAllowed(remote string) bool {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range c.purgeAllow {
+	for _, p := range c.knobs().purgeAllow {
 		if p.Contains(a) {
 			return true
 		}

@@ -288,6 +288,9 @@ func appendSquid(b []byte, s *slot, dur time.Duration) []byte {
 	} else {
 		b = append(b, '-')
 	}
+	if s.h2 != nil {
+		b = append(b, " HTTP/2.0"...) // the protocol, after the fields of Squid's format
+	}
 	if s.errKind != "" {
 		b = append(b, " error:"...)
 		b = append(b, s.errKind...)
@@ -310,6 +313,9 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 		b = appendQuoted(b, h.Target())
 		b = append(b, ' ')
 		b = append(b, protoName(h)...)
+	} else if s.h2 != nil {
+		b = appendQuoted(b, s.req.RequestURI)
+		b = append(b, " HTTP/2.0"...)
 	} else {
 		b = append(b, "- -"...)
 	}
@@ -320,6 +326,8 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 	var ref, ua []byte
 	if h := s.head; h != nil {
 		ref, ua = h.Get("Referer"), h.Get("User-Agent")
+	} else if s.h2 != nil {
+		ref, ua = []byte(s.req.Header.Get("Referer")), []byte(s.req.Header.Get("User-Agent"))
 	}
 	b = append(b, " \""...)
 	b = appendQuoted(b, orDash(ref))
@@ -342,6 +350,9 @@ func appendCombined(b []byte, s *slot, dur time.Duration) []byte {
 // appendMethod appends the request method ("-" when the request was unreadable).
 func appendMethod(b []byte, s *slot) []byte {
 	if s.head == nil {
+		if s.h2 != nil {
+			return appendQuoted(b, s.req.Method)
+		}
 		return append(b, '-')
 	}
 	return appendQuoted(b, s.head.Method())
@@ -356,7 +367,7 @@ func appendURL(b []byte, s *slot) []byte {
 	case r == nil && s.head.Target()[0] != '/': // a lean absolute-form request
 		return appendQuoted(b, s.head.Target())
 	case r == nil: // a lean origin-form request, with a Host
-		b = append(b, "http://"...)
+		b = append(b, s.c.scheme()...)
 		b = appendQuoted(b, s.head.Host())
 		return appendQuoted(b, s.head.Target())
 	case r.Method == "CONNECT":
@@ -364,9 +375,18 @@ func appendURL(b []byte, s *slot) []byte {
 	case r.URL.Scheme != "" && len(r.RequestURI) > 0 && r.RequestURI[0] != '/':
 		return appendQuoted(b, r.RequestURI)
 	}
-	b = append(b, "http://"...)
+	b = append(b, s.c.scheme()...)
 	b = appendQuoted(b, r.Host)
 	return appendQuoted(b, r.RequestURI)
+}
+
+// scheme is how the access log names the URL of a reverse request on the connection:
+// "https://" over TLS (the cache's key says http:// either way, so both share one object).
+func (c *conn) scheme() string {
+	if c.tls {
+		return "https://"
+	}
+	return "http://"
 }
 
 // appendQuoted appends v with spaces, quotes and control bytes escaped (%xx), so one log line

@@ -119,7 +119,7 @@ func TestBackgroundRefresh(t *testing.T) {
 func TestBackgroundFetcherIsNotTheSlot(t *testing.T) {
 	o := echoOrigin(t)
 	p := startProxy(t, reverseRoute(o), Options{})
-	rt := p.srv.routes.routes[0]
+	rt := p.srv.live.Load().routes.routes[0]
 	s := &slot{c: &conn{srv: p.srv, remote: "127.0.0.1:9"}}
 	for _, tc := range []struct {
 		name string

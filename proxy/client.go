@@ -301,6 +301,15 @@ func (cl *client) reap() {
 	}
 }
 
+// drain retires the client after a reload dropped its pool: idle connections close now, and
+// those of exchanges still running close when they end instead of going back.
+func (cl *client) drain() {
+	cl.mu.Lock()
+	cl.closed = true
+	cl.mu.Unlock()
+	cl.closeIdle()
+}
+
 // closeIdle closes every idle connection.
 func (cl *client) closeIdle() {
 	cl.mu.Lock()

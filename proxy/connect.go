@@ -19,6 +19,10 @@ import (
 // copy bytes both ways until both sides have finished, with half-close passed through and an
 // idle timeout. The connection carries nothing else afterwards.
 func (srv *Server) tunnel(s *slot) {
+	if s.h2 != nil {
+		srv.tunnelH2(s)
+		return
+	}
 	c, r := s.c, s.request()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, srv.cfg.Upstream.ConnectTimeout)

@@ -53,23 +53,30 @@ func (srv *Server) serveProxied(s *slot) {
 		s.writeError(perr)
 		return
 	}
+	seq, watch := s.seq, s.h2 == nil // an HTTP/2 stream holds no reader role to hand on
 	if srv.opts.Cache != nil {
-		seq := s.seq
-		s.c.enterCache(seq)
+		if watch {
+			s.c.enterCache(seq)
+		}
 		out, err := srv.opts.Cache.Serve(s, s, s)
-		s.c.leaveCache(seq)
+		if watch {
+			s.c.leaveCache(seq)
+		}
 		s.outcome = out
 		if err != nil && !s.written {
 			s.writeUpstreamError(err)
 		}
 		return
 	}
-	seq := s.seq
 	// The stall watch hands the reader role on if a pipelined request arrives meanwhile;
 	// nothing shares the fetch, so a client that goes away cancels it.
-	s.c.enterCache(seq)
+	if watch {
+		s.c.enterCache(seq)
+	}
 	resp, err := s.fetch(cache.Upstream{}, s.c.ctx)
-	s.c.leaveCache(seq)
+	if watch {
+		s.c.leaveCache(seq)
+	}
 	if err != nil {
 		s.writeUpstreamError(err)
 		return
@@ -132,17 +139,17 @@ func (srv *Server) answerLocally(s *slot) {
 	case r.Method == http.MethodTrace:
 		srv.answerTrace(s)
 	case r.Method == http.MethodOptions:
-		head := wire.StatusLine(http.StatusOK) + "Allow: " + srv.allowMethods() + "\r\nContent-Length: 0\r\n"
+		head := wire.StatusLine(http.StatusOK) + "Allow: " + allowMethods(s.lv.cfg.AllowTrace) + "\r\nContent-Length: 0\r\n"
 		_ = s.WriteStored([]byte(head), nil, nil)
 	default:
 		srv.servePAC(s)
 	}
 }
 
-// allowMethods lists the methods the proxy forwards, for Allow.
-func (srv *Server) allowMethods() string {
+// allowMethods lists the methods the proxy forwards, for Allow (with TRACE when allowed).
+func allowMethods(trace bool) string {
 	m := "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT"
-	if srv.cfg.AllowTrace {
+	if trace {
 		m += ", TRACE"
 	}
 	return m

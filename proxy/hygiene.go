@@ -65,12 +65,13 @@ func maxForwards(h http.Header) int {
 // Forwarded as configured. Expect is dropped: the proxy answered it itself.
 type forwarding struct {
 	via10, via11   string // "1.0 <pseudonym>", "1.1 <pseudonym>"
+	via2           string // "2 <pseudonym>" (HTTP/2 clients, RFC 9110 §7.6.3)
 	xff, forwarded bool
 }
 
 // newForwarding builds the forwarding settings from configuration.
 func newForwarding(cfg config.ProxyConfig) forwarding {
-	return forwarding{via10: "1.0 " + cfg.ViaPseudonym, via11: "1.1 " + cfg.ViaPseudonym,
+	return forwarding{via10: "1.0 " + cfg.ViaPseudonym, via11: "1.1 " + cfg.ViaPseudonym, via2: "2 " + cfg.ViaPseudonym,
 		xff: cfg.XForwardedFor, forwarded: cfg.Forwarded}
 }
 
@@ -106,8 +107,11 @@ func (f *forwarding) appendOwn(b []byte, r *http.Request, countdown bool) []byte
 		b = wire.AppendField(b, "Via", v)
 	}
 	via := f.via11
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+	switch {
+	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
 		via = f.via10
+	case r.ProtoMajor == 2:
+		via = f.via2
 	}
 	b = wire.AppendField(b, "Via", via)
 	if countdown {
@@ -133,7 +137,7 @@ func (f *forwarding) appendOwn(b []byte, r *http.Request, countdown bool) []byte
 		b = append(b, "\r\n"...)
 	}
 	if f.forwarded {
-		b = wire.AppendField(b, "Forwarded", forwardedElement(ip, r.Host))
+		b = wire.AppendField(b, "Forwarded", forwardedElement(ip, r.Host, r.TLS != nil))
 	}
 	return b
 }
@@ -154,11 +158,15 @@ func clientIP(remote string) string {
 	return host
 }
 
-// forwardedElement renders one RFC 7239 element.
-func forwardedElement(ip, host string) string {
+// forwardedElement renders one RFC 7239 element; secure: the client came over TLS.
+func forwardedElement(ip, host string, secure bool) string {
 	forIP := ip
 	if strings.Contains(ip, ":") {
 		forIP = `"[` + ip + `]"`
 	}
-	return "for=" + forIP + ";proto=http;host=" + strconv.Quote(host)
+	proto := "http"
+	if secure {
+		proto = "https"
+	}
+	return "for=" + forIP + ";proto=" + proto + ";host=" + strconv.Quote(host)
 }

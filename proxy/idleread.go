@@ -21,6 +21,7 @@ type connSource struct {
 	err      error          // how readFirst's read ended, when it brought no bytes
 	released bool           // readFirst gave the connection's buffers back
 	one      [1]byte        // nothingPending's look
+	tlsFirst [1]byte        // readFirstTLS's byte (tls.go), handed over as pend
 	firstFn  func(fd uintptr) bool
 }
 

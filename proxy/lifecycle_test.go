@@ -150,7 +150,7 @@ func TestRoutes(t *testing.T) {
 	} {
 		cfg.Routes = append(cfg.Routes, config.ProxyRoute{Host: r.host, PathPrefix: r.prefix, Origins: []string{"http://127.0.0.1:1"}})
 	}
-	table, err := newRouteTable(cfg, newDialer(cfg))
+	table, err := newRouteTable(cfg, newDialer(cfg), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

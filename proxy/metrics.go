@@ -19,7 +19,13 @@ type metrics struct {
 	upstreamErrors  *prometheus.CounterVec // by kind
 	bytesIn         prometheus.Counter
 	bytesOut        prometheus.Counter
-	clientWrites    prometheus.Counter // socket writes to clients (fewer than responses when pipelined)
+	clientWrites    prometheus.Counter     // socket writes to clients (fewer than responses when pipelined)
+	reloads         *prometheus.CounterVec // configuration reloads by result (live.go)
+	// TLS and HTTP/2 (tls.go, h2.go).
+	tlsHandshakeErrors                       prometheus.Counter
+	clientProtocols                          *prometheus.CounterVec // connections by protocol (http/1.1, h2, tls-http/1.1)
+	h2Errors                                 *prometheus.CounterVec // HTTP/2 protocol errors by x/net/http2's type
+	connsHTTP, connsHTTPS, connsH2, connsH2C prometheus.Counter     // clientProtocols' children
 
 	mu       sync.RWMutex
 	counters map[uint32]prometheus.Counter // requests children, so the hot path does not allocate
@@ -54,10 +60,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "client_bytes_sent_total", Help: "Bytes sent to clients."}),
 		clientWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
 			Name: "client_writes_total", Help: "Socket writes to clients; below the response count when pipelined responses are batched."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy", Name: "reloads_total",
+			Help: "Configuration reloads of the proxy by result (ok, rejected)."}, []string{"result"}),
+		tlsHandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "tls_handshake_errors_total", Help: "TLS handshakes with clients that failed or timed out."}),
+		clientProtocols: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "client_connections_total", Help: "Client connections accepted, by protocol (http, https, h2, h2c)."},
+			[]string{"protocol"}),
+		h2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "proxy",
+			Name: "http2_errors_total", Help: "HTTP/2 errors detected on client connections, by type, as x/net/http2 names them (conn_ENHANCE_YOUR_CALM_too_many_early_resets: a rapid reset)."},
+			[]string{"type"}),
 		counters: map[uint32]prometheus.Counter{},
 	}
+	m.connsHTTP = m.clientProtocols.WithLabelValues("http")
+	m.connsHTTPS = m.clientProtocols.WithLabelValues("https")
+	m.connsH2 = m.clientProtocols.WithLabelValues("h2")
+	m.connsH2C = m.clientProtocols.WithLabelValues("h2c")
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("rejected")
 	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.clientConns, m.pipelineDepth,
-		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites} {
+		m.upstreamSeconds, m.upstreamErrors, m.bytesIn, m.bytesOut, m.clientWrites,
+		m.tlsHandshakeErrors, m.clientProtocols, m.h2Errors, m.reloads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 		}
@@ -92,7 +115,7 @@ func (m *metrics) observe(s *slot, dur time.Duration) {
 	c.mCounter.Inc()
 	m.requestSeconds.Observe(dur.Seconds())
 	m.bytesOut.Add(float64(s.bytesOut))
-	if s.head != nil {
+	if s.head != nil || s.h2 != nil {
 		m.bytesIn.Add(float64(s.reqBytes))
 	}
 }

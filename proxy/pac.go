@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,21 +17,41 @@ const pacPath = "/proxy.pac"
 // patterns.
 func (srv *Server) servePAC(s *slot) {
 	r := s.request()
-	proxy := srv.cfg.PAC.Proxy
+	pc := s.lv.cfg.PAC // the request's configuration (reloadable)
+	proxy, https := pc.Proxy, pc.HTTPSProxy
 	if proxy == "" {
 		proxy = r.Host
 		if r.URL.Host != "" {
 			proxy = r.URL.Host
 		}
+		if s.c.tls { // fetched from a TLS listener: name it as the HTTPS proxy it is
+			proxy, https = "", cmp.Or(https, proxy)
+		}
 	}
-	script := pacScript(proxy, srv.cfg.PAC.Direct, srv.cfg.PAC.FallbackDirect)
+	script := pacScript(pacTarget{https: https, plain: proxy}, pc.Direct, pc.FallbackDirect)
 	head := wire.StatusLine(http.StatusOK) + "Content-Type: application/x-ns-proxy-autoconfig\r\nCache-Control: max-age=300\r\nContent-Length: " +
 		strconv.Itoa(len(script)) + "\r\n"
 	_ = s.WriteStored([]byte(head), nil, []byte(script))
 }
 
+// pacTarget is the proxies a PAC file names, in order: an HTTPS proxy (a TLS listener) and a
+// plain one; either may be empty.
+type pacTarget struct{ https, plain string }
+
+// String renders the PAC result: "HTTPS host:port; PROXY host:port".
+func (t pacTarget) String() string {
+	var parts []string
+	if t.https != "" {
+		parts = append(parts, "HTTPS "+t.https)
+	}
+	if t.plain != "" {
+		parts = append(parts, "PROXY "+t.plain)
+	}
+	return strings.Join(parts, "; ")
+}
+
 // pacScript renders the PAC file.
-func pacScript(proxy string, direct []string, fallback bool) string {
+func pacScript(proxy pacTarget, direct []string, fallback bool) string {
 	var b strings.Builder
 	b.WriteString("// Proxy auto-config served by Outpost.\nfunction FindProxyForURL(url, host) {\n")
 	for _, d := range direct {
@@ -41,7 +62,7 @@ func pacScript(proxy string, direct []string, fallback bool) string {
 			b.WriteString("  if (shExpMatch(host, " + strconv.Quote(d) + ")) return \"DIRECT\";\n")
 		}
 	}
-	target := "PROXY " + proxy
+	target := proxy.String()
 	if fallback {
 		target += "; DIRECT"
 	}

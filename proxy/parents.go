@@ -277,14 +277,16 @@ func (t *parentTier) healthy() map[string]bool {
 	return out
 }
 
-// useParents hands the tier to every upstream pool and exposes each parent's health as
-// outpost_proxy_parent_up{parent} (nil: none).
-func (s *Server) useParents(t *parentTier) error {
+// useParents sets the tier the upstream pools use (nil: none); buildLive hands it to the
+// route pools.
+func (s *Server) useParents(t *parentTier) {
 	s.tier = t
 	s.fwd.parents = t
-	for _, rt := range s.routes.routes {
-		rt.pool.parents = t
-	}
+}
+
+// registerParents exposes each parent's health as outpost_proxy_parent_up{parent}.
+func (s *Server) registerParents() error {
+	t := s.tier
 	if t == nil || s.env.Metrics == nil {
 		return nil
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -146,6 +145,7 @@ type slotState struct {
 
 	mode       mode
 	pool       *pool // the upstream pool classify bound the request to (nil: none)
+	lv         *live // the configuration the request runs under, loaded once by admit (live.go)
 	serial     bool  // starts only after its predecessors finished; keeps the reader role
 	closeAfter bool  // the connection closes after this response
 	closeEarly bool  // closeAfter as decided when the request was read (immutable)
@@ -154,6 +154,7 @@ type slotState struct {
 	proto10    bool  // the client spoke HTTP/1.0
 	isHEAD     bool
 	upgrade    bool        // an upgrade request (upgrade.go): serial, never cached
+	h2         *h2Stream   // the HTTP/2 stream the response goes to (h2.go); nil for HTTP/1.x
 	perr       *protoError // the request could not be read
 
 	// Response state.
@@ -213,7 +214,7 @@ func (s *slot) setRequest(req *http.Request) {
 		s.body.s = s
 	}
 	if req != nil {
-		req.RemoteAddr = c.remote
+		req.RemoteAddr, req.TLS = c.remote, c.tlsState
 	}
 	s.proto10 = h.Proto10
 	method := s.method()
@@ -321,7 +322,9 @@ func (s *slot) handOn(seq uint64, always bool) {
 	c := s.c
 	c.mu.Lock()
 	c.flushDeferredLocked()
-	if s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() ||
+	// An HTTP/2 stream (h2) has its own goroutine and no reader role to hand on. (The slot's
+	// fields are read under c.mu: the stall watch may call this while the reader resets them.)
+	if s.h2 != nil || s.seq != seq || !s.active || s.detached || s.serial || s.closeEarly || c.srv.closing.Load() ||
 		(!always && (c.br == nil || c.br.Buffered() == 0)) {
 		c.mu.Unlock()
 		return
@@ -472,9 +475,7 @@ func (c *conn) endLocked(last *slot) {
 		c.noLinger = true
 		return
 	}
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
+	closeWrite(c.nc)
 	c.setReadDeadline(time.Now().Add(lingerTime))
 }
 

@@ -179,6 +179,7 @@ func (p *policy) deniedHost(host string) bool {
 // forward and CONNECT requests the ACL, authentication, deny lists and CONNECT ports, then
 // method rules — and returns the refusal to send, or nil.
 func (srv *Server) admit(s *slot) *protoError {
+	s.lv = srv.live.Load()
 	if viaLoop(s.Values("Via"), srv.cfg.ViaPseudonym) {
 		return &protoError{status: http.StatusLoopDetected, msg: "forwarding loop detected: this request already went through " + srv.cfg.ViaPseudonym}
 	}
@@ -195,8 +196,8 @@ func (srv *Server) admit(s *slot) *protoError {
 
 // admitForward applies the forward-proxy policy.
 func (srv *Server) admitForward(s *slot) *protoError {
-	p := srv.policy
-	if !srv.cfg.Forward {
+	p := s.lv.policy
+	if !s.lv.cfg.Forward {
 		return &protoError{status: http.StatusForbidden, msg: "forward proxying is disabled on this proxy"}
 	}
 	if !p.allowed(s.c.ip) {
@@ -244,9 +245,9 @@ func (srv *Server) admitForward(s *slot) *protoError {
 // answered locally, Expect.
 func (srv *Server) admitMethod(s *slot) *protoError {
 	method := s.method()
-	if method == http.MethodTrace && !srv.cfg.AllowTrace {
+	if method == http.MethodTrace && !s.lv.cfg.AllowTrace {
 		return &protoError{status: http.StatusMethodNotAllowed, msg: "TRACE is disabled on this proxy",
-			extra: "Allow: " + srv.allowMethods() + "\r\n"}
+			extra: "Allow: " + allowMethods(s.lv.cfg.AllowTrace) + "\r\n"}
 	}
 	if (method == http.MethodOptions || method == http.MethodTrace) && maxForwards(s.request().Header) == 0 {
 		s.mode = modeLocal
@@ -313,7 +314,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		return srv.classifyLean(s)
 	}
 	r := s.req
-	pac := srv.cfg.PAC.Enabled && r.URL.Path == pacPath && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+	pac := s.lv.cfg.PAC.Enabled && r.URL.Path == pacPath && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 	switch {
 	case r.Method == http.MethodConnect:
 		s.mode = modeConnect
@@ -331,7 +332,7 @@ func (srv *Server) classify(s *slot) *protoError {
 		if r.Host == "" { // HTTP/1.0 without Host: the address the client connected to
 			r.Host = s.c.localAddr()
 		}
-		rt := srv.routes.lookup(r.Host, r.URL.Path)
+		rt := s.lv.routes.lookup(r.Host, r.URL.Path)
 		if pac && (rt == nil || srv.isSelf(r.Host)) {
 			s.mode = modeLocal
 			return nil
@@ -360,7 +361,7 @@ func (srv *Server) classifyLean(s *slot) *protoError {
 		}
 		method := s.method()
 		s.mode, s.pool = modeForward, srv.fwd
-		if srv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead) && srv.isSelf(string(auth)) {
+		if s.lv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead) && srv.isSelf(string(auth)) {
 			s.mode = modeLocal
 		}
 		return nil
@@ -371,8 +372,8 @@ func (srv *Server) classifyLean(s *slot) *protoError {
 		path = target[:i]
 	}
 	method := s.method()
-	pac := srv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead)
-	rt := srv.routes.lookup(transient(host), transient(path))
+	pac := s.lv.cfg.PAC.Enabled && string(path) == pacPath && (method == http.MethodGet || method == http.MethodHead)
+	rt := s.lv.routes.lookup(transient(host), transient(path))
 	if pac && (rt == nil || srv.isSelf(string(host))) {
 		s.mode = modeLocal
 		return nil

@@ -282,7 +282,7 @@ func TestForwardPolicyUnit(t *testing.T) {
 			ip := netip.MustParseAddr(tc.client)
 			s := &slot{c: &conn{srv: srv, ip: ip, ipStr: ip.String()}}
 			s.req = httptest.NewRequest("GET", tc.url, nil)
-			s.mode = modeForward
+			s.mode, s.lv = modeForward, srv.live.Load()
 			status := 0
 			if perr := srv.admitForward(s); perr != nil {
 				status = perr.status

@@ -1,7 +1,9 @@
-// Package proxy is Outpost's HTTP/1.0 and HTTP/1.1 forward and reverse proxy: persistent and
-// pipelined client connections, request smuggling defences, policy (ACL, Basic auth, deny
-// lists), reverse routes with origin pools, CONNECT tunnels, header hygiene and the seam to the
-// cache (cache.Handler).
+// Package proxy is Outpost's HTTP/1.0, HTTP/1.1 and HTTP/2 forward and reverse proxy, on plain
+// and TLS listeners: persistent and pipelined client connections, request smuggling defences,
+// policy (ACL, Basic auth, deny lists), reverse routes with origin pools, CONNECT tunnels,
+// header hygiene and the seam to the cache (cache.Handler). TLS (tls.go) wraps the connection
+// before the same front end; an HTTP/2 stream (h2.go) becomes a slot that enters the same path
+// at policy.
 //
 // A request's path, one file per step: frontend.go (accept, connection loop) → request.go (read
 // and check one request) → pipeline.go (its slot in the connection's window) → policy.go
@@ -11,6 +13,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/internal/config"
+	"github.com/outpost-proxy/outpost/internal/democa"
 )
 
 // Options are the proxy's collaborators.
@@ -49,21 +53,29 @@ type Server struct {
 	env    component.Env
 	opts   Options
 	log    *slog.Logger
-	policy *policy
-	routes *routeTable
-	fwd    *pool       // forward-proxy upstream (the URL's own host)
-	tier   *parentTier // [proxy.parents] (parents.go); nil = none
+	live   atomic.Pointer[live] // routes, pools and policy: what a reload swaps (live.go)
+	checks sync.WaitGroup       // the origins' health checkers (health.go)
+	fwd    *pool                // forward-proxy upstream (the URL's own host)
+	tier   *parentTier          // [proxy.parents] (parents.go); nil = none
 	dialer *dialer
 	alog   *accessLog
 	m      *metrics
 	status *status // the admin listener's /proxy/top and /proxy/routes (status.go)
 
 	viaLine       []byte     // "Via: 1.1 <pseudonym>\r\n", appended to every response
+	viaValue      string     // "1.1 <pseudonym>", for HTTP/2 responses
+	viaValues     []string   // {viaValue}, shared by HTTP/2 responses (read-only)
 	keepAliveLine []byte     // Connection: keep-alive and Keep-Alive: timeout=N, for HTTP/1.0 clients
 	forwarding    forwarding // the fields added to upstream requests (hygiene.go)
 
+	certs   certStore    // the TLS listeners' certificates (tls.go), swapped by SetCertificates
+	tlsConf *tls.Config  // nil: no TLS listener
+	h2      *h2Front     // the HTTP/2 server for h2 connections (h2.go); nil when off
+	demo    *democa.Demo // the demo CA's files when the certificate is the demo's (s.mu)
+
 	mu         sync.Mutex
 	lns        []net.Listener
+	tlsLns     []net.Listener // [proxy.tls] listen (also in lns)
 	addrs      []string
 	self       map[string]bool // bound host:port addresses: requests to these are for the proxy itself
 	conns      map[*conn]struct{}
@@ -84,23 +96,23 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 		stopAccept: make(chan struct{}),
 		conns:      map[*conn]struct{}{}, self: map[string]bool{}}
 	var err error
-	if s.policy, err = newPolicy(cfg); err != nil {
-		return nil, err
-	}
 	s.dialer = newDialer(cfg)
 	s.dialer.roots = opts.UpstreamRoots
 	s.fwd = newPool("forward", nil, "", false, cfg, s.dialer)
-	if s.routes, err = newRouteTable(cfg, s.dialer); err != nil {
+	s.fwd.bg.srv = s
+	s.useParents(newParentTier(cfg.Parents, s.dialer, s.log))
+	lv, err := s.buildLive(cfg, nil)
+	if err != nil {
 		return nil, err
 	}
-	s.fwd.bg.srv = s
-	for _, rt := range s.routes.routes {
-		rt.pool.bg.srv = s
-	}
-	if err := s.useParents(newParentTier(cfg.Parents, s.dialer, s.log)); err != nil {
+	s.live.Store(lv)
+	if err := s.registerParents(); err != nil {
 		return nil, err
 	}
 	s.joinHierarchy()
+	if err := s.setUpTLS(); err != nil { // before anything that starts a goroutine
+		return nil, err
+	}
 	if s.alog, err = newAccessLog(cfg.AccessLog, env.Logger, env.Metrics); err != nil {
 		return nil, err
 	}
@@ -110,11 +122,18 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 	if s.status, err = newStatus(s, env.Metrics, env.Admin); err != nil {
 		return nil, err
 	}
+	if env.Metrics != nil {
+		if err := env.Metrics.Register(newOriginMetrics(s)); err != nil {
+			return nil, fmt.Errorf("proxy: registering metrics: %w", err)
+		}
+	}
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
 	s.forwarding = newForwarding(cfg)
 	s.viaLine = []byte("Via: 1.1 " + cfg.ViaPseudonym + "\r\n")
+	s.viaValue = "1.1 " + cfg.ViaPseudonym
+	s.viaValues = []string{s.viaValue}
 	s.keepAliveLine = []byte(fmt.Sprintf("Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n", int(cfg.IdleTimeout.Seconds())))
 	return s, nil
 }
@@ -122,19 +141,42 @@ func New(cfg config.ProxyConfig, env component.Env, opts Options) (*Server, erro
 // Name is "proxy".
 func (s *Server) Name() string { return "proxy" }
 
-// Listen binds every configured address.
+// setUpTLS loads the certificates when [proxy.tls] has listeners, certificates or the demo,
+// and makes the TLS and HTTP/2 configuration of the TLS listeners.
+func (s *Server) setUpTLS() error {
+	t := s.cfg.TLS
+	if s.cfg.HTTP2.Enabled && (len(t.Listen) > 0 || s.cfg.HTTP2.H2C) {
+		s.h2 = newH2Front(s)
+	}
+	if len(t.Listen) == 0 && len(t.Certificates) == 0 && !t.Demo {
+		return nil
+	}
+	if err := s.SetCertificates(t); err != nil {
+		return err
+	}
+	if len(t.Listen) > 0 {
+		s.tlsConf = newTLSConfig(&s.certs, s.cfg.HTTP2.Enabled)
+	}
+	return nil
+}
+
+// Listen binds every configured address: the plain listeners, then the TLS ones.
 func (s *Server) Listen(ctx context.Context) error {
 	// No TCP keep-alive probes on client connections: idle_timeout and the tunnels' own
 	// timeouts end idle ones, and arming the probes costs four setsockopt(2) calls per
 	// accepted connection (nginx leaves them off too, unless so_keepalive is set).
 	lc := net.ListenConfig{KeepAlive: -1}
-	for _, a := range s.cfg.Listen {
+	addrs := append(append([]string(nil), s.cfg.Listen...), s.cfg.TLS.Listen...)
+	for i, a := range addrs {
 		ln, err := lc.Listen(ctx, "tcp", a)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", a, err)
 		}
 		s.mu.Lock()
+		if i >= len(s.cfg.Listen) {
+			s.tlsLns = append(s.tlsLns, ln)
+		}
 		s.self[ln.Addr().String()] = true
 		if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil {
 			s.self["localhost:"+port] = true
@@ -142,6 +184,9 @@ func (s *Server) Listen(ctx context.Context) error {
 		s.addrs = append(s.addrs, "tcp "+ln.Addr().String())
 		s.lns = append(s.lns, ln)
 		s.mu.Unlock()
+	}
+	for _, a := range s.TLSAddrs() {
+		s.logTLSListener(a)
 	}
 	return nil
 }
@@ -162,9 +207,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("proxy: Serve called before Listen")
 	}
 	s.tier.start()
+	s.live.Load().routes.startChecks(s)
 	errc := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { errc <- s.acceptLoop(ln) }()
+	for i, ln := range lns {
+		secure := i >= len(lns)-len(s.tlsLns)
+		go func() { errc <- s.acceptLoop(ln, secure) }()
 	}
 	var first error
 	for range lns {
@@ -193,6 +240,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.wakeIfIdle()
 	}
 	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2.shutdown(ctx)
+	}
 	finished := make(chan struct{})
 	go func() { s.connWG.Wait(); close(finished) }()
 	var err error
@@ -208,8 +258,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("proxy: shutdown: %w", ctx.Err())
 	}
 	s.tier.close()
+	lv := s.live.Load()
+	lv.routes.stopChecks()
+	s.checks.Wait()
 	s.fwd.closeIdle()
-	s.routes.closeIdle()
+	lv.routes.closeIdle()
 	if cl, ok := s.opts.Cache.(io.Closer); ok && s.opts.Cache != nil {
 		if cerr := cl.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("proxy: closing cache: %w", cerr)

@@ -52,10 +52,19 @@ func (f *purgeFanout) Fanout(t cache.PurgeTarget, local func()) cache.PurgeRepor
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
 	via := append(append([]string(nil), t.Via...), f.via)
-	f.send(ctx, f.parents, purgeRequest(t, cache.PurgeUp, via), &rep)
+	f.send(ctx, f.parents, func(addr string) []byte { return purgeRequest(routedTo(t, addr), cache.PurgeUp, via) }, &rep)
 	local()
-	f.send(ctx, f.peers, purgeRequest(t, cache.PurgeDown, nil), &rep)
+	f.send(ctx, f.peers, func(addr string) []byte { return purgeRequest(routedTo(t, addr), cache.PurgeDown, nil) }, &rep)
 	return rep
+}
+
+// routedTo gives a purge without a URL (an admin tag purge that named no host) the other
+// cache's address as its Host: its routes must then match that (host = "*" does).
+func routedTo(t cache.PurgeTarget, addr string) cache.PurgeTarget {
+	if t.URL == nil {
+		t.URL = &url.URL{Scheme: "http", Host: addr, Path: "/"}
+	}
+	return t
 }
 
 // purgeRequest renders the PURGE sent for t in direction dir, with via when set.
@@ -71,6 +80,12 @@ func purgeRequest(t cache.PurgeTarget, dir string, via []string) []byte {
 		marker += ", prefix"
 	}
 	b = wire.AppendField(b, cache.PurgeMarker, marker)
+	if len(t.Tags) > 0 {
+		b = wire.AppendField(b, "Surrogate-Key", strings.Join(t.Tags, " ")) // tags are visible ASCII without spaces
+	}
+	if t.Soft {
+		b = wire.AppendField(b, cache.SoftPurgeField, "1")
+	}
 	for _, v := range via {
 		b = wire.AppendField(b, "Via", v)
 	}
@@ -78,8 +93,8 @@ func purgeRequest(t cache.PurgeTarget, dir string, via []string) []byte {
 	return append(b, "Connection: close\r\n\r\n"...)
 }
 
-// send delivers req to every address at once and waits for their answers (or ctx's end).
-func (f *purgeFanout) send(ctx context.Context, addrs []string, req []byte, rep *cache.PurgeReport) {
+// send delivers req(addr) to every address at once and waits for their answers (or ctx's end).
+func (f *purgeFanout) send(ctx context.Context, addrs []string, req func(addr string) []byte, rep *cache.PurgeReport) {
 	if len(addrs) == 0 {
 		return
 	}
@@ -89,7 +104,7 @@ func (f *purgeFanout) send(ctx context.Context, addrs []string, req []byte, rep 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := f.deliver(ctx, addr, req)
+			err := f.deliver(ctx, addr, req(addr))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -142,7 +157,7 @@ type keyRuleTaker interface {
 // purge fan-out.
 func (s *Server) joinHierarchy() {
 	if kc, ok := s.opts.Cache.(keyRuleTaker); ok {
-		kc.SetKeyRules(s.routes.keyRulesFor)
+		kc.SetKeyRules(func(u *url.URL) *cache.KeyRules { return s.live.Load().routes.keyRulesFor(u) }) // the running routes' rules
 	}
 	pc, ok := s.opts.Cache.(peerCache)
 	if !ok {

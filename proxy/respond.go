@@ -30,6 +30,9 @@ func (s *slot) WriteStored(head, extra, body []byte) error {
 		return errWritten
 	}
 	s.written = true
+	if s.h2 != nil {
+		return s.writeStoredH2(head, extra, body)
+	}
 	return s.writeOrStash(head, extra, body)
 }
 
@@ -101,6 +104,10 @@ func fieldValue(head []byte, prefix string) []byte {
 func (s *slot) WriteResponse(resp *http.Response) error {
 	if s.written {
 		return errWritten
+	}
+	if s.h2 != nil {
+		s.written = true
+		return s.writeResponseH2(resp)
 	}
 	if err := s.waitTurn(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -23,28 +24,73 @@ type routeTable struct {
 	routes []*route
 }
 
-// newRouteTable builds the routes and their origin pools.
-func newRouteTable(cfg config.ProxyConfig, d *dialer) (*routeTable, error) {
+// newRouteTable builds the routes and their origin pools, carrying over the pools of prev
+// (nil: none) whose spec is unchanged (live.go). Every bad route is reported, naming its key.
+func newRouteTable(cfg config.ProxyConfig, d *dialer, prev *routeTable) (*routeTable, error) {
 	t := &routeTable{}
+	var errs []error
+	taken := map[*pool]bool{}
 	for i, rc := range cfg.Routes {
-		var origins []*origin
-		for _, o := range rc.Origins {
-			u, err := url.Parse(o)
+		name := "route " + rc.Host + rc.PathPrefix
+		spec := poolSpec(rc)
+		var p *pool
+		if old := prev.withSpec(spec, taken); old != nil {
+			taken[old] = true
+			p = old.carriedOver(name)
+		} else {
+			origins, err := newOrigins(i, rc)
 			if err != nil {
-				return nil, fmt.Errorf("proxy: routes[%d]: %w", i, err)
+				errs = append(errs, err)
+				continue
 			}
-			origins = append(origins, &origin{u: u})
+			p = newPool(name, origins, rc.Balance, rc.RewriteHost, cfg, d)
+			p.spec = spec
 		}
-		name := fmt.Sprintf("route[%d] %s%s", i, rc.Host, rc.PathPrefix)
 		keys, err := cache.NewKeyRules(fmt.Sprintf("proxy.routes[%d].cache_key", i), rc.CacheKey)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
-		p := newPool(name, origins, rc.Balance, rc.RewriteHost, cfg, d)
-		p.keys = keys
+		p.keys = keys // a carried-over pool is a new value: the route's rules may have changed
 		t.routes = append(t.routes, &route{host: strings.ToLower(rc.Host), prefix: strings.TrimSuffix(rc.PathPrefix, "/"), pool: p, keys: keys})
 	}
-	return t, nil
+	return t, errors.Join(errs...)
+}
+
+// newOrigins parses route i's origins, each with its health checker when the route has one.
+func newOrigins(i int, rc config.ProxyRoute) ([]*origin, error) {
+	var origins []*origin
+	for j, o := range rc.Origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, config.Errorf(fmt.Sprintf("proxy.routes[%d].origins[%d]", i, j), "%q is not an http(s)://host[:port] URL", o)
+		}
+		org := &origin{u: u}
+		if rc.Health.Enabled() {
+			org.hc = newOriginCheck(rc.Health.Effective())
+		}
+		origins = append(origins, org)
+	}
+	return origins, nil
+}
+
+// poolSpec is what makes two routes' pools interchangeable: origins, balance, rewrite_host and
+// health check.
+func poolSpec(rc config.ProxyRoute) string {
+	return fmt.Sprintf("%q %q %v %+v", rc.Origins, rc.Balance, rc.RewriteHost, rc.Health)
+}
+
+// withSpec returns a pool of t with spec that is not taken yet (nil-safe; nil: none).
+func (t *routeTable) withSpec(spec string, taken map[*pool]bool) *pool {
+	if t == nil {
+		return nil
+	}
+	for _, r := range t.routes {
+		if r.pool.spec == spec && !taken[r.pool] {
+			return r.pool
+		}
+	}
+	return nil
 }
 
 // lookup returns the best route for the Host header and path, or nil.

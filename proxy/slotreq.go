@@ -130,7 +130,7 @@ func (s *slot) request() *http.Request {
 	if b := s.body; b != nil {
 		r.Body, r.ContentLength = b, s.head.ContentLength
 	}
-	r.RemoteAddr = s.c.remote
+	r.RemoteAddr, r.TLS = s.c.remote, s.c.tlsState
 	if s.mode == modeReverse {
 		r.URL.Scheme, r.URL.Host = "http", strings.ToLower(r.Host)
 	}

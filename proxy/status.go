@@ -19,6 +19,7 @@ import (
 //
 //	GET /proxy/top     {"requests": {"total": N, "top": [...]}, "bytes": {...}}
 //	GET /proxy/routes  every route with its origins: up, or down until when (fail_timeout)
+//	GET /proxy/origins every route origin with its active health check (health.go)
 type status struct {
 	srv      *Server
 	requests *topk.Tracker // weight 1 per request
@@ -65,6 +66,7 @@ func newStatus(srv *Server, reg prometheus.Registerer, mux *http.ServeMux) (*sta
 	if mux != nil {
 		mux.HandleFunc("GET /proxy/top", st.serveTop)
 		mux.HandleFunc("GET /proxy/routes", st.serveRoutes)
+		mux.HandleFunc("GET /proxy/origins", st.serveOrigins)
 	}
 	return st, nil
 }
@@ -121,7 +123,8 @@ func (st *status) serveTop(w http.ResponseWriter, r *http.Request) {
 	writeStatusJSON(w, map[string]topList{"requests": list(st.requests), "bytes": list(st.bytes)})
 }
 
-// routeStatus and originStatus are one route and its origins as /proxy/routes shows them.
+// routeStatus and originStatus are one route and its origins as /proxy/routes and
+// /proxy/origins show them.
 type routeStatus struct {
 	Name    string         `json:"name"`
 	Host    string         `json:"host"`
@@ -130,25 +133,69 @@ type routeStatus struct {
 }
 
 type originStatus struct {
-	URL       string    `json:"url"`
-	Up        bool      `json:"up"`
-	DownUntil time.Time `json:"down_until,omitzero"`
-	Active    int64     `json:"active"`
+	Route     string        `json:"route,omitempty"`
+	URL       string        `json:"url"`
+	Up        bool          `json:"up"` // takes traffic: passes its health check, not skipped after a failure
+	DownUntil time.Time     `json:"down_until,omitzero"`
+	Active    int64         `json:"active"`
+	Health    *healthStatus `json:"health,omitempty"`
+}
+
+// healthStatus is an origin's active health check ([proxy.routes.health]).
+type healthStatus struct {
+	State     string    `json:"state"` // "up" or "down"
+	Path      string    `json:"path"`
+	Streak    int       `json:"streak"` // checks in a row that disagree with the state (towards fall or rise)
+	Fall      int       `json:"fall"`
+	Rise      int       `json:"rise"`
+	Passed    uint64    `json:"passed"`
+	Failed    uint64    `json:"failed"`
+	LastCheck time.Time `json:"last_check,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// originState reports o as the status pages show it.
+func originState(o *origin, now time.Time) originStatus {
+	ost := originStatus{URL: o.u.Redacted(), Up: o.hc.healthy(), Active: o.active.Load()}
+	if until := o.downUntil.Load(); until > now.UnixNano() {
+		ost.Up, ost.DownUntil = false, time.Unix(0, until).UTC()
+	}
+	if c := o.hc; c != nil {
+		c.mu.Lock()
+		h := &healthStatus{State: "up", Path: c.cfg.Path, Streak: c.streak, Fall: c.cfg.Fall, Rise: c.cfg.Rise,
+			Passed: c.passed.Load(), Failed: c.failed.Load(), LastCheck: c.lastAt.UTC(), LastError: c.lastErr}
+		c.mu.Unlock()
+		if !c.healthy() {
+			h.State = "down"
+		}
+		ost.Health = h
+	}
+	return ost
 }
 
 func (st *status) serveRoutes(w http.ResponseWriter, _ *http.Request) {
 	now := time.Now()
 	out := []routeStatus{}
-	for _, rt := range st.srv.routes.routes {
+	for _, rt := range st.srv.live.Load().routes.routes {
 		rs := routeStatus{Name: rt.pool.name, Host: rt.host, Prefix: rt.prefix, Origins: []originStatus{}}
 		for _, o := range rt.pool.origins {
-			ost := originStatus{URL: o.u.Redacted(), Up: true, Active: o.active.Load()}
-			if until := o.downUntil.Load(); until > now.UnixNano() {
-				ost.Up, ost.DownUntil = false, time.Unix(0, until).UTC()
-			}
-			rs.Origins = append(rs.Origins, ost)
+			rs.Origins = append(rs.Origins, originState(o, now))
 		}
 		out = append(out, rs)
+	}
+	writeStatusJSON(w, out)
+}
+
+// serveOrigins is GET /proxy/origins: every origin of every route, with its health.
+func (st *status) serveOrigins(w http.ResponseWriter, _ *http.Request) {
+	now := time.Now()
+	out := []originStatus{}
+	for _, rt := range st.srv.live.Load().routes.routes {
+		for _, o := range rt.pool.origins {
+			ost := originState(o, now)
+			ost.Route = rt.pool.name
+			out = append(out, ost)
+		}
 	}
 	writeStatusJSON(w, out)
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,7 @@ type origin struct {
 	u         *url.URL
 	active    atomic.Int64 // requests in flight (least_conn)
 	downUntil atomic.Int64 // unix nanos until which the origin is skipped after a failure
+	hc        *originCheck // the active health check (health.go); nil: none
 }
 
 // pool is an upstream pool: a route's origins, or the forward proxy's "the URL's own host"
@@ -68,6 +70,7 @@ type pool struct {
 	cl          *client
 	bg          poolFetcher // this pool for the cache's background fetches (slot.Background)
 	parents     *parentTier // misses go to a parent first (parents.go); nil = none
+	spec        string      // what a reload compares to carry the pool over (routes.go poolSpec)
 
 	keys *cache.KeyRules // the route's cache-key rules: the parent is chosen by the ruled key
 }
@@ -99,32 +102,65 @@ func originForm(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
+// carriedOver returns a pool for a reloaded route with p's spec: a new value, named name, that
+// shares p's client (its connections) and origins (their health).
+func (p *pool) carriedOver(name string) *pool {
+	q := &pool{name: name, origins: p.origins, leastConn: p.leastConn, rewriteHost: p.rewriteHost,
+		failTimeout: p.failTimeout, cl: p.cl, spec: p.spec}
+	q.bg.pool = q
+	return q
+}
+
 // closeIdle closes the pool's idle connections.
 func (p *pool) closeIdle() { p.cl.closeIdle() }
 
-// pick chooses an origin: round-robin or least connections among those not marked down (all
-// of them when every one is down).
-func (p *pool) pick() *origin {
+// pick chooses an origin: round-robin or least connections among those up — passing their
+// health checks and not skipped after a failure (fail_timeout). When every origin that passes
+// its checks was skipped, one of them is tried anyway; when every origin fails its checks,
+// pick returns an originsDown error.
+func (p *pool) pick() (*origin, error) {
 	now := time.Now().UnixNano()
 	n := len(p.origins)
 	start := int((p.rr.Add(1) - 1) % uint64(n))
-	var best *origin
+	var best, fallback *origin
 	for i := range n {
 		o := p.origins[(start+i)%n]
+		if !o.hc.healthy() {
+			continue
+		}
+		if fallback == nil {
+			fallback = o
+		}
 		if o.downUntil.Load() > now {
 			continue
 		}
 		if !p.leastConn {
-			return o
+			return o, nil
 		}
 		if best == nil || o.active.Load() < best.active.Load() {
 			best = o
 		}
 	}
 	if best == nil {
-		best = p.origins[start]
+		best = fallback
 	}
-	return best
+	if best == nil {
+		return nil, p.originsDown()
+	}
+	return best, nil
+}
+
+// originsDown is the error of a pool whose every origin fails its health checks: the cache
+// serves a stale response where the object allows it, else the client gets 503 with a
+// Retry-After of the time the first origin needs to come back (rise checks).
+func (p *pool) originsDown() error {
+	after := time.Duration(0)
+	for _, o := range p.origins {
+		if d := o.hc.backIn(); after == 0 || d < after {
+			after = d
+		}
+	}
+	return &cache.UnavailableError{Err: fmt.Errorf("proxy: %s: every origin fails its health check", p.name), RetryAfter: after}
 }
 
 // Fetch reaches the origin for the cache (cache.Fetcher), through the pool classify bound the
@@ -150,7 +186,7 @@ func (s *slot) fetch(u cache.Upstream, parent context.Context) (*http.Response, 
 	seq := s.seq
 	s.detachIfPipelined(seq)
 	var interim func(int, http.Header)
-	if !s.proto10 {
+	if !s.proto10 && s.h2 == nil {
 		interim = func(code int, h http.Header) { _ = s.writeInterim(seq, code, textproto.MIMEHeader(h)) }
 	}
 	if s.pool == nil {
@@ -246,7 +282,10 @@ func (p *pool) roundTrip(ctx context.Context, out *outRequest) (*http.Response, 
 	out.target = originForm(r)
 	var o *origin
 	if p.origins != nil {
-		o = p.pick()
+		var err error
+		if o, err = p.pick(); err != nil {
+			return nil, "", err
+		}
 		base := o.u
 		out.scheme, out.host = base.Scheme, base.Host
 		if base.Path != "" && base.Path != "/" {
@@ -315,7 +354,10 @@ func classifyError(err error) (int, string, string) {
 	var dnsErr *net.DNSError
 	var perr *protoError
 	var ne net.Error
+	var down *cache.UnavailableError
 	switch {
+	case errors.As(err, &down):
+		return http.StatusServiceUnavailable, "origins_down", "every origin of this route is down (failing its health check)"
 	case errors.As(err, &perr):
 		return perr.status, "client_body", perr.msg
 	case errors.Is(err, errBadResponse):
@@ -350,5 +392,10 @@ func (s *slot) writeUpstreamError(err error) {
 	if status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		s.closeAfter = true
 	}
-	s.writeError(&protoError{status: status, msg: msg})
+	perr := &protoError{status: status, msg: msg}
+	var down *cache.UnavailableError
+	if errors.As(err, &down) {
+		perr.extra = "Retry-After: " + strconv.Itoa(down.RetryAfterSeconds()) + "\r\n"
+	}
+	s.writeError(perr)
 }

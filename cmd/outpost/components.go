@@ -48,21 +48,25 @@ func buildComponents(cfg *config.Config, env component.Env, want func(name strin
 		if err != nil {
 			return nil, fmt.Errorf("dns: %w", err)
 		}
-		s.reloaders = append(s.reloaders, func(c *config.Config) error { return d.Reload(c.DNS) })
+		s.reloaders = append(s.reloaders, reloader{name: "dns", oneStep: true, prepare: func(c *config.Config) (func(), error) {
+			return func() {}, d.Reload(c.DNS)
+		}})
 		cs = append(cs, d)
 	}
 	if want("proxy", cfg.Proxy.Enabled) {
-		p, err := buildProxy(cfg, env)
+		p, err := buildProxy(cfg, env, s)
 		if err != nil {
 			return nil, err
 		}
+		s.tlsConfig = tlsConfigOf(p)
 		cs = append(cs, p)
 	}
 	return cs, nil
 }
 
-// buildProxy constructs the proxy with its cache and ftp:// gateway when they are enabled.
-func buildProxy(cfg *config.Config, env component.Env) (component.Component, error) {
+// buildProxy constructs the proxy with its cache and ftp:// gateway when they are enabled, and
+// registers their reloads with s.
+func buildProxy(cfg *config.Config, env component.Env, s *suite) (component.Component, error) {
 	var opts proxy.Options
 	var closers []io.Closer
 	if cfg.Cache.Enabled {
@@ -71,6 +75,12 @@ func buildProxy(cfg *config.Config, env component.Env) (component.Component, err
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 		opts.Cache = c
+		s.reloaders = append(s.reloaders, reloader{name: "cache", prepare: func(n *config.Config) (func(), error) {
+			if _, err := config.ParsePrefixes("cache.purge_allow", n.Cache.PurgeAllow); err != nil {
+				return nil, err
+			}
+			return func() { _ = c.Reload(n.Cache) }, nil
+		}})
 	}
 	if cfg.Proxy.FTP.Enabled {
 		gw, err := ftpgw.New(cfg.Proxy.FTP, env.Named("ftpgw").Logger)
@@ -84,6 +94,9 @@ func buildProxy(cfg *config.Config, env component.Env) (component.Component, err
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
+	s.reloaders = append(s.reloaders, reloader{name: "proxy", prepare: func(n *config.Config) (func(), error) {
+		return p.PrepareReload(n.Proxy)
+	}})
 	return closeAfter{p, closers}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	outpost "github.com/outpost-proxy/outpost"
+	"github.com/outpost-proxy/outpost/internal/admin"
 	"github.com/outpost-proxy/outpost/internal/component"
 	"github.com/outpost-proxy/outpost/internal/config"
 	"github.com/outpost-proxy/outpost/origin/imap"
@@ -255,7 +256,14 @@ func mailFlushCommand(load func(*cobra.Command) (*config.Config, error)) *cobra.
 				return fmt.Errorf("mail flush: the admin listener is disabled ([admin] enabled = false)")
 			}
 			client := &http.Client{Timeout: 10 * time.Second}
-			resp, err := client.Post("http://"+cfg.Admin.Listen+"/mail/flush", "application/json", nil)
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, "http://"+cfg.Admin.Listen+"/mail/flush", nil)
+			if err != nil {
+				return fmt.Errorf("mail flush: %w", err)
+			}
+			if err := admin.AuthorizeRequest(req, cfg.Admin.TokenFile); err != nil {
+				return usageError{err}
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				return fmt.Errorf("mail flush: is outpost running? %w", err)
 			}

@@ -64,6 +64,8 @@ func TestCommandExitStatus(t *testing.T) {
 		{"check unknown key", []string{"config", "check", "--config", write("a.toml", "[proxy]\nlistn = \"x\"\n")}, exitUsage, "proxy.listn"},
 		{"check malformed address", []string{"config", "check", "--config", write("b.toml", "[web]\nlisten = \"127.0.0.1\"\n")}, exitUsage, "web.listen"},
 		{"check negative size", []string{"config", "check", "--config", write("c.toml", "[cache]\nmemory_size = -1\n")}, exitUsage, "cache.memory_size"},
+		{"check tag header", []string{"config", "check", "--config", write("tag.toml", "[cache]\ntag_header = \"Surrogate Key\"\n")}, exitUsage, "cache.tag_header"},
+		{"check max tags", []string{"config", "check", "--config", write("tags.toml", "[cache]\nmax_tags = 0\n")}, exitUsage, "cache.max_tags"},
 		{"check dashboard interval", []string{"config", "check", "--config", write("dash.toml", "[admin]\ndashboard_interval = \"1ms\"\n")}, exitUsage, "admin.dashboard_interval"},
 		{"check missing file", []string{"config", "check", "--config", filepath.Join(dir, "nope.toml")}, exitUsage, "no such file"},
 		{"flag override printed", []string{"config", "print", "--proxy-listen", "127.0.0.1:18081"}, exitOK, "127.0.0.1:18081"},

@@ -111,6 +111,7 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.mailCommand(),
 		c.configCommand(),
 		versionCommand(),
+		c.reloadCommand(),
 	)
 	addExtraCommands(root)
 	return root

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +28,9 @@ type Server struct {
 	ln       net.Listener
 	srv      *http.Server
 	gatherer prometheus.Gatherer
-	dash     *dashboard // nil unless MountDashboard was called
+	dash     *dashboard  // nil unless MountDashboard was called
+	tlsConf  *tls.Config // nil: plain HTTP (UseTLS)
+	token    []byte      // admin.token_file's token; empty: nothing guarded (token.go)
 }
 
 // New returns an admin server for addr. mux is shared with the components (they mount their
@@ -45,7 +48,7 @@ func New(addr string, mux *http.ServeMux, gatherer prometheus.Gatherer, ready fu
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           s.guard(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -59,6 +62,13 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
+}
+
+// UseTLS makes the listener serve HTTPS (HTTP/1.1 and HTTP/2) with cfg's certificates: the
+// proxy's ([admin] tls = true). Call it before Serve.
+func (s *Server) UseTLS(cfg *tls.Config) {
+	s.tlsConf = cfg
+	s.srv.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug) // failed handshakes
 }
 
 // Name implements component.Component.
@@ -84,7 +94,12 @@ func (s *Server) Serve(context.Context) error {
 	if s.dash != nil {
 		go s.dash.run()
 	}
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := s.srv.Serve
+	if s.tlsConf != nil {
+		s.srv.TLSConfig = s.tlsConf
+		serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+	}
+	if err := serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil

@@ -1,6 +1,11 @@
 package config
 
-import "time"
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
 
 // LogConfig is the [log] section.
 type LogConfig struct {
@@ -39,6 +44,12 @@ type AdminConfig struct {
 	// DashboardWindow is how much history the dashboard keeps, at most maxDashboardSamples
 	// intervals.
 	DashboardWindow time.Duration `mapstructure:"dashboard_window"`
+	// TLS serves the admin listener over TLS with the proxy's certificates ([proxy.tls]).
+	TLS bool `mapstructure:"tls"`
+	// TokenFile holds the bearer token the admin listener requires for changes (POST /reload,
+	// POST /cache/purge, any method but GET/HEAD) and /debug/pprof/. Required when Listen is not
+	// a loopback address; optional (but then enforced) on loopback.
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // maxDashboardSamples bounds the dashboard's history (its memory): window / interval.
@@ -56,6 +67,9 @@ func (c *AdminConfig) validate() error {
 	if err := CheckHostPort("admin.listen", c.Listen); err != nil {
 		return err
 	}
+	if c.TokenFile == "" && !IsLoopbackHostPort(c.Listen) {
+		return errorf("admin.token_file", "is required when admin.listen (%s) is not a loopback address: the admin listener can reload, purge and profile", c.Listen)
+	}
 	if !c.Dashboard {
 		return nil
 	}
@@ -69,4 +83,18 @@ func (c *AdminConfig) validate() error {
 		return errorf("admin.dashboard_window", "%s holds %d samples of %s; at most %d", c.DashboardWindow, n, c.DashboardInterval, maxDashboardSamples)
 	}
 	return nil
+}
+
+// IsLoopbackHostPort reports whether a host:port listens on loopback only: "localhost" or a
+// loopback address (an empty host or 0.0.0.0 means every interface).
+func IsLoopbackHostPort(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }

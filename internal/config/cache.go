@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // CacheConfig is the [cache] section: the RFC 9111 shared cache in the proxy's request path.
 type CacheConfig struct {
@@ -58,6 +61,22 @@ type CacheConfig struct {
 	// DebugKey adds the request's cache key to Cache-Status as a key= parameter (a debug
 	// switch: the key shows the URL and any include_headers values to the client).
 	DebugKey bool `mapstructure:"debug_key"`
+
+	// Tag purge (cache/tags.go).
+
+	// TagHeader is the response field whose tags label a stored object for purging by tag:
+	// "Surrogate-Key" (Fastly's convention, space-separated), "Cache-Tag" (Cloudflare's,
+	// comma-separated) or another field name; empty turns tagging off.
+	TagHeader string `mapstructure:"tag_header"`
+	// TagSeparator is how TagHeader's value is split: "space", "comma", or empty for the
+	// header's own convention (comma for Cache-Tag and Edge-Cache-Tag, space otherwise).
+	TagSeparator string `mapstructure:"tag_separator"`
+	// StripTagHeader removes TagHeader from responses before they go to clients.
+	StripTagHeader bool `mapstructure:"strip_tag_header"`
+	// MaxTags is the most tags kept per stored object; further tags are ignored.
+	MaxTags int `mapstructure:"max_tags"`
+	// MaxTagLength is the longest tag kept, in bytes; longer tags are ignored.
+	MaxTagLength int `mapstructure:"max_tag_length"`
 }
 
 func defaultCache() CacheConfig {
@@ -77,6 +96,10 @@ func defaultCache() CacheConfig {
 		MaxVariants:          64,
 		PurgeAllow:           []string{"127.0.0.0/8", "::1/128"},
 		StripCDNCacheControl: false,
+		TagHeader:            "Surrogate-Key",
+		StripTagHeader:       true,
+		MaxTags:              128,
+		MaxTagLength:         256,
 	}
 }
 
@@ -109,6 +132,39 @@ func (c *CacheConfig) validate() error {
 	if err := CheckPositive("cache.max_variants", c.MaxVariants); err != nil {
 		return err
 	}
-	_, err := ParsePrefixes("cache.purge_allow", c.PurgeAllow)
-	return err
+	if _, err := ParsePrefixes("cache.purge_allow", c.PurgeAllow); err != nil {
+		return err
+	}
+	return c.validateTags()
+}
+
+// validateTags checks the tag purge keys.
+func (c *CacheConfig) validateTags() error {
+	if c.TagHeader != "" && !validFieldName(c.TagHeader) {
+		return errorf("cache.tag_header", "must be a header field name (a token) or empty, got %q", c.TagHeader)
+	}
+	switch c.TagSeparator {
+	case "", "space", "comma":
+	default:
+		return errorf("cache.tag_separator", `must be "space", "comma" or empty, got %q`, c.TagSeparator)
+	}
+	if c.MaxTags <= 0 || c.MaxTags > 4096 {
+		return errorf("cache.max_tags", "must be between 1 and 4096, got %d", c.MaxTags)
+	}
+	if c.MaxTagLength <= 0 || c.MaxTagLength > 4096 {
+		return errorf("cache.max_tag_length", "must be between 1 and 4096, got %d", c.MaxTagLength)
+	}
+	return nil
+}
+
+// validFieldName reports whether s is an HTTP field name (RFC 9110 §5.1: a token).
+func validFieldName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return s != ""
 }

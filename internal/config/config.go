@@ -56,7 +56,8 @@ func Default() Config {
 	}
 }
 
-// Validate checks every section and returns the first problem, naming its key.
+// Validate checks every section and returns the first problem of each, naming its key
+// (joined: a reload logs each one).
 func (c *Config) Validate() error {
 	if strings.TrimSpace(c.DataDir) == "" {
 		return errorf("data_dir", "must not be empty")
@@ -64,15 +65,22 @@ func (c *Config) Validate() error {
 	if err := CheckNonNegative("grace_period", c.GracePeriod); err != nil {
 		return err
 	}
+	var errs []error
 	for _, v := range []func() error{
 		c.Log.validate, c.Runtime.validate, c.Admin.validate, c.Proxy.validate, c.Cache.validate,
 		c.DNS.validate, c.Web.validate, c.FTP.validate, c.Mail.validate,
 	} {
 		if err := v(); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	if c.Admin.Enabled && c.Admin.TLS && (!c.Proxy.Enabled || len(c.Proxy.TLS.Certificates) == 0 && !c.Proxy.TLS.Demo) {
+		errs = append(errs, errorf("admin.tls", "needs the proxy's certificates: proxy.enabled and [[proxy.tls.certificates]] (or proxy.tls.demo)"))
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 // Source says where to read configuration from.

@@ -51,6 +51,14 @@ func TestLoadRejects(t *testing.T) {
 		{name: "env names no key", text: "", env: []string{"OUTPOST_PROXY_LISTN=x"}, key: "OUTPOST_PROXY_LISTN", reason: "no configuration key"},
 		{name: "env bad address", text: "", env: []string{"OUTPOST_WEB_LISTEN=localhost"}, key: "web.listen", reason: "not a host:port"},
 		{name: "toml syntax", text: "[proxy\n", key: "", reason: "toml"},
+		// Tag purge (issue 14).
+		{name: "tag header not a field name", text: "[cache]\ntag_header = \"Surrogate Key\"\n", key: "cache.tag_header", reason: "field name"},
+		{name: "tag header with a colon", text: "[cache]\ntag_header = \"Cache-Tag:\"\n", key: "cache.tag_header", reason: "field name"},
+		{name: "tag separator unknown", text: "[cache]\ntag_separator = \"semicolon\"\n", key: "cache.tag_separator", reason: "space"},
+		{name: "max tags zero", text: "[cache]\nmax_tags = 0\n", key: "cache.max_tags", reason: "between 1 and 4096"},
+		{name: "max tags too many", text: "[cache]\nmax_tags = 100000\n", key: "cache.max_tags", reason: "between 1 and 4096"},
+		{name: "max tag length negative", text: "[cache]\nmax_tag_length = -1\n", key: "cache.max_tag_length", reason: "between 1 and 4096"},
+		{name: "strip tag header not a bool", text: "[cache]\nstrip_tag_header = \"sometimes\"\n", key: "cache.strip_tag_header", reason: "bool"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -81,6 +82,10 @@ type ProxyConfig struct {
 	Parents ProxyParentsConfig `mapstructure:"parents"`
 	// Purge is purge fan-out to parents and peers ([proxy.purge], parents.go).
 	Purge ProxyPurgeConfig `mapstructure:"purge"`
+	// TLS is the TLS listeners and their certificates ([proxy.tls], tls.go).
+	TLS ProxyTLSConfig `mapstructure:"tls"`
+	// HTTP2 is HTTP/2 on the TLS listeners ([proxy.http2], tls.go).
+	HTTP2 ProxyHTTP2Config `mapstructure:"http2"`
 }
 
 // ProxyUpstreamConfig is [proxy.upstream]: the origin connection pools.
@@ -116,6 +121,8 @@ type ProxyRoute struct {
 	Balance string `mapstructure:"balance"`
 	// RewriteHost sends the origin's host in Host instead of the client's.
 	RewriteHost bool `mapstructure:"rewrite_host"`
+	// Health is the active health check of the route's origins ([proxy.routes.health]).
+	Health ProxyRouteHealth `mapstructure:"health"`
 	// CacheKey is the route's cache-key rules ([proxy.routes.cache_key], cachekey.go).
 	CacheKey CacheKeyConfig `mapstructure:"cache_key"`
 }
@@ -140,6 +147,9 @@ type ProxyPACConfig struct {
 	Direct []string `mapstructure:"direct"`
 	// FallbackDirect lets browsers go direct when the proxy is unreachable.
 	FallbackDirect bool `mapstructure:"fallback_direct"`
+	// HTTPSProxy is a TLS listener's host:port the PAC file names first ("HTTPS host:port"),
+	// before the plain proxy; empty: none.
+	HTTPSProxy string `mapstructure:"https_proxy"`
 }
 
 func defaultProxy() ProxyConfig {
@@ -178,6 +188,8 @@ func defaultProxy() ProxyConfig {
 		PAC:       ProxyPACConfig{Enabled: true, FallbackDirect: true},
 		Parents:   defaultParents(),
 		Purge:     defaultPurge(),
+		TLS:       defaultProxyTLS(),
+		HTTP2:     defaultProxyHTTP2(),
 	}
 }
 
@@ -204,13 +216,28 @@ func (c *ProxyConfig) validate() error {
 			return err
 		}
 	}
-	for _, chk := range []func() error{c.validateLimits, c.validateLists, c.Upstream.validate,
-		c.AccessLog.validate, c.validateRoutes, c.Parents.validate, c.Purge.validate} {
-		if err := chk(); err != nil {
+	if c.PAC.HTTPSProxy != "" {
+		if err := CheckHostPort("proxy.pac.https_proxy", c.PAC.HTTPSProxy); err != nil {
 			return err
 		}
 	}
-	return nil
+	var errs []error // every check's first problem (and every bad route): a reload logs each
+	for _, chk := range []func() error{c.validateLimits, c.validateLists, c.Upstream.validate,
+		c.AccessLog.validate, c.validateRoutes, c.Parents.validate, c.Purge.validate,
+		c.TLS.validate, c.HTTP2.validate} {
+		if err := chk(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrors(errs)
+}
+
+// joinErrors is errors.Join that returns a single error as itself.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 // validateLimits checks the timeouts and sizes.
@@ -271,35 +298,43 @@ func (c *ProxyConfig) validateLists() error {
 	return nil
 }
 
-// validateRoutes checks each [[proxy.routes]] entry.
+// validateRoutes checks each [[proxy.routes]] entry, reporting the first problem of each.
 func (c *ProxyConfig) validateRoutes() error {
-	for i, r := range c.Routes {
-		key := fmt.Sprintf("proxy.routes[%d]", i)
-		if r.Host == "" || strings.ContainsAny(r.Host, " /") {
-			return errorf(key+".host", "%q is not a host, *.suffix or *", r.Host)
-		}
-		if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
-			return errorf(key+".path_prefix", "%q must start with /", r.PathPrefix)
-		}
-		if len(r.Origins) == 0 {
-			return errorf(key+".origins", "needs at least one origin URL")
-		}
-		for j, o := range r.Origins {
-			u, err := url.Parse(o)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return errorf(fmt.Sprintf("%s.origins[%d]", key, j), "%q is not an http(s)://host[:port] URL", o)
-			}
-		}
-		switch r.Balance {
-		case "", "round_robin", "least_conn":
-		default:
-			return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
-		}
-		if err := r.CacheKey.validate(key + ".cache_key"); err != nil {
-			return err
+	var errs []error
+	for i := range c.Routes {
+		if err := c.Routes[i].validate(fmt.Sprintf("proxy.routes[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return joinErrors(errs)
+}
+
+// validate checks one route; key is "proxy.routes[i]".
+func (r *ProxyRoute) validate(key string) error {
+	if r.Host == "" || strings.ContainsAny(r.Host, " /") {
+		return errorf(key+".host", "%q is not a host, *.suffix or *", r.Host)
+	}
+	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+		return errorf(key+".path_prefix", "%q must start with /", r.PathPrefix)
+	}
+	if len(r.Origins) == 0 {
+		return errorf(key+".origins", "needs at least one origin URL")
+	}
+	for j, o := range r.Origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errorf(fmt.Sprintf("%s.origins[%d]", key, j), "%q is not an http(s)://host[:port] URL", o)
+		}
+	}
+	switch r.Balance {
+	case "", "round_robin", "least_conn":
+	default:
+		return errorf(key+".balance", "%q is not round_robin or least_conn", r.Balance)
+	}
+	if err := r.CacheKey.validate(key + ".cache_key"); err != nil {
+		return err
+	}
+	return r.Health.validate(key + ".health")
 }
 
 func (c *ProxyUpstreamConfig) validate() error {

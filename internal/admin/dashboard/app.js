@@ -261,7 +261,9 @@ function routeRows(routes) {
   const rows = [];
   for (const r of routes) for (const o of r.origins) {
     rows.push([{ text: r.name, title: r.name }, { text: o.url, title: o.url },
-      o.up ? { text: "up", cls: "up" } : { text: "down until " + new Date(o.down_until).toLocaleTimeString(), cls: "down" },
+      o.up ? { text: "up", cls: "up" }
+        : o.health && o.health.state === "down" ? { text: "down (health check)", title: o.health.last_error || "", cls: "down" }
+        : { text: "down until " + new Date(o.down_until).toLocaleTimeString(), cls: "down" },
       { text: String(o.active), cls: "num" }]);
   }
   return [rows, routes.length ? "" : "no reverse routes configured: forward proxying only (no origin health to show)"];
