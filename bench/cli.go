@@ -24,14 +24,14 @@ func NewCommand(version string) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown bench command %q (want scorecard, http, cache, dns, delay or compare)", args[0])
+				return usagef("unknown bench command %q (want scorecard, http, cache, dns, delay, compare or soak)", args[0])
 			}
 			return cmd.Help()
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	cmd.Annotations = map[string]string{versionKey: version}
-	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd(), benchDelayCmd(), benchCompareCmd())
+	cmd.AddCommand(benchScorecardCmd(), benchHTTPCmd(), benchCacheCmd(), benchDNSCmd(), benchDelayCmd(), benchCompareCmd(), benchSoakCmd())
 	return cmd
 }
 
