@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,6 +51,70 @@ func demoConfig(t *testing.T) (string, map[string]string) {
 	return f, moved
 }
 
+// startDemoBinary starts `outpost up` on the demo configuration moved to free ports
+// (demoConfig) and waits until /readyz answers 200. A port taken between demoConfig's pick and
+// the binary's bind (by a test running in parallel) makes the binary exit at once: it is
+// started again on new ports, at most three times; any other early exit fails the test with
+// what the binary logged. The returned lines are everything it logs, from its start (the
+// caller drains them).
+func startDemoBinary(t *testing.T) (*exec.Cmd, map[string]string, <-chan string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		cfg, moved := demoConfig(t)
+		cmd, lines := startBinary(t, nil, "up", "--config", cfg)
+		var seen []string
+		exited := false
+		deadline := time.Now().Add(60 * time.Second)
+		poll := time.NewTicker(20 * time.Millisecond)
+		for !exited && !readyz(moved["127.0.0.1:9090"]) {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					exited = true
+					break
+				}
+				seen = append(seen, l)
+			case <-poll.C:
+			}
+			if !exited && time.Now().After(deadline) {
+				poll.Stop()
+				t.Fatalf("/readyz did not answer 200 within 60s; the binary logged:\n%s", strings.Join(seen, "\n"))
+			}
+		}
+		poll.Stop()
+		if !exited {
+			out := make(chan string, 256)
+			go func() {
+				defer close(out)
+				for _, l := range seen {
+					out <- l
+				}
+				for l := range lines {
+					out <- l
+				}
+			}()
+			return cmd, moved, out
+		}
+		_ = cmd.Wait()
+		logged := strings.Join(seen, "\n")
+		if attempt < 3 && strings.Contains(logged, "address already in use") {
+			t.Logf("a port was taken before the binary bound it; again on new ports:\n%s", logged)
+			continue
+		}
+		t.Fatalf("outpost up exited before it was ready:\n%s", logged)
+	}
+}
+
+// readyz reports whether the admin listener at addr answers /readyz with 200.
+func readyz(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // output runs a client under a deadline and returns its standard output, failing the test on
 // error.
 func output(t *testing.T, name string, args ...string) string {
@@ -64,13 +130,11 @@ func output(t *testing.T, name string, args ...string) string {
 func TestDemoWithRealClients(t *testing.T) {
 	clienttest.Need(t, "curl", "curl")
 	clienttest.Need(t, "dig", "dnsutils")
-	cfg, moved := demoConfig(t)
-	cmd, lines := startBinary(t, nil, "up", "--config", cfg)
+	cmd, moved, lines := startDemoBinary(t)
 	go func() {
 		for range lines {
 		}
 	}()
-	waitReady(t, moved["127.0.0.1:9090"], 60*time.Second)
 	defer cmd.Process.Signal(os.Interrupt)
 
 	proxy, origin := moved["127.0.0.1:8080"], moved["127.0.0.1:8081"]
