@@ -544,13 +544,21 @@ func (c *conn) takeBuffers() {
 // stored response they wrote), so that an idle connection keeps none of it alive. Only the
 // reader calls it, with no response in flight and c.mu held.
 func (c *conn) forgetRequestsLocked() {
-	for _, s := range c.ring {
-		if s != nil {
+	// Only the slots of requests since the last time hold anything: a keep-alive client that
+	// waits for each response touches one slot of the window per request, not all of them.
+	n := uint64(len(c.ring))
+	from := c.forgotten
+	if c.next-from > n {
+		from = c.next - n
+	}
+	for seq := from; seq < c.next; seq++ {
+		if s := c.ring[seq%n]; s != nil {
 			s.slotState = slotState{seq: s.seq, sExtra: s.sExtra[:0]}
 			putHead(s.own)
 			s.own = nil
 		}
 	}
+	c.forgotten = c.next
 	putHead(c.reqHead)
 	c.reqHead = nil
 }

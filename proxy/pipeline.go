@@ -50,14 +50,17 @@ import (
 //   - The front end swaps the connection's buffers (br, bw) in and out under mu while no
 //     response is in flight (frontend.go takeBuffers, releaseBuffers, forgetRequestsLocked).
 type pipeline struct {
-	mu     sync.Mutex
-	turn   sync.Cond // broadcast when head advances or the connection breaks
-	room   sync.Cond // broadcast when a slot is freed
-	ring   []*slot
-	next   uint64 // sequence number of the next slot to create
-	head   uint64 // sequence number of the slot allowed to write
-	dirty  bool   // bw holds unflushed output (only while no slot is in flight)
-	broken bool   // a write failed or the connection was closed under us
+	mu   sync.Mutex
+	turn sync.Cond // broadcast when head advances or the connection breaks
+	room sync.Cond // broadcast when a slot is freed
+	ring []*slot
+	next uint64 // sequence number of the next slot to create
+	// forgotten: the slots of requests before it hold nothing of theirs any more
+	// (forgetRequestsLocked, frontend.go).
+	forgotten uint64
+	head      uint64 // sequence number of the slot allowed to write
+	dirty     bool   // bw holds unflushed output (only while no slot is in flight)
+	broken    bool   // a write failed or the connection was closed under us
 	// noLinger: the connection ended after a response the client asked to be the last, with
 	// nothing of its unread; it closes without lingering (endLocked).
 	noLinger bool
