@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,17 +197,28 @@ func (o *origin) check(d *dialer) error {
 		path = p + path
 	}
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + o.u.Host + "\r\nUser-Agent: outpost-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-	if _, err := nc.Write([]byte(req)); err != nil {
+	status, err := probeStatus(nc, req)
+	if err != nil {
 		return fmt.Errorf("health check: %w", err)
+	}
+	if !cfg.Passes(status) {
+		return fmt.Errorf("health check: GET %s: status %d", path, status)
+	}
+	return nil
+}
+
+// probeStatus sends a check's request head req on nc and returns the status of the response
+// head, read as strictly as any origin response (the active health checks of origins and of
+// parents).
+func probeStatus(nc net.Conn, req string) (int, error) {
+	if _, err := nc.Write([]byte(req)); err != nil {
+		return 0, err
 	}
 	var head wire.ResponseHead
 	if err := head.Read(bufio.NewReaderSize(nc, 4<<10), wire.Limits{MaxBytes: maxResponseHead}); err != nil {
-		return fmt.Errorf("health check: %w", err)
+		return 0, err
 	}
-	if !cfg.Passes(head.Status) {
-		return fmt.Errorf("health check: GET %s: status %d", path, head.Status)
-	}
-	return nil
+	return head.Status, nil
 }
 
 // originMetrics exposes every route origin of the running configuration at scrape time:

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/outpost-proxy/outpost/cache"
 	"github.com/outpost-proxy/outpost/internal/config"
-	"github.com/outpost-proxy/outpost/proxy/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -252,15 +250,12 @@ func (t *parentTier) check(p *parent) error {
 	}
 	_ = nc.SetDeadline(time.Now().Add(t.cfg.Timeout))
 	req := "OPTIONS * HTTP/1.1\r\nHost: " + p.addr + "\r\nMax-Forwards: 0\r\nUser-Agent: outpost-parent-check\r\nConnection: close\r\n\r\n"
-	if _, err := nc.Write([]byte(req)); err != nil {
+	status, err := probeStatus(nc, req)
+	if err != nil {
 		return fmt.Errorf("parent check: %w", err)
 	}
-	var head wire.ResponseHead
-	if err := head.Read(bufio.NewReaderSize(nc, 4<<10), wire.Limits{MaxBytes: maxResponseHead}); err != nil {
-		return fmt.Errorf("parent check: %w", err)
-	}
-	if head.Status >= 500 {
-		return fmt.Errorf("parent check: status %d", head.Status)
+	if status >= 500 {
+		return fmt.Errorf("parent check: status %d", status)
 	}
 	return nil
 }
