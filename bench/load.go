@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -647,12 +646,6 @@ func (p *loadPlan) merge(ws []*loadWorker, elapsed time.Duration) *LoadResult {
 		r.ByteHitRatio = float64(r.HitBytes) / float64(n)
 	}
 	return r
-}
-
-// isTerminal reports whether f is a terminal (progress lines go only there).
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // WriteLoad writes a human-readable summary of a load result.

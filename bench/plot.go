@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"path/filepath"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -110,18 +109,6 @@ func barPlot(title, yLabel string, categories []string, groups []barGroup) (*plo
 	p.X.Tick.Label.Rotation = 0.35
 	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
 	return p, nil
-}
-
-// savePlot writes a plot to a .png or .svg file.
-func savePlot(p *plot.Plot, file string) error {
-	ext := strings.ToLower(filepath.Ext(file))
-	if ext != ".png" && ext != ".svg" {
-		return usagef("--plot %s: want a .png or .svg file", file)
-	}
-	if err := p.Save(chartW, chartH, file); err != nil {
-		return fmt.Errorf("write plot %s: %w", file, err)
-	}
-	return nil
 }
 
 // svgOf renders a plot as an SVG document for inlining in HTML.

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -359,6 +358,3 @@ func waitCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-// errClosed is returned by operations attempted after the soak stopped its traffic.
-var errClosed = errors.New("soak stopped")

@@ -144,9 +144,6 @@ func lowerInPlace(b []byte) {
 	}
 }
 
-// keyOf returns the primary key of a URL as a string (slow paths: purge, invalidation).
-func keyOf(u *url.URL) string { return string(appendKey(nil, u, "")) }
-
 // itemKey is the memory and disk key of one stored response: the primary key's hash for a
 // response without Vary, a hash of both keys otherwise.
 func itemKey(primary uint64, key, secondary string) uint64 {

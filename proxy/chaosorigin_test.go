@@ -97,18 +97,6 @@ func startChaosOrigin(t testing.TB) *chaosOrigin {
 // url is the origin's base URL.
 func (o *chaosOrigin) url() string { return "http://" + o.addr }
 
-// refusedAddr returns a loopback address nothing listens on: a connect is refused.
-func refusedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // acceptLoop serves connections until the listener closes.
 func (o *chaosOrigin) acceptLoop() {
 	defer o.wg.Done()

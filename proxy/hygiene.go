@@ -14,20 +14,6 @@ import (
 // hop; Via records every proxy and lets us detect loops; Max-Forwards counts down for OPTIONS
 // and TRACE; X-Forwarded-For / Forwarded tell the origin who asked.
 
-// hasToken reports whether a comma-separated field contains token (case-insensitive).
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for len(v) > 0 {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(tok), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // viaLoop reports whether a Via field already lists our pseudonym as a received-by entry: the
 // request went round and came back.
 func viaLoop(values []string, pseudonym string) bool {
